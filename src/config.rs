@@ -1,0 +1,278 @@
+//! The one configuration tree: service settings (broker, database, HTTP, ingest limits, time zone) and
+//! the county's registry (spaces and devices). Loaded from a TOML file, layered with environment
+//! variables (`VISITORFLOW__DATABASE__URL=…`). Validation of the registry lives in [`crate::registry`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The county registry and settings shipped in the binary; `visitorflow demo` runs on it.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/county.toml");
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub county: CountyConfig,
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub spaces: Vec<SpaceConfig>,
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] config::ConfigError),
+}
+
+impl Config {
+    /// Loads `path` (or the embedded default when `None`), then applies `VISITORFLOW__…` variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            Some(p) => Self::from_source(config::File::from(p).format(config::FileFormat::Toml)),
+            None => Self::from_source(config::File::from_str(
+                EMBEDDED_DEFAULT,
+                config::FileFormat::Toml,
+            )),
+        }
+    }
+
+    /// Parses TOML text (no environment layering): for tests and `check-config` on inline text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()?;
+        Ok(cfg.try_deserialize()?)
+    }
+
+    fn from_source<S>(file: S) -> Result<Self, ConfigError>
+    where
+        S: config::Source + Send + Sync + 'static,
+    {
+        let cfg = config::Config::builder()
+            .add_source(file)
+            .add_source(
+                config::Environment::with_prefix("VISITORFLOW")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?;
+        Ok(cfg.try_deserialize()?)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CountyConfig {
+    /// IANA time zone in which days roll and local times are shown (storage is UTC).
+    pub time_zone: String,
+}
+
+impl Default for CountyConfig {
+    fn default() -> Self {
+        Self {
+            time_zone: "Asia/Shanghai".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    /// Fixed so the broker keeps the persistent session (and its queue) across restarts.
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// First topic segment: reports arrive on `{prefix}/{space}/{device}/counts`.
+    pub topic_prefix: String,
+    pub keep_alive_s: u64,
+    /// Seconds to wait before reconnecting after the broker or database failed.
+    pub reconnect_delay_ms: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: "visitorflow-ingester".into(),
+            username: None,
+            password: None,
+            topic_prefix: "vf".into(),
+            keep_alive_s: 30,
+            reconnect_delay_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user:pass@host:port/db` or key=value form. `demo` fills it in when empty.
+    pub url: String,
+    pub pool_size: usize,
+    /// Raw reports older than this are deleted (0 keeps them forever).
+    pub raw_retention_days: u32,
+    /// Use TimescaleDB when the extension is available (`false` forces plain PostgreSQL).
+    pub timescaledb: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            pool_size: 8,
+            raw_retention_days: 90,
+            timescaledb: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A batch is committed when it holds this many MQTT messages…
+    pub batch_max_messages: usize,
+    /// …or this long after its first message arrived.
+    pub batch_linger_ms: u64,
+    /// Reports stamped further than this in the future are rejected (device clock wrong).
+    pub max_future_skew_s: i64,
+    /// Reports older than this are rejected (a device replaying ancient history).
+    pub max_age_days: i64,
+    /// A single report counting more people than this in one direction is rejected as absurd.
+    pub max_count_per_report: u32,
+    /// Largest accepted payload; larger messages are rejected without parsing.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            batch_max_messages: 5_000,
+            batch_linger_ms: 20,
+            max_future_skew_s: 300,
+            max_age_days: 30,
+            max_count_per_report: 10_000,
+            max_payload_bytes: 256 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpaceKind {
+    County,
+    ScenicArea,
+    Zone,
+    CarPark,
+    Hub,
+}
+
+impl SpaceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpaceKind::County => "county",
+            SpaceKind::ScenicArea => "scenic_area",
+            SpaceKind::Zone => "zone",
+            SpaceKind::CarPark => "car_park",
+            SpaceKind::Hub => "hub",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceConfig {
+    pub id: String,
+    pub kind: SpaceKind,
+    #[serde(default)]
+    pub parent: Option<String>,
+    pub name_zh: String,
+    pub name_en: String,
+    /// LB/T 034 瞬时最大承载量 (people; vehicles for a car park).
+    #[serde(default)]
+    pub instant_capacity: Option<u32>,
+    /// LB/T 034 日最大承载量 (people per local day).
+    #[serde(default)]
+    pub daily_capacity: Option<u32>,
+    /// Local time at which this space's day starts ("06:00"); counts reset then.
+    #[serde(default)]
+    pub opens_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Gate,
+    Camera,
+    VehicleCounter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    /// `{"seq","ts","in","out",…}` as in the README's MQTT contract.
+    #[default]
+    Native,
+    /// Milesight VS133/VS135 decoded uplink (`line_N_period_in`, `line_N_total_in`, …).
+    MilesightVs13x,
+}
+
+/// Whether a device's "in" means entering its space (`normal`) or leaving it (`reversed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    Normal,
+    Reversed,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    pub line: u8,
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub id: String,
+    pub space: String,
+    pub kind: DeviceKind,
+    #[serde(default)]
+    pub format: PayloadFormat,
+    #[serde(default)]
+    pub direction: Direction,
+    /// Milesight only: which counting lines to use, each with its own direction (default: line 1).
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+}

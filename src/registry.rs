@@ -1,0 +1,434 @@
+//! The validated registry: the county's space tree and its devices, resolved to dense indices.
+//! `Registry::build` reports every problem in a config at once, each with its location, which is
+//! what `visitorflow check-config` prints.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::NaiveTime;
+use chrono_tz::Tz;
+
+use crate::config::{
+    Config, DeviceKind, Direction, LineConfig, PayloadFormat, SpaceConfig, SpaceKind,
+};
+use crate::ids::{DeviceId, DeviceIdx, SpaceId, SpaceIdx};
+
+/// What a space counts: people or vehicles. Counts never roll up across units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    People,
+    Vehicles,
+}
+
+#[derive(Debug, Clone)]
+pub struct Space {
+    pub idx: SpaceIdx,
+    pub id: SpaceId,
+    pub kind: SpaceKind,
+    pub parent: Option<SpaceIdx>,
+    pub children: Vec<SpaceIdx>,
+    pub name_zh: String,
+    pub name_en: String,
+    pub instant_capacity: Option<u32>,
+    pub daily_capacity: Option<u32>,
+    pub opens_at: NaiveTime,
+    pub unit: Unit,
+    /// True when devices are bound to this space itself; otherwise its figures are its parts' sum.
+    pub measured: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub idx: DeviceIdx,
+    pub id: DeviceId,
+    pub space: SpaceIdx,
+    pub kind: DeviceKind,
+    pub format: PayloadFormat,
+    pub direction: Direction,
+    pub lines: Vec<LineConfig>,
+    /// Spaces whose counts this device's reports change: its own space, then each ancestor that is
+    /// not measured at its own gates (zone → area → county), stopping at a change of unit or kind.
+    pub targets: Vec<SpaceIdx>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub spaces: Vec<Space>,
+    pub devices: Vec<Device>,
+    pub tz: Tz,
+    space_by_id: HashMap<SpaceId, SpaceIdx>,
+    device_by_id: HashMap<DeviceId, DeviceIdx>,
+}
+
+/// One problem found in a config, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub location: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{} problem(s) in the registry:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct RegistryError(pub Vec<Problem>);
+
+fn space_loc(i: usize, s: &SpaceConfig) -> String {
+    format!("spaces[{i}] (id = {:?})", s.id)
+}
+
+fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && id != "."
+        && id != ".."
+}
+
+impl Registry {
+    pub fn build(cfg: &Config) -> Result<Self, RegistryError> {
+        let mut problems = Vec::new();
+        let mut push =
+            |location: String, message: String| problems.push(Problem { location, message });
+
+        let tz: Tz = match cfg.county.time_zone.parse() {
+            Ok(tz) => tz,
+            Err(_) => {
+                push(
+                    "county.time_zone".into(),
+                    format!(
+                        "unknown time zone {:?} (use an IANA name such as \"Asia/Shanghai\")",
+                        cfg.county.time_zone
+                    ),
+                );
+                chrono_tz::Asia::Shanghai
+            }
+        };
+
+        let mut space_by_id: HashMap<SpaceId, SpaceIdx> = HashMap::new();
+        let mut spaces: Vec<Space> = Vec::with_capacity(cfg.spaces.len());
+        for (i, s) in cfg.spaces.iter().enumerate() {
+            let loc = space_loc(i, s);
+            if !is_valid_id(&s.id) {
+                push(
+                    loc.clone(),
+                    "id must be 1–64 characters of A–Z a–z 0–9 - _ . (it is a topic segment)"
+                        .into(),
+                );
+            }
+            let id = SpaceId::new(s.id.as_str());
+            if space_by_id.contains_key(&id) {
+                push(loc.clone(), format!("duplicate space id {:?}", s.id));
+                continue;
+            }
+            let opens_at = match &s.opens_at {
+                None => NaiveTime::MIN,
+                Some(t) => NaiveTime::parse_from_str(t, "%H:%M").unwrap_or_else(|_| {
+                    push(
+                        format!("{loc}.opens_at"),
+                        format!("{t:?} is not a time of day HH:MM"),
+                    );
+                    NaiveTime::MIN
+                }),
+            };
+            for (field, v) in [
+                ("instant_capacity", s.instant_capacity),
+                ("daily_capacity", s.daily_capacity),
+            ] {
+                if v == Some(0) {
+                    push(
+                        format!("{loc}.{field}"),
+                        "a capacity must be positive (omit it when unknown)".into(),
+                    );
+                }
+            }
+            if s.kind == SpaceKind::County && s.parent.is_some() {
+                push(
+                    format!("{loc}.parent"),
+                    "the county is the root and has no parent".into(),
+                );
+            }
+            let idx = SpaceIdx(spaces.len() as u32);
+            space_by_id.insert(id.clone(), idx);
+            spaces.push(Space {
+                idx,
+                id,
+                kind: s.kind,
+                parent: None,
+                children: Vec::new(),
+                name_zh: s.name_zh.clone(),
+                name_en: s.name_en.clone(),
+                instant_capacity: s.instant_capacity,
+                daily_capacity: s.daily_capacity,
+                opens_at,
+                unit: if s.kind == SpaceKind::CarPark {
+                    Unit::Vehicles
+                } else {
+                    Unit::People
+                },
+                measured: false,
+            });
+        }
+
+        // Resolve parents in a second pass so a parent may be declared after its child.
+        let mut cfg_of_idx = Vec::with_capacity(spaces.len());
+        for (i, s) in cfg.spaces.iter().enumerate() {
+            let Some(&idx) = space_by_id.get(s.id.as_str()) else {
+                continue;
+            };
+            if cfg_of_idx.len() > idx.get() {
+                continue; // a duplicate, already reported
+            }
+            cfg_of_idx.push(i);
+            let loc = space_loc(i, s);
+            let Some(parent_id) = &s.parent else {
+                if s.kind != SpaceKind::County {
+                    push(
+                        format!("{loc}.parent"),
+                        format!("a {} needs a parent", s.kind.as_str()),
+                    );
+                }
+                continue;
+            };
+            let Some(&pidx) = space_by_id.get(parent_id.as_str()) else {
+                push(
+                    format!("{loc}.parent"),
+                    format!("unknown parent {parent_id:?}"),
+                );
+                continue;
+            };
+            let pkind = spaces[pidx.get()].kind;
+            let allowed = match s.kind {
+                SpaceKind::County => false,
+                SpaceKind::ScenicArea => pkind == SpaceKind::County,
+                SpaceKind::Zone => matches!(pkind, SpaceKind::ScenicArea | SpaceKind::Zone),
+                SpaceKind::CarPark | SpaceKind::Hub => {
+                    matches!(
+                        pkind,
+                        SpaceKind::County | SpaceKind::ScenicArea | SpaceKind::Hub
+                    )
+                }
+            };
+            if !allowed {
+                push(
+                    format!("{loc}.parent"),
+                    format!(
+                        "a {} cannot sit under the {} {parent_id:?}",
+                        s.kind.as_str(),
+                        pkind.as_str()
+                    ),
+                );
+                continue;
+            }
+            spaces[idx.get()].parent = Some(pidx);
+        }
+        // Cycles (zone → zone → …) would make roll-ups loop forever.
+        for i in 0..spaces.len() {
+            let mut seen = 0;
+            let mut cur = spaces[i].parent;
+            while let Some(p) = cur {
+                seen += 1;
+                if p.get() == i || seen > spaces.len() {
+                    push(
+                        space_loc(cfg_of_idx[i], &cfg.spaces[cfg_of_idx[i]]),
+                        "parents form a cycle".into(),
+                    );
+                    spaces[i].parent = None;
+                    break;
+                }
+                cur = spaces[p.get()].parent;
+            }
+        }
+        for i in 0..spaces.len() {
+            if let Some(p) = spaces[i].parent {
+                let idx = spaces[i].idx;
+                spaces[p.get()].children.push(idx);
+            }
+        }
+        // A zone cannot hold more than the area (or zone) it lies in.
+        for s in &spaces {
+            let Some(p) = s.parent else { continue };
+            let parent = &spaces[p.get()];
+            if s.kind != SpaceKind::Zone {
+                continue;
+            }
+            for (field, mine, theirs) in [
+                (
+                    "instant_capacity",
+                    s.instant_capacity,
+                    parent.instant_capacity,
+                ),
+                ("daily_capacity", s.daily_capacity, parent.daily_capacity),
+            ] {
+                if let (Some(m), Some(t)) = (mine, theirs) {
+                    if m > t {
+                        push(
+                            format!(
+                                "{}.{field}",
+                                space_loc(
+                                    cfg_of_idx[s.idx.get()],
+                                    &cfg.spaces[cfg_of_idx[s.idx.get()]]
+                                )
+                            ),
+                            format!("{m} exceeds the {t} of its parent {:?}", parent.id.as_str()),
+                        );
+                    }
+                }
+            }
+        }
+        let counties = spaces
+            .iter()
+            .filter(|s| s.kind == SpaceKind::County)
+            .count();
+        if counties > 1 {
+            push(
+                "spaces".into(),
+                format!("{counties} spaces of kind county; there must be at most one root"),
+            );
+        }
+
+        let mut device_by_id: HashMap<DeviceId, DeviceIdx> = HashMap::new();
+        let mut devices: Vec<Device> = Vec::with_capacity(cfg.devices.len());
+        for (i, d) in cfg.devices.iter().enumerate() {
+            let loc = format!("devices[{i}] (id = {:?})", d.id);
+            if !is_valid_id(&d.id) {
+                push(
+                    loc.clone(),
+                    "id must be 1–64 characters of A–Z a–z 0–9 - _ . (it is a topic segment)"
+                        .into(),
+                );
+            }
+            let id = DeviceId::new(d.id.as_str());
+            if device_by_id.contains_key(&id) {
+                push(loc, format!("duplicate device id {:?}", d.id));
+                continue;
+            }
+            let Some(&space) = space_by_id.get(d.space.as_str()) else {
+                push(
+                    format!("{loc}.space"),
+                    format!("bound to no known space ({:?})", d.space),
+                );
+                continue;
+            };
+            let skind = spaces[space.get()].kind;
+            match (d.kind, skind) {
+                (DeviceKind::VehicleCounter, SpaceKind::CarPark) => {}
+                (DeviceKind::VehicleCounter, _) => push(
+                    format!("{loc}.kind"),
+                    format!(
+                        "a vehicle_counter belongs in a car_park, not the {} {:?}",
+                        skind.as_str(),
+                        d.space
+                    ),
+                ),
+                (_, SpaceKind::CarPark) => push(
+                    format!("{loc}.kind"),
+                    format!(
+                        "a car park counts vehicles: use kind = \"vehicle_counter\" for {:?}",
+                        d.id
+                    ),
+                ),
+                _ => {}
+            }
+            match d.format {
+                PayloadFormat::Native if !d.lines.is_empty() => push(
+                    format!("{loc}.lines"),
+                    "lines apply to the milesight_vs13x format only".into(),
+                ),
+                PayloadFormat::MilesightVs13x => {
+                    for (j, l) in d.lines.iter().enumerate() {
+                        if !(1..=4).contains(&l.line) {
+                            push(
+                                format!("{loc}.lines[{j}]"),
+                                format!("line {} does not exist (VS13x has lines 1–4)", l.line),
+                            );
+                        }
+                    }
+                }
+                PayloadFormat::Native => {}
+            }
+            let lines = if d.format == PayloadFormat::MilesightVs13x && d.lines.is_empty() {
+                vec![LineConfig {
+                    line: 1,
+                    direction: Direction::Normal,
+                }]
+            } else {
+                d.lines.clone()
+            };
+            spaces[space.get()].measured = true;
+            let idx = DeviceIdx(devices.len() as u32);
+            device_by_id.insert(id.clone(), idx);
+            devices.push(Device {
+                idx,
+                id,
+                space,
+                kind: d.kind,
+                format: d.format,
+                direction: d.direction,
+                lines,
+                targets: Vec::new(),
+            });
+        }
+
+        if !problems.is_empty() {
+            return Err(RegistryError(problems));
+        }
+        for d in &mut devices {
+            d.targets = targets_of(&spaces, d.space);
+        }
+        Ok(Self {
+            spaces,
+            devices,
+            tz,
+            space_by_id,
+            device_by_id,
+        })
+    }
+
+    pub fn space(&self, idx: SpaceIdx) -> &Space {
+        &self.spaces[idx.get()]
+    }
+
+    pub fn device(&self, idx: DeviceIdx) -> &Device {
+        &self.devices[idx.get()]
+    }
+
+    pub fn space_idx(&self, id: &str) -> Option<SpaceIdx> {
+        self.space_by_id.get(id).copied()
+    }
+
+    pub fn device_idx(&self, id: &str) -> Option<DeviceIdx> {
+        self.device_by_id.get(id).copied()
+    }
+}
+
+/// People counted at a zone's gates are also inside its area, and the area's inside the county,
+/// unless that ancestor is measured at its own gates (then counting them again would double).
+fn targets_of(spaces: &[Space], own: SpaceIdx) -> Vec<SpaceIdx> {
+    let mut out = vec![own];
+    let s = &spaces[own.get()];
+    if !matches!(s.kind, SpaceKind::Zone | SpaceKind::ScenicArea) {
+        return out;
+    }
+    let mut cur = s.parent;
+    while let Some(p) = cur {
+        let ps = &spaces[p.get()];
+        if !matches!(
+            ps.kind,
+            SpaceKind::Zone | SpaceKind::ScenicArea | SpaceKind::County
+        ) || ps.measured
+        {
+            break;
+        }
+        out.push(p);
+        cur = ps.parent;
+    }
+    out
+}
