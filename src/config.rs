@@ -99,7 +99,7 @@ pub struct MqttConfig {
     /// First topic segment: reports arrive on `{prefix}/{space}/{device}/counts`.
     pub topic_prefix: String,
     pub keep_alive_s: u64,
-    /// Seconds to wait before reconnecting after the broker or database failed.
+    /// Milliseconds to wait before reconnecting after the broker or database failed.
     pub reconnect_delay_ms: u64,
 }
 

@@ -5,6 +5,15 @@
 //! PostgreSQL and Mosquitto for the demo and the tests; `sim` publishes simulated or replayed traffic.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
+pub mod core;
+pub mod decode;
 pub mod ids;
+pub mod ingest;
+pub mod live;
 pub mod registry;
+pub mod run;
+pub mod source;
+pub mod store;
+pub mod telemetry;

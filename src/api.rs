@@ -1,0 +1,286 @@
+//! The HTTP API (axum): live figures per space from [`Live`] (no database round-trip), series from
+//! PostgreSQL, health and readiness, and the Prometheus scrape. Errors are JSON with a reason.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DeviceKind, PayloadFormat, SpaceKind};
+use crate::ids::{DeviceIdx, SpaceIdx};
+use crate::live::{DeviceNow, Live, SpaceNow};
+use crate::registry::{Registry, Unit};
+use crate::store::{self, Mode, SeriesPoint, Step};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub live: Arc<Live>,
+    pub pool: Pool,
+    pub metrics: PrometheusHandle,
+    pub mode: Mode,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/spaces", get(list_spaces))
+        .route("/api/v1/spaces/{id}", get(get_space))
+        .route("/api/v1/spaces/{id}/series", get(get_series))
+        .route("/api/v1/devices", get(list_devices))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(state)
+}
+
+/// The one error shape of this boundary: `{"error": {"status": 404, "reason": "…"}}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let body = serde_json::json!({ "error": { "status": status.as_u16(), "reason": self.to_string() } });
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        tracing::warn!(error = %e, "database read failed");
+        ApiError::Unavailable("database unavailable".into())
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SpaceView<'a> {
+    pub id: &'a str,
+    pub kind: SpaceKind,
+    pub parent: Option<&'a str>,
+    pub name_zh: &'a str,
+    pub name_en: &'a str,
+    pub unit: Unit,
+    pub instant_capacity: Option<u32>,
+    pub daily_capacity: Option<u32>,
+    /// occupancy ÷ instant_capacity (LB/T 034's instantaneous load).
+    pub utilisation: Option<f64>,
+    /// entries today ÷ daily_capacity.
+    pub daily_utilisation: Option<f64>,
+    /// False when the space has no counters of its own and shows its parts' sum.
+    pub measured: bool,
+    #[serde(flatten)]
+    pub now: SpaceNow,
+}
+
+fn ratio(n: u64, d: Option<u32>) -> Option<f64> {
+    d.map(|d| (n as f64 / f64::from(d) * 1000.0).round() / 1000.0)
+}
+
+fn space_view<'a>(reg: &'a Registry, s: SpaceIdx, now: SpaceNow) -> SpaceView<'a> {
+    let sp = reg.space(s);
+    SpaceView {
+        id: sp.id.as_str(),
+        kind: sp.kind,
+        parent: sp.parent.map(|p| reg.space(p).id.as_str()),
+        name_zh: &sp.name_zh,
+        name_en: &sp.name_en,
+        unit: sp.unit,
+        instant_capacity: sp.instant_capacity,
+        daily_capacity: sp.daily_capacity,
+        utilisation: ratio(now.occupancy, sp.instant_capacity),
+        daily_utilisation: ratio(now.entries_today, sp.daily_capacity),
+        measured: sp.measured,
+        now,
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeviceView<'a> {
+    pub id: &'a str,
+    pub space: &'a str,
+    pub kind: DeviceKind,
+    pub format: PayloadFormat,
+    #[serde(flatten)]
+    pub now: DeviceNow,
+}
+
+fn device_view(reg: &Registry, d: DeviceIdx, now: DeviceNow) -> DeviceView<'_> {
+    let dev = reg.device(d);
+    DeviceView {
+        id: dev.id.as_str(),
+        space: reg.space(dev.space).id.as_str(),
+        kind: dev.kind,
+        format: dev.format,
+        now,
+    }
+}
+
+async fn list_spaces(State(st): State<AppState>) -> Response {
+    let now = st.live.spaces();
+    let views: Vec<_> = st
+        .registry
+        .spaces
+        .iter()
+        .map(|s| space_view(&st.registry, s.idx, now[s.idx.get()]))
+        .collect();
+    Json(views).into_response()
+}
+
+#[derive(Serialize)]
+struct SpaceDetail<'a> {
+    #[serde(flatten)]
+    space: SpaceView<'a>,
+    children: Vec<SpaceView<'a>>,
+    devices: Vec<DeviceView<'a>>,
+}
+
+async fn get_space(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let reg = &st.registry;
+    let s = reg
+        .space_idx(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no space {id:?}")))?;
+    let now = st.live.spaces();
+    let devices = st.live.devices();
+    let detail = SpaceDetail {
+        space: space_view(reg, s, now[s.get()]),
+        children: reg
+            .space(s)
+            .children
+            .iter()
+            .map(|&c| space_view(reg, c, now[c.get()]))
+            .collect(),
+        devices: reg
+            .devices
+            .iter()
+            .filter(|d| d.space == s)
+            .map(|d| device_view(reg, d.idx, devices[d.idx.get()]))
+            .collect(),
+    };
+    Ok(Json(detail).into_response())
+}
+
+async fn list_devices(State(st): State<AppState>) -> Response {
+    let now = st.live.devices();
+    let views: Vec<_> = st
+        .registry
+        .devices
+        .iter()
+        .map(|d| device_view(&st.registry, d.idx, now[d.idx.get()]))
+        .collect();
+    Json(views).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SeriesQuery {
+    from: Option<DateTime<FixedOffset>>,
+    to: Option<DateTime<FixedOffset>>,
+    step: Option<Step>,
+}
+
+/// Most points one series request returns (a year of hours, or a week of minutes).
+const MAX_POINTS: i64 = 10_080;
+
+#[derive(Serialize)]
+struct Series<'a> {
+    space: &'a str,
+    step: Step,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    points: Vec<SeriesPoint>,
+}
+
+async fn get_series(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<SeriesQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{}; expected from/to as RFC 3339 and step = 1m|1h|1d",
+            e.body_text()
+        ))
+    })?;
+    let s = st
+        .registry
+        .space_idx(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no space {id:?}")))?;
+    let step = q.step.unwrap_or(Step::Minute);
+    let to = q.to.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now);
+    let default_span = match step {
+        Step::Minute => TimeDelta::hours(6),
+        Step::Hour => TimeDelta::days(2),
+        Step::Day => TimeDelta::days(31),
+    };
+    let from = q
+        .from
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(to - default_span);
+    if from >= to {
+        return Err(ApiError::BadRequest("`from` must be before `to`".into()));
+    }
+    let points = store::series(
+        &st.pool,
+        st.registry.space(s).id.as_str(),
+        from,
+        to,
+        step,
+        MAX_POINTS,
+    )
+    .await?;
+    Ok(Json(Series {
+        space: st.registry.space(s).id.as_str(),
+        step,
+        from,
+        to,
+        points,
+    })
+    .into_response())
+}
+
+async fn healthz() -> Response {
+    Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    let db = store::ping(&st.pool).await.is_ok();
+    let broker = st.live.broker_connected();
+    let ready = db && broker && st.live.ingest_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({ "ready": ready, "database": db, "broker": broker, "storage_mode": st.mode.as_str() });
+    (status, Json(body)).into_response()
+}
+
+async fn prometheus(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+        .into_response()
+}

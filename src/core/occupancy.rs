@@ -1,0 +1,206 @@
+//! Per-space counts for the local day: entries, exits, occupancy, drift and peak.
+//!
+//! Occupancy is entries − exits since the day's opening, reflected at zero: when exits outrun
+//! entries (missed entries, another door) the crowd shows 0 and the excess is kept as `drift`, so
+//! the problem is flagged instead of hidden. The reflection is applied at minute boundaries, never
+//! per report, so the order in which one minute's reports arrive cannot change any figure.
+//! Invariant: `occupancy() == entries - exits + drift()`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpaceCounts {
+    /// Local business day these counts belong to (None until the first report).
+    pub day: Option<NaiveDate>,
+    pub entries: u64,
+    pub exits: u64,
+    /// Occupancy when the open minute began.
+    pub base: u64,
+    /// Open minute (Unix minutes); reports of this or earlier minutes join it.
+    pub minute: i64,
+    pub min_in: u64,
+    pub min_out: u64,
+    /// Exits without matching entries, accumulated at closed minutes.
+    pub closed_drift: u64,
+    /// Highest occupancy at a closed minute, and when.
+    pub peak: u64,
+    pub peak_at: Option<DateTime<Utc>>,
+    pub last_report: Option<DateTime<Utc>>,
+}
+
+/// Where a report's counts went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Today,
+    /// The report belongs to an earlier local day: stored in its bucket, not in today's figures.
+    EarlierDay,
+}
+
+impl SpaceCounts {
+    fn net(&self) -> i128 {
+        i128::from(self.base) + i128::from(self.min_in) - i128::from(self.min_out)
+    }
+
+    pub fn occupancy(&self) -> u64 {
+        self.net().max(0) as u64
+    }
+
+    pub fn drift(&self) -> u64 {
+        self.closed_drift + (-self.net()).max(0) as u64
+    }
+
+    /// Peak so far today including the open minute, with its time.
+    pub fn peak_now(&self) -> (u64, Option<DateTime<Utc>>) {
+        let occ = self.occupancy();
+        if occ > self.peak {
+            (occ, self.last_report)
+        } else {
+            (self.peak, self.peak_at)
+        }
+    }
+
+    pub fn apply(
+        &mut self,
+        day: NaiveDate,
+        ts: DateTime<Utc>,
+        entries: u32,
+        exits: u32,
+    ) -> Applied {
+        match self.day {
+            Some(d) if day < d => return Applied::EarlierDay,
+            Some(d) if day == d => {}
+            _ => {
+                *self = SpaceCounts {
+                    day: Some(day),
+                    minute: unix_minute(ts),
+                    ..Default::default()
+                }
+            }
+        }
+        let minute = unix_minute(ts);
+        if minute > self.minute {
+            self.close_minute(minute);
+        }
+        self.entries += u64::from(entries);
+        self.exits += u64::from(exits);
+        self.min_in += u64::from(entries);
+        self.min_out += u64::from(exits);
+        self.last_report = Some(self.last_report.map_or(ts, |t| t.max(ts)));
+        Applied::Today
+    }
+
+    fn close_minute(&mut self, next: i64) {
+        let net = self.net();
+        if net < 0 {
+            self.closed_drift += (-net) as u64;
+        }
+        self.base = net.max(0) as u64;
+        if self.base > self.peak {
+            self.peak = self.base;
+            self.peak_at = DateTime::from_timestamp((self.minute + 1) * 60, 0);
+        }
+        self.min_in = 0;
+        self.min_out = 0;
+        self.minute = next;
+    }
+}
+
+pub fn unix_minute(ts: DateTime<Utc>) -> i64 {
+    ts.timestamp().div_euclid(60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 5, 1).unwrap()
+    }
+
+    fn at(min: i64, sec: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_777_600_000 / 60 * 60 + min * 60 + sec, 0).unwrap()
+    }
+
+    #[test]
+    fn exits_without_entries_clamp_at_zero_and_show_drift() {
+        let mut s = SpaceCounts::default();
+        s.apply(day(), at(0, 0), 3, 0);
+        s.apply(day(), at(1, 0), 0, 5);
+        assert_eq!(s.occupancy(), 0);
+        assert_eq!(s.drift(), 2);
+        // Closing the minute keeps the drift and restarts from zero, not from -2.
+        s.apply(day(), at(2, 0), 4, 0);
+        assert_eq!(s.occupancy(), 4);
+        assert_eq!(s.drift(), 2);
+        assert_eq!((s.entries, s.exits), (7, 5));
+    }
+
+    #[test]
+    fn new_day_resets_and_earlier_day_is_not_counted_today() {
+        let mut s = SpaceCounts::default();
+        s.apply(day(), at(0, 0), 10, 2);
+        let next = day().succ_opt().unwrap();
+        s.apply(next, at(24 * 60, 0), 1, 0);
+        assert_eq!((s.entries, s.occupancy()), (1, 1));
+        assert_eq!(s.apply(day(), at(5, 0), 7, 0), Applied::EarlierDay);
+        assert_eq!(s.entries, 1);
+    }
+
+    #[test]
+    fn peak_is_recorded_with_its_minute() {
+        let mut s = SpaceCounts::default();
+        s.apply(day(), at(0, 10), 5, 0);
+        s.apply(day(), at(1, 0), 0, 3);
+        s.apply(day(), at(2, 0), 0, 1);
+        assert_eq!(s.peak, 5);
+        assert_eq!(s.peak_at, Some(at(1, 0)));
+        assert_eq!(s.peak_now().0, 5);
+    }
+
+    proptest! {
+        /// Reports of one minute arriving in any order give identical counts.
+        #[test]
+        fn order_within_a_minute_does_not_matter(
+            prior in proptest::collection::vec((0u32..20, 0u32..20), 0..5),
+            minute in proptest::collection::vec((0u32..20, 0u32..20, 0i64..60), 1..12),
+            seed in any::<u64>(),
+        ) {
+            let mut a = SpaceCounts::default();
+            for (i, (e, x)) in prior.iter().enumerate() {
+                a.apply(day(), at(i as i64, 0), *e, *x);
+            }
+            let mut b = a;
+            for (e, x, sec) in &minute {
+                a.apply(day(), at(10, *sec), *e, *x);
+            }
+            let mut shuffled = minute.clone();
+            let n = shuffled.len();
+            for i in 0..n {
+                shuffled.swap(i, (seed as usize).wrapping_mul(i + 7) % n);
+            }
+            for (e, x, sec) in &shuffled {
+                b.apply(day(), at(10, *sec), *e, *x);
+            }
+            prop_assert_eq!(a.occupancy(), b.occupancy());
+            prop_assert_eq!(a.drift(), b.drift());
+            prop_assert_eq!((a.entries, a.exits, a.peak_now().0), (b.entries, b.exits, b.peak_now().0));
+        }
+
+        /// Whatever arrives, the crowd is never negative and the books balance.
+        #[test]
+        fn books_balance(reports in proptest::collection::vec((0u32..50, 0u32..50, 0i64..3), 0..200)) {
+            let mut s = SpaceCounts::default();
+            let mut min = 0;
+            for (e, x, step) in reports {
+                min += step;
+                s.apply(day(), at(min, 0), e, x);
+                prop_assert_eq!(
+                    i128::from(s.occupancy()),
+                    i128::from(s.entries) - i128::from(s.exits) + i128::from(s.drift())
+                );
+                prop_assert!(s.peak_now().0 >= s.occupancy());
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The ingester: the async shell around the pure core. One session = one database connection +
+//! one MQTT connection + the state loaded from the database. Messages are decoded and applied in
+//! batches; a batch is committed in one transaction, then its messages are acknowledged in
+//! arrival order. Any failure ends the session: the next one reloads the committed state and the
+//! broker redelivers everything unacknowledged, which the de-duplication counts once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rumqttc::Publish;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::core::seq::Verdict;
+use crate::core::{Batch, Core};
+use crate::decode::{self, CountReport, Limits, Reject, TopicKind};
+use crate::live::Live;
+use crate::registry::Registry;
+use crate::source::{self, SourceEvent};
+use crate::store::{self, StoreError};
+use crate::telemetry as t;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("broker: {0}")]
+    Broker(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    fn cause(&self) -> &'static str {
+        match self {
+            IngestError::Broker(_) => "broker",
+            IngestError::Store(_) => "database",
+        }
+    }
+}
+
+pub struct Ingester {
+    cfg: Arc<Config>,
+    registry: Arc<Registry>,
+    live: Arc<Live>,
+    limits: Limits,
+}
+
+impl Ingester {
+    pub fn new(cfg: Arc<Config>, registry: Arc<Registry>, live: Arc<Live>) -> Self {
+        let limits = Limits::from(&cfg.ingest);
+        Self {
+            cfg,
+            registry,
+            live,
+            limits,
+        }
+    }
+
+    /// Runs sessions until `shutdown` turns true; failures are logged, counted and retried.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let delay = Duration::from_millis(self.cfg.mqtt.reconnect_delay_ms);
+        loop {
+            let result = tokio::select! {
+                r = self.session() => r,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            self.live.set_broker_connected(false);
+            self.live.set_ingest_ready(false);
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "ingest session ended; reloading state and reconnecting");
+                metrics::counter!(t::INGEST_RESTARTS, "cause" => e.cause()).increment(1);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn session(&self) -> Result<(), IngestError> {
+        let mut db = store::connect(&self.cfg.database.url).await?;
+        let mut core = Core::new(Arc::clone(&self.registry));
+        store::load_state(&db, &mut core).await?;
+        self.live.publish_all(&core);
+
+        let max = self.cfg.ingest.batch_max_messages.max(1);
+        let linger = Duration::from_millis(self.cfg.ingest.batch_linger_ms);
+        let mut conn = source::connect(&self.cfg.mqtt, max * 2);
+        let mut batch = core.new_batch();
+        let mut pending: Vec<Publish> = Vec::with_capacity(max);
+        let mut scratch: Vec<Result<CountReport, Reject>> = Vec::new();
+
+        loop {
+            let first = conn.events.recv().await;
+            self.handle(first, &mut core, &mut batch, &mut pending, &mut scratch)?;
+            let deadline = Instant::now() + linger;
+            while pending.len() < max {
+                let ev = tokio::select! {
+                    ev = conn.events.recv() => ev,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                };
+                self.handle(ev, &mut core, &mut batch, &mut pending, &mut scratch)?;
+            }
+            if pending.is_empty() {
+                continue;
+            }
+            core.finish_batch(&mut batch);
+            let started = std::time::Instant::now();
+            store::commit_batch(&mut db, &core, &batch).await?;
+            metrics::histogram!(t::BATCH_WRITE).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(t::BATCH_MESSAGES).record(pending.len() as f64);
+            self.live.publish_batch(&core, &batch);
+            record_stats(&batch);
+            // Acknowledge in arrival order, and only now that the batch is durable.
+            for p in pending.drain(..) {
+                conn.client
+                    .ack(&p)
+                    .await
+                    .map_err(|e| IngestError::Broker(e.to_string()))?;
+            }
+            batch.clear();
+        }
+    }
+
+    fn handle(
+        &self,
+        ev: Option<SourceEvent>,
+        core: &mut Core,
+        batch: &mut Batch,
+        pending: &mut Vec<Publish>,
+        scratch: &mut Vec<Result<CountReport, Reject>>,
+    ) -> Result<(), IngestError> {
+        match ev {
+            None => Err(IngestError::Broker("event loop stopped".into())),
+            Some(SourceEvent::Down(e)) => Err(IngestError::Broker(e)),
+            Some(SourceEvent::Connected { session_present }) => {
+                tracing::info!(session_present, "broker session established");
+                self.live.set_broker_connected(true);
+                self.live.set_ingest_ready(true);
+                Ok(())
+            }
+            Some(SourceEvent::Publish(p)) => {
+                self.process(&p, core, batch, scratch);
+                pending.push(p);
+                Ok(())
+            }
+        }
+    }
+
+    /// Decodes and applies one message. Nothing here can fail the session: bad input is
+    /// rejected with a reason, logged with its topic and counted.
+    fn process(
+        &self,
+        p: &Publish,
+        core: &mut Core,
+        batch: &mut Batch,
+        scratch: &mut Vec<Result<CountReport, Reject>>,
+    ) {
+        metrics::counter!(t::MQTT_MESSAGES).increment(1);
+        let received = Utc::now();
+        let topic = match decode::parse_topic(&self.cfg.mqtt.topic_prefix, &p.topic) {
+            Ok(topic) => topic,
+            Err(r) => return reject(&r, "-", &p.topic),
+        };
+        let Some(dev) = self.registry.device_idx(topic.device) else {
+            return reject(&Reject::UnknownDevice, topic.device, &p.topic);
+        };
+        let device = self.registry.device(dev);
+        if self.registry.space(device.space).id.as_str() != topic.space {
+            return reject(&Reject::SpaceMismatch, topic.device, &p.topic);
+        }
+        match topic.kind {
+            TopicKind::Status => match decode::decode_status(&p.payload) {
+                Ok(s) => core.set_online(dev, s.online, batch),
+                Err(r) => reject(&r, topic.device, &p.topic),
+            },
+            TopicKind::Counts => {
+                scratch.clear();
+                if let Err(r) =
+                    decode::decode_counts(device, &p.payload, received, &self.limits, scratch)
+                {
+                    return reject(&r, topic.device, &p.topic);
+                }
+                for item in scratch.drain(..) {
+                    match item {
+                        Ok(report) => {
+                            let lag = (received - report.ts).as_seconds_f64().max(0.0);
+                            if core.apply(dev, &report, received, batch) == Verdict::TooOld {
+                                reject(&Reject::SeqTooOld, topic.device, &p.topic);
+                            } else {
+                                metrics::histogram!(t::INGEST_LAG).record(lag);
+                            }
+                        }
+                        Err(r) => reject(&r, topic.device, &p.topic),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn reject(r: &Reject, device: &str, topic: &str) {
+    tracing::warn!(device, topic, reason = r.as_str(), detail = %r, "rejected MQTT input");
+    metrics::counter!(t::REPORTS_REJECTED, "reason" => r.as_str()).increment(1);
+}
+
+fn record_stats(batch: &Batch) {
+    let s = &batch.stats;
+    for (name, v) in [
+        (t::REPORTS_ACCEPTED, s.accepted),
+        (t::REPORTS_DUPLICATE, s.duplicates),
+        (t::REPORTS_LATE, s.late),
+        (t::REPORTS_MISSING, s.gap_reports),
+        (t::REPORTS_REPAIRED, s.repaired_reports),
+        (t::REPORTS_EARLIER_DAY, s.earlier_day),
+        (t::DEVICE_RESTARTS, s.restarts),
+    ] {
+        if v > 0 {
+            metrics::counter!(name).increment(v);
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Wires the parts into the running service: registry → migrations → ingester → HTTP API →
+//! maintenance, with one shutdown signal. `main` and the integration tests both start it here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::ingest::Ingester;
+use crate::live::Live;
+use crate::registry::{Registry, RegistryError};
+use crate::store::{self, Mode, StoreError};
+use crate::telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database.url is empty: set it in the config or VISITORFLOW__DATABASE__URL")]
+    NoDatabase,
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics recorder: {0}")]
+    Metrics(String),
+}
+
+/// A running service; dropping it does not stop it, `shutdown` does.
+pub struct Service {
+    pub registry: Arc<Registry>,
+    pub live: Arc<Live>,
+    pub mode: Mode,
+    pub http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Service {
+    pub async fn start(cfg: Config) -> Result<Service, RunError> {
+        let registry = Arc::new(Registry::build(&cfg)?);
+        if cfg.database.url.is_empty() {
+            return Err(RunError::NoDatabase);
+        }
+        let metrics = telemetry::handle().map_err(|e| RunError::Metrics(e.to_string()))?;
+        let mode = store::migrate(
+            &cfg.database.url,
+            &cfg.county.time_zone,
+            cfg.database.timescaledb,
+        )
+        .await?;
+        tracing::info!(mode = mode.as_str(), "storage ready");
+        let pool = store::pool(&cfg.database.url, cfg.database.pool_size)?;
+        let live = Arc::new(Live::new(registry.spaces.len(), registry.devices.len()));
+        let (stop, stopped) = watch::channel(false);
+        let cfg = Arc::new(cfg);
+        let mut tasks = Vec::new();
+
+        let ingester = Ingester::new(Arc::clone(&cfg), Arc::clone(&registry), Arc::clone(&live));
+        tasks.push(tokio::spawn(ingester.run(stopped.clone())));
+
+        let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+            .await
+            .map_err(|source| RunError::Listen {
+                addr: cfg.http.listen,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| RunError::Listen {
+            addr: cfg.http.listen,
+            source,
+        })?;
+        let app = api::router(AppState {
+            registry: Arc::clone(&registry),
+            live: Arc::clone(&live),
+            pool: pool.clone(),
+            metrics,
+            mode,
+        });
+        let mut http_stop = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "http server failed");
+            }
+        }));
+        tracing::info!(%http_addr, spaces = registry.spaces.len(), devices = registry.devices.len(), "visitorflow running");
+
+        if cfg.database.raw_retention_days > 0 {
+            let days = i64::from(cfg.database.raw_retention_days);
+            let mut stop_rx = stopped.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        _ = stop_rx.wait_for(|s| *s) => return,
+                    }
+                    let cutoff = chrono::Utc::now() - chrono::TimeDelta::days(days);
+                    match store::prune_reports(&pool, mode, cutoff).await {
+                        Ok(n) if n > 0 => {
+                            tracing::info!(removed = n, %cutoff, "raw report retention")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "raw report retention failed"),
+                    }
+                }
+            }));
+        }
+        Ok(Service {
+            registry,
+            live,
+            mode,
+            http_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops the ingester (an uncommitted batch is simply not acknowledged), the API and
+    /// maintenance, and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

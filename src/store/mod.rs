@@ -1,0 +1,447 @@
+//! PostgreSQL storage: migrations, the ingester's batch commit and restart state, and the series
+//! the API reads. One error type for this boundary ([`StoreError`]); all SQL text is in [`sql`].
+
+pub mod sql;
+pub mod timescale;
+
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls};
+
+use crate::core::occupancy::SpaceCounts;
+use crate::core::seq::SeqState;
+use crate::core::{Batch, Core};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid database url: {0}")]
+    Url(String),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(String),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] refinery::Error),
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Db(e),
+            other => StoreError::Pool(other.to_string()),
+        }
+    }
+}
+
+/// Which storage path the database supports; logged at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Timescale,
+    Plain,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Timescale => "timescaledb",
+            Mode::Plain => "plain PostgreSQL",
+        }
+    }
+}
+
+fn pg_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    // Never echo the url: it may hold a password.
+    tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Url(e.to_string()))
+}
+
+/// A dedicated connection (the ingester's, or for setup); its driver runs on a spawned task.
+pub async fn connect(url: &str) -> Result<Client, StoreError> {
+    let (client, conn) = pg_config(url)?.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Runs migrations, sets the county time zone, and switches to TimescaleDB when asked and present.
+pub async fn migrate(url: &str, time_zone: &str, want_timescale: bool) -> Result<Mode, StoreError> {
+    let mut client = connect(url).await?;
+    embedded::migrations::runner()
+        .run_async(&mut client)
+        .await?;
+    client.batch_execute(&sql::set_time_zone(time_zone)).await?;
+    let mode = if want_timescale {
+        timescale::setup(&client, time_zone).await?
+    } else {
+        Mode::Plain
+    };
+    Ok(mode)
+}
+
+/// The read pool used by the API and maintenance.
+pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let mgr = Manager::from_config(
+        pg_config(url)?,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size.max(1))
+        .build()
+        .map_err(|e| StoreError::Pool(e.to_string()))
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Restores the ingest state written by earlier batches, so a restart neither resets occupancy
+/// nor counts a redelivered report twice. Rows for ids no longer in the registry are skipped.
+pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreError> {
+    let registry = std::sync::Arc::clone(&core.registry);
+    for row in client.query(sql::LOAD_DEVICE_STATE, &[]).await? {
+        let Some(d) = registry.device_idx(row.get::<_, &str>(0)) else {
+            continue;
+        };
+        let hi = row.get::<_, i64>(2) as u64;
+        let lo = row.get::<_, i64>(3) as u64;
+        let totals = row
+            .get::<_, Option<i64>>(6)
+            .zip(row.get::<_, Option<i64>>(7));
+        core.seq[d.get()] = SeqState {
+            high: u64_of(row.get(1)),
+            window: (u128::from(hi) << 64) | u128::from(lo),
+            started: true,
+            last_ts: row.get(4),
+            run_start: row.get(5),
+            totals: totals.map(|(a, b)| (u64_of(a), u64_of(b))),
+            missing: u64_of(row.get(8)),
+            gaps_total: u64_of(row.get(9)),
+            repaired_total: u64_of(row.get(10)),
+            resets_total: u64_of(row.get(11)),
+        };
+        core.seen[d.get()].last_received = row.get(12);
+        core.seen[d.get()].online = row.get(13);
+    }
+    for row in client.query(sql::LOAD_SPACE_STATE, &[]).await? {
+        let Some(s) = registry.space_idx(row.get::<_, &str>(0)) else {
+            continue;
+        };
+        core.counts[s.get()] = SpaceCounts {
+            day: Some(row.get::<_, NaiveDate>(1)),
+            entries: u64_of(row.get(2)),
+            exits: u64_of(row.get(3)),
+            base: u64_of(row.get(4)),
+            minute: row.get(5),
+            min_in: u64_of(row.get(6)),
+            min_out: u64_of(row.get(7)),
+            closed_drift: u64_of(row.get(8)),
+            peak: u64_of(row.get(9)),
+            peak_at: row.get(10),
+            last_report: row.get(11),
+        };
+    }
+    Ok(())
+}
+
+const REPORT_TYPES: [Type; 12] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::INT4,
+    Type::INT4,
+    Type::INT4,
+    Type::INT4,
+    Type::INT8,
+    Type::INT8,
+    Type::INT4,
+];
+
+/// Writes one batch atomically: raw reports (binary COPY), minute buckets, and the device and
+/// space state they lead to. Acknowledging the batch's messages is only safe after this returns.
+pub async fn commit_batch(
+    client: &mut Client,
+    core: &Core,
+    batch: &Batch,
+) -> Result<(), StoreError> {
+    let reg = &core.registry;
+    let tx = client.transaction().await?;
+    if !batch.rows.is_empty() {
+        let sink = tx.copy_in(sql::COPY_REPORTS).await?;
+        let writer = BinaryCopyInWriter::new(sink, &REPORT_TYPES);
+        pin_mut!(writer);
+        for r in &batch.rows {
+            let dev = reg.device(r.device);
+            let space = reg.space(dev.space);
+            let total_in = r.total_entries.map(i64_of);
+            let total_out = r.total_exits.map(i64_of);
+            let period = r.period_s.map(|p| i32::try_from(p).unwrap_or(i32::MAX));
+            writer
+                .as_mut()
+                .write(&[
+                    &dev.id.as_str(),
+                    &i64_of(r.seq),
+                    &r.ts,
+                    &r.received,
+                    &space.id.as_str(),
+                    &(r.entries as i32),
+                    &(r.exits as i32),
+                    &(r.repaired_entries as i32),
+                    &(r.repaired_exits as i32),
+                    &total_in,
+                    &total_out,
+                    &period,
+                ])
+                .await?;
+        }
+        writer.finish().await?;
+    }
+    if !batch.buckets.is_empty() {
+        let n = batch.buckets.len();
+        let (mut s, mut b, mut e, mut x, mut o) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (&(space, minute), d) in &batch.buckets {
+            s.push(reg.space(space).id.as_str());
+            b.push(DateTime::<Utc>::from_timestamp(minute * 60, 0).unwrap_or_default());
+            e.push(i64_of(d.entries));
+            x.push(i64_of(d.exits));
+            o.push(d.occupancy.map(i64_of));
+        }
+        tx.execute(sql::UPSERT_BUCKETS, &[&s, &b, &e, &x, &o])
+            .await?;
+    }
+    if !batch.devices.is_empty() {
+        let mut cols = DeviceCols::default();
+        for &d in &batch.devices {
+            let st = &core.seq[d.get()];
+            if !st.started && core.seen[d.get()].online.is_none() {
+                continue;
+            }
+            cols.push(reg.device(d).id.as_str(), st, &core.seen[d.get()]);
+        }
+        let c = &cols;
+        tx.execute(
+            sql::UPSERT_DEVICE_STATE,
+            &[
+                &c.id,
+                &c.high,
+                &c.hi,
+                &c.lo,
+                &c.last_ts,
+                &c.run_start,
+                &c.tin,
+                &c.tout,
+                &c.missing,
+                &c.gaps,
+                &c.repaired,
+                &c.resets,
+                &c.last_received,
+                &c.online,
+            ],
+        )
+        .await?;
+    }
+    let mut sc = SpaceCols::default();
+    for &s in &batch.spaces {
+        let c = &core.counts[s.get()];
+        if let Some(day) = c.day {
+            sc.push(reg.space(s).id.as_str(), day, c);
+        }
+    }
+    if !sc.id.is_empty() {
+        tx.execute(
+            sql::UPSERT_SPACE_STATE,
+            &[
+                &sc.id,
+                &sc.day,
+                &sc.entries,
+                &sc.exits,
+                &sc.base,
+                &sc.minute,
+                &sc.min_in,
+                &sc.min_out,
+                &sc.drift,
+                &sc.peak,
+                &sc.peak_at,
+                &sc.last_report,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct DeviceCols<'a> {
+    id: Vec<&'a str>,
+    high: Vec<i64>,
+    hi: Vec<i64>,
+    lo: Vec<i64>,
+    last_ts: Vec<Option<DateTime<Utc>>>,
+    run_start: Vec<Option<DateTime<Utc>>>,
+    tin: Vec<Option<i64>>,
+    tout: Vec<Option<i64>>,
+    missing: Vec<i64>,
+    gaps: Vec<i64>,
+    repaired: Vec<i64>,
+    resets: Vec<i64>,
+    last_received: Vec<Option<DateTime<Utc>>>,
+    online: Vec<Option<bool>>,
+}
+
+impl<'a> DeviceCols<'a> {
+    fn push(&mut self, id: &'a str, st: &SeqState, seen: &crate::core::DeviceSeen) {
+        self.id.push(id);
+        self.high.push(i64_of(st.high));
+        // The window's bits are stored as two bigints, bit patterns preserved.
+        self.hi.push((st.window >> 64) as u64 as i64);
+        self.lo.push(st.window as u64 as i64);
+        self.last_ts.push(st.last_ts);
+        self.run_start.push(st.run_start);
+        self.tin.push(st.totals.map(|t| i64_of(t.0)));
+        self.tout.push(st.totals.map(|t| i64_of(t.1)));
+        self.missing.push(i64_of(st.missing));
+        self.gaps.push(i64_of(st.gaps_total));
+        self.repaired.push(i64_of(st.repaired_total));
+        self.resets.push(i64_of(st.resets_total));
+        self.last_received.push(seen.last_received);
+        self.online.push(seen.online);
+    }
+}
+
+#[derive(Default)]
+struct SpaceCols<'a> {
+    id: Vec<&'a str>,
+    day: Vec<NaiveDate>,
+    entries: Vec<i64>,
+    exits: Vec<i64>,
+    base: Vec<i64>,
+    minute: Vec<i64>,
+    min_in: Vec<i64>,
+    min_out: Vec<i64>,
+    drift: Vec<i64>,
+    peak: Vec<i64>,
+    peak_at: Vec<Option<DateTime<Utc>>>,
+    last_report: Vec<Option<DateTime<Utc>>>,
+}
+
+impl<'a> SpaceCols<'a> {
+    fn push(&mut self, id: &'a str, day: NaiveDate, c: &SpaceCounts) {
+        self.id.push(id);
+        self.day.push(day);
+        self.entries.push(i64_of(c.entries));
+        self.exits.push(i64_of(c.exits));
+        self.base.push(i64_of(c.base));
+        self.minute.push(c.minute);
+        self.min_in.push(i64_of(c.min_in));
+        self.min_out.push(i64_of(c.min_out));
+        self.drift.push(i64_of(c.closed_drift));
+        self.peak.push(i64_of(c.peak));
+        self.peak_at.push(c.peak_at);
+        self.last_report.push(c.last_report);
+    }
+}
+
+/// Series resolution the API and Grafana read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub enum Step {
+    #[serde(rename = "1m")]
+    Minute,
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "1d")]
+    Day,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeriesPoint {
+    pub bucket: DateTime<Utc>,
+    pub entries: i64,
+    pub exits: i64,
+    pub occupancy: Option<i64>,
+    pub peak: Option<i64>,
+}
+
+pub async fn series(
+    pool: &Pool,
+    space_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    step: Step,
+    limit: i64,
+) -> Result<Vec<SeriesPoint>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = match step {
+        Step::Minute => sql::SERIES_1M,
+        Step::Hour => sql::SERIES_1H,
+        Step::Day => sql::SERIES_1D,
+    };
+    let stmt = client.prepare_cached(stmt).await?;
+    let rows = client
+        .query(&stmt, &[&space_id, &from, &to, &limit])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| SeriesPoint {
+            bucket: r.get(0),
+            entries: r.get(1),
+            exits: r.get(2),
+            occupancy: r.get(3),
+            peak: r.get(4),
+        })
+        .collect())
+}
+
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client.simple_query(sql::PING).await?;
+    Ok(())
+}
+
+/// Deletes raw reports older than `older_than`; returns how many rows (or chunks) went.
+pub async fn prune_reports(
+    pool: &Pool,
+    mode: Mode,
+    older_than: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    Ok(match mode {
+        Mode::Plain => {
+            client
+                .execute(sql::PRUNE_REPORTS_PLAIN, &[&older_than])
+                .await?
+        }
+        Mode::Timescale => {
+            let row = client
+                .query_one(sql::PRUNE_REPORTS_TIMESCALE, &[&older_than])
+                .await?;
+            u64_of(row.get(0))
+        }
+    })
+}

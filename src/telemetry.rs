@@ -1,0 +1,143 @@
+//! Prometheus metrics (names, help text, histogram buckets) and logging set-up. Metric names
+//! follow Prometheus conventions: `visitorflow_` prefix, base units, counters end in `_total`,
+//! labels bounded (reason, space — never a device id).
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const MQTT_MESSAGES: &str = "visitorflow_mqtt_messages_total";
+pub const REPORTS_ACCEPTED: &str = "visitorflow_reports_accepted_total";
+pub const REPORTS_REJECTED: &str = "visitorflow_reports_rejected_total";
+pub const REPORTS_DUPLICATE: &str = "visitorflow_reports_duplicate_total";
+pub const REPORTS_LATE: &str = "visitorflow_reports_late_total";
+pub const REPORTS_MISSING: &str = "visitorflow_reports_missing_total";
+pub const REPORTS_REPAIRED: &str = "visitorflow_reports_repaired_total";
+pub const REPORTS_EARLIER_DAY: &str = "visitorflow_reports_earlier_day_total";
+pub const DEVICE_RESTARTS: &str = "visitorflow_device_seq_restarts_total";
+pub const INGEST_LAG: &str = "visitorflow_ingest_lag_seconds";
+pub const BATCH_WRITE: &str = "visitorflow_batch_write_seconds";
+pub const BATCH_MESSAGES: &str = "visitorflow_batch_messages";
+pub const INGEST_RESTARTS: &str = "visitorflow_ingester_restarts_total";
+pub const BROKER_CONNECTED: &str = "visitorflow_broker_connected";
+pub const OCCUPANCY: &str = "visitorflow_occupancy";
+pub const ENTRIES_TODAY: &str = "visitorflow_entries_today";
+pub const DRIFT_TODAY: &str = "visitorflow_drift_today";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide recorder (installed on first use) whose rendering `/metrics` serves.
+/// Several services in one process (tests) share it.
+pub fn handle() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let h = install()?;
+    Ok(HANDLE.get_or_init(|| h).clone())
+}
+
+/// Installs the global recorder and describes every metric so the scrape has HELP lines.
+fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(INGEST_LAG.into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(BATCH_WRITE.into()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(BATCH_MESSAGES.into()),
+            &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0],
+        )?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    describe_counter!(
+        MQTT_MESSAGES,
+        "MQTT messages received on count and status topics."
+    );
+    describe_counter!(REPORTS_ACCEPTED, "Count reports accepted and committed.");
+    describe_counter!(
+        REPORTS_REJECTED,
+        "Messages or reports rejected, by reason; never counted as visitors."
+    );
+    describe_counter!(
+        REPORTS_DUPLICATE,
+        "Reports already counted (QoS 1 redelivery or replayed backlog), ignored."
+    );
+    describe_counter!(
+        REPORTS_LATE,
+        "Reports that arrived after a later one and filled a gap."
+    );
+    describe_counter!(
+        REPORTS_MISSING,
+        "Reports found missing from a device's sequence."
+    );
+    describe_counter!(
+        REPORTS_REPAIRED,
+        "Missing reports whose counts were recovered from cumulative totals."
+    );
+    describe_counter!(
+        REPORTS_EARLIER_DAY,
+        "Report applications that belonged to an earlier local day."
+    );
+    describe_counter!(
+        DEVICE_RESTARTS,
+        "Devices whose sequence restarted (reboot with a lower seq)."
+    );
+    describe_histogram!(
+        INGEST_LAG,
+        Unit::Seconds,
+        "Time from a report's timestamp to its arrival."
+    );
+    describe_histogram!(
+        BATCH_WRITE,
+        Unit::Seconds,
+        "Time to commit one batch to PostgreSQL."
+    );
+    describe_histogram!(
+        BATCH_MESSAGES,
+        Unit::Count,
+        "MQTT messages per committed batch."
+    );
+    describe_counter!(
+        INGEST_RESTARTS,
+        "Ingest sessions restarted after a broker or database failure, by cause."
+    );
+    describe_gauge!(
+        BROKER_CONNECTED,
+        "1 while the ingester holds a broker session."
+    );
+    describe_gauge!(
+        OCCUPANCY,
+        "People (vehicles for car parks) inside a space now."
+    );
+    describe_gauge!(
+        ENTRIES_TODAY,
+        "Entries into a space since its local day opened."
+    );
+    describe_gauge!(
+        DRIFT_TODAY,
+        "Exits without matching entries today (counter drift)."
+    );
+}
+
+/// Logging to stderr; `RUST_LOG` overrides the default level.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
