@@ -2,7 +2,7 @@
 //! `Registry::build` reports every problem in a config at once, each with its location, which is
 //! what `visitorflow check-config` prints.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use chrono::NaiveTime;
@@ -267,19 +267,19 @@ impl Registry {
                 ),
                 ("daily_capacity", s.daily_capacity, parent.daily_capacity),
             ] {
-                if let (Some(m), Some(t)) = (mine, theirs) {
-                    if m > t {
-                        push(
-                            format!(
-                                "{}.{field}",
-                                space_loc(
-                                    cfg_of_idx[s.idx.get()],
-                                    &cfg.spaces[cfg_of_idx[s.idx.get()]]
-                                )
-                            ),
-                            format!("{m} exceeds the {t} of its parent {:?}", parent.id.as_str()),
-                        );
-                    }
+                if let (Some(m), Some(t)) = (mine, theirs)
+                    && m > t
+                {
+                    push(
+                        format!(
+                            "{}.{field}",
+                            space_loc(
+                                cfg_of_idx[s.idx.get()],
+                                &cfg.spaces[cfg_of_idx[s.idx.get()]]
+                            )
+                        ),
+                        format!("{m} exceeds the {t} of its parent {:?}", parent.id.as_str()),
+                    );
                 }
             }
         }
@@ -296,6 +296,8 @@ impl Registry {
 
         let mut device_by_id: HashMap<DeviceId, DeviceIdx> = HashMap::new();
         let mut devices: Vec<Device> = Vec::with_capacity(cfg.devices.len());
+        // Every id seen, including devices rejected below, so a later duplicate is still reported.
+        let mut seen_device_ids: HashSet<&str> = HashSet::new();
         for (i, d) in cfg.devices.iter().enumerate() {
             let loc = format!("devices[{i}] (id = {:?})", d.id);
             if !is_valid_id(&d.id) {
@@ -306,7 +308,7 @@ impl Registry {
                 );
             }
             let id = DeviceId::new(d.id.as_str());
-            if device_by_id.contains_key(&id) {
+            if !seen_device_ids.insert(d.id.as_str()) {
                 push(loc, format!("duplicate device id {:?}", d.id));
                 continue;
             }
