@@ -369,3 +369,247 @@ pub struct Status {
 pub fn decode_status(payload: &[u8]) -> Result<Status, Reject> {
     serde_json::from_slice(payload).map_err(|e| Reject::InvalidReport(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, IngestConfig};
+    use crate::registry::Registry;
+    use proptest::prelude::*;
+
+    const REG: &str = r#"
+        [[spaces]]
+        id = "area"
+        kind = "scenic_area"
+        parent = "county"
+        name_zh = "景区"
+        name_en = "Area"
+        [[spaces]]
+        id = "county"
+        kind = "county"
+        name_zh = "县"
+        name_en = "County"
+        [[devices]]
+        id = "gate"
+        space = "area"
+        kind = "gate"
+        [[devices]]
+        id = "backwards"
+        space = "area"
+        kind = "camera"
+        direction = "reversed"
+        [[devices]]
+        id = "vs133"
+        space = "area"
+        kind = "camera"
+        format = "milesight_vs13x"
+        lines = [{ line = 1 }, { line = 2, direction = "reversed" }]
+    "#;
+
+    fn reg() -> Registry {
+        Registry::build(&Config::from_toml(REG).unwrap()).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-05-01T10:20:00+08:00")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn decode(dev: &str, payload: &str) -> Result<Vec<Result<CountReport, Reject>>, Reject> {
+        let r = reg();
+        let d = r.device(r.device_idx(dev).unwrap());
+        let mut out = Vec::new();
+        decode_counts(
+            d,
+            payload.as_bytes(),
+            now(),
+            &Limits::from(&IngestConfig::default()),
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    fn one(dev: &str, payload: &str) -> Result<CountReport, Reject> {
+        let mut v = decode(dev, payload)?;
+        assert_eq!(v.len(), 1);
+        v.pop().unwrap()
+    }
+
+    #[test]
+    fn topic_grammar() {
+        let t = parse_topic("vf", "vf/area/gate/counts").unwrap();
+        assert_eq!(
+            (t.space, t.device, t.kind),
+            ("area", "gate", TopicKind::Counts)
+        );
+        assert_eq!(
+            parse_topic("vf", "vf/area/gate/status").unwrap().kind,
+            TopicKind::Status
+        );
+        for bad in [
+            "vf/area/gate",
+            "vf/area/gate/counts/x",
+            "xx/area/gate/counts",
+            "vf//gate/counts",
+            "vf/+/gate/counts",
+            "vf/area/#/counts",
+            "vf/area/gate/other",
+            "vfx/area/gate/counts",
+        ] {
+            assert_eq!(parse_topic("vf", bad), Err(Reject::BadTopic), "{bad}");
+        }
+    }
+
+    #[test]
+    fn native_report_with_offset_timestamp_is_stored_in_utc() {
+        let r = one("gate", r#"{"seq": 1042, "ts": "2026-05-01T10:15:00+08:00", "in": 3, "out": 1, "period_s": 60}"#).unwrap();
+        assert_eq!(r.seq, 1042);
+        assert_eq!(
+            r.ts,
+            DateTime::parse_from_rfc3339("2026-05-01T02:15:00Z").unwrap()
+        );
+        assert_eq!((r.entries, r.exits, r.period_s), (3, 1, Some(60)));
+    }
+
+    #[test]
+    fn single_passage_and_missing_timestamp() {
+        let r = one("gate", r#"{"seq": 7, "in": 1}"#).unwrap();
+        assert_eq!((r.entries, r.exits, r.ts), (1, 0, now()));
+    }
+
+    #[test]
+    fn reversed_device_swaps_directions_and_totals() {
+        let r = one("backwards", r#"{"seq":1,"ts":"2026-05-01T10:15:00+08:00","in":4,"out":9,"total_in":40,"total_out":90}"#).unwrap();
+        assert_eq!(
+            (r.entries, r.exits, r.total_entries, r.total_exits),
+            (9, 4, Some(90), Some(40))
+        );
+    }
+
+    #[test]
+    fn array_keeps_good_reports_next_to_bad_ones() {
+        let v = decode(
+            "gate",
+            r#"[{"seq":1,"in":2},{"seq":2,"in":-1},{"seq":"x"},{"seq":3,"out":4}]"#,
+        )
+        .unwrap();
+        assert_eq!(v.len(), 4);
+        assert!(v[0].is_ok() && v[3].is_ok());
+        assert_eq!(v[1], Err(Reject::NegativeCount));
+        assert!(matches!(v[2], Err(Reject::InvalidReport(_))));
+    }
+
+    #[test]
+    fn milesight_lines_with_their_own_directions() {
+        let r = one(
+            "vs133",
+            r#"{"fCnt": 12, "line_1_total_in":72,"line_1_total_out":200,"line_1_period_in":5,"line_1_period_out":7,
+                "line_2_total_in":10,"line_2_total_out":3,"line_2_period_in":2,"line_2_period_out":1, "line_3_period_in": 99}"#,
+        )
+        .unwrap();
+        assert_eq!(r.seq, 12);
+        // line 1 as is (5 in, 7 out); line 2 reversed (its 2 "in" are exits).
+        assert_eq!((r.entries, r.exits), (5 + 1, 7 + 2));
+        assert_eq!(
+            (r.total_entries, r.total_exits),
+            (Some(72 + 3), Some(200 + 10))
+        );
+        assert!(matches!(
+            one("vs133", r#"{"line_1_period_in":5}"#),
+            Err(Reject::InvalidReport(_))
+        ));
+    }
+
+    #[test]
+    fn rejections_have_precise_reasons() {
+        let cases: &[(&str, Reject)] = &[
+            (r#"{"seq":1,"in":-3}"#, Reject::NegativeCount),
+            (r#"{"seq":1,"in":10001}"#, Reject::AbsurdCount),
+            (
+                r#"{"seq":1,"in":1,"ts":"2026-05-01T11:20:00+08:00"}"#,
+                Reject::FutureTimestamp,
+            ),
+            (
+                r#"{"seq":1,"in":1,"ts":"2025-05-01T11:20:00+08:00"}"#,
+                Reject::TooOld,
+            ),
+            (
+                r#"{"seq":1,"in":1,"total_in":-1,"total_out":0}"#,
+                Reject::NegativeCount,
+            ),
+        ];
+        for (p, want) in cases {
+            assert_eq!(&one("gate", p).unwrap_err(), want, "{p}");
+        }
+        for p in [
+            r#"{"seq":1,"in":1,"in":2}"#,
+            r#"{"in":1}"#,
+            r#"{"seq":1,"in":"3"}"#,
+            r#"{"seq":1,"in":1.5}"#,
+            r#"{"seq":-1}"#,
+            r#"{"seq":1,"ts":"yesterday"}"#,
+            "3",
+            r#"{"seq":18446744073709551615}"#,
+        ] {
+            assert!(
+                matches!(one("gate", p), Err(Reject::InvalidReport(_))),
+                "{p}"
+            );
+        }
+        for p in ["{nope", "", "\u{0}", "[1,"] {
+            assert!(
+                matches!(decode("gate", p), Err(Reject::MalformedJson(_))),
+                "{p:?}"
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        // Deep nesting is refused by the parser's recursion limit, never by a stack overflow.
+        match decode("gate", &deep) {
+            Err(Reject::MalformedJson(_)) => {}
+            Ok(v) => assert!(
+                v.iter()
+                    .all(|r| matches!(r, Err(Reject::InvalidReport(_) | Reject::MalformedJson(_))))
+            ),
+            other => panic!("{other:?}"),
+        }
+        let huge = format!(r#"{{"seq":1,"pad":"{}"}}"#, "x".repeat(300 * 1024));
+        assert_eq!(decode("gate", &huge), Err(Reject::TooLarge));
+        assert!(matches!(
+            decode_counts(
+                reg().device(reg().device_idx("gate").unwrap()),
+                b"\xff\xfe",
+                now(),
+                &Limits::from(&IngestConfig::default()),
+                &mut Vec::new()
+            ),
+            Err(Reject::MalformedJson(_))
+        ));
+    }
+
+    proptest! {
+        /// Arbitrary bytes never panic the decoder, and whatever it accepts is within limits.
+        #[test]
+        fn arbitrary_payloads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let r = reg();
+            for dev in ["gate", "vs133"] {
+                let d = r.device(r.device_idx(dev).unwrap());
+                let mut out = Vec::new();
+                if decode_counts(d, &bytes, now(), &Limits::from(&IngestConfig::default()), &mut out).is_ok() {
+                    for rep in out.into_iter().flatten() {
+                        prop_assert!(rep.entries <= 10_000 && rep.exits <= 10_000);
+                    }
+                }
+            }
+        }
+
+        /// Well-formed reports round-trip whatever their field order and spacing.
+        #[test]
+        fn well_formed_reports_decode(seq in 0u64..1u64 << 62, e in 0u32..10_000, x in 0u32..10_000, secs in 0i64..3600) {
+            let ts = (now() - chrono::TimeDelta::seconds(secs)).to_rfc3339();
+            let p = format!(r#"{{ "out": {x}, "ts": "{ts}", "seq": {seq}, "in": {e} }}"#);
+            let r = one("gate", &p).unwrap();
+            prop_assert_eq!((r.seq, r.entries, r.exits), (seq, e, x));
+        }
+    }
+}

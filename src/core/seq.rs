@@ -100,12 +100,17 @@ impl SeqState {
             self.totals = r.total_entries.zip(r.total_exits);
             return Verdict::New { gap, repaired };
         }
-        let newer = self.last_ts.is_none_or(|t| r.ts > t);
         let off = self.high - r.seq;
-        if off == 0 && !newer {
-            return Verdict::Duplicate;
+        // A device that reboots starts again from 0 or 1, or far below where it was, and stamps
+        // the new run later than anything seen. A re-stamped copy of a recent report is neither.
+        let newer = self.last_ts.is_none_or(|t| r.ts > t);
+        if newer && off > 0 && (r.seq <= 1 || off >= WINDOW) {
+            self.resets_total += 1;
+            self.start_run(r);
+            self.run_start = Some(r.ts);
+            return Verdict::Restarted;
         }
-        if off < WINDOW && !newer {
+        if off < WINDOW {
             let bit = 1u128 << off;
             if self.window & bit != 0 {
                 return Verdict::Duplicate;
@@ -113,13 +118,6 @@ impl SeqState {
             self.window |= bit;
             self.missing = self.missing.saturating_sub(1);
             return Verdict::Late;
-        }
-        if newer {
-            // Same or lower seq with a later timestamp: the device restarted its sequence.
-            self.resets_total += 1;
-            self.start_run(r);
-            self.run_start = Some(r.ts);
-            return Verdict::Restarted;
         }
         Verdict::TooOld
     }
@@ -256,6 +254,17 @@ mod tests {
         // The old run's reports replayed after the restart are older than the new run.
         assert_eq!(s.observe(&rep(2, 2, 1, 0)), Verdict::TooOld);
         assert_eq!(s.observe(&rep(250, 250, 1, 0)), Verdict::TooOld);
+    }
+
+    #[test]
+    fn restamped_copy_of_a_recent_report_is_a_duplicate_not_a_restart() {
+        let mut s = SeqState::default();
+        for i in 1..=5 {
+            s.observe(&rep(i, i as i64, 1, 0));
+        }
+        assert_eq!(s.observe(&rep(5, 50, 1, 0)), Verdict::Duplicate);
+        assert_eq!(s.observe(&rep(3, 50, 1, 0)), Verdict::Duplicate);
+        assert_eq!(s.observe(&rep(1, 60, 1, 0)), Verdict::Restarted);
     }
 
     #[test]
