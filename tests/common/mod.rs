@@ -1,0 +1,229 @@
+//! Shared harness for the integration tests: a private PostgreSQL cluster and Mosquitto broker per
+//! test (real processes, real sockets), a config for them, a QoS 1 publisher that waits for the
+//! broker's acknowledgements, and polling helpers for the API and the database.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use serde_json::Value;
+use tempfile::TempDir;
+use visitorflow::config::Config;
+use visitorflow::supervise::{Mosquitto, PgCluster};
+
+pub const REGISTRY: &str = r#"
+[county]
+time_zone = "Asia/Shanghai"
+
+[ingest]
+batch_linger_ms = 10
+max_age_days = 7300
+
+[[spaces]]
+id = "county"
+kind = "county"
+name_zh = "县"
+name_en = "County"
+
+[[spaces]]
+id = "canyon"
+kind = "scenic_area"
+parent = "county"
+name_zh = "天山大峡谷"
+name_en = "Tianshan Grand Canyon"
+instant_capacity = 1000
+daily_capacity = 4000
+
+[[spaces]]
+id = "canyon-pines"
+kind = "zone"
+parent = "canyon"
+name_zh = "天山松林"
+name_en = "Pine forest"
+instant_capacity = 300
+
+[[spaces]]
+id = "village"
+kind = "scenic_area"
+parent = "county"
+name_zh = "天山杏花村"
+name_en = "Apricot village"
+instant_capacity = 400
+
+[[spaces]]
+id = "park"
+kind = "car_park"
+parent = "canyon"
+name_zh = "停车场"
+name_en = "Car park"
+instant_capacity = 200
+
+[[devices]]
+id = "gate-1"
+space = "canyon"
+kind = "gate"
+
+[[devices]]
+id = "gate-2"
+space = "canyon"
+kind = "gate"
+
+[[devices]]
+id = "cam-pines"
+space = "canyon-pines"
+kind = "camera"
+direction = "reversed"
+
+[[devices]]
+id = "door"
+space = "village"
+kind = "camera"
+
+[[devices]]
+id = "barrier"
+space = "park"
+kind = "vehicle_counter"
+"#;
+
+pub struct Stack {
+    pub dir: TempDir,
+    pub pg: PgCluster,
+    pub mq: Mosquitto,
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pg = PgCluster::start(&dir.path().join("pg")).expect("start PostgreSQL");
+        pg.create_database("vf").expect("create database");
+        let mq = Mosquitto::start(&dir.path().join("mq")).expect("start Mosquitto");
+        Stack { dir, pg, mq }
+    }
+
+    /// The test registry wired to this stack; HTTP on a free port.
+    pub fn config(&self, client_id: &str) -> Config {
+        let mut cfg = Config::from_toml(REGISTRY).expect("test registry parses");
+        cfg.database.url = self.pg.url("vf");
+        cfg.database.timescaledb = false;
+        cfg.mqtt.port = self.mq.port();
+        cfg.mqtt.client_id = client_id.into();
+        cfg.mqtt.reconnect_delay_ms = 100;
+        cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+        cfg
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        visitorflow::store::connect(&self.pg.url("vf")).await.expect("connect to test database")
+    }
+}
+
+/// Publishes QoS 1 messages and returns once the broker has acknowledged every one of them.
+pub async fn publish_all(port: u16, client_id: &str, msgs: Vec<(String, String)>) {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_inflight(500);
+    let (client, mut ev) = AsyncClient::new(o, 1000);
+    let n = msgs.len();
+    let sender = tokio::spawn(async move {
+        for (t, p) in msgs {
+            client.publish(t, QoS::AtLeastOnce, false, p).await.expect("queue publish");
+        }
+        client
+    });
+    let mut acked = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while acked < n {
+        let e = tokio::time::timeout_at(deadline, ev.poll()).await.expect("publisher timed out").expect("publisher connection");
+        if let Event::Incoming(Packet::PubAck(_)) = e {
+            acked += 1;
+        }
+    }
+    let client = sender.await.unwrap();
+    let _ = client.disconnect().await;
+    // Let the DISCONNECT go out so the broker does not publish a will or keep a half-open session.
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+}
+
+pub fn report(seq: u64, ts: &str, e: u32, x: u32) -> String {
+    format!(r#"{{"seq":{seq},"ts":"{ts}","in":{e},"out":{x}}}"#)
+}
+
+pub fn counts_topic(space: &str, device: &str) -> String {
+    format!("vf/{space}/{device}/counts")
+}
+
+pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("http://{addr}{path}")).await.expect("http request");
+    let status = r.status().as_u16();
+    let body = r.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+pub async fn get_text(addr: std::net::SocketAddr, path: &str) -> String {
+    reqwest::get(format!("http://{addr}{path}")).await.expect("http request").text().await.unwrap()
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for a space's `entries_today` in the API to reach `entries`, returns the space JSON.
+pub async fn wait_entries(addr: std::net::SocketAddr, space: &str, entries: u64) -> Value {
+    eventually(30, &format!("{space} to reach {entries} entries"), || async {
+        let (_, v) = get_json(addr, &format!("/api/v1/spaces/{space}")).await;
+        (v["entries_today"].as_u64() == Some(entries)).then_some(v)
+    })
+    .await
+}
+
+/// What the raw table holds: rows, distinct (device, seq), Σ entries, Σ exits (with repairs).
+pub async fn stored(db: &tokio_postgres::Client) -> (i64, i64, i64, i64) {
+    let r = db
+        .query_one(
+            "SELECT count(*), count(DISTINCT (device_id, seq)), coalesce(sum(entries + repaired_entries), 0)::int8, \
+             coalesce(sum(exits + repaired_exits), 0)::int8 FROM reports",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3))
+}
+
+/// Σ entries/exits of a space's minute buckets: must equal what the raw table implies.
+pub async fn bucket_totals(db: &tokio_postgres::Client, space: &str) -> (i64, i64) {
+    let r = db
+        .query_one(
+            "SELECT coalesce(sum(entries), 0)::int8, coalesce(sum(exits), 0)::int8 FROM space_series_1m WHERE space_id = $1",
+            &[&space],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+pub fn unique(msgs: &[(String, String)]) -> usize {
+    msgs.iter().collect::<HashSet<_>>().len()
+}
