@@ -267,19 +267,19 @@ impl Registry {
                 ),
                 ("daily_capacity", s.daily_capacity, parent.daily_capacity),
             ] {
-                if let (Some(m), Some(t)) = (mine, theirs) {
-                    if m > t {
-                        push(
-                            format!(
-                                "{}.{field}",
-                                space_loc(
-                                    cfg_of_idx[s.idx.get()],
-                                    &cfg.spaces[cfg_of_idx[s.idx.get()]]
-                                )
-                            ),
-                            format!("{m} exceeds the {t} of its parent {:?}", parent.id.as_str()),
-                        );
-                    }
+                if let (Some(m), Some(t)) = (mine, theirs)
+                    && m > t
+                {
+                    push(
+                        format!(
+                            "{}.{field}",
+                            space_loc(
+                                cfg_of_idx[s.idx.get()],
+                                &cfg.spaces[cfg_of_idx[s.idx.get()]]
+                            )
+                        ),
+                        format!("{m} exceeds the {t} of its parent {:?}", parent.id.as_str()),
+                    );
                 }
             }
         }
