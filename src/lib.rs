@@ -16,4 +16,5 @@ pub mod registry;
 pub mod run;
 pub mod source;
 pub mod store;
+pub mod supervise;
 pub mod telemetry;
