@@ -2,7 +2,7 @@
 //! reports in the space's frame (entries/exits, the device's mounting direction already applied).
 //! Everything that can be wrong with input is a [`Reject`] with a bounded reason for `/metrics`.
 
-use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use chrono::{DateTime, FixedOffset, SubsecRound, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -337,7 +337,12 @@ fn decode_one(
     if dev_in > max || dev_out > max {
         return Err(Reject::AbsurdCount);
     }
-    let ts = ts.map(|t| t.with_timezone(&Utc)).unwrap_or(received);
+    // PostgreSQL keeps microseconds: truncating here keeps the live state and the stored state
+    // identical, so a reloaded state judges a redelivery exactly as the original run did.
+    let ts = ts
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(received)
+        .trunc_subsecs(6);
     if ts - received > limits.max_future {
         return Err(Reject::FutureTimestamp);
     }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use rumqttc::Publish;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -158,7 +158,7 @@ impl Ingester {
         scratch: &mut Vec<Result<CountReport, Reject>>,
     ) {
         metrics::counter!(t::MQTT_MESSAGES).increment(1);
-        let received = Utc::now();
+        let received = Utc::now().trunc_subsecs(6);
         let topic = match decode::parse_topic(&self.cfg.mqtt.topic_prefix, &p.topic) {
             Ok(topic) => topic,
             Err(r) => return reject(&r, "-", &p.topic),

@@ -25,12 +25,25 @@ mod embedded {
 pub enum StoreError {
     #[error("invalid database url: {0}")]
     Url(String),
-    #[error("database: {0}")]
+    #[error("database: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("database pool: {0}")]
     Pool(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] refinery::Error),
+}
+
+/// tokio-postgres shows only "db error" for server errors; the server's message is the useful part.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!(
+            "{}: {}{}",
+            db.code().code(),
+            db.message(),
+            db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+        ),
+        None => e.to_string(),
+    }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {

@@ -94,6 +94,7 @@ pub struct Stack {
 
 impl Stack {
     pub fn start() -> Stack {
+        visitorflow::telemetry::init_logging();
         let dir = tempfile::tempdir().expect("tempdir");
         let pg = PgCluster::start(&dir.path().join("pg")).expect("start PostgreSQL");
         pg.create_database("vf").expect("create database");
@@ -114,8 +115,24 @@ impl Stack {
     }
 
     pub async fn db(&self) -> tokio_postgres::Client {
-        visitorflow::store::connect(&self.pg.url("vf")).await.expect("connect to test database")
+        visitorflow::store::connect(&self.pg.url("vf"))
+            .await
+            .expect("connect to test database")
     }
+}
+
+/// Starts the service and waits until its ingester holds a subscribed broker session, so nothing
+/// published afterwards can be missed.
+pub async fn start_service(cfg: Config) -> visitorflow::run::Service {
+    let svc = visitorflow::run::Service::start(cfg)
+        .await
+        .expect("service starts");
+    let addr = svc.http_addr;
+    eventually(30, "the service to be ready", || async {
+        (get_json(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    svc
 }
 
 /// Publishes QoS 1 messages and returns once the broker has acknowledged every one of them.
@@ -127,14 +144,20 @@ pub async fn publish_all(port: u16, client_id: &str, msgs: Vec<(String, String)>
     let n = msgs.len();
     let sender = tokio::spawn(async move {
         for (t, p) in msgs {
-            client.publish(t, QoS::AtLeastOnce, false, p).await.expect("queue publish");
+            client
+                .publish(t, QoS::AtLeastOnce, false, p)
+                .await
+                .expect("queue publish");
         }
         client
     });
     let mut acked = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while acked < n {
-        let e = tokio::time::timeout_at(deadline, ev.poll()).await.expect("publisher timed out").expect("publisher connection");
+        let e = tokio::time::timeout_at(deadline, ev.poll())
+            .await
+            .expect("publisher timed out")
+            .expect("publisher connection");
         if let Event::Incoming(Packet::PubAck(_)) = e {
             acked += 1;
         }
@@ -162,14 +185,21 @@ pub fn counts_topic(space: &str, device: &str) -> String {
 }
 
 pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("http://{addr}{path}")).await.expect("http request");
+    let r = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("http request");
     let status = r.status().as_u16();
     let body = r.json::<Value>().await.unwrap_or(Value::Null);
     (status, body)
 }
 
 pub async fn get_text(addr: std::net::SocketAddr, path: &str) -> String {
-    reqwest::get(format!("http://{addr}{path}")).await.expect("http request").text().await.unwrap()
+    reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("http request")
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Polls `f` until it returns Some, or panics with `what` after `secs`.
@@ -192,11 +222,22 @@ where
 
 /// Waits for a space's `entries_today` in the API to reach `entries`, returns the space JSON.
 pub async fn wait_entries(addr: std::net::SocketAddr, space: &str, entries: u64) -> Value {
-    eventually(30, &format!("{space} to reach {entries} entries"), || async {
-        let (_, v) = get_json(addr, &format!("/api/v1/spaces/{space}")).await;
-        (v["entries_today"].as_u64() == Some(entries)).then_some(v)
+    let last = std::sync::Mutex::new(Value::Null);
+    let found = tokio::time::timeout(
+        Duration::from_secs(30),
+        eventually(31, "entries", || async {
+            let (_, v) = get_json(addr, &format!("/api/v1/spaces/{space}")).await;
+            *last.lock().unwrap() = v.clone();
+            (v["entries_today"].as_u64() == Some(entries)).then_some(v)
+        }),
+    )
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "{space} never reached {entries} entries; last seen {}",
+            last.lock().unwrap()
+        )
     })
-    .await
 }
 
 /// What the raw table holds: rows, distinct (device, seq), Σ entries, Σ exits (with repairs).
