@@ -8,3 +8,4 @@
 pub mod config;
 pub mod ids;
 pub mod registry;
+pub mod sim;
