@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod live;
 pub mod registry;
 pub mod run;
+pub mod sim;
 pub mod source;
 pub mod store;
 pub mod supervise;
