@@ -226,7 +226,6 @@ async fn database_crash_mid_stream_loses_and_doubles_nothing() {
     let svc = start_service(stack.config("vf-pgcrash")).await;
     let port = stack.mq.port();
     let publisher = tokio::spawn(async move {
-        let ts = now_local();
         for chunk in 0..10u64 {
             let first = chunk * 300 + 1;
             publish_all(
@@ -242,7 +241,7 @@ async fn database_crash_mid_stream_loses_and_doubles_nothing() {
     stack.pg.crash().unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stack.pg.start_again().unwrap();
-    publisher.await;
+    publisher.await.unwrap();
 
     let v = wait_entries(svc.http_addr, "canyon", 3000).await;
     assert_eq!(v["occupancy"], 3000);
