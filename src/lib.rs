@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod core;
 pub mod decode;
+pub mod demo;
 pub mod ids;
 pub mod ingest;
 pub mod live;

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use visitorflow::config::Config;
+use visitorflow::demo::{Demo, DemoOptions};
 use visitorflow::registry::Registry;
 use visitorflow::run::Service;
+use visitorflow::sim::{self, ReplayOptions, SimulateOptions};
 use visitorflow::telemetry;
 
 #[derive(Parser)]
@@ -32,6 +34,65 @@ enum Command {
     CheckConfig {
         /// Config file (TOML); the embedded county default when omitted.
         file: Option<PathBuf>,
+    },
+    /// The main job on an embedded default: starts a private PostgreSQL and broker when none is
+    /// configured, runs the service and drives it with simulated county traffic.
+    Demo {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Where the demo keeps its database and broker files.
+        #[arg(long, default_value = ".demo")]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+        /// Simulated seconds per real second (60: a day in 24 minutes).
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// Local day to simulate, e.g. 2026-10-02 for a Golden Week crowd (default: today).
+        #[arg(long)]
+        day: Option<chrono::NaiveDate>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Publish simulated county traffic to the configured broker.
+    Simulate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Simulated start (RFC 3339); default now.
+        #[arg(long)]
+        start: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// Simulated minutes to run; default until Ctrl-C.
+        #[arg(long)]
+        minutes: Option<u64>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Demand multiplier (1 = the calendar).
+        #[arg(long, default_value_t = 1.0)]
+        intensity: f64,
+    },
+    /// Publish a real people-counting dataset (CalIt2 or Dublin CSV) as count reports.
+    Replay {
+        file: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Device to publish as (CalIt2), or the first of the devices (Dublin).
+        #[arg(long)]
+        device: Option<String>,
+        /// Devices for the Dublin counters, in order (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        devices: Vec<String>,
+        /// Shift timestamps so the dataset ends now (otherwise its own 2005/2023 times are sent).
+        #[arg(long)]
+        rebase_to_now: bool,
+        /// Reports per second (default: as fast as the broker acknowledges).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Reports per MQTT message (JSON array when > 1).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
     },
 }
 
@@ -64,7 +125,137 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => Ok(check_config(file)),
+        Command::Demo {
+            config,
+            dir,
+            http,
+            speed,
+            day,
+            seed,
+        } => {
+            let cfg = Config::load(config.as_deref()).context("loading config")?;
+            let demo = Demo::start(
+                cfg,
+                DemoOptions {
+                    dir,
+                    http,
+                    speed,
+                    day,
+                    seed,
+                },
+            )
+            .await
+            .context("starting the demo")?;
+            println!("visitorflow demo");
+            for s in &demo.started {
+                println!("  started {s}");
+            }
+            let url = format!("http://{}", demo.service.http_addr);
+            println!("  API      {url}/api/v1/spaces");
+            println!("  metrics  {url}/metrics");
+            println!("Press Ctrl-C to stop; everything started here stops with it.");
+            wait_for_signal().await;
+            if let Some(stats) = demo.stop().await {
+                println!(
+                    "simulated {} reports from {} to {}",
+                    stats.reports, stats.start, stats.end
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate {
+            config,
+            speed,
+            start,
+            minutes,
+            seed,
+            intensity,
+        } => {
+            let cfg = Config::load(config.as_deref()).context("loading config")?;
+            let registry = Registry::build(&cfg)?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                let _ = stop.send(true);
+            });
+            let opts = SimulateOptions {
+                seed,
+                speed,
+                intensity,
+                start: start.map(|t| t.with_timezone(&chrono::Utc)),
+                duration: minutes.map(|m| std::time::Duration::from_secs(m * 60)),
+                shutdown: Some(stopped),
+                ..SimulateOptions::default()
+            };
+            let stats = sim::simulate(opts, &registry, &cfg.mqtt).await?;
+            println!(
+                "published {} reports ({} messages, {} acknowledged) from {} to {}",
+                stats.reports, stats.messages, stats.acked, stats.start, stats.end
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            file,
+            config,
+            device,
+            devices,
+            rebase_to_now,
+            rate,
+            batch,
+        } => {
+            let cfg = Config::load(config.as_deref()).context("loading config")?;
+            let registry = Registry::build(&cfg)?;
+            let mut opts = ReplayOptions::new(&file);
+            opts.device = device;
+            opts.devices = devices;
+            opts.rate = rate;
+            opts.batch = batch.max(1);
+            if rebase_to_now {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                opts.rebase = Some(rebase_to_end_now(&text)?);
+            }
+            let stats = sim::replay(opts, &registry, &cfg.mqtt).await?;
+            println!(
+                "replayed {} reports ({} messages): in {}, out {}, {} empty cells, in {:.1} s",
+                stats.reports,
+                stats.messages,
+                stats.total_in,
+                stats.total_out,
+                stats.empty_cells,
+                stats.elapsed.as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The instant the dataset must start at so that its last slot ends now.
+fn rebase_to_end_now(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let (first, last, period) = match sim::Dataset::detect(text) {
+        Some(sim::Dataset::Calit2) => {
+            let slots = sim::parse_calit2(text)?;
+            (
+                slots.first().map(|s| s.start),
+                slots.last().map(|s| s.start),
+                sim::Dataset::Calit2.period(),
+            )
+        }
+        Some(sim::Dataset::Dublin) => {
+            let d = sim::parse_dublin(text)?;
+            (
+                d.times.first().copied(),
+                d.times.last().copied(),
+                sim::Dataset::Dublin.period(),
+            )
+        }
+        None => anyhow::bail!("not a CalIt2 or Dublin dataset"),
+    };
+    let (Some(first), Some(last)) = (first, last) else {
+        anyhow::bail!("the dataset is empty")
+    };
+    let span = (last - first) + chrono::TimeDelta::from_std(period)?;
+    Ok(chrono::Utc::now() - span)
 }
 
 fn check_config(file: Option<PathBuf>) -> ExitCode {

@@ -494,7 +494,7 @@ impl PgCluster {
 
     fn as_owner(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
-        cmd.current_dir(&self.dir);
+        cmd.current_dir(&self.dir).process_group(0);
         if let Some(user) = &self.run_as {
             cmd.uid(user.uid).gid(user.gid);
         }
@@ -881,7 +881,10 @@ log_type information
             .stdout(Stdio::null())
             // A file, not a pipe: nobody reads a pipe while the broker runs, and a full pipe
             // would block it.
-            .stderr(stderr);
+            .stderr(stderr)
+            // Its own process group: a Ctrl-C at the terminal reaches the demo, which then stops
+            // the broker in order, instead of killing the broker under the running service.
+            .process_group(0);
         let mut child = cmd
             .spawn()
             .map_err(|source| SuperviseError::Spawn {

@@ -1,0 +1,175 @@
+//! `visitorflow demo`: the main job on an embedded default. Starts whatever is missing on this
+//! machine (a private PostgreSQL cluster from the local binaries; Mosquitto, or an embedded broker
+//! when Mosquitto is not installed), runs the service on the county registry, and drives it with
+//! the traffic simulator. Everything it started stops when the demo stops.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::run::{RunError, Service};
+use crate::sim::{self, SimStats, SimulateOptions};
+use crate::supervise::{Broker, PgCluster, SuperviseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Supervise(#[from] SuperviseError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("demo directory {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where the private PostgreSQL cluster and broker keep their files (kept between runs).
+    pub dir: PathBuf,
+    pub http: SocketAddr,
+    /// Simulated seconds per real second.
+    pub speed: f64,
+    /// Local day to simulate (default today); the simulation starts at 07:00 that day.
+    pub day: Option<NaiveDate>,
+    pub seed: u64,
+}
+
+/// A running demo: the service plus whatever it started.
+pub struct Demo {
+    pub service: Service,
+    pub started: Vec<String>,
+    sim_stop: watch::Sender<bool>,
+    sim: JoinHandle<Result<SimStats, sim::SimError>>,
+    // Kept for their Drop, which stops them: the service first (see `stop`), then these.
+    _pg: Option<PgCluster>,
+    _broker: Option<Broker>,
+}
+
+impl Demo {
+    pub async fn start(mut cfg: Config, opts: DemoOptions) -> Result<Demo, DemoError> {
+        std::fs::create_dir_all(&opts.dir).map_err(|e| DemoError::Dir(opts.dir.clone(), e))?;
+        let dir =
+            std::fs::canonicalize(&opts.dir).map_err(|e| DemoError::Dir(opts.dir.clone(), e))?;
+        let mut started = Vec::new();
+        let pg = if cfg.database.url.is_empty() {
+            let pg = PgCluster::start(&dir.join("postgres"))?;
+            // Each demo simulates its day afresh: yesterday's demo data would make today's
+            // reports look like replays (same devices, seqs and times) and they would be refused.
+            fresh_database(&pg, "visitorflow").await?;
+            cfg.database.url = pg.url("visitorflow");
+            started.push(format!(
+                "PostgreSQL on 127.0.0.1:{} (data in {})",
+                pg.port(),
+                pg.dir().display()
+            ));
+            Some(pg)
+        } else {
+            None
+        };
+        let broker = if broker_reachable(&cfg).await {
+            None
+        } else {
+            let mqtt_dir = dir.join("mqtt");
+            // Likewise the broker's persisted session from an earlier demo.
+            if mqtt_dir.exists() {
+                std::fs::remove_dir_all(&mqtt_dir)
+                    .map_err(|e| DemoError::Dir(mqtt_dir.clone(), e))?;
+            }
+            let b = Broker::start(&mqtt_dir)?;
+            cfg.mqtt.host = "127.0.0.1".into();
+            cfg.mqtt.port = b.port();
+            started.push(format!("{} on 127.0.0.1:{}", b.describe(), b.port()));
+            Some(b)
+        };
+        cfg.http.listen = opts.http;
+        // The simulated clock runs ahead of the wall clock; the demo accepts its timestamps.
+        cfg.ingest.max_future_skew_s = 7 * 24 * 3600;
+        let service = Service::start(cfg.clone()).await?;
+
+        let tz = service.registry.tz;
+        let day = opts
+            .day
+            .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive());
+        let start: DateTime<Utc> = tz
+            .from_local_datetime(
+                &day.and_time(NaiveTime::from_hms_opt(7, 0, 0).unwrap_or_default()),
+            )
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(Utc::now);
+        let (sim_stop, stop_rx) = watch::channel(false);
+        let registry = service.registry.clone();
+        let mqtt = cfg.mqtt.clone();
+        let sim_opts = SimulateOptions {
+            seed: opts.seed,
+            start: Some(start),
+            speed: opts.speed,
+            tick: Duration::from_secs(60),
+            shutdown: Some(stop_rx),
+            ..SimulateOptions::default()
+        };
+        let sim = tokio::spawn(async move { sim::simulate(sim_opts, &registry, &mqtt).await });
+        started.push(format!(
+            "simulator: {day} from 07:00 local at {}x speed",
+            opts.speed
+        ));
+        Ok(Demo {
+            service,
+            started,
+            sim_stop,
+            sim,
+            _pg: pg,
+            _broker: broker,
+        })
+    }
+
+    /// Stops the simulator and the service, then (on drop) the broker and database it started.
+    pub async fn stop(mut self) -> Option<SimStats> {
+        let _ = self.sim_stop.send(true);
+        // The simulator finishes its tick and waits for acknowledgements; a broker that is
+        // already gone must not hold the demo open.
+        let stats = match tokio::time::timeout(Duration::from_secs(15), &mut self.sim).await {
+            Ok(Ok(Ok(s))) => Some(s),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "simulator failed");
+                None
+            }
+            Ok(Err(_)) => None,
+            Err(_) => {
+                self.sim.abort();
+                None
+            }
+        };
+        self.service.shutdown().await;
+        stats
+    }
+}
+
+async fn fresh_database(pg: &PgCluster, name: &str) -> Result<(), DemoError> {
+    let admin = crate::store::connect(&pg.url("postgres"))
+        .await
+        .map_err(RunError::from)?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .map_err(|e| RunError::from(crate::store::StoreError::from(e)))?;
+    pg.create_database(name)?;
+    Ok(())
+}
+
+/// A broker configured explicitly (not the default localhost one) is used as it is.
+async fn broker_reachable(cfg: &Config) -> bool {
+    let addr = (cfg.mqtt.host.as_str(), cfg.mqtt.port);
+    let is_default = cfg.mqtt.host == "127.0.0.1" || cfg.mqtt.host == "localhost";
+    if is_default {
+        return false;
+    }
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
