@@ -10,7 +10,7 @@ pub mod seq;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use crate::decode::CountReport;
@@ -185,12 +185,15 @@ impl Core {
             period_s: r.period_s,
         });
         let (e, x) = (r.entries.saturating_add(re), r.exits.saturating_add(rx));
-        let minute = unix_minute(r.ts);
+        // A report counts passages *before* its timestamp: a half-hour report stamped 00:00
+        // belongs to the day and minute that just ended.
+        let at = r.ts - TimeDelta::microseconds(1);
+        let minute = unix_minute(at);
         let registry = Arc::clone(&self.registry);
         for &s in &registry.device(device).targets {
             let space = registry.space(s);
-            let day = business_day(registry.tz, space.opens_at, r.ts);
-            if self.counts[s.get()].apply(day, r.ts, e, x) == Applied::EarlierDay {
+            let day = business_day(registry.tz, space.opens_at, at);
+            if self.counts[s.get()].apply(day, minute, r.ts, e, x) == Applied::EarlierDay {
                 batch.stats.earlier_day += 1;
             }
             let b = batch.buckets.entry((s, minute)).or_default();

@@ -59,9 +59,12 @@ impl SpaceCounts {
         }
     }
 
+    /// Adds a report's counts: `minute` is the Unix minute they happened in, `ts` the report's
+    /// timestamp (shown as the last report).
     pub fn apply(
         &mut self,
         day: NaiveDate,
+        minute: i64,
         ts: DateTime<Utc>,
         entries: u32,
         exits: u32,
@@ -72,12 +75,11 @@ impl SpaceCounts {
             _ => {
                 *self = SpaceCounts {
                     day: Some(day),
-                    minute: unix_minute(ts),
+                    minute,
                     ..Default::default()
                 }
             }
         }
-        let minute = unix_minute(ts);
         if minute > self.minute {
             self.close_minute(minute);
         }
@@ -125,12 +127,12 @@ mod tests {
     #[test]
     fn exits_without_entries_clamp_at_zero_and_show_drift() {
         let mut s = SpaceCounts::default();
-        s.apply(day(), at(0, 0), 3, 0);
-        s.apply(day(), at(1, 0), 0, 5);
+        s.apply(day(), unix_minute(at(0, 0)), at(0, 0), 3, 0);
+        s.apply(day(), unix_minute(at(1, 0)), at(1, 0), 0, 5);
         assert_eq!(s.occupancy(), 0);
         assert_eq!(s.drift(), 2);
         // Closing the minute keeps the drift and restarts from zero, not from -2.
-        s.apply(day(), at(2, 0), 4, 0);
+        s.apply(day(), unix_minute(at(2, 0)), at(2, 0), 4, 0);
         assert_eq!(s.occupancy(), 4);
         assert_eq!(s.drift(), 2);
         assert_eq!((s.entries, s.exits), (7, 5));
@@ -139,20 +141,23 @@ mod tests {
     #[test]
     fn new_day_resets_and_earlier_day_is_not_counted_today() {
         let mut s = SpaceCounts::default();
-        s.apply(day(), at(0, 0), 10, 2);
+        s.apply(day(), unix_minute(at(0, 0)), at(0, 0), 10, 2);
         let next = day().succ_opt().unwrap();
-        s.apply(next, at(24 * 60, 0), 1, 0);
+        s.apply(next, unix_minute(at(24 * 60, 0)), at(24 * 60, 0), 1, 0);
         assert_eq!((s.entries, s.occupancy()), (1, 1));
-        assert_eq!(s.apply(day(), at(5, 0), 7, 0), Applied::EarlierDay);
+        assert_eq!(
+            s.apply(day(), unix_minute(at(5, 0)), at(5, 0), 7, 0),
+            Applied::EarlierDay
+        );
         assert_eq!(s.entries, 1);
     }
 
     #[test]
     fn peak_is_recorded_with_its_minute() {
         let mut s = SpaceCounts::default();
-        s.apply(day(), at(0, 10), 5, 0);
-        s.apply(day(), at(1, 0), 0, 3);
-        s.apply(day(), at(2, 0), 0, 1);
+        s.apply(day(), unix_minute(at(0, 10)), at(0, 10), 5, 0);
+        s.apply(day(), unix_minute(at(1, 0)), at(1, 0), 0, 3);
+        s.apply(day(), unix_minute(at(2, 0)), at(2, 0), 0, 1);
         assert_eq!(s.peak, 5);
         assert_eq!(s.peak_at, Some(at(1, 0)));
         assert_eq!(s.peak_now().0, 5);
@@ -168,11 +173,11 @@ mod tests {
         ) {
             let mut a = SpaceCounts::default();
             for (i, (e, x)) in prior.iter().enumerate() {
-                a.apply(day(), at(i as i64, 0), *e, *x);
+                a.apply(day(), unix_minute(at(i as i64, 0)), at(i as i64, 0), *e, *x);
             }
             let mut b = a;
             for (e, x, sec) in &minute {
-                a.apply(day(), at(10, *sec), *e, *x);
+                a.apply(day(), unix_minute(at(10, *sec)), at(10, *sec), *e, *x);
             }
             let mut shuffled = minute.clone();
             let n = shuffled.len();
@@ -180,7 +185,7 @@ mod tests {
                 shuffled.swap(i, (seed as usize).wrapping_mul(i + 7) % n);
             }
             for (e, x, sec) in &shuffled {
-                b.apply(day(), at(10, *sec), *e, *x);
+                b.apply(day(), unix_minute(at(10, *sec)), at(10, *sec), *e, *x);
             }
             prop_assert_eq!(a.occupancy(), b.occupancy());
             prop_assert_eq!(a.drift(), b.drift());
@@ -194,7 +199,7 @@ mod tests {
             let mut min = 0;
             for (e, x, step) in reports {
                 min += step;
-                s.apply(day(), at(min, 0), e, x);
+                s.apply(day(), unix_minute(at(min, 0)), at(min, 0), e, x);
                 prop_assert_eq!(
                     i128::from(s.occupancy()),
                     i128::from(s.entries) - i128::from(s.exits) + i128::from(s.drift())
