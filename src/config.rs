@@ -170,6 +170,9 @@ pub struct IngestConfig {
     pub max_count_per_report: u32,
     /// Largest accepted payload; larger messages are rejected without parsing.
     pub max_payload_bytes: usize,
+    /// A batch commit slower than this ends the session (a database that stopped answering must
+    /// not hold the ingester forever; the broker redelivers the batch to the next session).
+    pub commit_timeout_ms: u64,
 }
 
 impl Default for IngestConfig {
@@ -181,6 +184,7 @@ impl Default for IngestConfig {
             max_age_days: 30,
             max_count_per_report: 10_000,
             max_payload_bytes: 256 * 1024,
+            commit_timeout_ms: 10_000,
         }
     }
 }

@@ -28,13 +28,15 @@ pub enum IngestError {
     Broker(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("batch commit took longer than {0:?}")]
+    CommitTimeout(Duration),
 }
 
 impl IngestError {
     fn cause(&self) -> &'static str {
         match self {
             IngestError::Broker(_) => "broker",
-            IngestError::Store(_) => "database",
+            IngestError::Store(_) | IngestError::CommitTimeout(_) => "database",
         }
     }
 }
@@ -59,12 +61,22 @@ impl Ingester {
 
     /// Runs sessions until `shutdown` turns true; failures are logged, counted and retried.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let delay = Duration::from_millis(self.cfg.mqtt.reconnect_delay_ms);
+        let base = Duration::from_millis(self.cfg.mqtt.reconnect_delay_ms.max(1));
+        let mut failures = 0u32;
         loop {
+            let started = Instant::now();
             let result = tokio::select! {
                 r = self.session() => r,
                 _ = shutdown.wait_for(|s| *s) => return,
             };
+            // Back off while the broker or database stays down (doubling, at most 30x the base),
+            // but retry at once after a session that ran for a while.
+            failures = if started.elapsed() > Duration::from_secs(30) {
+                0
+            } else {
+                (failures + 1).min(5)
+            };
+            let delay = (base * 2u32.pow(failures.saturating_sub(1))).min(base * 30);
             self.live.set_broker_connected(false);
             self.live.set_ingest_ready(false);
             if let Err(e) = result {
@@ -107,7 +119,10 @@ impl Ingester {
             }
             core.finish_batch(&mut batch);
             let started = std::time::Instant::now();
-            store::commit_batch(&mut db, &core, &batch).await?;
+            let limit = Duration::from_millis(self.cfg.ingest.commit_timeout_ms.max(1));
+            tokio::time::timeout(limit, store::commit_batch(&mut db, &core, &batch))
+                .await
+                .map_err(|_| IngestError::CommitTimeout(limit))??;
             metrics::histogram!(t::BATCH_WRITE).record(started.elapsed().as_secs_f64());
             metrics::histogram!(t::BATCH_MESSAGES).record(pending.len() as f64);
             self.live.publish_batch(&core, &batch);

@@ -79,7 +79,13 @@ fn pg_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
 
 /// A dedicated connection (the ingester's, or for setup); its driver runs on a spawned task.
 pub async fn connect(url: &str) -> Result<Client, StoreError> {
-    let (client, conn) = pg_config(url)?.connect(NoTls).await?;
+    let mut cfg = pg_config(url)?;
+    // A database host that vanished must fail the connection attempt, not hang it.
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(std::time::Duration::from_secs(5));
+    }
+    cfg.keepalives_idle(std::time::Duration::from_secs(30));
+    let (client, conn) = cfg.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "database connection closed");

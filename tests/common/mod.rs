@@ -94,7 +94,10 @@ pub struct Stack {
 
 impl Stack {
     pub fn start() -> Stack {
-        visitorflow::telemetry::init_logging();
+        // Service logs go to stdout, which the test harness does not capture: opt in with RUST_LOG.
+        if std::env::var_os("RUST_LOG").is_some() {
+            visitorflow::telemetry::init_logging();
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let pg = PgCluster::start(&dir.path().join("pg")).expect("start PostgreSQL");
         pg.create_database("vf").expect("create database");
