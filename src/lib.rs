@@ -20,3 +20,4 @@ pub mod source;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;
+pub mod webhook;
