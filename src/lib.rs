@@ -14,6 +14,7 @@ pub mod ids;
 pub mod ingest;
 pub mod live;
 pub mod registry;
+pub mod rules;
 pub mod run;
 pub mod sim;
 pub mod source;

@@ -1,0 +1,512 @@
+//! Alerts: their stable identity ([`AlertKind`], one per space), the open set kept in the engine's
+//! state, the [`Transition`]s produced by comparing what should be open with what is, and the
+//! bilingual texts those transitions carry.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::config::Params;
+use super::forecast::Forecast;
+use super::input::{CapLimit, SpaceInput};
+use super::level::{Ladder, Level, Severity};
+use super::{LevelStatus, SpaceDef};
+use crate::ids::{DeviceId, SpaceId};
+
+/// What an alert is about. Together with the space it is the alert's identity: at most one alert
+/// per (space, kind) is open, and a change of level or severity updates it rather than opening
+/// another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AlertKind {
+    /// The instantaneous load's level (open while above normal).
+    InstantLevel,
+    /// The daily load's level.
+    DailyLevel,
+    /// Orange or red forecast within the horizon.
+    EarlyWarning { target: Level },
+    /// Every counter of the space is silent: its level is unknown.
+    Stale,
+    /// One device has not been heard from for too long.
+    Silent { device: DeviceId },
+    /// Exits without entries today above the bound.
+    Drift,
+    /// Reports known missing and not repaired.
+    MissingReports,
+    /// A device clock is off beyond the bound.
+    ClockSkew,
+    /// An external hazard; the space is closed for dispatch while it stands.
+    Hazard { hazard: String },
+}
+
+impl AlertKind {
+    /// A stable string key: `instant_level`, `early_warning.red`, `silent.gate-1`, ….
+    pub fn key(&self) -> String {
+        match self {
+            AlertKind::InstantLevel => "instant_level".into(),
+            AlertKind::DailyLevel => "daily_level".into(),
+            AlertKind::EarlyWarning { target } => format!("early_warning.{}", target.as_str()),
+            AlertKind::Stale => "stale".into(),
+            AlertKind::Silent { device } => format!("silent.{device}"),
+            AlertKind::Drift => "drift".into(),
+            AlertKind::MissingReports => "missing_reports".into(),
+            AlertKind::ClockSkew => "clock_skew".into(),
+            AlertKind::Hazard { hazard } => format!("hazard.{hazard}"),
+        }
+    }
+
+    /// Whether the alert follows a level (`from`/`to` are set on its transitions).
+    pub fn is_level(&self) -> bool {
+        matches!(self, AlertKind::InstantLevel | AlertKind::DailyLevel)
+    }
+}
+
+/// What a transition does to its alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Open,
+    Escalate,
+    DeEscalate,
+    Resolve,
+}
+
+/// An alert that is open now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenAlert {
+    pub kind: AlertKind,
+    pub severity: Severity,
+    /// The level, for level alerts.
+    pub level: Option<Level>,
+    pub since: DateTime<Utc>,
+    /// Last escalation or de-escalation (`since` when none).
+    pub updated: DateTime<Utc>,
+}
+
+/// One change of one alert, ready to send. For a resolve, `severity` is the severity the alert
+/// last had, so the all-clear reaches whoever got the alarm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transition {
+    pub space: SpaceId,
+    pub kind: AlertKind,
+    pub change: Change,
+    /// Level alerts only: the level before and after (`normal` on open and resolve).
+    pub from: Option<Level>,
+    pub to: Option<Level>,
+    pub severity: Severity,
+    pub at: DateTime<Utc>,
+    /// When the alert opened.
+    pub since: DateTime<Utc>,
+    /// The load the alert is about (instantaneous for forecasts), percent.
+    pub load_pct: Option<f64>,
+    pub forecast: Option<Forecast>,
+    pub message_zh: String,
+    pub message_en: String,
+}
+
+impl Transition {
+    /// `space/kind-key`: one id per alert across its transitions (a dedupe or fingerprint key).
+    pub fn alert_id(&self) -> String {
+        format!("{}/{}", self.space, self.kind.key())
+    }
+}
+
+/// An alert as the rules want it now.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Want {
+    pub kind: AlertKind,
+    pub severity: Severity,
+    pub level: Option<Level>,
+}
+
+/// Everything the texts may quote.
+pub(crate) struct Ctx<'a> {
+    pub def: &'a SpaceDef,
+    pub now: DateTime<Utc>,
+    pub input: &'a SpaceInput,
+    pub instant: &'a LevelStatus,
+    pub daily: &'a LevelStatus,
+    pub forecast: Option<&'a Forecast>,
+    pub ladder: &'a Ladder,
+    pub params: &'a Params,
+    /// Devices whose clock is out of bounds, with their skew.
+    pub skewed: &'a [(DeviceId, TimeDelta)],
+}
+
+/// Brings `open` in line with `want`, returning one transition per alert that changed.
+pub(crate) fn reconcile(
+    open: &mut Vec<OpenAlert>,
+    mut want: Vec<Want>,
+    ctx: &Ctx,
+) -> Vec<Transition> {
+    let now = ctx.now;
+    // One alert per kind (two hazards of one kind, a device listed twice): the most severe wins.
+    want.sort_by(|a, b| a.kind.cmp(&b.kind).then(b.severity.cmp(&a.severity)));
+    want.dedup_by(|later, earlier| later.kind == earlier.kind);
+    let mut out = Vec::new();
+    let mut kept = Vec::with_capacity(want.len());
+    for w in want {
+        let prev = open
+            .iter()
+            .position(|o| o.kind == w.kind)
+            .map(|i| open.swap_remove(i));
+        let (change, since, from) = match &prev {
+            None => (Change::Open, now, w.level.map(|_| Level::Normal)),
+            Some(p) if p.severity == w.severity && p.level == w.level => {
+                kept.push(p.clone());
+                continue;
+            }
+            Some(p) => {
+                let up = match (p.level, w.level) {
+                    (Some(a), Some(b)) => b > a,
+                    _ => w.severity > p.severity,
+                };
+                let c = if up {
+                    Change::Escalate
+                } else {
+                    Change::DeEscalate
+                };
+                (c, p.since, p.level)
+            }
+        };
+        out.push(transition(
+            ctx, &w.kind, change, from, w.level, w.severity, since,
+        ));
+        kept.push(OpenAlert {
+            kind: w.kind,
+            severity: w.severity,
+            level: w.level,
+            since,
+            updated: now,
+        });
+    }
+    // Whatever is still in `open` is no longer wanted.
+    for gone in open.drain(..) {
+        let to = gone.level.map(|_| Level::Normal);
+        out.push(transition(
+            ctx,
+            &gone.kind,
+            Change::Resolve,
+            gone.level,
+            to,
+            gone.severity,
+            gone.since,
+        ));
+    }
+    kept.sort_by(|a, b| a.kind.cmp(&b.kind));
+    *open = kept;
+    out
+}
+
+fn transition(
+    ctx: &Ctx,
+    kind: &AlertKind,
+    change: Change,
+    from: Option<Level>,
+    to: Option<Level>,
+    severity: Severity,
+    since: DateTime<Utc>,
+) -> Transition {
+    let (load_pct, forecast) = match kind {
+        AlertKind::InstantLevel => (ctx.instant.load_pct, None),
+        AlertKind::DailyLevel => (ctx.daily.load_pct, None),
+        AlertKind::EarlyWarning { .. } => (ctx.instant.load_pct, ctx.forecast.cloned()),
+        _ => (None, None),
+    };
+    let (message_zh, message_en) = describe(ctx, kind, change, from, to);
+    Transition {
+        space: ctx.def.id.clone(),
+        kind: kind.clone(),
+        change,
+        from,
+        to,
+        severity,
+        at: ctx.now,
+        since,
+        load_pct,
+        forecast,
+        message_zh,
+        message_en,
+    }
+}
+
+/// Transitions closing every alert of a space that is no longer configured.
+pub(crate) fn resolve_removed(
+    space: &SpaceId,
+    open: &[OpenAlert],
+    now: DateTime<Utc>,
+) -> Vec<Transition> {
+    open.iter()
+        .map(|o| Transition {
+            space: space.clone(),
+            kind: o.kind.clone(),
+            change: Change::Resolve,
+            from: o.level,
+            to: o.level.map(|_| Level::Normal),
+            severity: o.severity,
+            at: now,
+            since: o.since,
+            load_pct: None,
+            forecast: None,
+            message_zh: format!("{space}已从配置中删除，告警关闭"),
+            message_en: format!("{space} is no longer configured; alert closed"),
+        })
+        .collect()
+}
+
+fn pct(load: Option<f64>) -> String {
+    load.map_or_else(|| "—".into(), |l| format!("{l:.0}%"))
+}
+
+/// Whole minutes, rounded; "<1" under half a minute.
+fn minutes(d: TimeDelta) -> String {
+    let m = (d.num_seconds() as f64 / 60.0).round();
+    if m < 1.0 {
+        "<1".into()
+    } else {
+        format!("{m:.0}")
+    }
+}
+
+fn limit_text(l: CapLimit) -> (String, String) {
+    match l {
+        CapLimit::Percent(p) => (format!("{p}%"), format!("{p}%")),
+        CapLimit::Absolute(n) => (format!("{n}人"), format!("{n} people")),
+    }
+}
+
+fn describe(
+    ctx: &Ctx,
+    kind: &AlertKind,
+    change: Change,
+    from: Option<Level>,
+    to: Option<Level>,
+) -> (String, String) {
+    let (zh, en) = (&ctx.def.name_zh, &ctx.def.name_en);
+    match kind {
+        AlertKind::InstantLevel | AlertKind::DailyLevel => {
+            let daily = *kind == AlertKind::DailyLevel;
+            let s = if daily { ctx.daily } else { ctx.instant };
+            let (m_zh, m_en) = if daily {
+                ("日承载率", "daily load")
+            } else {
+                ("瞬时承载率", "instantaneous load")
+            };
+            let load = pct(s.load_pct);
+            let (from, to) = (from.unwrap_or_default(), to.unwrap_or_default());
+            let mut figures_zh = match (daily, s.effective_capacity) {
+                (_, None) => "未核定承载量".to_string(),
+                (false, Some(c)) => format!("在园{}人/有效容量{c}人", s.count),
+                (true, Some(c)) => format!("今日入园{}人次/有效日容量{c}人次", s.count),
+            };
+            let mut figures_en = match (daily, s.effective_capacity) {
+                (_, None) => "no approved capacity".to_string(),
+                (false, Some(c)) => format!("{} in, effective capacity {c}", s.count),
+                (true, Some(c)) => {
+                    format!("{} entries today, effective daily capacity {c}", s.count)
+                }
+            };
+            if let (Some(cap), Some(approved)) = (&s.cap, s.approved_capacity) {
+                let (l_zh, l_en) = limit_text(cap.limit);
+                let _ = write!(
+                    figures_zh,
+                    "，政策限流{l_zh}（{}），核定{approved}人",
+                    cap.reason
+                );
+                let _ = write!(
+                    figures_en,
+                    "; policy cap {l_en} ({}), approved {approved}",
+                    cap.reason
+                );
+            }
+            if change == Change::Resolve {
+                return (
+                    format!(
+                        "{zh}{m_zh}{load}（{figures_zh}）：{}解除，恢复正常",
+                        from.name_zh()
+                    ),
+                    format!(
+                        "{en}: {m_en} {load} ({figures_en}): {} cleared, back to normal",
+                        from.as_str()
+                    ),
+                );
+            }
+            let action = ctx.ladder.action(to);
+            (
+                format!(
+                    "{zh}{m_zh}{load}（{figures_zh}）：{}→{}。{}",
+                    from.name_zh(),
+                    to.name_zh(),
+                    action.zh
+                ),
+                format!(
+                    "{en}: {m_en} {load} ({figures_en}): {} → {}. {}",
+                    from.as_str(),
+                    to.as_str(),
+                    action.en
+                ),
+            )
+        }
+        AlertKind::EarlyWarning { target } => {
+            let t = *target;
+            if change == Change::Resolve {
+                let h = minutes(ctx.params.horizon);
+                return if ctx.instant.last_level >= t {
+                    (
+                        format!("{zh}已达到{}，预警由等级告警接替", t.name_zh()),
+                        format!("{en}: {} reached; the level alert takes over", t.as_str()),
+                    )
+                } else {
+                    (
+                        format!("{zh}{}预警解除：预测{h}分钟内不会达到", t.name_zh()),
+                        format!(
+                            "{en}: {} early warning cleared, no longer forecast within {h} min",
+                            t.as_str()
+                        ),
+                    )
+                };
+            }
+            let thr = ctx.ladder.threshold(t).unwrap_or(100.0);
+            let people = ctx
+                .instant
+                .effective_capacity
+                .map_or(0.0, |c| (thr * f64::from(c) / 100.0).ceil());
+            let eta = ctx
+                .forecast
+                .and_then(|f| f.to(t))
+                .map_or_else(|| "?".into(), minutes);
+            let slope = ctx.forecast.map_or(0.0, |f| f.slope_per_min);
+            let load = pct(ctx.instant.load_pct);
+            let action = ctx.ladder.action(t);
+            (
+                format!(
+                    "{zh}预计{eta}分钟后达到{}（{thr}%，约{people}人）：当前{load}，净流入{slope:+.1}人/分钟。请提前准备：{}",
+                    t.name_zh(),
+                    action.zh
+                ),
+                format!(
+                    "{en}: forecast to reach {} ({thr}%, about {people} people) in {eta} min; now {load}, net inflow {slope:+.1}/min. Prepare: {}",
+                    t.as_str(),
+                    action.en
+                ),
+            )
+        }
+        AlertKind::Stale => {
+            if change == Change::Resolve {
+                (
+                    format!("{zh}计数恢复，承载等级重新可判"),
+                    format!("{en}: counting resumed, the level is known again"),
+                )
+            } else {
+                (
+                    format!("{zh}全部计数设备无数据，承载等级未知，请现场核实人数"),
+                    format!(
+                        "{en}: every counter is silent; the level is unknown, check numbers on site"
+                    ),
+                )
+            }
+        }
+        AlertKind::Silent { device } => {
+            if change == Change::Resolve {
+                return (
+                    format!("{zh}设备{device}恢复上报"),
+                    format!("{en}: device {device} reporting again"),
+                );
+            }
+            let d = ctx.input.devices.iter().find(|d| d.device == *device);
+            let period = d
+                .and_then(|d| d.period)
+                .filter(|p| *p > TimeDelta::zero())
+                .unwrap_or(ctx.params.default_period);
+            match d.and_then(|d| d.last_received) {
+                None => (
+                    format!("{zh}设备{device}从未上报"),
+                    format!("{en}: device {device} has never reported"),
+                ),
+                Some(last) => {
+                    let (m, p) = (minutes(ctx.now - last), minutes(period));
+                    (
+                        format!("{zh}设备{device}已{m}分钟无数据（上报周期{p}分钟）"),
+                        format!("{en}: device {device} silent for {m} min (period {p} min)"),
+                    )
+                }
+            }
+        }
+        AlertKind::Drift => {
+            if change == Change::Resolve {
+                return (
+                    format!("{zh}计数漂移恢复正常范围"),
+                    format!("{en}: counter drift back within bounds"),
+                );
+            }
+            let (d, e) = (ctx.input.drift_today, ctx.input.entries_today);
+            (
+                format!("{zh}今日{d}人次离开无对应进入（入园{e}人次），计数器可能漏计，请检查设备"),
+                format!(
+                    "{en}: {d} exits today had no matching entry ({e} entries); a counter may be missing people"
+                ),
+            )
+        }
+        AlertKind::MissingReports => {
+            if change == Change::Resolve {
+                return (
+                    format!("{zh}缺失报告已补齐"),
+                    format!("{en}: missing reports repaired"),
+                );
+            }
+            let list: Vec<String> = ctx
+                .input
+                .devices
+                .iter()
+                .filter(|d| d.missing_reports > 0)
+                .map(|d| format!("{} {}", d.device, d.missing_reports))
+                .collect();
+            let n: u64 = ctx.input.devices.iter().map(|d| d.missing_reports).sum();
+            let list = list.join(", ");
+            (
+                format!("{zh}有{n}份报告缺失未补（{list}），人数可能不准"),
+                format!("{en}: {n} reports missing and not repaired ({list}); counts may be off"),
+            )
+        }
+        AlertKind::ClockSkew => {
+            if change == Change::Resolve {
+                return (
+                    format!("{zh}设备时钟恢复正常"),
+                    format!("{en}: device clocks back within bounds"),
+                );
+            }
+            let b = ctx.params.clock_skew_max.num_seconds();
+            let list: Vec<String> = ctx
+                .skewed
+                .iter()
+                .map(|(d, s)| format!("{d} {:+} s", s.num_seconds()))
+                .collect();
+            let list = list.join(", ");
+            (
+                format!("{zh}设备时钟偏差超过{b}秒：{list}"),
+                format!("{en}: device clock off by more than {b} s: {list}"),
+            )
+        }
+        AlertKind::Hazard { hazard } => {
+            if change == Change::Resolve {
+                return (
+                    format!("{zh}{hazard}警报解除，恢复调度"),
+                    format!("{en}: {hazard} hazard over, open for dispatch again"),
+                );
+            }
+            let h = ctx
+                .input
+                .hazards
+                .iter()
+                .filter(|h| h.kind == *hazard && h.is_active(ctx.now))
+                .max_by_key(|h| h.severity);
+            let (m_zh, m_en) =
+                h.map_or(("", ""), |h| (h.message_zh.as_str(), h.message_en.as_str()));
+            (
+                format!("{zh}{m_zh}（{hazard}），暂停向该区域调度游客"),
+                format!("{en}: {m_en} ({hazard}); closed for dispatch"),
+            )
+        }
+    }
+}
