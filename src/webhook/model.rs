@@ -5,26 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// How urgent an alert is; ordered, so subscriptions can ask for "`warning` and above".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Info,
-    Warning,
-    Major,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Major => "major",
-            Severity::Critical => "critical",
-        }
-    }
-}
+/// How urgent an alert is: the rule engine's severity, ordered so subscriptions can ask for
+/// "`warning` and above".
+pub use crate::rules::Severity;
 
 /// Where the alert stands after this transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
