@@ -27,6 +27,47 @@ pub struct Config {
     pub spaces: Vec<SpaceConfig>,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    /// Capacity levels, forecasts and data-quality bounds (LB/T 034 ladder by default).
+    #[serde(default)]
+    pub rules: crate::rules::RulesConfig,
+    #[serde(default)]
+    pub alerting: AlertingConfig,
+    /// Where alerts are delivered: the bureau's own JSON, Alertmanager, DingTalk or WeCom robots.
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhook::SubscriptionConfig>,
+}
+
+/// How the alerting loop runs and how deliveries are retried.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    /// Rules are evaluated at least this often (and right after every ingest commit), so dwell
+    /// timers and device silence advance without new reports.
+    pub tick_ms: u64,
+    /// An alert at `major` (orange) or above that nobody acknowledged within this time is sent
+    /// again to the escalation subscriptions.
+    pub escalate_after_s: u64,
+    /// Deliveries still failing after this many attempts are dead letters (replayable).
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub delivery_timeout_ms: u64,
+    /// visitorflow's public base URL, linked from alert messages.
+    pub external_url: Option<String>,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        Self {
+            tick_ms: 1_000,
+            escalate_after_s: 15 * 60,
+            max_attempts: 12,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 5 * 60 * 1000,
+            delivery_timeout_ms: 10_000,
+            external_url: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ use rumqttc::Publish;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::alerting::Wake;
 use crate::config::Config;
 use crate::core::seq::Verdict;
 use crate::core::{Batch, Core};
@@ -46,16 +47,24 @@ pub struct Ingester {
     registry: Arc<Registry>,
     live: Arc<Live>,
     limits: Limits,
+    /// Told after every commit, so capacity rules run on fresh figures at once.
+    committed: Arc<Wake>,
 }
 
 impl Ingester {
-    pub fn new(cfg: Arc<Config>, registry: Arc<Registry>, live: Arc<Live>) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        registry: Arc<Registry>,
+        live: Arc<Live>,
+        committed: Arc<Wake>,
+    ) -> Self {
         let limits = Limits::from(&cfg.ingest);
         Self {
             cfg,
             registry,
             live,
             limits,
+            committed,
         }
     }
 
@@ -126,6 +135,7 @@ impl Ingester {
             metrics::histogram!(t::BATCH_WRITE).record(started.elapsed().as_secs_f64());
             metrics::histogram!(t::BATCH_MESSAGES).record(pending.len() as f64);
             self.live.publish_batch(&core, &batch);
+            self.committed.wake();
             record_stats(&batch);
             // Acknowledge in arrival order, and only now that the batch is durable.
             for p in pending.drain(..) {

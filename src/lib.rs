@@ -5,6 +5,7 @@
 //! PostgreSQL and Mosquitto for the demo and the tests; `sim` publishes simulated or replayed traffic.
 #![forbid(unsafe_code)]
 
+pub mod alerting;
 pub mod api;
 pub mod config;
 pub mod core;

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::core::{Batch, Core};
 use crate::ids::{DeviceIdx, SpaceIdx};
+use crate::rules::Status;
 use crate::telemetry;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub struct DeviceNow {
 
 pub struct Live {
     spaces: RwLock<Vec<SpaceNow>>,
+    /// The capacity rules' view of each space (levels, forecast, stale, closed), from alerting.
+    statuses: RwLock<Vec<Option<Status>>>,
     devices: RwLock<Vec<DeviceNow>>,
     broker_connected: AtomicBool,
     /// The ingester has loaded its state and holds a broker session.
@@ -50,6 +53,7 @@ impl Live {
     pub fn new(spaces: usize, devices: usize) -> Self {
         Self {
             spaces: RwLock::new(vec![SpaceNow::default(); spaces]),
+            statuses: RwLock::new(vec![None; spaces]),
             devices: RwLock::new(vec![DeviceNow::default(); devices]),
             broker_connected: AtomicBool::new(false),
             ingest_ready: AtomicBool::new(false),
@@ -76,6 +80,26 @@ impl Live {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    pub fn status(&self, s: SpaceIdx) -> Option<Status> {
+        self.statuses
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(s.get())
+            .cloned()
+            .flatten()
+    }
+
+    pub fn statuses(&self) -> Vec<Option<Status>> {
+        self.statuses
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_statuses(&self, statuses: Vec<Option<Status>>) {
+        *self.statuses.write().unwrap_or_else(|e| e.into_inner()) = statuses;
     }
 
     pub fn set_broker_connected(&self, up: bool) {

@@ -8,13 +8,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::alerting::{Alerter, Wake, outbox};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::ingest::Ingester;
 use crate::live::Live;
 use crate::registry::{Registry, RegistryError};
+use crate::rules::{Engine, RulesError};
 use crate::store::{self, Mode, StoreError};
 use crate::telemetry;
+use crate::webhook::SubscriptionError;
+use crate::webhook::deliver::{DeliverError, Deliverer, DeliveryOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -22,6 +26,12 @@ pub enum RunError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error(transparent)]
+    Webhook(#[from] SubscriptionError),
+    #[error(transparent)]
+    Http(#[from] DeliverError),
     #[error("database.url is empty: set it in the config or VISITORFLOW__DATABASE__URL")]
     NoDatabase,
     #[error("cannot listen on {addr}: {source}")]
@@ -46,6 +56,8 @@ pub struct Service {
 impl Service {
     pub async fn start(cfg: Config) -> Result<Service, RunError> {
         let registry = Arc::new(Registry::build(&cfg)?);
+        // Refuse a bad rules section before touching anything.
+        Engine::for_registry(cfg.rules.clone(), &registry)?;
         if cfg.database.url.is_empty() {
             return Err(RunError::NoDatabase);
         }
@@ -63,7 +75,42 @@ impl Service {
         let cfg = Arc::new(cfg);
         let mut tasks = Vec::new();
 
-        let ingester = Ingester::new(Arc::clone(&cfg), Arc::clone(&registry), Arc::clone(&live));
+        // Alerting: one delivery worker per subscription, the rules loop woken by every commit.
+        let deliverer = Arc::new(Deliverer::new(DeliveryOptions {
+            timeout: Duration::from_millis(cfg.alerting.delivery_timeout_ms),
+            external_url: cfg.alerting.external_url.clone(),
+            ..DeliveryOptions::default()
+        })?);
+        let mut outbox = Vec::new();
+        for sub in &cfg.webhooks {
+            let notify = Arc::new(tokio::sync::Notify::new());
+            let worker = outbox::Worker {
+                subscription: sub.id.clone(),
+                target: sub.target()?,
+                deliverer: Arc::clone(&deliverer),
+                pool: pool.clone(),
+                cfg: cfg.alerting.clone(),
+                notify: Arc::clone(&notify),
+            };
+            tasks.push(tokio::spawn(worker.run(stopped.clone())));
+            outbox.push(notify);
+        }
+        let wake = Arc::new(Wake::default());
+        let alerter = Alerter::new(
+            Arc::clone(&cfg),
+            Arc::clone(&registry),
+            Arc::clone(&live),
+            Arc::clone(&wake),
+            outbox,
+        );
+        tasks.push(tokio::spawn(alerter.run(stopped.clone())));
+
+        let ingester = Ingester::new(
+            Arc::clone(&cfg),
+            Arc::clone(&registry),
+            Arc::clone(&live),
+            Arc::clone(&wake),
+        );
         tasks.push(tokio::spawn(ingester.run(stopped.clone())));
 
         let listener = tokio::net::TcpListener::bind(cfg.http.listen)

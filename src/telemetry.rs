@@ -24,6 +24,11 @@ pub const BROKER_CONNECTED: &str = "visitorflow_broker_connected";
 pub const OCCUPANCY: &str = "visitorflow_occupancy";
 pub const ENTRIES_TODAY: &str = "visitorflow_entries_today";
 pub const DRIFT_TODAY: &str = "visitorflow_drift_today";
+pub const ALERT_EVALUATION: &str = "visitorflow_alert_evaluation_seconds";
+pub const ALERT_TRANSITIONS: &str = "visitorflow_alert_transitions_total";
+pub const WEBHOOK_DELIVERIES: &str = "visitorflow_webhook_deliveries_total";
+pub const WEBHOOK_LATENCY: &str = "visitorflow_webhook_request_seconds";
+pub const ALERT_DELIVERY_DELAY: &str = "visitorflow_alert_delivery_delay_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -55,6 +60,24 @@ fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError
         .set_buckets_for_metric(
             Matcher::Full(BATCH_MESSAGES.into()),
             &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(ALERT_EVALUATION.into()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(WEBHOOK_LATENCY.into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(ALERT_DELIVERY_DELAY.into()),
+            &[
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+            ],
         )?
         .install_recorder()?;
     describe();

@@ -1,6 +1,7 @@
 //! PostgreSQL storage: migrations, the ingester's batch commit and restart state, and the series
 //! the API reads. One error type for this boundary ([`StoreError`]); all SQL text is in [`sql`].
 
+pub mod alerts;
 pub mod sql;
 pub mod timescale;
 

@@ -73,3 +73,134 @@ pub const ALL_PLAIN: &[&str] = &[
     PING,
     PRUNE_REPORTS_PLAIN,
 ];
+
+// ---- alerts (src/store/alerts.rs) ----
+
+pub const LOAD_RULE_STATE: &str = "SELECT state FROM rule_state WHERE id = 1";
+pub const SAVE_RULE_STATE: &str = "INSERT INTO rule_state (id, state, updated_at) VALUES (1, $1, $2) \
+     ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at";
+
+/// Opens an alert, or updates the open one with the same identity (re-crossing while open).
+/// An escalation fires it again even if it had been acknowledged.
+pub const UPSERT_OPEN_ALERT: &str = "INSERT INTO alerts (space_id, kind, severity, state, level, started_at, updated_at, details) \
+     VALUES ($1, $2, $3, 'firing', $4, $5, $6, $7) \
+     ON CONFLICT (space_id, kind) WHERE state <> 'resolved' DO UPDATE SET severity = EXCLUDED.severity, \
+         level = EXCLUDED.level, updated_at = EXCLUDED.updated_at, details = EXCLUDED.details, \
+         state = CASE WHEN $8 THEN 'firing' ELSE alerts.state END \
+     RETURNING id, state, started_at";
+pub const RESOLVE_ALERT: &str = "UPDATE alerts SET state = 'resolved', ended_at = $3, updated_at = $3 \
+     WHERE space_id = $1 AND kind = $2 AND state <> 'resolved' RETURNING id, state, started_at";
+pub const INSERT_TRANSITION: &str = "INSERT INTO alert_transitions (alert_id, at, change, state, severity, level, load, \
+         actor, message_zh, message_en, details) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+pub const INSERT_OUTBOX: &str = "INSERT INTO webhook_outbox (delivery_id, subscription_id, transition_id, space_id, event) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (delivery_id) DO NOTHING";
+
+pub const DUE_ESCALATIONS: &str = "SELECT id FROM alerts WHERE state = 'firing' AND escalated_at IS NULL \
+     AND severity IN ('major', 'critical') AND started_at <= $1 ORDER BY id";
+pub const MARK_ESCALATED: &str = "UPDATE alerts SET escalated_at = $2 WHERE id = $1";
+pub const LAST_TRANSITION: &str = "SELECT t.id, t.details FROM alert_transitions t WHERE t.alert_id = $1 \
+     AND t.change <> 'acknowledge' ORDER BY t.id DESC LIMIT 1";
+
+pub const DUE_DELIVERIES: &str = "SELECT id, delivery_id, event, attempts FROM webhook_outbox \
+     WHERE subscription_id = $1 AND status = 'pending' AND next_attempt_at <= now() ORDER BY id LIMIT $2";
+pub const NEXT_DUE: &str = "SELECT min(next_attempt_at) FROM webhook_outbox WHERE subscription_id = $1 AND status = 'pending'";
+pub const MARK_DELIVERED: &str = "UPDATE webhook_outbox SET status = 'delivered', attempts = attempts + 1, \
+     last_attempt_at = now(), delivered_at = now(), last_status = $2, latency_ms = $3, last_error = NULL WHERE id = $1";
+pub const MARK_RETRY: &str = "UPDATE webhook_outbox SET attempts = attempts + 1, last_attempt_at = now(), \
+     next_attempt_at = now() + make_interval(secs => $2), last_status = $3, last_error = $4 WHERE id = $1";
+pub const MARK_DEAD: &str = "UPDATE webhook_outbox SET status = 'dead', attempts = attempts + 1, last_attempt_at = now(), \
+     last_status = $2, last_error = $3 WHERE id = $1";
+pub const REPLAY_DEAD: &str = "UPDATE webhook_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), \
+     last_error = NULL WHERE id = $1 AND status = 'dead' RETURNING subscription_id";
+pub const LIST_DELIVERIES: &str = "SELECT id, delivery_id, subscription_id, space_id, status, attempts, created_at, \
+     last_attempt_at, delivered_at, last_status, last_error, latency_ms, event->>'alert_id' \
+     FROM webhook_outbox WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR subscription_id = $2) \
+     ORDER BY id DESC LIMIT $3 OFFSET $4";
+pub const OUTBOX_PENDING: &str =
+    "SELECT subscription_id, count(*) FROM webhook_outbox WHERE status = 'pending' GROUP BY 1";
+
+pub const LIST_ALERTS: &str = "SELECT id, space_id, kind, severity, state, level, started_at, updated_at, ended_at, \
+         acknowledged_by, acknowledged_at, ack_comment, escalated_at, details \
+     FROM alerts WHERE ($1::text IS NULL OR space_id = $1) AND ($2::text IS NULL OR state = $2) \
+         AND ($3::text[] IS NULL OR severity = ANY($3)) AND ($4::timestamptz IS NULL OR updated_at >= $4) \
+         AND ($5::timestamptz IS NULL OR started_at < $5) \
+     ORDER BY updated_at DESC, id DESC LIMIT $6 OFFSET $7";
+pub const GET_ALERT: &str = "SELECT id, space_id, kind, severity, state, level, started_at, updated_at, ended_at, \
+         acknowledged_by, acknowledged_at, ack_comment, escalated_at, details FROM alerts WHERE id = $1";
+pub const ALERT_TRANSITIONS: &str = "SELECT id, at, change, state, severity, level, load, actor, message_zh, message_en \
+     FROM alert_transitions WHERE alert_id = $1 ORDER BY id";
+pub const ACK_ALERT: &str = "UPDATE alerts SET state = 'acknowledged', acknowledged_by = $2, acknowledged_at = $3, \
+     ack_comment = $4, updated_at = $3 WHERE id = $1 AND state = 'firing' \
+     RETURNING id, severity, level";
+pub const LEVEL_HISTORY: &str = "SELECT t.at, a.kind, t.change, t.severity, t.level, t.load, t.message_zh, t.message_en \
+     FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id \
+     WHERE a.space_id = $1 AND a.kind IN ('instant_level', 'daily_level') AND t.at >= $2 AND t.at < $3 \
+     AND t.change <> 'acknowledge' ORDER BY t.at, t.id";
+/// Art. 45 evidence: every orange-or-above announcement of a space on a local day, to whom it
+/// went and when each receiver confirmed it.
+pub const COMPLIANCE: &str = "SELECT t.at, a.kind, t.change, t.severity, t.level, t.message_zh, o.subscription_id, \
+         o.status, o.delivered_at, o.last_status, o.attempts \
+     FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id \
+     LEFT JOIN webhook_outbox o ON o.transition_id = t.id \
+     WHERE a.space_id = $1 AND t.at >= $2 AND t.at < $3 AND t.severity IN ('major', 'critical') \
+     ORDER BY t.at, t.id, o.subscription_id";
+
+pub const ACTIVE_CAPS: &str = "SELECT id, space_id, percent, reason, starts_at, ends_at FROM policy_caps \
+     WHERE revoked_at IS NULL AND (ends_at IS NULL OR ends_at > now()) ORDER BY id";
+pub const LIST_CAPS: &str = "SELECT id, space_id, percent, reason, starts_at, ends_at, created_by, created_at, \
+     revoked_at, revoked_by FROM policy_caps WHERE space_id = $1 ORDER BY id DESC";
+pub const INSERT_CAP: &str = "INSERT INTO policy_caps (space_id, percent, reason, starts_at, ends_at, created_by) \
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+pub const REVOKE_CAP: &str = "UPDATE policy_caps SET revoked_at = now(), revoked_by = $3 \
+     WHERE id = $1 AND space_id = $2 AND revoked_at IS NULL RETURNING id";
+
+pub const ACTIVE_HAZARDS: &str = "SELECT id, space_id, kind, severity, message, since, until FROM hazards \
+     WHERE cleared_at IS NULL AND (until IS NULL OR until > now()) ORDER BY id";
+pub const INSERT_HAZARD: &str = "INSERT INTO hazards (space_id, kind, severity, message, since, until, source) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+pub const CLEAR_HAZARDS: &str =
+    "UPDATE hazards SET cleared_at = $3 WHERE space_id = $1 AND kind = $2 AND cleared_at IS NULL";
+pub const CLEAR_HAZARD_BY_ID: &str = "UPDATE hazards SET cleared_at = now() WHERE id = $1 AND space_id = $2 \
+     AND cleared_at IS NULL RETURNING id";
+
+pub const INSERT_AUDIT: &str =
+    "INSERT INTO audit_log (actor, action, target, details) VALUES ($1, $2, $3, $4)";
+pub const LIST_AUDIT: &str = "SELECT id, at, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2";
+
+/// Alert statements, for the prepare-everything test.
+pub const ALL_ALERTS: &[&str] = &[
+    LOAD_RULE_STATE,
+    SAVE_RULE_STATE,
+    UPSERT_OPEN_ALERT,
+    RESOLVE_ALERT,
+    INSERT_TRANSITION,
+    INSERT_OUTBOX,
+    DUE_ESCALATIONS,
+    MARK_ESCALATED,
+    LAST_TRANSITION,
+    DUE_DELIVERIES,
+    NEXT_DUE,
+    MARK_DELIVERED,
+    MARK_RETRY,
+    MARK_DEAD,
+    REPLAY_DEAD,
+    LIST_DELIVERIES,
+    OUTBOX_PENDING,
+    LIST_ALERTS,
+    GET_ALERT,
+    ALERT_TRANSITIONS,
+    ACK_ALERT,
+    LEVEL_HISTORY,
+    COMPLIANCE,
+    ACTIVE_CAPS,
+    LIST_CAPS,
+    INSERT_CAP,
+    REVOKE_CAP,
+    ACTIVE_HAZARDS,
+    INSERT_HAZARD,
+    CLEAR_HAZARDS,
+    CLEAR_HAZARD_BY_ID,
+    INSERT_AUDIT,
+    LIST_AUDIT,
+];

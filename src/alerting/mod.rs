@@ -1,0 +1,316 @@
+//! The alerting loop: evaluates the capacity rules for every space from the live view (after every
+//! ingest commit and on a steady tick), records each alert transition together with its webhook
+//! deliveries in one transaction (the outbox), escalates what nobody acknowledged, and publishes
+//! each space's rule status for the API. Delivery itself is in [`outbox`].
+
+pub mod event;
+pub mod outbox;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::ids::{DeviceIdx, SpaceIdx};
+use crate::live::Live;
+use crate::registry::Registry;
+use crate::rules::{
+    CapLimit, CapScope, DeviceHealth, Engine, EngineState, Hazard, PolicyCap, RulesError, SpaceDef,
+    SpaceInput, Transition,
+};
+use crate::store::{self, StoreError, alerts as db};
+use crate::telemetry as t;
+use crate::webhook::SubscriptionConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+}
+
+/// Wakes the alerting loop (after an ingest commit or an operator's change).
+#[derive(Default)]
+pub struct Wake(Notify);
+
+impl Wake {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+pub struct Alerter {
+    cfg: Arc<Config>,
+    registry: Arc<Registry>,
+    live: Arc<Live>,
+    wake: Arc<Wake>,
+    /// One per subscription, in `cfg.webhooks` order.
+    outbox: Vec<Arc<Notify>>,
+    /// Devices whose reports count in each space (its own and its parts').
+    space_devices: Vec<Vec<DeviceIdx>>,
+}
+
+impl Alerter {
+    pub fn new(
+        cfg: Arc<Config>,
+        registry: Arc<Registry>,
+        live: Arc<Live>,
+        wake: Arc<Wake>,
+        outbox: Vec<Arc<Notify>>,
+    ) -> Self {
+        let mut space_devices = vec![Vec::new(); registry.spaces.len()];
+        for d in &registry.devices {
+            for s in &d.targets {
+                space_devices[s.get()].push(d.idx);
+            }
+        }
+        Self {
+            cfg,
+            registry,
+            live,
+            wake,
+            outbox,
+            space_devices,
+        }
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let r = tokio::select! {
+                r = self.session() => r,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "alerting session ended; restarting from the stored rule state");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn session(&self) -> Result<(), AlertingError> {
+        let mut client = store::connect(&self.cfg.database.url).await?;
+        let defs = || self.registry.spaces.iter().map(SpaceDef::from);
+        let now = Utc::now();
+        let saved = db::load_rule_state(&client)
+            .await?
+            .and_then(|v| serde_json::from_value::<EngineState>(v).ok());
+        let (mut engine, orphaned) = match saved {
+            Some(state) => Engine::restore(self.cfg.rules.clone(), defs(), state, now)?,
+            None => (
+                Engine::for_registry(self.cfg.rules.clone(), &self.registry)?,
+                Vec::new(),
+            ),
+        };
+        if !orphaned.is_empty() {
+            let orphaned: Vec<_> = orphaned.into_iter().map(|t| (t, None)).collect();
+            self.persist(&mut client, &engine, &orphaned, &[], now)
+                .await?;
+        }
+        let tick = Duration::from_millis(self.cfg.alerting.tick_ms.max(50));
+        let mut last_saved = now;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = self.wake.0.notified() => {}
+            }
+            let now = Utc::now();
+            let started = std::time::Instant::now();
+            let (transitions, statuses) = self.evaluate(&client, &mut engine, now).await?;
+            let escalations = self.due_escalations(&client, now).await?;
+            if !transitions.is_empty()
+                || !escalations.is_empty()
+                || now - last_saved > TimeDelta::seconds(30)
+            {
+                self.persist(&mut client, &engine, &transitions, &escalations, now)
+                    .await?;
+                last_saved = now;
+            }
+            self.live.set_statuses(statuses);
+            metrics::histogram!(t::ALERT_EVALUATION).record(started.elapsed().as_secs_f64());
+        }
+    }
+
+    async fn evaluate(
+        &self,
+        client: &tokio_postgres::Client,
+        engine: &mut Engine,
+        now: DateTime<Utc>,
+    ) -> Result<
+        (
+            Vec<(Transition, Option<crate::rules::Status>)>,
+            Vec<Option<crate::rules::Status>>,
+        ),
+        AlertingError,
+    > {
+        let caps = db::active_caps(client).await?;
+        let hazards = db::active_hazards(client).await?;
+        let spaces = self.live.spaces();
+        let devices = self.live.devices();
+        let mut transitions = Vec::new();
+        let mut statuses = Vec::with_capacity(spaces.len());
+        for space in &self.registry.spaces {
+            let i = space.idx;
+            let mut input = SpaceInput::from_live(space, &spaces[i.get()]);
+            input.devices = self.space_devices[i.get()]
+                .iter()
+                .map(|&d| {
+                    let now = devices[d.get()];
+                    DeviceHealth {
+                        device: self.registry.device(d).id.clone(),
+                        last_received: now.last_received,
+                        period: None,
+                        missing_reports: now.missing_reports,
+                        clock_skew: None,
+                    }
+                })
+                .collect();
+            input.caps = caps
+                .iter()
+                .filter(|c| c.space_id == space.id.as_str())
+                .map(|c| PolicyCap {
+                    limit: CapLimit::Percent(c.percent),
+                    applies_to: CapScope::Both,
+                    reason: c.reason.clone(),
+                    starts: c.starts_at,
+                    ends: c.ends_at,
+                })
+                .collect();
+            input.hazards = hazards
+                .iter()
+                .filter(|h| h.space_id == space.id.as_str())
+                .map(|h| Hazard {
+                    kind: h.kind.clone(),
+                    severity: severity_of(&h.severity),
+                    message_zh: h.message.clone(),
+                    message_en: h.message.clone(),
+                    since: h.since,
+                    until: h.until,
+                })
+                .collect();
+            let ev = engine.evaluate(SpaceIdx(i.0), now, &input);
+            for tr in ev.transitions {
+                transitions.push((tr, Some(ev.status.clone())));
+            }
+            statuses.push(Some(ev.status));
+        }
+        Ok((transitions, statuses))
+    }
+
+    async fn due_escalations(
+        &self,
+        client: &tokio_postgres::Client,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(i64, serde_json::Value)>, AlertingError> {
+        if !self.cfg.webhooks.iter().any(|w| w.escalation) {
+            return Ok(Vec::new());
+        }
+        let before = now - TimeDelta::seconds(self.cfg.alerting.escalate_after_s as i64);
+        Ok(db::due_escalations(client, before)
+            .await?
+            .into_iter()
+            .map(|(id, _, details)| (id, details))
+            .collect())
+    }
+
+    /// One transaction: transitions, their deliveries, escalations, and the engine's state.
+    async fn persist(
+        &self,
+        client: &mut tokio_postgres::Client,
+        engine: &Engine,
+        transitions: &[(Transition, Option<crate::rules::Status>)],
+        escalations: &[(i64, serde_json::Value)],
+        now: DateTime<Utc>,
+    ) -> Result<(), AlertingError> {
+        let external = self.cfg.alerting.external_url.as_deref();
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut woken = vec![false; self.cfg.webhooks.len()];
+        for (tr, status) in transitions {
+            let Some(s) = self.registry.space_idx(tr.space.as_str()) else {
+                continue;
+            };
+            let space = self.registry.space(s);
+            let ev = event::event(tr, space, status.as_ref(), external);
+            let Some(rec) = db::record_transition(&tx, &event::write(tr, &ev)).await? else {
+                continue;
+            };
+            metrics::counter!(t::ALERT_TRANSITIONS, "severity" => tr.severity.as_str(), "change" => event::change_str(tr.change)).increment(1);
+            tracing::info!(space = %tr.space, kind = %tr.kind.key(), change = event::change_str(tr.change), severity = tr.severity.as_str(), "alert transition");
+            for (n, sub) in self.cfg.webhooks.iter().enumerate() {
+                if !sub.matches(&ev) {
+                    continue;
+                }
+                let mut e = ev.clone();
+                e.delivery_id = event::delivery_id(rec.transition_id, &sub.id);
+                if rec.state == "acknowledged"
+                    && e.state == crate::webhook::model::AlertState::Firing
+                {
+                    e.state = crate::webhook::model::AlertState::Acknowledged;
+                }
+                let json = serde_json::to_value(&e).unwrap_or_default();
+                db::enqueue(
+                    &tx,
+                    &e.delivery_id,
+                    &sub.id,
+                    Some(rec.transition_id),
+                    space.id.as_str(),
+                    &json,
+                )
+                .await?;
+                woken[n] = true;
+            }
+        }
+        for (alert_id, details) in escalations {
+            let Ok(ev) =
+                serde_json::from_value::<crate::webhook::model::AlertEvent>(details.clone())
+            else {
+                continue;
+            };
+            for (n, sub) in self
+                .cfg
+                .webhooks
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.escalation)
+            {
+                if !subscription_wants(sub, &ev) {
+                    continue;
+                }
+                let e = event::escalation(ev.clone(), *alert_id, &sub.id, now);
+                let json = serde_json::to_value(&e).unwrap_or_default();
+                db::enqueue(&tx, &e.delivery_id, &sub.id, None, &e.space_id, &json).await?;
+                woken[n] = true;
+            }
+            db::mark_escalated(&tx, *alert_id, now).await?;
+        }
+        let state = serde_json::to_value(engine.snapshot()).unwrap_or_default();
+        db::save_rule_state(&tx, &state, now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        for (n, w) in woken.iter().enumerate() {
+            if *w {
+                self.outbox[n].notify_one();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Escalations go to escalation subscriptions for the alert's space, whatever their kinds filter.
+fn subscription_wants(sub: &SubscriptionConfig, ev: &crate::webhook::model::AlertEvent) -> bool {
+    sub.spaces.is_empty() || sub.spaces.contains(&ev.space_id)
+}
+
+pub fn severity_of(s: &str) -> crate::rules::Severity {
+    use crate::rules::Severity;
+    match s {
+        "critical" => Severity::Critical,
+        "major" => Severity::Major,
+        "warning" => Severity::Warning,
+        _ => Severity::Info,
+    }
+}

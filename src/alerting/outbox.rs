@@ -1,0 +1,118 @@
+//! Webhook delivery from the outbox: one worker per subscription (a slow or dead receiver never
+//! holds up ingest or the other receivers), timeouts, retries with exponential backoff and jitter
+//! (honouring `Retry-After`), the same delivery id on every retry, dead letters after
+//! `max_attempts`, and metrics per subscription.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use tokio::sync::{Notify, watch};
+
+use crate::config::AlertingConfig;
+use crate::store::alerts as db;
+use crate::telemetry as t;
+use crate::webhook::deliver::{Deliverer, Outcome, Target, backoff};
+use crate::webhook::model::AlertEvent;
+
+pub struct Worker {
+    pub subscription: String,
+    pub target: Target,
+    pub deliverer: Arc<Deliverer>,
+    pub pool: Pool,
+    pub cfg: AlertingConfig,
+    pub notify: Arc<Notify>,
+}
+
+impl Worker {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let idle = match self.round().await {
+                Ok(delivered_any) => !delivered_any,
+                Err(e) => {
+                    tracing::warn!(subscription = %self.subscription, error = %e, "webhook outbox unavailable");
+                    true
+                }
+            };
+            if !idle {
+                continue;
+            }
+            let wait = self.next_wait().await;
+            tokio::select! {
+                _ = self.notify.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// How long until the earliest retry is due (bounded, so a missed wake-up costs little).
+    async fn next_wait(&self) -> Duration {
+        let max = Duration::from_secs(5);
+        let Ok(client) = self.pool.get().await else {
+            return max;
+        };
+        match db::next_due(&client, &self.subscription).await {
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(max),
+            _ => max,
+        }
+    }
+
+    /// Attempts every due delivery once; returns whether there were any.
+    async fn round(&self) -> Result<bool, crate::store::StoreError> {
+        let client = self.pool.get().await?;
+        let due = db::due_deliveries(&client, &self.subscription, 50).await?;
+        if due.is_empty() {
+            return Ok(false);
+        }
+        let sub = self.subscription.as_str();
+        for d in due {
+            let Ok(event) = serde_json::from_value::<AlertEvent>(d.event) else {
+                db::mark_dead(&client, d.id, None, "stored event does not decode").await?;
+                continue;
+            };
+            let attempt = self.deliverer.deliver_once(&self.target, &event).await;
+            let attempts = u32::try_from(d.attempts).unwrap_or(0) + 1;
+            match attempt.outcome {
+                Outcome::Delivered { status, latency } => {
+                    db::mark_delivered(&client, d.id, status, latency.as_secs_f64() * 1000.0)
+                        .await?;
+                    metrics::counter!(t::WEBHOOK_DELIVERIES, "subscription" => sub.to_owned(), "outcome" => "delivered").increment(1);
+                    metrics::histogram!(t::WEBHOOK_LATENCY, "subscription" => sub.to_owned())
+                        .record(latency.as_secs_f64());
+                    // Time from the transition to its confirmed delivery: the alert latency.
+                    let end_to_end = (Utc::now() - event.at).as_seconds_f64().max(0.0);
+                    metrics::histogram!(t::ALERT_DELIVERY_DELAY, "subscription" => sub.to_owned())
+                        .record(end_to_end);
+                }
+                Outcome::Retry { after, reason } if attempts < self.cfg.max_attempts => {
+                    let base = Duration::from_millis(self.cfg.backoff_base_ms);
+                    let max = Duration::from_millis(self.cfg.backoff_max_ms);
+                    let computed = backoff(attempts, base, max, 0.5, &mut rand::rng());
+                    // The receiver's Retry-After wins; otherwise exponential backoff with jitter.
+                    let wait = after.unwrap_or(computed);
+                    db::mark_retry(
+                        &client,
+                        d.id,
+                        wait.as_secs_f64(),
+                        attempt.http_status,
+                        &reason,
+                    )
+                    .await?;
+                    metrics::counter!(t::WEBHOOK_DELIVERIES, "subscription" => sub.to_owned(), "outcome" => "retried").increment(1);
+                    tracing::info!(subscription = sub, delivery = %d.delivery_id, attempts, retry_in = ?wait, reason, "webhook delivery will be retried");
+                }
+                Outcome::Retry { reason, .. } | Outcome::Fail { reason } => {
+                    db::mark_dead(&client, d.id, attempt.http_status, &reason).await?;
+                    metrics::counter!(t::WEBHOOK_DELIVERIES, "subscription" => sub.to_owned(), "outcome" => "dead").increment(1);
+                    tracing::warn!(subscription = sub, delivery = %d.delivery_id, attempts, reason, "webhook delivery is a dead letter");
+                }
+            }
+        }
+        Ok(true)
+    }
+}
