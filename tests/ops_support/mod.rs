@@ -24,6 +24,8 @@ pub fn yaml(rel: &str) -> serde_yaml_ng::Value {
 /// src/telemetry.rs, and which of them are histograms (`describe_histogram!(X, …)`).
 pub struct Metrics {
     pub names: HashSet<String>,
+    pub counters: HashSet<String>,
+    pub gauges: HashSet<String>,
     pub histograms: HashSet<String>,
 }
 
@@ -41,24 +43,39 @@ pub fn telemetry_metrics() -> Metrics {
         let value = value.trim_end_matches("\";");
         consts.insert(ident.to_string(), value.to_string());
     }
-    let mut histograms = HashSet::new();
-    for chunk in src.split("describe_histogram!(").skip(1) {
-        let ident: String = chunk
-            .trim_start()
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        let name = consts
-            .get(&ident)
-            .unwrap_or_else(|| panic!("describe_histogram!({ident}) names no constant"));
-        histograms.insert(name.clone());
-    }
+    let described = |kind: &str| -> HashSet<String> {
+        let mut out = HashSet::new();
+        for chunk in src.split(&format!("describe_{kind}!(")).skip(1) {
+            let ident: String = chunk
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let name = consts
+                .get(&ident)
+                .unwrap_or_else(|| panic!("describe_{kind}!({ident}) names no constant"));
+            out.insert(name.clone());
+        }
+        out
+    };
+    let (counters, gauges, histograms) = (
+        described("counter"),
+        described("gauge"),
+        described("histogram"),
+    );
+    assert_eq!(
+        counters.len() + gauges.len() + histograms.len(),
+        consts.len(),
+        "every metric constant in src/telemetry.rs is described exactly once"
+    );
     assert!(
         consts.len() >= 10 && !histograms.is_empty(),
-        "src/telemetry.rs changed shape: found {consts:?}, histograms {histograms:?}"
+        "src/telemetry.rs changed shape: found {consts:?}"
     );
     Metrics {
         names: consts.into_values().collect(),
+        counters,
+        gauges,
         histograms,
     }
 }
