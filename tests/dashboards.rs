@@ -258,6 +258,18 @@ fn dashboards_are_well_formed_and_use_provisioned_datasources() {
             if let Some((uid, _)) = ds_ref(&v["datasource"]) {
                 assert!(ds.contains_key(&uid), "{name}: variable datasource {uid}");
             }
+            // The county constant names the registry's root space (its series sum the areas').
+            if v["name"] == "county" {
+                let cfg =
+                    visitorflow::config::Config::from_toml(&read("deploy/config.toml")).unwrap();
+                let root: Vec<&str> = cfg
+                    .spaces
+                    .iter()
+                    .filter(|s| s.parent.is_none())
+                    .map(|s| s.id.as_str())
+                    .collect();
+                assert_eq!(root, [v["query"].as_str().unwrap()], "{name}: $county");
+            }
         }
 
         // Every $variable a query uses is defined; no TimescaleDB-only SQL written by hand.
