@@ -2,6 +2,7 @@
 //! the county's registry (spaces and devices). Loaded from a TOML file, layered with environment
 //! variables (`VISITORFLOW__DATABASE__URL=…`). Validation of the registry lives in [`crate::registry`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -96,21 +97,41 @@ impl Config {
         Ok(cfg.try_deserialize()?)
     }
 
+    /// As [`Config::load`] of `path`, with `vars` (`VISITORFLOW__SECTION__KEY` → value) in place
+    /// of the process environment: checks what a deployment's environment would configure
+    /// (tests/ops.rs does this for docker-compose.yml).
+    pub fn load_with_vars(path: &Path, vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::build(
+            config::File::from(path).format(config::FileFormat::Toml),
+            environment().source(Some(vars)),
+        )
+    }
+
     fn from_source<S>(file: S) -> Result<Self, ConfigError>
+    where
+        S: config::Source + Send + Sync + 'static,
+    {
+        Self::build(file, environment())
+    }
+
+    fn build<S>(file: S, env: config::Environment) -> Result<Self, ConfigError>
     where
         S: config::Source + Send + Sync + 'static,
     {
         let cfg = config::Config::builder()
             .add_source(file)
-            .add_source(
-                config::Environment::with_prefix("VISITORFLOW")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
+            .add_source(env)
             .build()?;
         Ok(cfg.try_deserialize()?)
     }
+}
+
+/// `VISITORFLOW__DATABASE__URL=…` sets `[database] url`: prefix and levels separated by `__`.
+fn environment() -> config::Environment {
+    config::Environment::with_prefix("VISITORFLOW")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

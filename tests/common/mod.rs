@@ -87,9 +87,11 @@ kind = "vehicle_counter"
 "#;
 
 pub struct Stack {
-    pub dir: TempDir,
+    // Fields drop in declaration order: stop the servers before their directory is deleted
+    // (pg_ctl cannot stop a cluster whose data directory is gone, leaving an orphan postgres).
     pub pg: PgCluster,
     pub mq: Mosquitto,
+    pub dir: TempDir,
 }
 
 impl Stack {
