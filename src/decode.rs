@@ -17,6 +17,8 @@ pub enum Reject {
     BadTopic,
     #[error("device is not in the registry")]
     UnknownDevice,
+    #[error("space is not in the registry")]
+    UnknownSpace,
     #[error("topic's space does not match the device's space in the registry")]
     SpaceMismatch,
     #[error("payload larger than the configured maximum")]
@@ -40,9 +42,10 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 12] = [
+    pub const ALL: [Reject; 13] = [
         Reject::BadTopic,
         Reject::UnknownDevice,
+        Reject::UnknownSpace,
         Reject::SpaceMismatch,
         Reject::TooLarge,
         Reject::MalformedJson(String::new()),
@@ -59,6 +62,7 @@ impl Reject {
         match self {
             Reject::BadTopic => "bad_topic",
             Reject::UnknownDevice => "unknown_device",
+            Reject::UnknownSpace => "unknown_space",
             Reject::SpaceMismatch => "space_mismatch",
             Reject::TooLarge => "too_large",
             Reject::MalformedJson(_) => "malformed_json",
@@ -77,6 +81,8 @@ impl Reject {
 pub enum TopicKind {
     Counts,
     Status,
+    /// `{prefix}/{space}/hazard`: an external hazard signal for a space (no device).
+    Hazard,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,18 +100,14 @@ pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Result<Topic<'a>, Reject
         .and_then(|r| r.strip_prefix('/'))
         .ok_or(Reject::BadTopic)?;
     let mut parts = rest.split('/');
-    let (Some(space), Some(device), Some(kind), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Reject::BadTopic);
-    };
-    let kind = match kind {
-        "counts" => TopicKind::Counts,
-        "status" => TopicKind::Status,
+    let (space, device, kind) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(space), Some("hazard"), None, None) => (space, "", TopicKind::Hazard),
+        (Some(space), Some(device), Some("counts"), None) => (space, device, TopicKind::Counts),
+        (Some(space), Some(device), Some("status"), None) => (space, device, TopicKind::Status),
         _ => return Err(Reject::BadTopic),
     };
     let ok = |s: &str| !s.is_empty() && !s.contains(['+', '#']);
-    if !ok(space) || !ok(device) {
+    if !ok(space) || (kind != TopicKind::Hazard && !ok(device)) {
         return Err(Reject::BadTopic);
     }
     Ok(Topic {
@@ -363,6 +365,47 @@ fn decode_one(
         total_entries: tot.map(|t| t.0 as u64),
         total_exits: tot.map(|t| t.1 as u64),
     })
+}
+
+/// An external hazard signal: `{"kind": "flash_flood", "severity": "critical", "message": "…",
+/// "until": "…", "active": true}`; `active: false` clears the hazard of that kind.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HazardSignal {
+    pub kind: String,
+    #[serde(default = "critical")]
+    pub severity: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub until: Option<DateTime<FixedOffset>>,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn critical() -> String {
+    "critical".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub fn decode_hazard(payload: &[u8]) -> Result<HazardSignal, Reject> {
+    let h: HazardSignal =
+        serde_json::from_slice(payload).map_err(|e| Reject::InvalidReport(e.to_string()))?;
+    let kind_ok = !h.kind.is_empty()
+        && h.kind.len() <= 40
+        && h.kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !kind_ok
+        || !["info", "warning", "major", "critical"].contains(&h.severity.as_str())
+        || h.message.len() > 2000
+    {
+        return Err(Reject::InvalidReport("hazard needs kind (a–z 0–9 _), severity info|warning|major|critical, message ≤ 2000 bytes".into()));
+    }
+    Ok(h)
 }
 
 /// Device status (`{"online": bool}`), retained and used as the MQTT last will.

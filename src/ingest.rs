@@ -188,6 +188,16 @@ impl Ingester {
             Ok(topic) => topic,
             Err(r) => return reject(&r, "-", &p.topic),
         };
+        if topic.kind == TopicKind::Hazard {
+            let Some(space) = self.registry.space_idx(topic.space) else {
+                return reject(&Reject::UnknownSpace, "-", &p.topic);
+            };
+            match decode::decode_hazard(&p.payload) {
+                Ok(h) => batch.hazards.push((space, h, received)),
+                Err(r) => reject(&r, "-", &p.topic),
+            }
+            return;
+        }
         let Some(dev) = self.registry.device_idx(topic.device) else {
             return reject(&Reject::UnknownDevice, topic.device, &p.topic);
         };
@@ -196,6 +206,7 @@ impl Ingester {
             return reject(&Reject::SpaceMismatch, topic.device, &p.topic);
         }
         match topic.kind {
+            TopicKind::Hazard => {}
             TopicKind::Status => match decode::decode_status(&p.payload) {
                 Ok(s) => core.set_online(dev, s.online, batch),
                 Err(r) => reject(&r, topic.device, &p.topic),

@@ -2,8 +2,8 @@
 //! publishes into it after every commit (so nothing uncommitted is ever shown); readers copy out.
 //! Locks are held for a copy only, never across an `.await`.
 
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -42,7 +42,7 @@ pub struct DeviceNow {
 pub struct Live {
     spaces: RwLock<Vec<SpaceNow>>,
     /// The capacity rules' view of each space (levels, forecast, stale, closed), from alerting.
-    statuses: RwLock<Vec<Option<Status>>>,
+    statuses: RwLock<Vec<Option<Arc<Status>>>>,
     devices: RwLock<Vec<DeviceNow>>,
     broker_connected: AtomicBool,
     /// The ingester has loaded its state and holds a broker session.
@@ -82,7 +82,7 @@ impl Live {
             .clone()
     }
 
-    pub fn status(&self, s: SpaceIdx) -> Option<Status> {
+    pub fn status(&self, s: SpaceIdx) -> Option<Arc<Status>> {
         self.statuses
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -91,14 +91,14 @@ impl Live {
             .flatten()
     }
 
-    pub fn statuses(&self) -> Vec<Option<Status>> {
+    pub fn statuses(&self) -> Vec<Option<Arc<Status>>> {
         self.statuses
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    pub fn set_statuses(&self, statuses: Vec<Option<Status>>) {
+    pub fn set_statuses(&self, statuses: Vec<Option<Arc<Status>>>) {
         *self.statuses.write().unwrap_or_else(|e| e.into_inner()) = statuses;
     }
 

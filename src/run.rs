@@ -82,6 +82,7 @@ impl Service {
             ..DeliveryOptions::default()
         })?);
         let mut outbox = Vec::new();
+        let mut by_subscription = std::collections::HashMap::new();
         for sub in &cfg.webhooks {
             let notify = Arc::new(tokio::sync::Notify::new());
             let worker = outbox::Worker {
@@ -93,6 +94,7 @@ impl Service {
                 notify: Arc::clone(&notify),
             };
             tasks.push(tokio::spawn(worker.run(stopped.clone())));
+            by_subscription.insert(sub.id.clone(), Arc::clone(&notify));
             outbox.push(notify);
         }
         let wake = Arc::new(Wake::default());
@@ -125,6 +127,8 @@ impl Service {
         })?;
         let app = api::router(AppState {
             registry: Arc::clone(&registry),
+            wake: Arc::clone(&wake),
+            outbox: Arc::new(by_subscription),
             live: Arc::clone(&live),
             pool: pool.clone(),
             metrics,

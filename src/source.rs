@@ -39,10 +39,11 @@ pub fn options(cfg: &MqttConfig) -> MqttOptions {
     o
 }
 
-pub fn subscriptions(prefix: &str) -> [String; 2] {
+pub fn subscriptions(prefix: &str) -> [String; 3] {
     [
         format!("{prefix}/+/+/counts"),
         format!("{prefix}/+/+/status"),
+        format!("{prefix}/+/hazard"),
     ]
 }
 

@@ -144,7 +144,7 @@ impl Alerter {
     ) -> Result<
         (
             Vec<(Transition, Option<crate::rules::Status>)>,
-            Vec<Option<crate::rules::Status>>,
+            Vec<Option<Arc<crate::rules::Status>>>,
         ),
         AlertingError,
     > {
@@ -197,7 +197,7 @@ impl Alerter {
             for tr in ev.transitions {
                 transitions.push((tr, Some(ev.status.clone())));
             }
-            statuses.push(Some(ev.status));
+            statuses.push(Some(Arc::new(ev.status)));
         }
         Ok((transitions, statuses))
     }

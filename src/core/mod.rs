@@ -59,6 +59,8 @@ pub struct BatchStats {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub rows: Vec<RawRow>,
+    /// Hazard signals received in this batch, written with it.
+    pub hazards: Vec<(SpaceIdx, crate::decode::HazardSignal, DateTime<Utc>)>,
     pub buckets: HashMap<(SpaceIdx, i64), BucketDelta>,
     pub spaces: Vec<SpaceIdx>,
     pub devices: Vec<DeviceIdx>,
@@ -70,6 +72,7 @@ pub struct Batch {
 impl Batch {
     pub fn clear(&mut self) {
         self.rows.clear();
+        self.hazards.clear();
         self.buckets.clear();
         for s in self.spaces.drain(..) {
             self.space_mark[s.get()] = false;
@@ -81,7 +84,7 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.spaces.is_empty() && self.devices.is_empty()
+        self.spaces.is_empty() && self.devices.is_empty() && self.hazards.is_empty()
     }
 
     fn touch_space(&mut self, s: SpaceIdx) {

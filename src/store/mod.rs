@@ -313,6 +313,19 @@ pub async fn commit_batch(
         )
         .await?;
     }
+    for (space, h, received) in &batch.hazards {
+        let w = alerts::HazardWrite {
+            space: reg.space(*space).id.as_str(),
+            kind: &h.kind,
+            severity: &h.severity,
+            message: &h.message,
+            since: *received,
+            until: h.until.map(|u| u.with_timezone(&Utc)),
+            source: "mqtt",
+            active: h.active,
+        };
+        alerts::write_hazard(&tx, &w).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

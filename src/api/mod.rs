@@ -1,28 +1,39 @@
 //! The HTTP API (axum): live figures per space from [`Live`] (no database round-trip), series from
 //! PostgreSQL, health and readiness, and the Prometheus scrape. Errors are JSON with a reason.
 
+mod alerts;
+
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
+use crate::alerting::Wake;
 use crate::config::{DeviceKind, PayloadFormat, SpaceKind};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::live::{DeviceNow, Live, SpaceNow};
 use crate::registry::{Registry, Unit};
+use crate::rules::Status;
 use crate::store::{self, Mode, SeriesPoint, Step};
 
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    /// Wakes the alerting loop after an operator's change (cap, hazard).
+    pub wake: Arc<Wake>,
+    /// Each subscription's delivery worker, by subscription id (for dead-letter replay).
+    pub outbox: Arc<HashMap<String, Arc<Notify>>>,
     pub live: Arc<Live>,
     pub pool: Pool,
     pub metrics: PrometheusHandle,
@@ -34,7 +45,31 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/spaces", get(list_spaces))
         .route("/api/v1/spaces/{id}", get(get_space))
         .route("/api/v1/spaces/{id}/series", get(get_series))
+        .route("/api/v1/spaces/{id}/levels", get(alerts::levels))
+        .route(
+            "/api/v1/spaces/{id}/caps",
+            get(alerts::list_caps).post(alerts::set_cap),
+        )
+        .route("/api/v1/spaces/{id}/caps/{cap}", delete(alerts::revoke_cap))
+        .route(
+            "/api/v1/spaces/{id}/hazards",
+            get(alerts::list_hazards).post(alerts::set_hazard),
+        )
+        .route(
+            "/api/v1/spaces/{id}/hazards/{hazard}",
+            delete(alerts::clear_hazard),
+        )
         .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{id}", get(alerts::show))
+        .route("/api/v1/alerts/{id}/ack", post(alerts::acknowledge))
+        .route("/api/v1/compliance", get(alerts::compliance))
+        .route("/api/v1/webhooks/deliveries", get(alerts::deliveries))
+        .route(
+            "/api/v1/webhooks/deliveries/{id}/replay",
+            post(alerts::replay),
+        )
+        .route("/api/v1/audit", get(alerts::audit))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
@@ -50,6 +85,10 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     Unavailable(String),
 }
 
@@ -58,6 +97,8 @@ impl IntoResponse for ApiError {
         let status = match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = serde_json::json!({ "error": { "status": status.as_u16(), "reason": self.to_string() } });
@@ -90,13 +131,21 @@ pub struct SpaceView<'a> {
     pub measured: bool,
     #[serde(flatten)]
     pub now: SpaceNow,
+    /// The capacity rules' view: level and action per load, effective capacity, forecast,
+    /// stale and closed flags, open alerts. Absent until the first evaluation.
+    pub status: Option<Arc<Status>>,
 }
 
 fn ratio(n: u64, d: Option<u32>) -> Option<f64> {
     d.map(|d| (n as f64 / f64::from(d) * 1000.0).round() / 1000.0)
 }
 
-fn space_view<'a>(reg: &'a Registry, s: SpaceIdx, now: SpaceNow) -> SpaceView<'a> {
+fn space_view<'a>(
+    reg: &'a Registry,
+    s: SpaceIdx,
+    now: SpaceNow,
+    status: Option<Arc<Status>>,
+) -> SpaceView<'a> {
     let sp = reg.space(s);
     SpaceView {
         id: sp.id.as_str(),
@@ -111,6 +160,7 @@ fn space_view<'a>(reg: &'a Registry, s: SpaceIdx, now: SpaceNow) -> SpaceView<'a
         daily_utilisation: ratio(now.entries_today, sp.daily_capacity),
         measured: sp.measured,
         now,
+        status,
     }
 }
 
@@ -137,11 +187,19 @@ fn device_view(reg: &Registry, d: DeviceIdx, now: DeviceNow) -> DeviceView<'_> {
 
 async fn list_spaces(State(st): State<AppState>) -> Response {
     let now = st.live.spaces();
+    let statuses = st.live.statuses();
     let views: Vec<_> = st
         .registry
         .spaces
         .iter()
-        .map(|s| space_view(&st.registry, s.idx, now[s.idx.get()]))
+        .map(|s| {
+            space_view(
+                &st.registry,
+                s.idx,
+                now[s.idx.get()],
+                statuses[s.idx.get()].clone(),
+            )
+        })
         .collect();
     Json(views).into_response()
 }
@@ -163,14 +221,15 @@ async fn get_space(
         .space_idx(&id)
         .ok_or_else(|| ApiError::NotFound(format!("no space {id:?}")))?;
     let now = st.live.spaces();
+    let statuses = st.live.statuses();
     let devices = st.live.devices();
     let detail = SpaceDetail {
-        space: space_view(reg, s, now[s.get()]),
+        space: space_view(reg, s, now[s.get()], statuses[s.get()].clone()),
         children: reg
             .space(s)
             .children
             .iter()
-            .map(|&c| space_view(reg, c, now[c.get()]))
+            .map(|&c| space_view(reg, c, now[c.get()], statuses[c.get()].clone()))
             .collect(),
         devices: reg
             .devices

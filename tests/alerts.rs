@@ -1,0 +1,514 @@
+//! Capacity alerts end to end: counts published over MQTT fill an area, the rules raise early
+//! warnings then blue/yellow/orange/red in order, each transition is recorded once and delivered
+//! once (signed, retried with the same delivery id after a 503) to a real HTTP receiver; the
+//! area empties and the levels step down; acknowledgement is recorded.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use chrono::{FixedOffset, Utc};
+use common::*;
+use serde_json::Value;
+use visitorflow::webhook::Secret;
+use visitorflow::webhook::sign::verify;
+
+const SECRET: &str = "test-bureau-secret";
+
+#[derive(Default, Clone)]
+struct Inbox {
+    /// (received at, webhook-id, status answered, body)
+    got: Vec<(Instant, String, u16, Value)>,
+    fail_first: usize,
+    bad_signatures: usize,
+}
+
+async fn receiver(inbox: Arc<Mutex<Inbox>>) -> std::net::SocketAddr {
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let inbox = Arc::clone(&inbox);
+            async move {
+                let mut ib = inbox.lock().unwrap();
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                if verify(
+                    &headers,
+                    &body,
+                    &Secret::new(SECRET),
+                    Duration::from_secs(300),
+                )
+                .is_err()
+                {
+                    ib.bad_signatures += 1;
+                }
+                let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let status = if ib.fail_first > 0 {
+                    ib.fail_first -= 1;
+                    503
+                } else {
+                    200
+                };
+                ib.got.push((Instant::now(), id, status, json));
+                let mut resp = (StatusCode::from_u16(status).unwrap(), "").into_response_parts();
+                if status == 503 {
+                    resp = (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], "")
+                        .into_response_parts();
+                }
+                resp
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+trait IntoParts {
+    fn into_response_parts(self) -> axum::response::Response;
+}
+
+impl<T: axum::response::IntoResponse> IntoParts for T {
+    fn into_response_parts(self) -> axum::response::Response {
+        self.into_response()
+    }
+}
+
+fn level_events(inbox: &Inbox) -> Vec<(String, String, String)> {
+    inbox
+        .got
+        .iter()
+        .filter(|(_, _, status, v)| *status == 200 && v["kind"] == "instant_level")
+        .map(|(_, id, _, v)| {
+            (
+                id.clone(),
+                v["state"].as_str().unwrap_or("").to_owned(),
+                v["level"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filling_an_area_sends_each_level_once_in_order_signed_and_retried() {
+    let stack = Stack::start();
+    let inbox = Arc::new(Mutex::new(Inbox {
+        fail_first: 1,
+        ..Inbox::default()
+    }));
+    let hook = receiver(Arc::clone(&inbox)).await;
+    let mut cfg = stack.config("vf-alerts");
+    cfg.alerting.tick_ms = 100;
+    cfg.alerting.backoff_base_ms = 200;
+    cfg.rules.dwell_s = 1;
+    cfg.rules.forecast_window_s = 60;
+    cfg.rules.forecast_min_span_s = 2;
+    cfg.webhooks = vec![
+        serde_json::from_value(serde_json::json!({
+            "id": "bureau",
+            "url": format!("http://{hook}/hook"),
+            "format": "json",
+            "secret": SECRET,
+            "spaces": ["canyon"],
+            "kinds": ["instant_level", "early_warning.orange", "early_warning.red"],
+            "min_severity": "info",
+            "allow_private_network": true,
+        }))
+        .unwrap(),
+    ];
+    let svc = start_service(cfg).await;
+    let tz = FixedOffset::east_opt(8 * 3600).unwrap();
+
+    // Fill the canyon (capacity 1000) in steps of 50, one report every 250 ms: 60% (blue) at
+    // step 12, 80% (yellow) at 16, 90% (orange) at 18, 100% (red) at 20.
+    let mut red_published = None;
+    for seq in 1..=21u64 {
+        let ts = Utc::now().with_timezone(&tz).to_rfc3339();
+        publish_all(
+            stack.mq.port(),
+            &format!("pub-fill-{seq}"),
+            vec![(counts_topic("canyon", "gate-1"), report(seq, &ts, 50, 0))],
+        )
+        .await;
+        if seq == 20 {
+            red_published = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let red_published = red_published.unwrap();
+    let inbox_ref = Arc::clone(&inbox);
+    eventually(20, "the red notice", || {
+        let inbox = Arc::clone(&inbox_ref);
+        async move {
+            level_events(&inbox.lock().unwrap())
+                .iter()
+                .any(|(_, _, l)| l == "red")
+                .then_some(())
+        }
+    })
+    .await;
+    let red_latency = {
+        let ib = inbox.lock().unwrap().clone();
+        ib.got
+            .iter()
+            .find(|(_, _, s, v)| *s == 200 && v["kind"] == "instant_level" && v["level"] == "red")
+            .map(|(at, ..)| *at - red_published)
+            .unwrap()
+    };
+
+    // Empty it: the levels step down one at a time, each after the dwell, then resolve.
+    for seq in 22..=23u64 {
+        let ts = Utc::now().with_timezone(&tz).to_rfc3339();
+        publish_all(
+            stack.mq.port(),
+            &format!("pub-empty-{seq}"),
+            vec![(counts_topic("canyon", "gate-1"), report(seq, &ts, 0, 525))],
+        )
+        .await;
+    }
+    let inbox_ref = Arc::clone(&inbox);
+    eventually(30, "the all-clear", || {
+        let inbox = Arc::clone(&inbox_ref);
+        async move {
+            level_events(&inbox.lock().unwrap())
+                .iter()
+                .any(|(_, s, _)| s == "resolved")
+                .then_some(())
+        }
+    })
+    .await;
+
+    let ib = inbox.lock().unwrap().clone();
+    let levels: Vec<_> = level_events(&ib)
+        .into_iter()
+        .map(|(_, s, l)| format!("{s}:{l}"))
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            "firing:blue",
+            "firing:yellow",
+            "firing:orange",
+            "firing:red",
+            "firing:orange",
+            "firing:yellow",
+            "firing:blue",
+            "resolved:normal"
+        ],
+        "each level once, in order, up then down"
+    );
+    // Every delivery verified, and delivered once per delivery id.
+    assert_eq!(ib.bad_signatures, 0);
+    let delivered: Vec<_> = ib
+        .got
+        .iter()
+        .filter(|g| g.2 == 200)
+        .map(|g| g.1.clone())
+        .collect();
+    let mut unique = delivered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        delivered.len(),
+        "no delivery id delivered twice"
+    );
+    // The first attempt got a 503; the retry carried the same delivery id and succeeded.
+    let first = &ib.got[0];
+    assert_eq!(first.2, 503);
+    assert!(
+        ib.got.iter().any(|g| g.1 == first.1 && g.2 == 200),
+        "retried with the same webhook-id"
+    );
+    // Early warnings came before the levels they predicted.
+    let pos = |pred: &dyn Fn(&Value) -> bool| ib.got.iter().position(|g| g.2 == 200 && pred(&g.3));
+    let warn_red = pos(&|v| v["kind"] == "early_warning.red" && v["state"] == "firing");
+    let red = pos(&|v| v["kind"] == "instant_level" && v["level"] == "red");
+    assert!(
+        warn_red.is_some() && warn_red < red,
+        "a red forecast warned before red: {warn_red:?} < {red:?}"
+    );
+    let forecast = ib
+        .got
+        .iter()
+        .find(|g| g.3["kind"] == "early_warning.red")
+        .and_then(|g| g.3["forecast_minutes_to_red"].as_f64());
+    assert!(
+        forecast.is_some_and(|m| m >= 0.0),
+        "the warning carries the forecast: {forecast:?}"
+    );
+
+    // The database holds the same story: one alert, its transitions, every delivery delivered.
+    let db = stack.db().await;
+    let rows = db
+        .query("SELECT t.change, t.level FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id WHERE a.kind = 'instant_level' ORDER BY t.id", &[])
+        .await
+        .unwrap();
+    let story: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r.get::<_, String>(0),
+                r.get::<_, Option<String>>(1).unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "open:blue",
+            "escalate:yellow",
+            "escalate:orange",
+            "escalate:red",
+            "de_escalate:orange",
+            "de_escalate:yellow",
+            "de_escalate:blue",
+            "resolve:normal"
+        ]
+    );
+    let undelivered: i64 = db
+        .query_one(
+            "SELECT count(*) FROM webhook_outbox WHERE status <> 'delivered'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(undelivered, 0);
+
+    // The compliance log shows the orange and red announcements and when they were confirmed.
+    let (_, log) = get_json(svc.http_addr, "/api/v1/compliance?space=canyon").await;
+    let ann = log["announcements"].as_array().unwrap();
+    assert!(ann.iter().any(|a| a["level"] == "red"
+        && a["sent_to"] == "bureau"
+        && a["delivery_status"] == "delivered"
+        && !a["confirmed_at"].is_null()));
+    let (_, hist) = get_json(svc.http_addr, "/api/v1/spaces/canyon/levels").await;
+    assert_eq!(hist["changes"].as_array().unwrap().len(), 8);
+    eprintln!(
+        "alert latency: red crossing published → red notice received {:.0} ms",
+        red_latency.as_secs_f64() * 1000.0
+    );
+    svc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledge_caps_and_hazards_through_the_api() {
+    let stack = Stack::start();
+    let mut cfg = stack.config("vf-ack");
+    cfg.alerting.tick_ms = 100;
+    let svc = start_service(cfg).await;
+    let addr = svc.http_addr;
+    let ts = Utc::now()
+        .with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap())
+        .to_rfc3339();
+    // 820 of 1000: yellow… until a 90% policy cap makes it 820 / 900 = 91%: orange.
+    publish_all(
+        stack.mq.port(),
+        "pub-ack",
+        vec![(counts_topic("canyon", "gate-1"), report(1, &ts, 820, 0))],
+    )
+    .await;
+    let level = |v: &Value| v["status"]["instant"]["level"].as_str().map(str::to_owned);
+    eventually(15, "yellow", || async {
+        (level(&get_json(addr, "/api/v1/spaces/canyon").await.1).as_deref() == Some("yellow"))
+            .then_some(())
+    })
+    .await;
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://{addr}/api/v1/spaces/canyon/caps"))
+        .json(&serde_json::json!({ "percent": 90.0, "reason": "holiday policy", "by": "bureau-duty" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v = eventually(15, "orange under the cap", || async {
+        let v = get_json(addr, "/api/v1/spaces/canyon").await.1;
+        (level(&v).as_deref() == Some("orange")).then_some(v)
+    })
+    .await;
+    assert_eq!(v["status"]["instant"]["approved_capacity"], 1000);
+    assert_eq!(v["status"]["instant"]["effective_capacity"], 900);
+    let bad = http
+        .post(format!("http://{addr}/api/v1/spaces/canyon/caps"))
+        .json(&serde_json::json!({ "percent": 150.0, "reason": "x", "by": "y" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+
+    let (_, alerts) = get_json(addr, "/api/v1/alerts?space=canyon&state=firing").await;
+    let alert = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "instant_level")
+        .cloned()
+        .expect("an open level alert");
+    let id = alert["id"].as_i64().unwrap();
+    let r = http
+        .post(format!("http://{addr}/api/v1/alerts/{id}/ack"))
+        .json(&serde_json::json!({ "by": "duty officer", "comment": "entrance control started" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["alert"]["state"], "acknowledged");
+    assert_eq!(body["alert"]["acknowledged_by"], "duty officer");
+    assert!(
+        body["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["change"] == "acknowledge" && t["actor"] == "duty officer")
+    );
+    let again = http
+        .post(format!("http://{addr}/api/v1/alerts/{id}/ack"))
+        .json(&serde_json::json!({ "by": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+
+    // A flash-flood warning over MQTT closes the canyon.
+    publish_all(
+        stack.mq.port(),
+        "pub-hazard",
+        vec![(
+            "vf/canyon/hazard".into(),
+            r#"{"kind":"flash_flood","message":"山洪预警"}"#.into(),
+        )],
+    )
+    .await;
+    eventually(15, "the canyon closed", || async {
+        (get_json(addr, "/api/v1/spaces/canyon").await.1["status"]["closed"] == true).then_some(())
+    })
+    .await;
+    publish_all(
+        stack.mq.port(),
+        "pub-hazard2",
+        vec![(
+            "vf/canyon/hazard".into(),
+            r#"{"kind":"flash_flood","active":false}"#.into(),
+        )],
+    )
+    .await;
+    eventually(15, "the canyon reopened", || async {
+        (get_json(addr, "/api/v1/spaces/canyon").await.1["status"]["closed"] == false).then_some(())
+    })
+    .await;
+
+    let (_, audit) = get_json(addr, "/api/v1/audit").await;
+    let actions: Vec<_> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        actions.contains(&"set_policy_cap".to_owned())
+            && actions.contains(&"acknowledge_alert".to_owned())
+    );
+    svc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_neither_resends_nor_forgets_alerts() {
+    let stack = Stack::start();
+    let inbox = Arc::new(Mutex::new(Inbox::default()));
+    let hook = receiver(Arc::clone(&inbox)).await;
+    let mut cfg = stack.config("vf-alert-restart");
+    cfg.alerting.tick_ms = 100;
+    cfg.webhooks = vec![
+        serde_json::from_value(serde_json::json!({
+            "id": "bureau", "url": format!("http://{hook}/hook"), "format": "alertmanager", "secret": SECRET,
+            "kinds": ["instant_level"], "min_severity": "info", "allow_private_network": true,
+        }))
+        .unwrap(),
+    ];
+    let tz = FixedOffset::east_opt(8 * 3600).unwrap();
+    let fill = |seq: u64, n: u32| {
+        let ts = Utc::now().with_timezone(&tz).to_rfc3339();
+        vec![(counts_topic("canyon", "gate-1"), report(seq, &ts, n, 0))]
+    };
+    let svc = start_service(cfg.clone()).await;
+    let count = |want: usize| {
+        let inbox = Arc::clone(&inbox);
+        move || {
+            let inbox = Arc::clone(&inbox);
+            async move {
+                (inbox
+                    .lock()
+                    .unwrap()
+                    .got
+                    .iter()
+                    .filter(|g| g.2 == 200)
+                    .count()
+                    >= want)
+                    .then_some(())
+            }
+        }
+    };
+    publish_all(stack.mq.port(), "pub-r1", fill(1, 650)).await; // blue
+    eventually(15, "blue delivered", count(1)).await;
+    publish_all(stack.mq.port(), "pub-r2", fill(2, 200)).await; // yellow (850)
+    eventually(15, "yellow delivered", count(2)).await;
+    svc.shutdown().await;
+
+    let svc = start_service(cfg).await;
+    // Nothing new happened: after a few evaluations nothing is sent again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        inbox.lock().unwrap().got.len(),
+        2,
+        "a restart re-sent an alert"
+    );
+    publish_all(stack.mq.port(), "pub-r3", fill(3, 60)).await; // orange (910)
+    eventually(15, "orange delivered", count(3)).await;
+    let ib = inbox.lock().unwrap().clone();
+    let statuses: Vec<_> = ib
+        .got
+        .iter()
+        .map(|g| {
+            (
+                g.3["status"].as_str().unwrap_or("").to_owned(),
+                g.3["alerts"][0]["labels"]["level"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("firing".into(), "blue".into()),
+            ("firing".into(), "yellow".into()),
+            ("firing".into(), "orange".into())
+        ]
+    );
+    assert_eq!(ib.bad_signatures, 0);
+    let db = stack.db().await;
+    let alerts: i64 = db
+        .query_one(
+            "SELECT count(*) FROM alerts WHERE kind = 'instant_level'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(alerts, 1, "the open alert was remembered, not opened again");
+    svc.shutdown().await;
+}
