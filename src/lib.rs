@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod decode;
 pub mod demo;
+pub mod dispatch;
 pub mod ids;
 pub mod ingest;
 pub mod live;

@@ -1,0 +1,66 @@
+//! The example dispatch model as a user meets it: it validates against the shipped registry
+//! (through `Config::load`, as the service loads it) and the advisor runs on it.
+
+use visitorflow::config::Config;
+use visitorflow::dispatch::config::EXAMPLE_DISPATCH;
+use visitorflow::dispatch::{DispatchConfig, DispatchModel, Inputs, advise};
+use visitorflow::registry::Registry;
+
+fn example() -> DispatchModel {
+    let cfg = Config::load(None).expect("embedded default loads");
+    let registry = Registry::build(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let on_disk = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dispatch.example.toml"),
+    )
+    .expect("example file");
+    assert_eq!(on_disk, EXAMPLE_DISPATCH);
+    let dispatch = DispatchConfig::from_toml(&on_disk).expect("example parses");
+    DispatchModel::build(&dispatch, &registry).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn example_validates_against_the_shipped_registry() {
+    let m = example();
+    let hubs: Vec<&str> = m.hubs.iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(
+        hubs,
+        ["tsc-visitor-centre", "banfanggou-station", "nanlv-base"]
+    );
+    let tsc = m.hub("tsc-visitor-centre").unwrap();
+    assert_eq!(tsc.name_zh, "天山大峡谷游客中心");
+    assert_eq!(
+        (tsc.routes[0].area.as_str(), tsc.routes[0].travel_min),
+        ("tianshan-canyon", 20)
+    );
+    assert!(m.hub("banfanggou-station").unwrap().routes.len() >= 3);
+    let nanlv: Vec<&str> = m
+        .hub("nanlv-base")
+        .unwrap()
+        .routes
+        .iter()
+        .map(|r| r.area.as_str())
+        .collect();
+    for area in ["shuixigou-town", "silk-road-resort", "tianshan-canyon"] {
+        assert!(nanlv.contains(&area), "{nanlv:?}");
+    }
+    // Every hub can reach the canyon; its self-drive parking is the visitor centre's car park.
+    assert!(m.hubs.iter().all(|h| {
+        h.routes
+            .iter()
+            .any(|r| r.area.as_str() == "tianshan-canyon")
+    }));
+    let canyon = m.area("tianshan-canyon").unwrap();
+    assert_eq!(canyon.car_parks[0].as_str(), "tsc-visitor-centre-parking");
+}
+
+#[test]
+fn the_advisor_runs_on_the_example_with_no_figures() {
+    // Before any figure arrives every route pauses (no data) and nobody is sent anywhere.
+    let m = example();
+    let advice = advise(chrono::Utc::now(), &m, &Inputs::default());
+    assert_eq!(advice.len(), 3);
+    for h in &advice {
+        assert!(h.shuttles.is_empty());
+        assert_eq!(h.paused.len(), m.hub(h.hub.as_str()).unwrap().routes.len());
+    }
+}
