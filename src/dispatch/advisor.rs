@@ -41,55 +41,23 @@ use super::config::{DispatchModel, FleetConfig, Hub, PolicyConfig, Route};
 use super::ledger::OnRoad;
 use crate::ids::SpaceId;
 
-/// Capacity level of an area, as the rule engine computes it (blue 60%, yellow 80%, orange 90%,
-/// red 100% of effective instantaneous capacity).
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    #[default]
-    Normal,
-    Blue,
-    Yellow,
-    Orange,
-    Red,
-}
+/// Capacity level of an area: the rule engine's (blue 60%, yellow 80%, orange 90%, red 100% of
+/// the effective instantaneous capacity by default).
+pub use crate::rules::Level;
 
-impl Level {
-    /// The ladder applied to raw figures, for callers without the rule engine (the simulation).
-    pub fn from_utilisation(occupancy: u32, capacity: u32) -> Self {
-        if capacity == 0 {
-            return Level::Red;
-        }
-        let u = f64::from(occupancy) / f64::from(capacity);
-        match u {
-            u if u >= 1.0 => Level::Red,
-            u if u >= 0.9 => Level::Orange,
-            u if u >= 0.8 => Level::Yellow,
-            u if u >= 0.6 => Level::Blue,
-            _ => Level::Normal,
-        }
+/// The default ladder applied to raw figures, for callers without the rule engine (the
+/// simulation).
+pub fn level_from_utilisation(occupancy: u32, capacity: u32) -> Level {
+    if capacity == 0 {
+        return Level::Red;
     }
-
-    pub fn zh(self) -> &'static str {
-        match self {
-            Level::Normal => "正常",
-            Level::Blue => "蓝色",
-            Level::Yellow => "黄色",
-            Level::Orange => "橙色",
-            Level::Red => "红色",
-        }
-    }
-
-    pub fn en(self) -> &'static str {
-        match self {
-            Level::Normal => "normal",
-            Level::Blue => "blue",
-            Level::Yellow => "yellow",
-            Level::Orange => "orange",
-            Level::Red => "red",
-        }
+    let u = f64::from(occupancy) / f64::from(capacity);
+    match u {
+        u if u >= 1.0 => Level::Red,
+        u if u >= 0.9 => Level::Orange,
+        u if u >= 0.8 => Level::Yellow,
+        u if u >= 0.6 => Level::Blue,
+        _ => Level::Normal,
     }
 }
 
@@ -926,8 +894,14 @@ impl HubCtx<'_> {
                 score,
                 reason: Reason {
                     code: ReasonCode::Alternative,
-                    zh: format!("{zh}：余量{spare}人，车程{m}分钟，等级：{}", level.zh()),
-                    en: format!("{en}: {spare} spare, {m} min away, level {}", level.en()),
+                    zh: format!(
+                        "{zh}：余量{spare}人，车程{m}分钟，等级：{}",
+                        level.name_zh()
+                    ),
+                    en: format!(
+                        "{en}: {spare} spare, {m} min away, level {}",
+                        level.as_str()
+                    ),
                 },
                 explanation: v.explain(p, m, used, 0),
             });
@@ -991,13 +965,13 @@ fn pause_reason(why: Pause, zh: &str, en: &str, p: &PolicyConfig, travel: u32) -
             ReasonCode::Level,
             format!(
                 "{zh}已达{}预警（暂停阈值为{}），暂停发车",
-                l.zh(),
-                p.pause_at.zh()
+                l.name_zh(),
+                p.pause_at.name_zh()
             ),
             format!(
                 "{en} is at {} (routes pause at {}): shuttles paused",
-                l.en(),
-                p.pause_at.en()
+                l.as_str(),
+                p.pause_at.as_str()
             ),
         ),
         Pause::RedOnArrival(m) => (

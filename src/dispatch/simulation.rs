@@ -36,7 +36,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::advisor::{
-    self, AreaInput, AreaQueue, CarParkInput, HubAdvice, HubInput, Inputs, Level, Mode,
+    self, AreaInput, AreaQueue, CarParkInput, HubAdvice, HubInput, Inputs, Mode,
+    level_from_utilisation,
 };
 use super::config::{DispatchConfig, DispatchModel, EXAMPLE_DISPATCH};
 use super::ledger::{OnRoad, Trip};
@@ -752,7 +753,7 @@ impl<'a> Sim<'a> {
                 AreaInput {
                     occupancy: a.occ,
                     capacity: Some(a.cap),
-                    level: Level::from_utilisation(a.occ, a.cap),
+                    level: level_from_utilisation(a.occ, a.cap),
                     minutes_to_red,
                     // The wiring's job: shuttles still coming are on the road already.
                     net_inflow_per_min: Some(rate - by_shuttle),

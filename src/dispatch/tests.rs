@@ -6,7 +6,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 
-use super::advisor::{Held, pick_vehicles, split};
+use super::advisor::{Held, level_from_utilisation, pick_vehicles, split};
 use super::config::FleetConfig;
 use super::*;
 use crate::config::Config;
@@ -138,7 +138,7 @@ fn area(occupancy: u32, capacity: Option<u32>) -> AreaInput {
     AreaInput {
         occupancy,
         capacity,
-        level: capacity.map_or(Level::Normal, |c| Level::from_utilisation(occupancy, c)),
+        level: capacity.map_or(Level::Normal, |c| level_from_utilisation(occupancy, c)),
         ..AreaInput::default()
     }
 }
@@ -634,7 +634,7 @@ fn split_is_exact() {
 
 #[test]
 fn levels_follow_the_ladder() {
-    let l = |o| Level::from_utilisation(o, 1000);
+    let l = |o| level_from_utilisation(o, 1000);
     assert_eq!(
         [l(599), l(600), l(800), l(900), l(1000), l(1200)],
         [
@@ -646,7 +646,7 @@ fn levels_follow_the_ladder() {
             Level::Red
         ]
     );
-    assert_eq!(Level::from_utilisation(0, 0), Level::Red);
+    assert_eq!(level_from_utilisation(0, 0), Level::Red);
 }
 
 #[test]
