@@ -36,6 +36,9 @@ pub struct Config {
     /// Where alerts are delivered: the bureau's own JSON, Alertmanager, DingTalk or WeCom robots.
     #[serde(default)]
     pub webhooks: Vec<crate::webhook::SubscriptionConfig>,
+    /// Distribution centres' shuttle fleets and routes, and the car parks serving each area.
+    #[serde(default)]
+    pub dispatch: crate::dispatch::DispatchConfig,
 }
 
 /// How the alerting loop runs and how deliveries are retried.

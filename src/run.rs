@@ -29,6 +29,8 @@ pub enum RunError {
     #[error(transparent)]
     Rules(#[from] RulesError),
     #[error(transparent)]
+    Dispatch(#[from] crate::dispatch::DispatchConfigError),
+    #[error(transparent)]
     Webhook(#[from] SubscriptionError),
     #[error(transparent)]
     Http(#[from] DeliverError),
@@ -56,8 +58,9 @@ pub struct Service {
 impl Service {
     pub async fn start(cfg: Config) -> Result<Service, RunError> {
         let registry = Arc::new(Registry::build(&cfg)?);
-        // Refuse a bad rules section before touching anything.
+        // Refuse a bad rules or dispatch section before touching anything.
         Engine::for_registry(cfg.rules.clone(), &registry)?;
+        crate::dispatch::DispatchModel::build(&cfg.dispatch, &registry)?;
         if cfg.database.url.is_empty() {
             return Err(RunError::NoDatabase);
         }

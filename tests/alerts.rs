@@ -512,3 +512,159 @@ async fn a_restart_neither_resends_nor_forgets_alerts() {
     assert_eq!(alerts, 1, "the open alert was remembered, not opened again");
     svc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_advice_pauses_a_filling_area_diverts_and_is_recorded() {
+    let stack = Stack::start();
+    let inbox = Arc::new(Mutex::new(Inbox::default()));
+    let hook = receiver(Arc::clone(&inbox)).await;
+    let extra = r#"
+[[spaces]]
+id = "centre"
+kind = "hub"
+parent = "county"
+name_zh = "游客中心"
+name_en = "Visitor centre"
+instant_capacity = 2000
+
+[[devices]]
+id = "hall-cam"
+space = "centre"
+kind = "camera"
+
+[dispatch.policy]
+max_hold_min = 0
+
+[[dispatch.hubs]]
+hub = "centre"
+fleet = [{ vehicles = 10, seats = 45 }]
+routes = [{ area = "canyon", travel_min = 20 }, { area = "village", travel_min = 15 }]
+"#;
+    let mut cfg = visitorflow::config::Config::from_toml(&format!("{REGISTRY}{extra}")).unwrap();
+    let base = stack.config("vf-dispatch");
+    cfg.database = base.database;
+    cfg.mqtt = base.mqtt;
+    cfg.http = base.http;
+    cfg.alerting.tick_ms = 100;
+    cfg.webhooks = vec![
+        serde_json::from_value(serde_json::json!({
+            "id": "centre-desk", "url": format!("http://{hook}/hook"), "format": "json", "secret": SECRET,
+            "kinds": ["dispatch_advice"], "min_severity": "info", "allow_private_network": true,
+        }))
+        .unwrap(),
+    ];
+    let svc = start_service(cfg).await;
+    let addr = svc.http_addr;
+    let ts = Utc::now()
+        .with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap())
+        .to_rfc3339();
+    publish_all(
+        stack.mq.port(),
+        "pub-dispatch",
+        vec![
+            (counts_topic("canyon", "gate-1"), report(1, &ts, 950, 0)), // 95%: orange
+            (counts_topic("village", "door"), report(1, &ts, 40, 0)),   // 10% of 400
+            (counts_topic("centre", "hall-cam"), report(1, &ts, 300, 0)), // 300 waiting
+        ],
+    )
+    .await;
+    let advice = eventually(20, "advice pausing the canyon", || async {
+        let (_, v) = get_json(addr, "/api/v1/dispatch").await;
+        let hub = v["hubs"]
+            .as_array()?
+            .iter()
+            .find(|h| h["hub"] == "centre")?
+            .clone();
+        let paused = hub["advice"]["paused"]
+            .as_array()?
+            .iter()
+            .any(|p| p["area"] == "canyon");
+        paused.then_some(hub)
+    })
+    .await;
+    let a = &advice["advice"];
+    assert_eq!(a["queue"], 300);
+    let diversion = a["diversions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["from_area"] == "canyon")
+        .expect("canyon visitors diverted");
+    assert_eq!(
+        diversion["to"][0]["area"], "village",
+        "to the area with room"
+    );
+    assert!(
+        a["shuttles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["area"] != "canyon"),
+        "no shuttle to an orange area"
+    );
+    let pause = a["paused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["area"] == "canyon")
+        .unwrap();
+    assert!(
+        pause["explanation"]["occupancy"].as_u64() == Some(950),
+        "the advice carries its numbers: {pause}"
+    );
+
+    // The desk got the advice as a signed webhook.
+    let inbox_ref = Arc::clone(&inbox);
+    eventually(15, "the advice webhook", || {
+        let inbox = Arc::clone(&inbox_ref);
+        async move {
+            inbox
+                .lock()
+                .unwrap()
+                .got
+                .iter()
+                .any(|g| {
+                    g.3["kind"] == "dispatch_advice"
+                        && g.3["message"]["zh"].as_str().unwrap_or("").contains("暂停")
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(inbox.lock().unwrap().bad_signatures, 0);
+
+    // A dispatcher follows it, once.
+    let id = advice["id"].as_i64().unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/api/v1/dispatch/advice/{id}/decision");
+    let r = http
+        .post(&url)
+        .json(&serde_json::json!({ "decision": "followed", "by": "desk" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(&url)
+        .json(&serde_json::json!({ "decision": "overridden", "reason": "x", "by": "desk" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = http
+        .post(&url)
+        .json(&serde_json::json!({ "decision": "ignored", "by": "desk" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let (_, hist) = get_json(addr, "/api/v1/dispatch/history?hub=centre").await;
+    assert!(
+        hist["advice"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["id"] == id && h["decision"] == "followed")
+    );
+    svc.shutdown().await;
+}

@@ -1,21 +1,14 @@
-//! The example dispatch model as a user meets it: it validates against the shipped registry
+//! The shipped dispatch model (`[dispatch]` in config/county.toml) as a user meets it: it validates against the shipped registry
 //! (through `Config::load`, as the service loads it) and the advisor runs on it.
 
 use visitorflow::config::Config;
-use visitorflow::dispatch::config::EXAMPLE_DISPATCH;
-use visitorflow::dispatch::{DispatchConfig, DispatchModel, Inputs, advise};
+use visitorflow::dispatch::{DispatchModel, Inputs, advise};
 use visitorflow::registry::Registry;
 
 fn example() -> DispatchModel {
     let cfg = Config::load(None).expect("embedded default loads");
     let registry = Registry::build(&cfg).unwrap_or_else(|e| panic!("{e}"));
-    let on_disk = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dispatch.example.toml"),
-    )
-    .expect("example file");
-    assert_eq!(on_disk, EXAMPLE_DISPATCH);
-    let dispatch = DispatchConfig::from_toml(&on_disk).expect("example parses");
-    DispatchModel::build(&dispatch, &registry).unwrap_or_else(|e| panic!("{e}"))
+    DispatchModel::build(&cfg.dispatch, &registry).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

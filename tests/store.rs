@@ -30,7 +30,11 @@ async fn every_statement_prepares_against_the_migrated_schema() {
         store::Mode::Plain
     );
     let db = stack.db().await;
-    for stmt in sql::ALL_PLAIN.iter().chain(sql::ALL_ALERTS) {
+    for stmt in sql::ALL_PLAIN
+        .iter()
+        .chain(sql::ALL_ALERTS)
+        .chain(sql::ALL_DISPATCH)
+    {
         db.prepare(stmt)
             .await
             .unwrap_or_else(|e| panic!("{stmt}\n{e:?}"));

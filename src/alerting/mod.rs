@@ -3,6 +3,7 @@
 //! deliveries in one transaction (the outbox), escalates what nobody acknowledged, and publishes
 //! each space's rule status for the API. Delivery itself is in [`outbox`].
 
+pub mod dispatching;
 pub mod event;
 pub mod outbox;
 
@@ -13,16 +14,18 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
+use crate::dispatch::{DispatchModel, HubAdvice};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::live::Live;
 use crate::registry::Registry;
 use crate::rules::{
-    CapLimit, CapScope, DeviceHealth, Engine, EngineState, Hazard, PolicyCap, RulesError, SpaceDef,
-    SpaceInput, Transition,
+    AlertKind, CapLimit, CapScope, DeviceHealth, Engine, EngineState, Hazard, PolicyCap,
+    RulesError, SpaceDef, SpaceInput, Transition,
 };
 use crate::store::{self, StoreError, alerts as db};
 use crate::telemetry as t;
 use crate::webhook::SubscriptionConfig;
+use dispatching::Dispatcher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertingError {
@@ -112,6 +115,19 @@ impl Alerter {
             self.persist(&mut client, &engine, &orphaned, &[], now)
                 .await?;
         }
+        let mut dispatcher = match DispatchModel::build(&self.cfg.dispatch, &self.registry) {
+            Ok(model) => {
+                let last = store::dispatch::latest(&client).await?;
+                let last = last
+                    .into_iter()
+                    .filter_map(|r| serde_json::from_value::<HubAdvice>(r.advice).ok());
+                Some(Dispatcher::new(model, last))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatch model invalid: no dispatch advice");
+                None
+            }
+        };
         let tick = Duration::from_millis(self.cfg.alerting.tick_ms.max(50));
         let mut last_saved = now;
         loop {
@@ -130,6 +146,14 @@ impl Alerter {
                 self.persist(&mut client, &engine, &transitions, &escalations, now)
                     .await?;
                 last_saved = now;
+            }
+            if let Some(d) = dispatcher.as_mut() {
+                let levels_changed = transitions.iter().any(|(t, _)| {
+                    matches!(t.kind, AlertKind::InstantLevel | AlertKind::Hazard { .. })
+                });
+                if d.due(now, levels_changed) {
+                    self.dispatch(&mut client, d, &statuses, now).await?;
+                }
             }
             self.live.set_statuses(statuses);
             metrics::histogram!(t::ALERT_EVALUATION).record(started.elapsed().as_secs_f64());
@@ -200,6 +224,68 @@ impl Alerter {
             statuses.push(Some(Arc::new(ev.status)));
         }
         Ok((transitions, statuses))
+    }
+
+    /// Runs the advisor and records each hub whose advice changed, with its webhook deliveries,
+    /// in one transaction.
+    async fn dispatch(
+        &self,
+        client: &mut tokio_postgres::Client,
+        d: &mut Dispatcher,
+        statuses: &[Option<Arc<crate::rules::Status>>],
+        now: DateTime<Utc>,
+    ) -> Result<(), AlertingError> {
+        let followed: Vec<(HubAdvice, DateTime<Utc>)> =
+            store::dispatch::followed_since(&*client, now - dispatching::ON_ROAD_HORIZON)
+                .await?
+                .into_iter()
+                .filter_map(|(v, at)| serde_json::from_value(v).ok().map(|a| (a, at)))
+                .collect();
+        let inputs = dispatching::inputs(
+            &self.registry,
+            &d.model,
+            &self.live.spaces(),
+            statuses,
+            &followed,
+            now,
+        );
+        let changed = d.run(now, &inputs);
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let mut woken = vec![false; self.cfg.webhooks.len()];
+        for (advice, change) in &changed {
+            let json = serde_json::to_value(advice).unwrap_or_default();
+            let change_json = change.as_ref().and_then(|c| serde_json::to_value(c).ok());
+            let row = store::dispatch::NewAdvice {
+                at: now,
+                hub: advice.hub.as_str(),
+                advice: &json,
+                change: change_json.as_ref(),
+                shuttles: advice.shuttles.iter().map(|s| s.send_now as i32).sum(),
+                diversions: advice.diversions.len() as i32,
+            };
+            let id = store::dispatch::insert(&tx, &row).await?;
+            let ev = dispatching::event(advice, &self.registry, id);
+            for (n, sub) in self.cfg.webhooks.iter().enumerate() {
+                if !sub.matches(&ev) {
+                    continue;
+                }
+                let mut e = ev.clone();
+                e.delivery_id = format!("vf-dispatch-{id}-{}", sub.id);
+                let json = serde_json::to_value(&e).unwrap_or_default();
+                db::enqueue(&tx, &e.delivery_id, &sub.id, None, &e.space_id, &json).await?;
+                woken[n] = true;
+            }
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        for (n, w) in woken.iter().enumerate() {
+            if *w {
+                self.outbox[n].notify_one();
+            }
+        }
+        Ok(())
     }
 
     async fn due_escalations(

@@ -2,6 +2,7 @@
 //! PostgreSQL, health and readiness, and the Prometheus scrape. Errors are JSON with a reason.
 
 mod alerts;
+mod dispatch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,6 +71,12 @@ pub fn router(state: AppState) -> Router {
             post(alerts::replay),
         )
         .route("/api/v1/audit", get(alerts::audit))
+        .route("/api/v1/dispatch", get(dispatch::current))
+        .route("/api/v1/dispatch/history", get(dispatch::history))
+        .route(
+            "/api/v1/dispatch/advice/{id}/decision",
+            post(dispatch::decide),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))

@@ -128,7 +128,7 @@ pub struct AreaQueue {
 // Advice
 
 /// What one hub should do now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HubAdvice {
     pub hub: SpaceId,
     pub at: DateTime<Utc>,
@@ -145,7 +145,7 @@ pub struct HubAdvice {
 }
 
 /// Send `send_now` vehicles with `seats` seats in all, carrying `passengers`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShuttleAdvice {
     pub route: String,
     pub area: SpaceId,
@@ -166,7 +166,7 @@ pub struct VehicleUse {
 }
 
 /// Visitors for an open route who cannot go now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldRoute {
     pub route: String,
     pub area: SpaceId,
@@ -177,14 +177,14 @@ pub struct HeldRoute {
 }
 
 /// Which traffic a pause applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Shuttle,
     SelfDrive,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PausedRoute {
     pub route: String,
     pub area: SpaceId,
@@ -194,7 +194,7 @@ pub struct PausedRoute {
 }
 
 /// Visitors heading to `from_area` should go to one of `to` (best first); empty `to`: hold.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diversion {
     pub from_area: SpaceId,
     /// Visitors at this hub waiting for `from_area`.
@@ -204,7 +204,7 @@ pub struct Diversion {
     pub explanation: Explanation,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alternative {
     pub area: SpaceId,
     pub route: String,
@@ -218,14 +218,14 @@ pub struct Alternative {
 }
 
 /// Why, in both languages, with a code for machines (`diff`, dashboards).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
     pub code: ReasonCode,
     pub zh: String,
     pub en: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReasonCode {
     /// Shuttles sent within the area's spare.
@@ -262,7 +262,7 @@ pub enum ReasonCode {
 
 /// The figures an item came from. `spare = ⌊capacity × target⌋ − occupancy − on_road −
 /// forecast_inflow` whenever the capacity is known.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
     pub occupancy: Option<u32>,
     pub capacity: Option<u32>,
@@ -277,11 +277,11 @@ pub struct Explanation {
     pub queue: u32,
     pub level: Option<Level>,
     pub travel_min: u32,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub car_parks: Vec<CarParkFigure>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CarParkFigure {
     pub car_park: SpaceId,
     pub occupancy: Option<u32>,

@@ -23,9 +23,6 @@ use crate::config::SpaceKind;
 use crate::ids::SpaceId;
 use crate::registry::{Problem, Registry};
 
-/// The example dispatch model for the shipped county (`config/dispatch.example.toml`).
-pub const EXAMPLE_DISPATCH: &str = include_str!("../../config/dispatch.example.toml");
-
 /// `[dispatch]`: the policy, the hubs with their fleets and routes, per-area extras.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +36,7 @@ pub struct DispatchConfig {
 }
 
 impl DispatchConfig {
-    /// Parses a stand-alone dispatch file (`config/dispatch.example.toml`).
+    /// Parses a stand-alone dispatch section (the `[dispatch]` table of a config, unwrapped).
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
     }

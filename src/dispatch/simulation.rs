@@ -12,7 +12,7 @@
 //!   in the dispatch model needs a bay (a full car park turns the car away); a bay at a hub's car
 //!   park means park-and-ride: the party joins that hub's queue (the canyon's visitor centre). An
 //!   area without modelled car parks is walked into.
-//! - **Shuttles**: the example fleets and travel times (`config/dispatch.example.toml`), vehicles
+//! - **Shuttles**: the example fleets and travel times (the `[dispatch]` section of `config/county.toml`), vehicles
 //!   busy for the round trip plus turnaround. Both policies load buses the same way (the advisor's
 //!   vehicle choice): full vehicles leave at once, as does one at least half full that takes
 //!   everyone left; a less full one leaves once its first passenger has waited 15 min.
@@ -39,7 +39,7 @@ use super::advisor::{
     self, AreaInput, AreaQueue, CarParkInput, HubAdvice, HubInput, Inputs, Mode,
     level_from_utilisation,
 };
-use super::config::{DispatchConfig, DispatchModel, EXAMPLE_DISPATCH};
+use super::config::DispatchModel;
 use super::ledger::{OnRoad, Trip};
 use crate::config::{Config, EMBEDDED_DEFAULT, SpaceKind};
 use crate::ids::SpaceId;
@@ -182,8 +182,8 @@ pub fn evaluate(seed: u64) -> Comparison {
 pub fn shipped() -> (Registry, DispatchModel) {
     let cfg = Config::from_toml(EMBEDDED_DEFAULT).expect("the embedded config parses");
     let registry = Registry::build(&cfg).expect("the embedded registry is valid");
-    let dispatch = DispatchConfig::from_toml(EXAMPLE_DISPATCH).expect("the example parses");
-    let model = DispatchModel::build(&dispatch, &registry).expect("the example is valid");
+    let model = DispatchModel::build(&cfg.dispatch, &registry)
+        .expect("the shipped dispatch model is valid");
     (registry, model)
 }
 

@@ -2,6 +2,7 @@
 //! the API reads. One error type for this boundary ([`StoreError`]); all SQL text is in [`sql`].
 
 pub mod alerts;
+pub mod dispatch;
 pub mod sql;
 pub mod timescale;
 

@@ -204,3 +204,26 @@ pub const ALL_ALERTS: &[&str] = &[
     INSERT_AUDIT,
     LIST_AUDIT,
 ];
+
+// ---- dispatch (src/store/dispatch.rs) ----
+
+pub const INSERT_ADVICE: &str = "INSERT INTO dispatch_advice (at, hub_id, advice, change, shuttles, diversions) \
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+pub const LATEST_ADVICE: &str = "SELECT DISTINCT ON (hub_id) id, at, hub_id, advice, change, decision, decided_by, \
+     decided_at, decision_reason FROM dispatch_advice ORDER BY hub_id, at DESC, id DESC";
+pub const ADVICE_HISTORY: &str = "SELECT id, at, hub_id, advice, change, decision, decided_by, decided_at, decision_reason \
+     FROM dispatch_advice WHERE ($1::text IS NULL OR hub_id = $1) AND at >= $2 AND at < $3 \
+     ORDER BY at DESC, id DESC LIMIT $4 OFFSET $5";
+pub const DECIDE_ADVICE: &str = "UPDATE dispatch_advice SET decision = $2, decided_by = $3, decided_at = $4, \
+     decision_reason = $5 WHERE id = $1 AND decision IS NULL RETURNING hub_id";
+/// Advice followed recently: its shuttles are (or were) on the road.
+pub const FOLLOWED_SINCE: &str = "SELECT advice, decided_at FROM dispatch_advice \
+     WHERE decision = 'followed' AND decided_at >= $1 ORDER BY decided_at";
+
+pub const ALL_DISPATCH: &[&str] = &[
+    INSERT_ADVICE,
+    LATEST_ADVICE,
+    ADVICE_HISTORY,
+    DECIDE_ADVICE,
+    FOLLOWED_SINCE,
+];
