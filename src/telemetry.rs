@@ -153,6 +153,29 @@ fn describe() {
         DRIFT_TODAY,
         "Exits without matching entries today (counter drift)."
     );
+    describe_histogram!(
+        ALERT_EVALUATION,
+        Unit::Seconds,
+        "Time to evaluate the capacity rules for every space."
+    );
+    describe_counter!(
+        ALERT_TRANSITIONS,
+        "Alert transitions recorded, by severity and change."
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts by subscription and outcome (delivered, retried, dead)."
+    );
+    describe_histogram!(
+        WEBHOOK_LATENCY,
+        Unit::Seconds,
+        "HTTP time of successful webhook deliveries."
+    );
+    describe_histogram!(
+        ALERT_DELIVERY_DELAY,
+        Unit::Seconds,
+        "Time from an alert transition to its confirmed delivery."
+    );
 }
 
 /// Logging to stderr; `RUST_LOG` overrides the default level.
