@@ -747,7 +747,7 @@ fn dockerfile_builds_from_tracked_sources_and_runs_unprivileged() {
     assert!(runtime.contains("ENTRYPOINT [\"visitorflow\"]"));
     assert!(runtime.contains("CMD [\"run\", \"--config\", \"/etc/visitorflow/config.toml\"]"));
     assert!(runtime.contains("COPY deploy/config.toml /etc/visitorflow/config.toml"));
-    assert!(text.contains("cargo build --release --locked"));
+    assert!(text.contains("cargo build --release --bin visitorflow"));
 
     // Everything COPY takes from the context exists and survives .dockerignore.
     let ignore = read(".dockerignore");
