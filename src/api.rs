@@ -264,8 +264,14 @@ async fn healthz() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
+/// A readiness probe answers quickly; a database that does not answer within this is not ready.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn readyz(State(st): State<AppState>) -> Response {
-    let db = store::ping(&st.pool).await.is_ok();
+    let db = matches!(
+        tokio::time::timeout(PING_TIMEOUT, store::ping(&st.pool)).await,
+        Ok(Ok(()))
+    );
     let broker = st.live.broker_connected();
     let ready = db && broker && st.live.ingest_ready();
     let status = if ready {

@@ -170,8 +170,9 @@ pub struct IngestConfig {
     pub max_count_per_report: u32,
     /// Largest accepted payload; larger messages are rejected without parsing.
     pub max_payload_bytes: usize,
-    /// A batch commit slower than this ends the session (a database that stopped answering must
-    /// not hold the ingester forever; the broker redelivers the batch to the next session).
+    /// A batch commit, or a session's database start-up (connect, load state), slower than this
+    /// ends the session (a database that stopped answering must not hold the ingester forever;
+    /// the broker redelivers the batch to the next session).
     pub commit_timeout_ms: u64,
 }
 
