@@ -145,12 +145,18 @@ impl Default for DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// A client must send a request's headers within this (slowloris clients are dropped).
+    pub header_read_timeout_ms: u64,
+    /// A request that takes longer than this is answered 503 (e.g. the database does not answer).
+    pub request_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
         }
     }
 }
