@@ -77,13 +77,13 @@ async fn report(
     recovered: Option<Duration>,
     extra: &str,
 ) {
-    let mut f = check::verify(db, Some(api), model).await;
+    let mut f = check::verify(db, Some(api), Some(model)).await;
     for _ in 0..20 {
         if f.ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        f = check::verify(db, Some(api), model).await;
+        f = check::verify(db, Some(api), Some(model)).await;
     }
     println!("{}{extra}", f.line(name, recovered));
     assert!(f.ok(), "{name}: {:#?}", f);
