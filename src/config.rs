@@ -210,12 +210,18 @@ impl Default for DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// A client must send a request's headers within this (slowloris clients are dropped).
+    pub header_read_timeout_ms: u64,
+    /// A request that takes longer than this is answered 503 (e.g. the database does not answer).
+    pub request_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -235,8 +241,9 @@ pub struct IngestConfig {
     pub max_count_per_report: u32,
     /// Largest accepted payload; larger messages are rejected without parsing.
     pub max_payload_bytes: usize,
-    /// A batch commit slower than this ends the session (a database that stopped answering must
-    /// not hold the ingester forever; the broker redelivers the batch to the next session).
+    /// A batch commit, or a session's database start-up (connect, load state), slower than this
+    /// ends the session (a database that stopped answering must not hold the ingester forever;
+    /// the broker redelivers the batch to the next session).
     pub commit_timeout_ms: u64,
 }
 

@@ -244,6 +244,11 @@ pub fn decode_counts(
     if payload.len() > limits.max_payload {
         return Err(Reject::TooLarge);
     }
+    // JSON is UTF-8 (RFC 8259). serde_json checks it only in the strings it decodes, so invalid
+    // bytes in an ignored field would otherwise pass unnoticed.
+    if let Err(e) = std::str::from_utf8(payload) {
+        return Err(Reject::MalformedJson(e.to_string()));
+    }
     let first = payload.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
         let items: Vec<&RawValue> =
@@ -621,12 +626,27 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            decode("gate", "{\"seq\":1,\"in\":1,\"x\":\"\u{fffd}\"}"),
+            Ok(v) if v[0].is_ok()
+        ));
         let huge = format!(r#"{{"seq":1,"pad":"{}"}}"#, "x".repeat(300 * 1024));
         assert_eq!(decode("gate", &huge), Err(Reject::TooLarge));
         assert!(matches!(
             decode_counts(
                 reg().device(reg().device_idx("gate").unwrap()),
                 b"\xff\xfe",
+                now(),
+                &Limits::from(&IngestConfig::default()),
+                &mut Vec::new()
+            ),
+            Err(Reject::MalformedJson(_))
+        ));
+        // Invalid UTF-8 is refused even inside a field the decoder would skip.
+        assert!(matches!(
+            decode_counts(
+                reg().device(reg().device_idx("gate").unwrap()),
+                b"{\"seq\":1,\"in\":1,\"x\":\"\xff\"}",
                 now(),
                 &Limits::from(&IngestConfig::default()),
                 &mut Vec::new()

@@ -31,13 +31,17 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("batch commit took longer than {0:?}")]
     CommitTimeout(Duration),
+    #[error("connecting to the database and loading the state took longer than {0:?}")]
+    SetupTimeout(Duration),
 }
 
 impl IngestError {
     fn cause(&self) -> &'static str {
         match self {
             IngestError::Broker(_) => "broker",
-            IngestError::Store(_) | IngestError::CommitTimeout(_) => "database",
+            IngestError::Store(_)
+            | IngestError::CommitTimeout(_)
+            | IngestError::SetupTimeout(_) => "database",
         }
     }
 }
@@ -100,9 +104,25 @@ impl Ingester {
     }
 
     async fn session(&self) -> Result<(), IngestError> {
-        let mut db = store::connect(&self.cfg.database.url).await?;
-        let mut core = Core::new(Arc::clone(&self.registry));
-        store::load_state(&db, &mut core).await?;
+        let limit = Duration::from_millis(self.cfg.ingest.commit_timeout_ms.max(1));
+        // Bounded like a commit: tokio-postgres's connect_timeout covers only the TCP connect, so a
+        // database that accepts but never answers (a black hole) would hang the start-up forever.
+        let (mut db, mut core) = tokio::time::timeout(limit, async {
+            let db =
+                store::connect_ingester(&self.cfg.database.url, &self.cfg.mqtt.client_id).await?;
+            let fenced = store::fence(&db).await?;
+            if fenced > 0 {
+                tracing::warn!(
+                    fenced,
+                    "ended database connections an earlier session left open"
+                );
+            }
+            let mut core = Core::new(Arc::clone(&self.registry));
+            store::load_state(&db, &mut core).await?;
+            Ok::<_, StoreError>((db, core))
+        })
+        .await
+        .map_err(|_| IngestError::SetupTimeout(limit))??;
         self.live.publish_all(&core);
 
         let max = self.cfg.ingest.batch_max_messages.max(1);
@@ -128,7 +148,6 @@ impl Ingester {
             }
             core.finish_batch(&mut batch);
             let started = std::time::Instant::now();
-            let limit = Duration::from_millis(self.cfg.ingest.commit_timeout_ms.max(1));
             tokio::time::timeout(limit, store::commit_batch(&mut db, &core, &batch))
                 .await
                 .map_err(|_| IngestError::CommitTimeout(limit))??;

@@ -128,27 +128,25 @@ impl Service {
             addr: cfg.http.listen,
             source,
         })?;
-        let app = api::router(AppState {
-            registry: Arc::clone(&registry),
-            wake: Arc::clone(&wake),
-            outbox: Arc::new(by_subscription),
-            live: Arc::clone(&live),
-            pool: pool.clone(),
-            metrics,
-            mode,
-        });
-        let mut http_stop = stopped.clone();
-        tasks.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "http server failed");
-            }
-        }));
+        let app = api::router(
+            AppState {
+                registry: Arc::clone(&registry),
+                wake: Arc::clone(&wake),
+                outbox: Arc::new(by_subscription),
+                live: Arc::clone(&live),
+                pool: pool.clone(),
+                metrics,
+                mode,
+            },
+            Duration::from_millis(cfg.http.request_timeout_ms.max(1)),
+        );
+        let header_timeout = Duration::from_millis(cfg.http.header_read_timeout_ms.max(1));
+        tasks.push(tokio::spawn(api::serve(
+            listener,
+            app,
+            header_timeout,
+            stopped.clone(),
+        )));
         tracing::info!(%http_addr, spaces = registry.spaces.len(), devices = registry.devices.len(), "visitorflow running");
 
         if cfg.database.raw_retention_days > 0 {

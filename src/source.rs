@@ -60,10 +60,18 @@ impl Drop for Connection {
     }
 }
 
+/// Room for every acknowledgement that can be outstanding. The event loop sends the ingester's
+/// acks only while it is polled, and it stops polling while `events` is full; if an ack could then
+/// wait for room, the ingester (waiting to ack) and the loop (waiting to hand over a publish)
+/// would wait for each other forever — which a backlog of a few batches after an outage caused.
+/// An ack answers a publish the broker still holds in flight, and MQTT packet ids are 16-bit, so
+/// at most 65,535 can be outstanding; the channel allocates only what is queued.
+const REQUEST_CAPACITY: usize = u16::MAX as usize + 16;
+
 /// Starts the event loop. `capacity` bounds how many publishes wait for the ingester: when it is
 /// full the loop stops reading the socket and the broker holds the rest (backpressure, not loss).
 pub fn connect(cfg: &MqttConfig, capacity: usize) -> Connection {
-    let (client, mut eventloop) = AsyncClient::new(options(cfg), capacity.max(16));
+    let (client, mut eventloop) = AsyncClient::new(options(cfg), REQUEST_CAPACITY);
     let mut net = NetworkOptions::new();
     net.set_tcp_nodelay(true);
     net.set_connection_timeout(5);

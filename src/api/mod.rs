@@ -6,6 +6,7 @@ mod dispatch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -15,10 +16,18 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, TimeDelta, Utc};
 use deadpool_postgres::Pool;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::alerting::Wake;
 use crate::config::{DeviceKind, PayloadFormat, SpaceKind};
@@ -41,7 +50,11 @@ pub struct AppState {
     pub mode: Mode,
 }
 
-pub fn router(state: AppState) -> Router {
+/// Largest request body accepted. Every route is a GET, so any body is unexpected; a bigger one
+/// is answered 413 before a handler runs.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/api/v1/spaces", get(list_spaces))
         .route("/api/v1/spaces/{id}", get(get_space))
@@ -82,6 +95,54 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+}
+
+/// Serves `app` on `listener` until `stop` turns true. Instead of `axum::serve`, which has no
+/// timer and hence no header read timeout: a client that dribbles its headers (slowloris) or
+/// connects and sends nothing is dropped after `header_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut stop) => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    // Requests in progress finish; idle keep-alive connections are closed now.
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send: drop it here, not across the caller's await.
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// The one error shape of this boundary: `{"error": {"status": 404, "reason": "…"}}`.
@@ -307,6 +368,13 @@ async fn get_series(
     if from >= to {
         return Err(ApiError::BadRequest("`from` must be before `to`".into()));
     }
+    // RFC 3339 parsing accepts years PostgreSQL cannot store; those are the client's error, not a
+    // database failure (which would answer 503 and log a warning for every such request).
+    if ![from, to].iter().all(|t| (1..=9999).contains(&t.year())) {
+        return Err(ApiError::BadRequest(
+            "`from` and `to` must lie between the years 1 and 9999".into(),
+        ));
+    }
     let points = store::series(
         &st.pool,
         st.registry.space(s).id.as_str(),
@@ -330,8 +398,14 @@ async fn healthz() -> Response {
     Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
+/// A readiness probe answers quickly; a database that does not answer within this is not ready.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn readyz(State(st): State<AppState>) -> Response {
-    let db = store::ping(&st.pool).await.is_ok();
+    let db = matches!(
+        tokio::time::timeout(PING_TIMEOUT, store::ping(&st.pool)).await,
+        Ok(Ok(()))
+    );
     let broker = st.live.broker_connected();
     let ready = db && broker && st.live.ingest_ready();
     let status = if ready {

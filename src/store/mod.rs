@@ -79,9 +79,20 @@ fn pg_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Url(e.to_string()))
 }
 
-/// A dedicated connection (the ingester's, or for setup); its driver runs on a spawned task.
+/// A dedicated connection (for setup and tests); its driver runs on a spawned task.
 pub async fn connect(url: &str) -> Result<Client, StoreError> {
+    connect_with(pg_config(url)?).await
+}
+
+/// The ingester's connection, named after its MQTT session so that the next session can
+/// [`fence`] off what this one leaves behind.
+pub async fn connect_ingester(url: &str, client_id: &str) -> Result<Client, StoreError> {
     let mut cfg = pg_config(url)?;
+    cfg.application_name(format!("visitorflow ingester {client_id}"));
+    connect_with(cfg).await
+}
+
+async fn connect_with(mut cfg: tokio_postgres::Config) -> Result<Client, StoreError> {
     // A database host that vanished must fail the connection attempt, not hang it.
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(std::time::Duration::from_secs(5));
@@ -94,6 +105,26 @@ pub async fn connect(url: &str) -> Result<Client, StoreError> {
         }
     });
     Ok(client)
+}
+
+/// Ends the server side of every other connection with this connection's name (an earlier
+/// session's), and waits until they are gone; returns how many there were. A client that times out
+/// cannot roll back a transaction its packets no longer reach: the server would keep it, and its
+/// row locks, until its own TCP keep-alive gives up (hours). Either that transaction had committed
+/// (then the new session's state shows it) or it is rolled back; the redelivered batch is then
+/// counted once either way.
+pub async fn fence(client: &Client) -> Result<i64, StoreError> {
+    let ended: i64 = client.query_one(sql::FENCE, &[]).await?.get(0);
+    while ended > 0
+        && client
+            .query_one(sql::FENCED_LEFT, &[])
+            .await?
+            .get::<_, i64>(0)
+            > 0
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(ended)
 }
 
 /// Runs migrations, sets the county time zone, and switches to TimescaleDB when asked and present.
@@ -111,17 +142,26 @@ pub async fn migrate(url: &str, time_zone: &str, want_timescale: bool) -> Result
     Ok(mode)
 }
 
-/// The read pool used by the API and maintenance.
+/// Longest wait for a pooled connection, for creating one, and for checking one before reuse.
+const POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The read pool used by the API and maintenance. A connection is checked (an empty query) before
+/// reuse, under a timeout: one that a network fault left open but dead (no RST, no FIN) is then
+/// replaced instead of hanging every later request.
 pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
     let mgr = Manager::from_config(
         pg_config(url)?,
         NoTls,
         ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
+            recycling_method: RecyclingMethod::Verified,
         },
     );
     Pool::builder(mgr)
         .max_size(size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(POOL_TIMEOUT))
+        .recycle_timeout(Some(POOL_TIMEOUT))
         .build()
         .map_err(|e| StoreError::Pool(e.to_string()))
 }

@@ -47,6 +47,16 @@ pub const SERIES_1D: &str = "SELECT bucket, entries, exits, occupancy, peak FROM
 
 pub const PING: &str = "SELECT 1";
 
+/// The ingester's fence: ends the server side of connections that earlier sessions of the same
+/// ingester (same `application_name`) left behind, e.g. a transaction whose client vanished into a
+/// network black hole and that still holds row locks the new session needs.
+pub const FENCE: &str = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+     WHERE application_name = current_setting('application_name') AND pid <> pg_backend_pid() \
+     AND datname = current_database()";
+pub const FENCED_LEFT: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE application_name = current_setting('application_name') AND pid <> pg_backend_pid() \
+     AND datname = current_database()";
+
 pub const PRUNE_REPORTS_PLAIN: &str = "DELETE FROM reports WHERE ts < $1";
 pub const PRUNE_REPORTS_TIMESCALE: &str =
     "SELECT count(*) FROM drop_chunks('reports', older_than => $1::timestamptz)";
@@ -71,6 +81,8 @@ pub const ALL_PLAIN: &[&str] = &[
     SERIES_1H,
     SERIES_1D,
     PING,
+    FENCE,
+    FENCED_LEFT,
     PRUNE_REPORTS_PLAIN,
 ];
 

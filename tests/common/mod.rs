@@ -3,6 +3,9 @@
 //! broker's acknowledgements, and polling helpers for the API and the database.
 #![allow(dead_code)]
 
+pub mod check;
+pub mod proxy;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -119,6 +122,23 @@ impl Stack {
         cfg
     }
 
+    /// [`Stack::config`] with the service reaching PostgreSQL and/or Mosquitto through proxies.
+    pub fn config_via(
+        &self,
+        client_id: &str,
+        pg: Option<&proxy::Proxy>,
+        mq: Option<&proxy::Proxy>,
+    ) -> Config {
+        let mut cfg = self.config(client_id);
+        if let Some(p) = pg {
+            cfg.database.url = format!("postgres://visitorflow@127.0.0.1:{}/vf", p.port());
+        }
+        if let Some(p) = mq {
+            cfg.mqtt.port = p.port();
+        }
+        cfg
+    }
+
     pub async fn db(&self) -> tokio_postgres::Client {
         visitorflow::store::connect(&self.pg.url("vf"))
             .await
@@ -142,9 +162,16 @@ pub async fn start_service(cfg: Config) -> visitorflow::run::Service {
 
 /// Publishes QoS 1 messages and returns once the broker has acknowledged every one of them.
 pub async fn publish_all(port: u16, client_id: &str, msgs: Vec<(String, String)>) {
+    let msgs = msgs.into_iter().map(|(t, p)| (t, p.into_bytes())).collect();
+    publish_bytes(port, client_id, msgs).await;
+}
+
+/// [`publish_all`] for arbitrary payloads (invalid UTF-8, up to 2 MiB).
+pub async fn publish_bytes(port: u16, client_id: &str, msgs: Vec<(String, Vec<u8>)>) {
     let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_inflight(500);
+    o.set_max_packet_size(2 << 20, 2 << 20);
     let (client, mut ev) = AsyncClient::new(o, 1000);
     let n = msgs.len();
     let sender = tokio::spawn(async move {
