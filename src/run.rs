@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alerting::{Alerter, Wake, outbox};
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Feed, RateLimiter, Tokens};
 use crate::config::Config;
 use crate::ingest::Ingester;
 use crate::live::Live;
@@ -41,6 +41,8 @@ pub enum RunError {
     },
     #[error("metrics recorder: {0}")]
     Metrics(String),
+    #[error("[[tokens]]: {}", .0.join("; "))]
+    Tokens(Vec<String>),
 }
 
 /// A running service; dropping it does not stop it, `shutdown` does.
@@ -56,8 +58,14 @@ pub struct Service {
 impl Service {
     pub async fn start(cfg: Config) -> Result<Service, RunError> {
         let registry = Arc::new(Registry::build(&cfg)?);
-        // Refuse a bad rules section before touching anything.
+        // Refuse a bad rules or tokens section before touching anything.
         Engine::for_registry(cfg.rules.clone(), &registry)?;
+        let tokens = Arc::new(Tokens::build(&cfg.tokens, &registry).map_err(RunError::Tokens)?);
+        if tokens.is_empty() {
+            tracing::warn!(
+                "no [[tokens]] configured: /api/v1 answers 401 except /api/v1/public (make one with `visitorflow token --role admin`)"
+            );
+        }
         if cfg.database.url.is_empty() {
             return Err(RunError::NoDatabase);
         }
@@ -125,20 +133,39 @@ impl Service {
             addr: cfg.http.listen,
             source,
         })?;
-        let app = api::router(AppState {
-            registry: Arc::clone(&registry),
-            wake: Arc::clone(&wake),
-            outbox: Arc::new(by_subscription),
-            live: Arc::clone(&live),
-            pool: pool.clone(),
-            metrics,
-            mode,
-        });
+        let feed = Arc::new(Feed::new(
+            Arc::clone(&registry),
+            Arc::clone(&live),
+            stopped.clone(),
+        ));
+        tasks.push(tokio::spawn(Arc::clone(&feed).run()));
+        let app = api::router(
+            AppState {
+                registry: Arc::clone(&registry),
+                wake: Arc::clone(&wake),
+                outbox: Arc::new(by_subscription),
+                live: Arc::clone(&live),
+                pool: pool.clone(),
+                metrics,
+                mode,
+                tokens,
+                limiter: Arc::new(RateLimiter::new(
+                    cfg.http.rate_per_token,
+                    cfg.http.rate_per_ip,
+                    cfg.http.rate_burst,
+                )),
+                feed,
+                openapi: Arc::default(),
+            },
+            &cfg.http,
+        );
         let mut http_stop = stopped.clone();
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {
                 let _ = http_stop.wait_for(|s| *s).await;
             };
+            // The peer address keys the per-address rate limit.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
