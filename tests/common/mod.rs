@@ -142,7 +142,12 @@ impl Stack {
 
     /// The test registry wired to this stack; HTTP on a free port.
     pub fn config(&self, client_id: &str) -> Config {
-        let mut cfg = Config::from_toml(REGISTRY).expect("test registry parses");
+        self.config_from(REGISTRY, client_id)
+    }
+
+    /// A registry's TOML (e.g. the embedded county default) wired to this stack like [`config`].
+    pub fn config_from(&self, toml: &str, client_id: &str) -> Config {
+        let mut cfg = Config::from_toml(toml).expect("test registry parses");
         cfg.database.url = self.pg.url("vf");
         cfg.database.timescaledb = false;
         cfg.mqtt.port = self.mq.port();
