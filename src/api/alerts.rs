@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::spaces::find_space;
-use super::{ApiError, AppState, ErrorBody, page};
+use super::{ApiError, AppState, ErrorBody, day_param, page, text_ok, time_param};
 use crate::live::AlertNote;
 use crate::store::StoreError;
 use crate::store::alerts::{self as db, AlertFilter, HazardWrite, NewCap};
@@ -29,8 +29,12 @@ fn bad_json(e: JsonRejection) -> ApiError {
     ApiError::Unprocessable(e.body_text())
 }
 
-fn utc(t: Option<DateTime<FixedOffset>>) -> Option<DateTime<Utc>> {
-    t.map(|t| t.with_timezone(&Utc))
+/// A time in a request body: as [`time_param`], but the body's error (422).
+fn body_time(
+    t: Option<DateTime<FixedOffset>>,
+    name: &str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    time_param(t, name).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 fn space_id(st: &AppState, id: &str) -> Result<String, ApiError> {
@@ -117,8 +121,8 @@ pub async fn list(
         space,
         state: q.state,
         severities,
-        from: utc(q.from),
-        to: utc(q.to),
+        from: time_param(q.from, "from")?,
+        to: time_param(q.to, "to")?,
         limit,
         offset,
     };
@@ -183,11 +187,7 @@ pub async fn acknowledge(
         None => caller.admin()?,
     }
     let Json(b) = body.map_err(bad_json)?;
-    if b.comment.len() > 2000 {
-        return Err(ApiError::Unprocessable(
-            "`comment` must be at most 2000 characters".into(),
-        ));
-    }
+    text_ok(&b.comment, "comment", 2000, ApiError::Unprocessable)?;
     let now = Utc::now();
     if !db::acknowledge(&mut client, id, &caller.id, &b.comment, now).await? {
         return Err(ApiError::Conflict(format!(
@@ -241,8 +241,8 @@ pub async fn levels(
     let Query(q) = q.map_err(bad_query)?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let space = space_id(&st, &id)?;
-    let to = utc(q.to).unwrap_or_else(Utc::now);
-    let from = utc(q.from).unwrap_or(to - TimeDelta::days(1));
+    let to = time_param(q.to, "to")?.unwrap_or_else(Utc::now);
+    let from = time_param(q.from, "from")?.unwrap_or(to - TimeDelta::days(1));
     if from >= to {
         return Err(ApiError::BadRequest("`from` must be before `to`".into()));
     }
@@ -277,9 +277,10 @@ pub async fn compliance(
     let (limit, offset) = page(q.limit, q.offset)?;
     let space = space_id(&st, &q.space)?;
     let tz = st.registry.tz;
-    let day = q
-        .day
-        .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive());
+    let day = match q.day {
+        Some(d) => day_param(d)?,
+        None => Utc::now().with_timezone(&tz).date_naive(),
+    };
     let (from, to) = local_day(tz, day)?;
     let client = st.pool.get().await.map_err(StoreError::from)?;
     let rows = db::compliance(&client, &space, from, to, limit, offset).await?;
@@ -347,8 +348,8 @@ pub async fn set_cap(
 ) -> Result<Response, ApiError> {
     let space = operated_space(&st, &caller, &id)?;
     let Json(b) = body.map_err(bad_json)?;
-    let starts = utc(b.starts).unwrap_or_else(Utc::now);
-    let ends = utc(b.ends);
+    let starts = body_time(b.starts, "starts")?.unwrap_or_else(Utc::now);
+    let ends = body_time(b.ends, "ends")?;
     if !(b.percent.is_finite() && b.percent > 0.0 && b.percent <= 100.0) {
         return Err(ApiError::Unprocessable(
             "percent must be within (0, 100]".into(),
@@ -359,11 +360,10 @@ pub async fn set_cap(
             "a cap must end after it starts".into(),
         ));
     }
-    if b.reason.trim().is_empty() || b.reason.len() > 2000 {
-        return Err(ApiError::Unprocessable(
-            "`reason` is required (at most 2000 characters)".into(),
-        ));
+    if b.reason.trim().is_empty() {
+        return Err(ApiError::Unprocessable("`reason` is required".into()));
     }
+    text_ok(&b.reason, "reason", 2000, ApiError::Unprocessable)?;
     let mut client = st.pool.get().await.map_err(StoreError::from)?;
     let cap = NewCap {
         space: &space,
@@ -465,11 +465,13 @@ pub async fn set_hazard(
             "severity must be info, warning, major or critical".into(),
         ));
     }
-    if !valid_kind(&b.kind) || b.message.len() > 2000 {
+    if !valid_kind(&b.kind) {
         return Err(ApiError::Unprocessable(
-            "kind must be 1–40 of a–z 0–9 _ and message at most 2000 characters".into(),
+            "kind must be 1–40 of a–z 0–9 _".into(),
         ));
     }
+    text_ok(&b.message, "message", 2000, ApiError::Unprocessable)?;
+    let until = body_time(b.until, "until")?;
     let client = st.pool.get().await.map_err(StoreError::from)?;
     let h = HazardWrite {
         space: &space,
@@ -477,7 +479,7 @@ pub async fn set_hazard(
         severity: &b.severity,
         message: &b.message,
         since: Utc::now(),
-        until: utc(b.until),
+        until,
         source: &caller.id,
         active: true,
     };
@@ -562,6 +564,9 @@ pub async fn deliveries(
     caller.admin()?;
     let Query(q) = q.map_err(bad_query)?;
     let (limit, offset) = page(q.limit, q.offset)?;
+    if let Some(sub) = &q.subscription {
+        text_ok(sub, "subscription", 200, ApiError::BadRequest)?;
+    }
     if let Some(s) = &q.status
         && !["pending", "delivered", "dead"].contains(&s.as_str())
     {

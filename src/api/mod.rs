@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
@@ -165,13 +166,19 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .canonical_reason()
         .unwrap_or("error")
         .to_ascii_lowercase();
-    let body = serde_json::json!({ "error": { "status": status.as_u16(), "reason": reason } });
+    let body = ErrorBody {
+        error: ErrorDetail {
+            status: status.as_u16(),
+            reason,
+        },
+    };
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// The one error shape of this boundary: `{"error": {"status": 404, "reason": "…"}}`.
@@ -255,6 +262,41 @@ impl From<store::StoreError> for ApiError {
         tracing::warn!(error = %e, "database read failed");
         ApiError::Unavailable("database unavailable".into())
     }
+}
+
+/// An RFC 3339 bound in UTC, refused (400) outside years 1970–9999: PostgreSQL and the clock
+/// arithmetic on it (default spans) must never see a time they cannot hold.
+fn time_param(
+    t: Option<DateTime<FixedOffset>>,
+    name: &str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    match t.map(|t| t.with_timezone(&Utc)) {
+        Some(t) if !(1970..=9999).contains(&t.year()) => Err(ApiError::BadRequest(format!(
+            "`{name}` must be within the years 1970–9999"
+        ))),
+        t => Ok(t),
+    }
+}
+
+/// A local day within the years 1970–9999 (400 otherwise).
+fn day_param(d: NaiveDate) -> Result<NaiveDate, ApiError> {
+    if (1970..=9999).contains(&d.year()) {
+        Ok(d)
+    } else {
+        Err(ApiError::BadRequest(
+            "`day` must be within the years 1970–9999".into(),
+        ))
+    }
+}
+
+/// Refuses text PostgreSQL cannot store (NUL) or too long, as the field's error.
+fn text_ok(v: &str, name: &str, max: usize, err: fn(String) -> ApiError) -> Result<(), ApiError> {
+    if v.contains('\0') || v.len() > max {
+        return Err(err(format!(
+            "`{name}` must be at most {max} bytes, without NUL characters"
+        )));
+    }
+    Ok(())
 }
 
 /// `limit` (1–1000, default 100) and `offset` (≥ 0, default 0) of a paged list.

@@ -179,9 +179,10 @@ pub async fn daily(
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let reg = &st.registry;
     let tz = reg.tz;
-    let day = q
-        .day
-        .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive());
+    let day = match q.day {
+        Some(d) => super::day_param(d)?,
+        None => Utc::now().with_timezone(&tz).date_naive(),
+    };
     let (from, to) = super::alerts::local_day(tz, day)?;
     let spaces: Vec<_> = match &q.space {
         Some(id) => vec![super::spaces::find_space(&st, id)?],

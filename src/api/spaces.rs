@@ -13,7 +13,7 @@ use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState, ErrorBody, wants_csv};
+use super::{ApiError, AppState, ErrorBody, time_param, wants_csv};
 use crate::config::{DeviceKind, PayloadFormat, SpaceKind};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::live::{DeviceNow, Live, SpaceNow};
@@ -256,16 +256,13 @@ pub async fn get_series(
     })?;
     let s = find_space(&st, &id)?;
     let step = q.step.unwrap_or(Step::Minute);
-    let to = q.to.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now);
+    let to = time_param(q.to, "to")?.unwrap_or_else(Utc::now);
     let default_span = match step {
         Step::Minute => TimeDelta::hours(6),
         Step::Hour => TimeDelta::days(2),
         Step::Day => TimeDelta::days(31),
     };
-    let from = q
-        .from
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(to - default_span);
+    let from = time_param(q.from, "from")?.unwrap_or(to - default_span);
     if from >= to {
         return Err(ApiError::BadRequest("`from` must be before `to`".into()));
     }

@@ -88,7 +88,8 @@ pub async fn board() -> Response {
 /// The pages' scripts, styles and icon.
 #[utoipa::path(get, path = "/ui/{file}", tag = "ui", security(()),
     params(("file" = String, Path, description = "app.js, style.css, board.js, board.css, docs.js or icon.svg")),
-    responses((status = 200, description = "The file", content_type = "text/plain", body = String),
+    responses((status = 200, description = "The file",
+            content((String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
         (status = 404, description = "No such file", body = super::ErrorBody)))]
 pub async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
     FILES
