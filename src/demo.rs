@@ -36,12 +36,16 @@ pub struct DemoOptions {
     /// Local day to simulate (default today); the simulation starts at 07:00 that day.
     pub day: Option<NaiveDate>,
     pub seed: u64,
+    /// The admin token to configure when the config has no `[[tokens]]` (default: a random one).
+    pub token: Option<String>,
 }
 
 /// A running demo: the service plus whatever it started.
 pub struct Demo {
     pub service: Service,
     pub started: Vec<String>,
+    /// The admin token the demo configured, to print (none when the config brought its own).
+    pub admin_token: Option<String>,
     sim_stop: watch::Sender<bool>,
     sim: JoinHandle<Result<SimStats, sim::SimError>>,
     // Kept for their Drop, which stops them: the service first (see `stop`), then these.
@@ -88,6 +92,20 @@ impl Demo {
         cfg.http.listen = opts.http;
         // The simulated clock runs ahead of the wall clock; the demo accepts its timestamps.
         cfg.ingest.max_future_skew_s = 7 * 24 * 3600;
+        let admin_token = if cfg.tokens.is_empty() {
+            let token = opts.token.clone().unwrap_or_else(|| {
+                crate::api::auth::generate("demo-admin", crate::config::Role::Admin, &[]).0
+            });
+            cfg.tokens.push(crate::config::TokenConfig {
+                id: "demo-admin".into(),
+                role: crate::config::Role::Admin,
+                spaces: Vec::new(),
+                sha256: crate::api::auth::hex(&crate::api::auth::sha256(&token)),
+            });
+            Some(token)
+        } else {
+            None
+        };
         let service = Service::start(cfg.clone()).await?;
 
         let tz = service.registry.tz;
@@ -120,6 +138,7 @@ impl Demo {
         Ok(Demo {
             service,
             started,
+            admin_token,
             sim_stop,
             sim,
             _pg: pg,

@@ -1,12 +1,18 @@
 //! The live view the API reads: each space's and device's latest committed figures. The ingester
 //! publishes into it after every commit (so nothing uncommitted is ever shown); readers copy out.
 //! Locks are held for a copy only, never across an `.await`.
+//!
+//! It also records *what changed* for the live feed (`/api/v1/live`): spaces whose figures or
+//! rule status changed are marked, alert transitions are queued, and one [`Notify`] wakes the
+//! feed's publisher, which coalesces them (see `api::live`). Marking is cheap and never blocks the
+//! ingester or the alerting loop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use crate::core::{Batch, Core};
 use crate::ids::{DeviceIdx, SpaceIdx};
@@ -47,6 +53,57 @@ pub struct Live {
     broker_connected: AtomicBool,
     /// The ingester has loaded its state and holds a broker session.
     ingest_ready: AtomicBool,
+    /// Spaces changed since the feed last took them (indexed like `spaces`).
+    changed: Mutex<Vec<bool>>,
+    /// Alert transitions and acknowledgements not yet sent on the feed.
+    alert_notes: Mutex<Vec<AlertNote>>,
+    /// Wakes the feed's publisher after a mark or a note.
+    changes: Notify,
+}
+
+/// One alert change for the live feed's `alert` events.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertNote {
+    /// The alert's id in `/api/v1/alerts/{id}` (absent only if it could not be recorded).
+    pub alert_id: Option<i64>,
+    pub space: String,
+    /// Stable kind key: `instant_level`, `early_warning.red`, `hazard.flash_flood`, ….
+    pub kind: String,
+    /// `open`, `escalate`, `de_escalate`, `resolve` or `acknowledge`.
+    pub change: String,
+    /// The alert's state after the change: `firing`, `acknowledged` or `resolved`.
+    pub state: String,
+    pub severity: String,
+    pub level: Option<String>,
+    pub at: DateTime<Utc>,
+    /// Who acknowledged (acknowledgements only).
+    pub by: Option<String>,
+    pub message_zh: Option<String>,
+    pub message_en: Option<String>,
+}
+
+/// Whether two rule statuses differ in what a control-room tile shows (level, staleness,
+/// hazards, alerts, capacity, forecast in whole minutes) — not merely in evaluation time.
+fn tile_differs(a: &Status, b: &Status) -> bool {
+    let minutes = |f: &Option<crate::rules::Forecast>| {
+        f.as_ref().map(|f| {
+            (
+                f.to_orange.map(|d| d.num_minutes()),
+                f.to_red.map(|d| d.num_minutes()),
+                f.slope_per_min.round() as i64,
+            )
+        })
+    };
+    a.instant.level != b.instant.level
+        || a.instant.reading != b.instant.reading
+        || a.instant.effective_capacity != b.instant.effective_capacity
+        || a.daily.level != b.daily.level
+        || a.daily.reading != b.daily.reading
+        || a.daily.effective_capacity != b.daily.effective_capacity
+        || a.stale != b.stale
+        || a.closed != b.closed
+        || a.alerts != b.alerts
+        || minutes(&a.forecast) != minutes(&b.forecast)
 }
 
 impl Live {
@@ -57,7 +114,65 @@ impl Live {
             devices: RwLock::new(vec![DeviceNow::default(); devices]),
             broker_connected: AtomicBool::new(false),
             ingest_ready: AtomicBool::new(false),
+            changed: Mutex::new(vec![false; spaces]),
+            alert_notes: Mutex::new(Vec::new()),
+            changes: Notify::new(),
         }
+    }
+
+    fn mark(&self, spaces: impl IntoIterator<Item = usize>) {
+        let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut any = false;
+        for s in spaces {
+            if let Some(c) = changed.get_mut(s) {
+                *c = true;
+                any = true;
+            }
+        }
+        drop(changed);
+        if any {
+            self.changes.notify_one();
+        }
+    }
+
+    /// Marks spaces as changed for the live feed (the ingester and alerting do so themselves).
+    pub fn mark_changed(&self, spaces: &[SpaceIdx]) {
+        self.mark(spaces.iter().map(|s| s.get()));
+    }
+
+    /// The spaces changed since the last call, clearing the marks.
+    pub fn take_changed(&self) -> Vec<SpaceIdx> {
+        let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        let out = changed
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c)
+            .map(|(i, _)| SpaceIdx(i as u32))
+            .collect();
+        changed.iter_mut().for_each(|c| *c = false);
+        out
+    }
+
+    /// Queues an alert change for the live feed.
+    pub fn note_alerts(&self, notes: impl IntoIterator<Item = AlertNote>) {
+        let mut q = self.alert_notes.lock().unwrap_or_else(|e| e.into_inner());
+        let before = q.len();
+        q.extend(notes);
+        let added = q.len() > before;
+        drop(q);
+        if added {
+            self.changes.notify_one();
+        }
+    }
+
+    pub fn take_alert_notes(&self) -> Vec<AlertNote> {
+        std::mem::take(&mut *self.alert_notes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Resolves after a space was marked or an alert noted (at once if that happened since the
+    /// last wait).
+    pub async fn changed(&self) {
+        self.changes.notified().await;
     }
 
     pub fn space(&self, s: SpaceIdx) -> SpaceNow {
@@ -99,7 +214,22 @@ impl Live {
     }
 
     pub fn set_statuses(&self, statuses: Vec<Option<Arc<Status>>>) {
-        *self.statuses.write().unwrap_or_else(|e| e.into_inner()) = statuses;
+        let mut old = self.statuses.write().unwrap_or_else(|e| e.into_inner());
+        let changed: Vec<usize> = statuses
+            .iter()
+            .enumerate()
+            .filter(
+                |(i, new)| match (old.get(*i).and_then(Option::as_ref), new) {
+                    (Some(a), Some(b)) => tile_differs(a, b),
+                    (None, None) => false,
+                    _ => true,
+                },
+            )
+            .map(|(i, _)| i)
+            .collect();
+        *old = statuses;
+        drop(old);
+        self.mark(changed);
     }
 
     pub fn set_broker_connected(&self, up: bool) {
@@ -132,11 +262,13 @@ impl Live {
     }
 
     fn publish(&self, core: &Core, spaces: &[SpaceIdx], devices: &[DeviceIdx]) {
+        let mut changed = Vec::new();
         {
             let mut out = self.spaces.write().unwrap_or_else(|e| e.into_inner());
             for &s in spaces {
                 let c = &core.counts[s.get()];
                 let (peak, peak_at) = c.peak_now();
+                let old = out[s.get()];
                 out[s.get()] = SpaceNow {
                     day: c.day,
                     occupancy: c.occupancy(),
@@ -147,8 +279,12 @@ impl Live {
                     peak_at,
                     last_report: c.last_report,
                 };
+                if out[s.get()] != old {
+                    changed.push(s.get());
+                }
             }
         }
+        self.mark(changed);
         for &s in spaces {
             let now = self.space(s);
             let id = core.registry.space(s).id.as_str().to_owned();

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use visitorflow::config::Config;
+use visitorflow::api::auth::generate;
+use visitorflow::config::{Config, Role};
 use visitorflow::demo::{Demo, DemoOptions};
 use visitorflow::registry::Registry;
 use visitorflow::run::Service;
@@ -53,6 +54,21 @@ enum Command {
         day: Option<chrono::NaiveDate>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Admin token to configure when the config has none (default: a random one, printed).
+        #[arg(long, env = "VISITORFLOW_DEMO_TOKEN")]
+        token: Option<String>,
+    },
+    /// Make an API token: prints the token (for its holder) and the `[[tokens]]` entry holding
+    /// only its SHA-256 (for the config).
+    Token {
+        /// Who holds it: recorded as the actor of everything done with it.
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::Viewer)]
+        role: RoleArg,
+        /// Spaces an operator may change (comma-separated; a scenic area covers its parts).
+        #[arg(long, value_delimiter = ',')]
+        spaces: Vec<String>,
     },
     /// Publish simulated county traffic to the configured broker.
     Simulate {
@@ -96,6 +112,23 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Viewer => Role::Viewer,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     telemetry::init_logging();
     let cli = Cli::parse();
@@ -125,6 +158,16 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => Ok(check_config(file)),
+        Command::Token { id, role, spaces } => {
+            let (token, entry) = generate(&id, role.into(), &spaces);
+            println!(
+                "# The token, for {id:?} only (it is stored nowhere; a lost token is replaced):"
+            );
+            println!("{token}");
+            println!("# The entry for the config (only the token's SHA-256):");
+            print!("{entry}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo {
             config,
             dir,
@@ -132,6 +175,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             speed,
             day,
             seed,
+            token,
         } => {
             let cfg = Config::load(config.as_deref()).context("loading config")?;
             let demo = Demo::start(
@@ -142,6 +186,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     speed,
                     day,
                     seed,
+                    token,
                 },
             )
             .await
@@ -151,8 +196,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 println!("  started {s}");
             }
             let url = format!("http://{}", demo.service.http_addr);
-            println!("  API      {url}/api/v1/spaces");
-            println!("  metrics  {url}/metrics");
+            println!("  control room  {url}/");
+            println!("  crowd board   {url}/board");
+            println!("  API           {url}/api/v1/spaces (docs: {url}/api/docs)");
+            println!("  metrics       {url}/metrics");
+            if let Some(t) = &demo.admin_token {
+                println!("  admin token   {t}");
+            }
             println!("Press Ctrl-C to stop; everything started here stops with it.");
             wait_for_signal().await;
             if let Some(stats) = demo.stop().await {
@@ -271,6 +321,12 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
     };
     match Registry::build(&cfg) {
         Ok(r) => {
+            if let Err(problems) = visitorflow::api::Tokens::build(&cfg.tokens, &r) {
+                for p in problems {
+                    eprintln!("{name}: {p}");
+                }
+                return ExitCode::FAILURE;
+            }
             println!(
                 "{name}: ok — {} spaces, {} devices, time zone {}",
                 r.spaces.len(),

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alerting::{Alerter, Wake, outbox};
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Feed, RateLimiter, Tokens};
 use crate::config::Config;
 use crate::ingest::Ingester;
 use crate::live::Live;
@@ -43,6 +43,8 @@ pub enum RunError {
     },
     #[error("metrics recorder: {0}")]
     Metrics(String),
+    #[error("[[tokens]]: {}", .0.join("; "))]
+    Tokens(Vec<String>),
 }
 
 /// A running service; dropping it does not stop it, `shutdown` does.
@@ -58,9 +60,15 @@ pub struct Service {
 impl Service {
     pub async fn start(cfg: Config) -> Result<Service, RunError> {
         let registry = Arc::new(Registry::build(&cfg)?);
-        // Refuse a bad rules or dispatch section before touching anything.
+        // Refuse a bad rules, dispatch or tokens section before touching anything.
         Engine::for_registry(cfg.rules.clone(), &registry)?;
         crate::dispatch::DispatchModel::build(&cfg.dispatch, &registry)?;
+        let tokens = Arc::new(Tokens::build(&cfg.tokens, &registry).map_err(RunError::Tokens)?);
+        if tokens.is_empty() {
+            tracing::warn!(
+                "no [[tokens]] configured: /api/v1 answers 401 except /api/v1/public (make one with `visitorflow token --role admin`)"
+            );
+        }
         if cfg.database.url.is_empty() {
             return Err(RunError::NoDatabase);
         }
@@ -128,6 +136,12 @@ impl Service {
             addr: cfg.http.listen,
             source,
         })?;
+        let feed = Arc::new(Feed::new(
+            Arc::clone(&registry),
+            Arc::clone(&live),
+            stopped.clone(),
+        ));
+        tasks.push(tokio::spawn(Arc::clone(&feed).run()));
         let app = api::router(
             AppState {
                 registry: Arc::clone(&registry),
@@ -137,8 +151,16 @@ impl Service {
                 pool: pool.clone(),
                 metrics,
                 mode,
+                tokens,
+                limiter: Arc::new(RateLimiter::new(
+                    cfg.http.rate_per_token,
+                    cfg.http.rate_per_ip,
+                    cfg.http.rate_burst,
+                )),
+                feed,
+                openapi: Arc::default(),
             },
-            Duration::from_millis(cfg.http.request_timeout_ms.max(1)),
+            &cfg.http,
         );
         let header_timeout = Duration::from_millis(cfg.http.header_read_timeout_ms.max(1));
         tasks.push(tokio::spawn(api::serve(

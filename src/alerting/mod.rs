@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 use crate::config::Config;
 use crate::dispatch::{DispatchModel, HubAdvice};
 use crate::ids::{DeviceIdx, SpaceIdx};
-use crate::live::Live;
+use crate::live::{AlertNote, Live};
 use crate::registry::Registry;
 use crate::rules::{
     AlertKind, CapLimit, CapScope, DeviceHealth, Engine, EngineState, Hazard, PolicyCap,
@@ -316,6 +316,7 @@ impl Alerter {
         let external = self.cfg.alerting.external_url.as_deref();
         let tx = client.transaction().await.map_err(StoreError::from)?;
         let mut woken = vec![false; self.cfg.webhooks.len()];
+        let mut notes = Vec::with_capacity(transitions.len());
         for (tr, status) in transitions {
             let Some(s) = self.registry.space_idx(tr.space.as_str()) else {
                 continue;
@@ -325,6 +326,19 @@ impl Alerter {
             let Some(rec) = db::record_transition(&tx, &event::write(tr, &ev)).await? else {
                 continue;
             };
+            notes.push(AlertNote {
+                alert_id: Some(rec.alert_id),
+                space: tr.space.to_string(),
+                kind: tr.kind.key(),
+                change: event::change_str(tr.change).to_owned(),
+                state: rec.state.clone(),
+                severity: tr.severity.as_str().to_owned(),
+                level: tr.to.map(|l| l.as_str().to_owned()),
+                at: tr.at,
+                by: None,
+                message_zh: Some(tr.message_zh.clone()),
+                message_en: Some(tr.message_en.clone()),
+            });
             metrics::counter!(t::ALERT_TRANSITIONS, "severity" => tr.severity.as_str(), "change" => event::change_str(tr.change)).increment(1);
             tracing::info!(space = %tr.space, kind = %tr.kind.key(), change = event::change_str(tr.change), severity = tr.severity.as_str(), "alert transition");
             for (n, sub) in self.cfg.webhooks.iter().enumerate() {
@@ -377,6 +391,7 @@ impl Alerter {
         let state = serde_json::to_value(engine.snapshot()).unwrap_or_default();
         db::save_rule_state(&tx, &state, now).await?;
         tx.commit().await.map_err(StoreError::from)?;
+        self.live.note_alerts(notes);
         for (n, w) in woken.iter().enumerate() {
             if *w {
                 self.outbox[n].notify_one();

@@ -1,15 +1,24 @@
 //! Alert routes: list, show, acknowledge; a space's level history, policy caps and hazards; the
-//! art. 45 compliance log; webhook deliveries and dead-letter replay; the audit log.
+//! art. 45 compliance log; webhook deliveries and dead-letter replay; the audit log. Changes are
+//! made as the caller's token (its id is the actor recorded), within the spaces it may operate.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState};
+use super::auth::Caller;
+use super::spaces::find_space;
+use super::{ApiError, AppState, ErrorBody, day_param, page, text_ok, time_param};
+use crate::live::AlertNote;
+use crate::store::StoreError;
 use crate::store::alerts::{self as db, AlertFilter, HazardWrite, NewCap};
 
 fn bad_query(e: QueryRejection) -> ApiError {
@@ -20,43 +29,68 @@ fn bad_json(e: JsonRejection) -> ApiError {
     ApiError::Unprocessable(e.body_text())
 }
 
-fn utc(t: Option<DateTime<FixedOffset>>) -> Option<DateTime<Utc>> {
-    t.map(|t| t.with_timezone(&Utc))
+/// A time in a request body: as [`time_param`], but the body's error (422).
+fn body_time(
+    t: Option<DateTime<FixedOffset>>,
+    name: &str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    time_param(t, name).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 fn space_id(st: &AppState, id: &str) -> Result<String, ApiError> {
-    st.registry
-        .space_idx(id)
-        .map(|s| st.registry.space(s).id.to_string())
-        .ok_or_else(|| ApiError::NotFound(format!("no space {id:?}")))
+    find_space(st, id).map(|s| st.registry.space(s).id.to_string())
 }
 
-fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
-    let limit = limit.unwrap_or(100);
-    let offset = offset.unwrap_or(0);
-    if !(1..=1000).contains(&limit) || offset < 0 {
-        return Err(ApiError::BadRequest(
-            "limit must be 1–1000 and offset ≥ 0".into(),
-        ));
+/// The space `id` if the caller may operate it (404 before 403: space ids are no secret).
+fn operated_space(st: &AppState, caller: &Caller, id: &str) -> Result<String, ApiError> {
+    let s = find_space(st, id)?;
+    caller.operate(&st.registry, s)?;
+    Ok(st.registry.space(s).id.to_string())
+}
+
+/// `[start, end)` of a local day in UTC.
+pub(super) fn local_day(
+    tz: Tz,
+    day: NaiveDate,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let start = |d: NaiveDate| {
+        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    match (start(day), day.succ_opt().and_then(start)) {
+        (Some(from), Some(to)) => Ok((from, to)),
+        _ => Err(ApiError::BadRequest("day out of range".into())),
     }
-    Ok((limit, offset))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AlertQuery {
+    /// Space id.
     space: Option<String>,
+    /// firing, acknowledged or resolved.
     state: Option<String>,
     /// Lowest severity to include: info, warning, major, critical.
     severity: Option<String>,
+    /// Updated at or after (RFC 3339).
     from: Option<DateTime<FixedOffset>>,
+    /// Updated before (RFC 3339).
     to: Option<DateTime<FixedOffset>>,
+    /// 1–1000, default 100.
     limit: Option<i64>,
+    /// Default 0.
     offset: Option<i64>,
 }
 
 const SEVERITIES: [&str; 4] = ["info", "warning", "major", "critical"];
 
+/// Alerts, newest first, filtered and paged.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertQuery),
+    responses((status = 200, description = "`{alerts, limit, offset}`", body = Object),
+        (status = 400, description = "Bad filter", body = ErrorBody),
+        (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn list(
     State(st): State<AppState>,
     q: Result<Query<AlertQuery>, QueryRejection>,
@@ -87,16 +121,12 @@ pub async fn list(
         space,
         state: q.state,
         severities,
-        from: utc(q.from),
-        to: utc(q.to),
+        from: time_param(q.from, "from")?,
+        to: time_param(q.to, "to")?,
         limit,
         offset,
     };
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    let client = st.pool.get().await.map_err(StoreError::from)?;
     let rows = db::list_alerts(&client, &f).await?;
     Ok(
         Json(serde_json::json!({ "alerts": rows, "limit": limit, "offset": offset }))
@@ -104,159 +134,222 @@ pub async fn list(
     )
 }
 
-pub async fn show(State(st): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
+/// One alert with its transitions.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts",
+    params(("id" = i64, Path, description = "Alert id")),
+    responses((status = 200, description = "`{alert, transitions}`", body = Object),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "No such alert", body = ErrorBody)))]
+pub async fn show(
+    State(st): State<AppState>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let client = st.pool.get().await.map_err(StoreError::from)?;
     let (alert, transitions) = db::get_alert(&client, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
     Ok(Json(serde_json::json!({ "alert": alert, "transitions": transitions })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
-    /// Who acknowledges (until tokens identify the caller).
-    by: String,
+    /// What was done (at most 2000 characters).
     #[serde(default)]
     comment: String,
 }
 
+/// Acknowledges a firing alert as the caller (operator of its space, or admin).
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts",
+    params(("id" = i64, Path, description = "Alert id")),
+    request_body = AckBody,
+    responses((status = 200, description = "`{alert, transitions}` after the acknowledgement", body = Object),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "Not the caller's space", body = ErrorBody),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 409, description = "Not firing", body = ErrorBody),
+        (status = 422, description = "Bad body", body = ErrorBody)))]
 pub async fn acknowledge(
     State(st): State<AppState>,
-    Path(id): Path<i64>,
+    Extension(caller): Extension<Arc<Caller>>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
     body: Result<Json<AckBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(b) = body.map_err(bad_json)?;
-    let by = b.by.trim();
-    if by.is_empty() || by.len() > 100 || b.comment.len() > 2000 {
-        return Err(ApiError::Unprocessable(
-            "`by` must be 1–100 characters and `comment` at most 2000".into(),
-        ));
+    let Path(id) = id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let mut client = st.pool.get().await.map_err(StoreError::from)?;
+    let Some((alert, _)) = db::get_alert(&client, id).await? else {
+        return Err(ApiError::NotFound(format!("no alert {id}")));
+    };
+    match st.registry.space_idx(&alert.space_id) {
+        Some(s) => caller.operate(&st.registry, s)?,
+        // A space removed from the registry since: only an admin may close its alerts.
+        None => caller.admin()?,
     }
-    let mut client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    if !db::acknowledge(&mut client, id, by, &b.comment, Utc::now()).await? {
-        return match db::get_alert(&client, id).await? {
-            None => Err(ApiError::NotFound(format!("no alert {id}"))),
-            Some((a, _)) => Err(ApiError::Conflict(format!(
-                "alert {id} is {}, not firing",
-                a.state
-            ))),
-        };
+    let Json(b) = body.map_err(bad_json)?;
+    text_ok(&b.comment, "comment", 2000, ApiError::Unprocessable)?;
+    let now = Utc::now();
+    if !db::acknowledge(&mut client, id, &caller.id, &b.comment, now).await? {
+        return Err(ApiError::Conflict(format!(
+            "alert {id} is {}, not firing",
+            alert.state
+        )));
     }
     let (alert, transitions) = db::get_alert(&client, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
+    st.live.note_alerts([AlertNote {
+        alert_id: Some(id),
+        space: alert.space_id.clone(),
+        kind: alert.kind.clone(),
+        change: "acknowledge".into(),
+        state: alert.state.clone(),
+        severity: alert.severity.clone(),
+        level: alert.level.clone(),
+        at: now,
+        by: Some(caller.id.to_string()),
+        message_zh: None,
+        message_en: None,
+    }]);
     Ok(Json(serde_json::json!({ "alert": alert, "transitions": transitions })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct RangeQuery {
+#[into_params(parameter_in = Query)]
+pub struct LevelsQuery {
+    /// RFC 3339; default `to` minus one day.
     from: Option<DateTime<FixedOffset>>,
+    /// RFC 3339; default now.
     to: Option<DateTime<FixedOffset>>,
+    /// 1–1000, default 100.
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
+/// A space's level changes (instantaneous and daily) in a time range, oldest first.
+#[utoipa::path(get, path = "/api/v1/spaces/{id}/levels", tag = "alerts",
+    params(("id" = String, Path, description = "Space id"), LevelsQuery),
+    responses((status = 200, description = "`{space, from, to, changes, limit, offset}`", body = Object),
+        (status = 400, description = "Bad range", body = ErrorBody),
+        (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn levels(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    q: Result<Query<RangeQuery>, QueryRejection>,
+    q: Result<Query<LevelsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
+    let (limit, offset) = page(q.limit, q.offset)?;
     let space = space_id(&st, &id)?;
-    let to = utc(q.to).unwrap_or_else(Utc::now);
-    let from = utc(q.from).unwrap_or(to - TimeDelta::days(1));
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    let rows = db::level_history(&client, &space, from, to).await?;
-    Ok(
-        Json(serde_json::json!({ "space": space, "from": from, "to": to, "changes": rows }))
-            .into_response(),
-    )
+    let to = time_param(q.to, "to")?.unwrap_or_else(Utc::now);
+    let from = time_param(q.from, "from")?.unwrap_or(to - TimeDelta::days(1));
+    if from >= to {
+        return Err(ApiError::BadRequest("`from` must be before `to`".into()));
+    }
+    let client = st.pool.get().await.map_err(StoreError::from)?;
+    let rows = db::level_history(&client, &space, from, to, limit, offset).await?;
+    Ok(Json(serde_json::json!({ "space": space, "from": from, "to": to, "changes": rows, "limit": limit, "offset": offset }))
+        .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ComplianceQuery {
+    /// Space id.
     space: String,
     /// Local day (county time zone), default today.
     day: Option<NaiveDate>,
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 /// "When did we announce, to whom, and when was it confirmed received" for one space and day.
+#[utoipa::path(get, path = "/api/v1/compliance", tag = "alerts", params(ComplianceQuery),
+    responses((status = 200, description = "`{space, day, time_zone, announcements, limit, offset}`", body = Object),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn compliance(
     State(st): State<AppState>,
     q: Result<Query<ComplianceQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
+    let (limit, offset) = page(q.limit, q.offset)?;
     let space = space_id(&st, &q.space)?;
     let tz = st.registry.tz;
-    let day = q
-        .day
-        .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive());
-    let start = |d: NaiveDate| {
-        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
+    let day = match q.day {
+        Some(d) => day_param(d)?,
+        None => Utc::now().with_timezone(&tz).date_naive(),
     };
-    let (Some(from), Some(to)) = (start(day), day.succ_opt().and_then(start)) else {
-        return Err(ApiError::BadRequest("day out of range".into()));
-    };
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    let rows = db::compliance(&client, &space, from, to).await?;
-    Ok(Json(serde_json::json!({ "space": space, "day": day, "time_zone": tz.name(), "announcements": rows })).into_response())
+    let (from, to) = local_day(tz, day)?;
+    let client = st.pool.get().await.map_err(StoreError::from)?;
+    let rows = db::compliance(&client, &space, from, to, limit, offset).await?;
+    Ok(Json(serde_json::json!({ "space": space, "day": day, "time_zone": tz.name(), "announcements": rows, "limit": limit, "offset": offset })).into_response())
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1–1000, default 100.
+    limit: Option<i64>,
+    /// Default 0.
+    offset: Option<i64>,
+}
+
+/// Every policy cap ever set on a space, newest first: the audit trail of effective capacity.
+#[utoipa::path(get, path = "/api/v1/spaces/{id}/caps", tag = "alerts",
+    params(("id" = String, Path, description = "Space id"), PageQuery),
+    responses((status = 200, description = "`{space, caps, limit, offset}`", body = Object),
+        (status = 400, description = "Bad paging", body = ErrorBody),
+        (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn list_caps(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let (limit, offset) = page(q.limit, q.offset)?;
     let space = space_id(&st, &id)?;
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    let client = st.pool.get().await.map_err(StoreError::from)?;
+    let caps = db::list_caps(&client, &space, limit, offset).await?;
     Ok(
-        Json(serde_json::json!({ "space": space, "caps": db::list_caps(&client, &space).await? }))
+        Json(serde_json::json!({ "space": space, "caps": caps, "limit": limit, "offset": offset }))
             .into_response(),
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CapBody {
-    /// Percent of the approved capacity admitted (e.g. 75).
+    /// Percent of the approved capacity admitted (e.g. 75), within (0, 100].
     percent: f64,
+    /// Why (the order it follows); required.
     reason: String,
+    /// RFC 3339; default now.
     starts: Option<DateTime<FixedOffset>>,
+    /// RFC 3339; default open-ended.
     ends: Option<DateTime<FixedOffset>>,
-    by: String,
 }
 
+/// Sets a policy cap on a space (operator of the space, or admin).
+#[utoipa::path(post, path = "/api/v1/spaces/{id}/caps", tag = "alerts",
+    params(("id" = String, Path, description = "Space id")),
+    request_body = CapBody,
+    responses((status = 201, description = "`{id, space}`", body = Object),
+        (status = 403, description = "Not the caller's space", body = ErrorBody),
+        (status = 404, description = "No such space", body = ErrorBody),
+        (status = 422, description = "Bad body", body = ErrorBody)))]
 pub async fn set_cap(
     State(st): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
     body: Result<Json<CapBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let space = operated_space(&st, &caller, &id)?;
     let Json(b) = body.map_err(bad_json)?;
-    let space = space_id(&st, &id)?;
-    let starts = utc(b.starts).unwrap_or_else(Utc::now);
-    let ends = utc(b.ends);
+    let starts = body_time(b.starts, "starts")?.unwrap_or_else(Utc::now);
+    let ends = body_time(b.ends, "ends")?;
     if !(b.percent.is_finite() && b.percent > 0.0 && b.percent <= 100.0) {
         return Err(ApiError::Unprocessable(
             "percent must be within (0, 100]".into(),
@@ -267,23 +360,18 @@ pub async fn set_cap(
             "a cap must end after it starts".into(),
         ));
     }
-    if b.reason.trim().is_empty() || b.by.trim().is_empty() {
-        return Err(ApiError::Unprocessable(
-            "`reason` and `by` are required".into(),
-        ));
+    if b.reason.trim().is_empty() {
+        return Err(ApiError::Unprocessable("`reason` is required".into()));
     }
-    let mut client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    text_ok(&b.reason, "reason", 2000, ApiError::Unprocessable)?;
+    let mut client = st.pool.get().await.map_err(StoreError::from)?;
     let cap = NewCap {
         space: &space,
         percent: b.percent,
         reason: b.reason.trim(),
         starts,
         ends,
-        by: b.by.trim(),
+        by: &caller.id,
     };
     let cap_id = db::insert_cap(&mut client, &cap).await?;
     st.wake.wake();
@@ -294,25 +382,22 @@ pub async fn set_cap(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ByBody {
-    by: String,
-}
-
+/// Revokes a policy cap (operator of the space, or admin).
+#[utoipa::path(delete, path = "/api/v1/spaces/{id}/caps/{cap}", tag = "alerts",
+    params(("id" = String, Path, description = "Space id"), ("cap" = i64, Path, description = "Cap id")),
+    responses((status = 204, description = "Revoked"),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "Not the caller's space", body = ErrorBody),
+        (status = 404, description = "No such space or active cap", body = ErrorBody)))]
 pub async fn revoke_cap(
     State(st): State<AppState>,
-    Path((id, cap)): Path<(String, i64)>,
-    body: Result<Json<ByBody>, JsonRejection>,
+    Extension(caller): Extension<Arc<Caller>>,
+    p: Result<Path<(String, i64)>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(b) = body.map_err(bad_json)?;
-    let space = space_id(&st, &id)?;
-    let mut client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    if !db::revoke_cap(&mut client, &space, cap, b.by.trim()).await? {
+    let Path((id, cap)) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let space = operated_space(&st, &caller, &id)?;
+    let mut client = st.pool.get().await.map_err(StoreError::from)?;
+    if !db::revoke_cap(&mut client, &space, cap, &caller.id).await? {
         return Err(ApiError::NotFound(format!(
             "no active cap {cap} on {space}"
         )));
@@ -321,16 +406,17 @@ pub async fn revoke_cap(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The hazards standing on a space now.
+#[utoipa::path(get, path = "/api/v1/spaces/{id}/hazards", tag = "alerts",
+    params(("id" = String, Path, description = "Space id")),
+    responses((status = 200, description = "`{space, hazards}`", body = Object),
+        (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn list_hazards(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let space = space_id(&st, &id)?;
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    let client = st.pool.get().await.map_err(StoreError::from)?;
     let rows: Vec<_> = db::active_hazards(&**client)
         .await?
         .into_iter()
@@ -339,59 +425,68 @@ pub async fn list_hazards(
     Ok(Json(serde_json::json!({ "space": space, "hazards": rows })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HazardBody {
-    /// Stable kind: flash_flood, landslide, storm, ….
+    /// Stable kind, 1–40 of a–z 0–9 _: flash_flood, landslide, storm, ….
     kind: String,
+    /// info, warning, major or critical (default critical).
     #[serde(default = "default_hazard_severity")]
     severity: String,
+    /// Shown to operators (at most 2000 characters).
     #[serde(default)]
     message: String,
+    /// RFC 3339; default until cleared.
     until: Option<DateTime<FixedOffset>>,
-    by: String,
 }
 
 fn default_hazard_severity() -> String {
     "critical".into()
 }
 
+/// Raises a hazard on a space, closing it for dispatch (operator of the space, or admin).
+#[utoipa::path(post, path = "/api/v1/spaces/{id}/hazards", tag = "alerts",
+    params(("id" = String, Path, description = "Space id")),
+    request_body = HazardBody,
+    responses((status = 201, description = "`{id, space}`", body = Object),
+        (status = 403, description = "Not the caller's space", body = ErrorBody),
+        (status = 404, description = "No such space", body = ErrorBody),
+        (status = 422, description = "Bad body", body = ErrorBody)))]
 pub async fn set_hazard(
     State(st): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
     body: Result<Json<HazardBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let space = operated_space(&st, &caller, &id)?;
     let Json(b) = body.map_err(bad_json)?;
-    let space = space_id(&st, &id)?;
     if !SEVERITIES.contains(&b.severity.as_str()) {
         return Err(ApiError::Unprocessable(
             "severity must be info, warning, major or critical".into(),
         ));
     }
-    if !valid_kind(&b.kind) || b.by.trim().is_empty() || b.message.len() > 2000 {
+    if !valid_kind(&b.kind) {
         return Err(ApiError::Unprocessable(
-            "kind must be 1–40 of a–z 0–9 _; `by` is required".into(),
+            "kind must be 1–40 of a–z 0–9 _".into(),
         ));
     }
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    text_ok(&b.message, "message", 2000, ApiError::Unprocessable)?;
+    let until = body_time(b.until, "until")?;
+    let client = st.pool.get().await.map_err(StoreError::from)?;
     let h = HazardWrite {
         space: &space,
         kind: &b.kind,
         severity: &b.severity,
         message: &b.message,
         since: Utc::now(),
-        until: utc(b.until),
-        source: b.by.trim(),
+        until,
+        source: &caller.id,
         active: true,
     };
     let hid = db::write_hazard(&**client, &h).await?;
     db::audit(
         &**client,
-        b.by.trim(),
+        &caller.id,
         "set_hazard",
         &space,
         &serde_json::json!({ "hazard": hid, "kind": b.kind }),
@@ -412,18 +507,21 @@ pub fn valid_kind(k: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Clears a hazard (operator of the space, or admin).
+#[utoipa::path(delete, path = "/api/v1/spaces/{id}/hazards/{hazard}", tag = "alerts",
+    params(("id" = String, Path, description = "Space id"), ("hazard" = i64, Path, description = "Hazard id")),
+    responses((status = 204, description = "Cleared"),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "Not the caller's space", body = ErrorBody),
+        (status = 404, description = "No such space or active hazard", body = ErrorBody)))]
 pub async fn clear_hazard(
     State(st): State<AppState>,
-    Path((id, hazard)): Path<(String, i64)>,
-    body: Result<Json<ByBody>, JsonRejection>,
+    Extension(caller): Extension<Arc<Caller>>,
+    p: Result<Path<(String, i64)>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(b) = body.map_err(bad_json)?;
-    let space = space_id(&st, &id)?;
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    let Path((id, hazard)) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let space = operated_space(&st, &caller, &id)?;
+    let client = st.pool.get().await.map_err(StoreError::from)?;
     if !db::clear_hazard(&client, &space, hazard).await? {
         return Err(ApiError::NotFound(format!(
             "no active hazard {hazard} on {space}"
@@ -431,7 +529,7 @@ pub async fn clear_hazard(
     }
     db::audit(
         &**client,
-        b.by.trim(),
+        &caller.id,
         "clear_hazard",
         &space,
         &serde_json::json!({ "hazard": hazard }),
@@ -441,21 +539,34 @@ pub async fn clear_hazard(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    /// pending, delivered or dead.
     status: Option<String>,
+    /// Subscription id.
     subscription: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
+/// Webhook deliveries, newest first (admin).
+#[utoipa::path(get, path = "/api/v1/webhooks/deliveries", tag = "admin", params(DeliveryQuery),
+    responses((status = 200, description = "`{deliveries, limit, offset}`", body = Object),
+        (status = 400, description = "Bad filter", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody)))]
 pub async fn deliveries(
     State(st): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     q: Result<Query<DeliveryQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    caller.admin()?;
     let Query(q) = q.map_err(bad_query)?;
     let (limit, offset) = page(q.limit, q.offset)?;
+    if let Some(sub) = &q.subscription {
+        text_ok(sub, "subscription", 200, ApiError::BadRequest)?;
+    }
     if let Some(s) = &q.status
         && !["pending", "delivered", "dead"].contains(&s.as_str())
     {
@@ -463,11 +574,7 @@ pub async fn deliveries(
             "status must be pending, delivered or dead".into(),
         ));
     }
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    let client = st.pool.get().await.map_err(StoreError::from)?;
     let rows = db::list_deliveries(
         &client,
         q.status.as_deref(),
@@ -482,23 +589,27 @@ pub async fn deliveries(
     )
 }
 
+/// Sends a dead letter again (admin).
+#[utoipa::path(post, path = "/api/v1/webhooks/deliveries/{id}/replay", tag = "admin",
+    params(("id" = i64, Path, description = "Delivery id")),
+    responses((status = 202, description = "Queued again"),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No such dead letter", body = ErrorBody)))]
 pub async fn replay(
     State(st): State<AppState>,
-    Path(id): Path<i64>,
-    body: Result<Json<ByBody>, JsonRejection>,
+    Extension(caller): Extension<Arc<Caller>>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(b) = body.map_err(bad_json)?;
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    caller.admin()?;
+    let Path(id) = id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let client = st.pool.get().await.map_err(StoreError::from)?;
     let Some(sub) = db::replay_dead(&client, id).await? else {
         return Err(ApiError::NotFound(format!("no dead letter {id}")));
     };
     db::audit(
         &**client,
-        b.by.trim(),
+        &caller.id,
         "replay_delivery",
         &id.to_string(),
         &serde_json::json!({ "subscription": sub }),
@@ -510,23 +621,23 @@ pub async fn replay(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    limit: Option<i64>,
-    offset: Option<i64>,
-}
-
+/// Every state-changing request, newest first: who, what, when (admin).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(PageQuery),
+    responses((status = 200, description = "`{entries, limit, offset}`", body = Object),
+        (status = 400, description = "Bad paging", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody)))]
 pub async fn audit(
     State(st): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    caller.admin()?;
     let Query(q) = q.map_err(bad_query)?;
     let (limit, offset) = page(q.limit, q.offset)?;
-    let client = st
-        .pool
-        .get()
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    Ok(Json(serde_json::json!({ "entries": db::list_audit(&client, limit, offset).await?, "limit": limit, "offset": offset })).into_response())
+    let client = st.pool.get().await.map_err(StoreError::from)?;
+    let entries = db::list_audit(&client, limit, offset).await?;
+    Ok(
+        Json(serde_json::json!({ "entries": entries, "limit": limit, "offset": offset }))
+            .into_response(),
+    )
 }

@@ -1,41 +1,64 @@
-//! The HTTP API (axum): live figures per space from [`Live`] (no database round-trip), series from
-//! PostgreSQL, health and readiness, and the Prometheus scrape. Errors are JSON with a reason.
+//! The HTTP API (axum) and what it serves: live figures per space from [`Live`] (no database
+//! round trip), series and reports from PostgreSQL, alerts, the live feed (SSE), the control-room
+//! and crowd-board pages, the public and FIWARE routes, health, readiness and the Prometheus
+//! scrape. Every route is registered through [`routes`], which also generates the OpenAPI
+//! document from the handlers' annotations, so the two cannot drift apart.
+//!
+//! Layers, outermost first: JSON error bodies for whatever answered without one (405, 408, 413),
+//! CORS for the configured origins, the request timeout, the body limit, then [`auth::guard`]
+//! (token and rate limits) before any handler runs.
 
 mod alerts;
+pub mod auth;
 mod dispatch;
+pub mod live;
+pub mod openapi;
+mod ops;
+mod public;
+mod ratelimit;
+mod reports;
+mod spaces;
+mod ui;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Datelike, FixedOffset, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
 use deadpool_postgres::Pool;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::sync::watch;
+use tower::ServiceExt;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::{Caller, Tokens};
+pub use live::Feed;
+pub use ratelimit::RateLimiter;
+pub use spaces::{SpaceView, space_view};
 
 use crate::alerting::Wake;
-use crate::config::{DeviceKind, PayloadFormat, SpaceKind};
-use crate::ids::{DeviceIdx, SpaceIdx};
-use crate::live::{DeviceNow, Live, SpaceNow};
-use crate::registry::{Registry, Unit};
-use crate::rules::Status;
-use crate::store::{self, Mode, SeriesPoint, Step};
+use crate::config::HttpConfig;
+use crate::live::Live;
+use crate::registry::Registry;
+use crate::store::{self, Mode};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -48,63 +71,132 @@ pub struct AppState {
     pub pool: Pool,
     pub metrics: PrometheusHandle,
     pub mode: Mode,
+    pub tokens: Arc<Tokens>,
+    pub limiter: Arc<RateLimiter>,
+    pub feed: Arc<Feed>,
+    /// The OpenAPI document, serialized once when the router is built.
+    pub openapi: Arc<OnceLock<String>>,
 }
 
-/// Largest request body accepted. Every route is a GET, so any body is unexpected; a bigger one
-/// is answered 413 before a handler runs.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Every route with its documentation. The only place routes are registered.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(spaces::list_spaces))
+        .routes(routes!(spaces::get_space))
+        .routes(routes!(spaces::get_series))
+        .routes(routes!(alerts::levels))
+        .routes(routes!(alerts::list_caps, alerts::set_cap))
+        .routes(routes!(alerts::revoke_cap))
+        .routes(routes!(alerts::list_hazards, alerts::set_hazard))
+        .routes(routes!(alerts::clear_hazard))
+        .routes(routes!(spaces::list_devices))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::show))
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alerts::compliance))
+        .routes(routes!(alerts::deliveries))
+        .routes(routes!(alerts::replay))
+        .routes(routes!(alerts::audit))
+        .routes(routes!(dispatch::current))
+        .routes(routes!(dispatch::history))
+        .routes(routes!(dispatch::decide))
+        .routes(routes!(reports::daily))
+        .routes(routes!(live::live))
+        .routes(routes!(public::areas))
+        .routes(routes!(public::crowd_flow))
+        .routes(routes!(public::parking))
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::docs_page))
+        .routes(routes!(ui::index))
+        .routes(routes!(ui::board))
+        .routes(routes!(ui::file))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::prometheus))
+}
 
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    Router::new()
-        .route("/api/v1/spaces", get(list_spaces))
-        .route("/api/v1/spaces/{id}", get(get_space))
-        .route("/api/v1/spaces/{id}/series", get(get_series))
-        .route("/api/v1/spaces/{id}/levels", get(alerts::levels))
-        .route(
-            "/api/v1/spaces/{id}/caps",
-            get(alerts::list_caps).post(alerts::set_cap),
-        )
-        .route("/api/v1/spaces/{id}/caps/{cap}", delete(alerts::revoke_cap))
-        .route(
-            "/api/v1/spaces/{id}/hazards",
-            get(alerts::list_hazards).post(alerts::set_hazard),
-        )
-        .route(
-            "/api/v1/spaces/{id}/hazards/{hazard}",
-            delete(alerts::clear_hazard),
-        )
-        .route("/api/v1/devices", get(list_devices))
-        .route("/api/v1/alerts", get(alerts::list))
-        .route("/api/v1/alerts/{id}", get(alerts::show))
-        .route("/api/v1/alerts/{id}/ack", post(alerts::acknowledge))
-        .route("/api/v1/compliance", get(alerts::compliance))
-        .route("/api/v1/webhooks/deliveries", get(alerts::deliveries))
-        .route(
-            "/api/v1/webhooks/deliveries/{id}/replay",
-            post(alerts::replay),
-        )
-        .route("/api/v1/audit", get(alerts::audit))
-        .route("/api/v1/dispatch", get(dispatch::current))
-        .route("/api/v1/dispatch/history", get(dispatch::history))
-        .route(
-            "/api/v1/dispatch/advice/{id}/decision",
-            post(dispatch::decide),
-        )
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(prometheus))
+/// The OpenAPI document of [`routes`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let mut doc = routes().split_for_parts().1;
+    openapi::finish(&mut doc);
+    doc
+}
+
+pub fn router(state: AppState, http: &HttpConfig) -> Router {
+    let (router, mut doc) = routes().split_for_parts();
+    openapi::finish(&mut doc);
+    let _ = state
+        .openapi
+        .set(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
+    let mut router = router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .with_state(state)
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(RequestBodyLimitLayer::new(http.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
-        ))
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(http.request_timeout_ms.max(1)),
+        ));
+    let origins: Vec<HeaderValue> = http
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    if !origins.is_empty() {
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    header::ACCEPT,
+                    header::HeaderName::from_static("last-event-id"),
+                ])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    router
+        .layer(middleware::from_fn(json_errors))
+        .with_state(state)
+}
+
+/// Gives a JSON error body to error responses produced outside the handlers (405 from routing,
+/// 408 from the timeout, 413 from the body limit), keeping their headers (`Allow`).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (mut parts, _) = res.into_parts();
+    let reason = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase();
+    let body = ErrorBody {
+        error: ErrorDetail {
+            status: status.as_u16(),
+            reason,
+        },
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Serves `app` on `listener` until `stop` turns true. Instead of `axum::serve`, which has no
 /// timer and hence no header read timeout: a client that dribbles its headers (slowloris) or
-/// connects and sends nothing is dropped after `header_timeout`.
+/// connects and sends nothing is dropped after `header_timeout`. Each request carries the peer
+/// address (`ConnectInfo`), which keys the per-address rate limit.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -116,9 +208,9 @@ pub async fn serve(
         .header_read_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
                     tracing::warn!(error = %e, "accepting an HTTP connection failed");
@@ -128,7 +220,11 @@ pub async fn serve(
             },
             () = stopped(&mut stop) => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone().map_request(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
+        let service = TowerToHyperService::new(app);
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -153,11 +249,33 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("request body too large")]
+    TooLarge,
+    #[error("too many requests: retry in {} ms", .0.as_millis())]
+    TooManyRequests(Duration),
     #[error("{0}")]
     Unavailable(String),
+}
+
+/// The error body, for the OpenAPI document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The HTTP status, repeated.
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub reason: String,
 }
 
 impl IntoResponse for ApiError {
@@ -165,12 +283,37 @@ impl IntoResponse for ApiError {
         let status = match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        let body = serde_json::json!({ "error": { "status": status.as_u16(), "reason": self.to_string() } });
-        (status, Json(body)).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                status: status.as_u16(),
+                reason: self.to_string(),
+            },
+        };
+        let mut res = (status, Json(body)).into_response();
+        match &self {
+            ApiError::Unauthorized(_) => {
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"visitorflow\""),
+                );
+            }
+            ApiError::TooManyRequests(wait) => {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    res.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            _ => {}
+        }
+        res
     }
 }
 
@@ -181,246 +324,61 @@ impl From<store::StoreError> for ApiError {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct SpaceView<'a> {
-    pub id: &'a str,
-    pub kind: SpaceKind,
-    pub parent: Option<&'a str>,
-    pub name_zh: &'a str,
-    pub name_en: &'a str,
-    pub unit: Unit,
-    pub instant_capacity: Option<u32>,
-    pub daily_capacity: Option<u32>,
-    /// occupancy ÷ instant_capacity (LB/T 034's instantaneous load).
-    pub utilisation: Option<f64>,
-    /// entries today ÷ daily_capacity.
-    pub daily_utilisation: Option<f64>,
-    /// False when the space has no counters of its own and shows its parts' sum.
-    pub measured: bool,
-    #[serde(flatten)]
-    pub now: SpaceNow,
-    /// The capacity rules' view: level and action per load, effective capacity, forecast,
-    /// stale and closed flags, open alerts. Absent until the first evaluation.
-    pub status: Option<Arc<Status>>,
-}
-
-fn ratio(n: u64, d: Option<u32>) -> Option<f64> {
-    d.map(|d| (n as f64 / f64::from(d) * 1000.0).round() / 1000.0)
-}
-
-fn space_view<'a>(
-    reg: &'a Registry,
-    s: SpaceIdx,
-    now: SpaceNow,
-    status: Option<Arc<Status>>,
-) -> SpaceView<'a> {
-    let sp = reg.space(s);
-    SpaceView {
-        id: sp.id.as_str(),
-        kind: sp.kind,
-        parent: sp.parent.map(|p| reg.space(p).id.as_str()),
-        name_zh: &sp.name_zh,
-        name_en: &sp.name_en,
-        unit: sp.unit,
-        instant_capacity: sp.instant_capacity,
-        daily_capacity: sp.daily_capacity,
-        utilisation: ratio(now.occupancy, sp.instant_capacity),
-        daily_utilisation: ratio(now.entries_today, sp.daily_capacity),
-        measured: sp.measured,
-        now,
-        status,
+/// An RFC 3339 bound in UTC, refused (400) outside years 1970–9999: PostgreSQL and the clock
+/// arithmetic on it (default spans) must never see a time they cannot hold.
+fn time_param(
+    t: Option<DateTime<FixedOffset>>,
+    name: &str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    match t.map(|t| t.with_timezone(&Utc)) {
+        Some(t) if !(1970..=9999).contains(&t.year()) => Err(ApiError::BadRequest(format!(
+            "`{name}` must be within the years 1970–9999"
+        ))),
+        t => Ok(t),
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct DeviceView<'a> {
-    pub id: &'a str,
-    pub space: &'a str,
-    pub kind: DeviceKind,
-    pub format: PayloadFormat,
-    #[serde(flatten)]
-    pub now: DeviceNow,
-}
-
-fn device_view(reg: &Registry, d: DeviceIdx, now: DeviceNow) -> DeviceView<'_> {
-    let dev = reg.device(d);
-    DeviceView {
-        id: dev.id.as_str(),
-        space: reg.space(dev.space).id.as_str(),
-        kind: dev.kind,
-        format: dev.format,
-        now,
-    }
-}
-
-async fn list_spaces(State(st): State<AppState>) -> Response {
-    let now = st.live.spaces();
-    let statuses = st.live.statuses();
-    let views: Vec<_> = st
-        .registry
-        .spaces
-        .iter()
-        .map(|s| {
-            space_view(
-                &st.registry,
-                s.idx,
-                now[s.idx.get()],
-                statuses[s.idx.get()].clone(),
-            )
-        })
-        .collect();
-    Json(views).into_response()
-}
-
-#[derive(Serialize)]
-struct SpaceDetail<'a> {
-    #[serde(flatten)]
-    space: SpaceView<'a>,
-    children: Vec<SpaceView<'a>>,
-    devices: Vec<DeviceView<'a>>,
-}
-
-async fn get_space(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let reg = &st.registry;
-    let s = reg
-        .space_idx(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("no space {id:?}")))?;
-    let now = st.live.spaces();
-    let statuses = st.live.statuses();
-    let devices = st.live.devices();
-    let detail = SpaceDetail {
-        space: space_view(reg, s, now[s.get()], statuses[s.get()].clone()),
-        children: reg
-            .space(s)
-            .children
-            .iter()
-            .map(|&c| space_view(reg, c, now[c.get()], statuses[c.get()].clone()))
-            .collect(),
-        devices: reg
-            .devices
-            .iter()
-            .filter(|d| d.space == s)
-            .map(|d| device_view(reg, d.idx, devices[d.idx.get()]))
-            .collect(),
-    };
-    Ok(Json(detail).into_response())
-}
-
-async fn list_devices(State(st): State<AppState>) -> Response {
-    let now = st.live.devices();
-    let views: Vec<_> = st
-        .registry
-        .devices
-        .iter()
-        .map(|d| device_view(&st.registry, d.idx, now[d.idx.get()]))
-        .collect();
-    Json(views).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-struct SeriesQuery {
-    from: Option<DateTime<FixedOffset>>,
-    to: Option<DateTime<FixedOffset>>,
-    step: Option<Step>,
-}
-
-/// Most points one series request returns (a year of hours, or a week of minutes).
-const MAX_POINTS: i64 = 10_080;
-
-#[derive(Serialize)]
-struct Series<'a> {
-    space: &'a str,
-    step: Step,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    points: Vec<SeriesPoint>,
-}
-
-async fn get_series(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    q: Result<Query<SeriesQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| {
-        ApiError::BadRequest(format!(
-            "{}; expected from/to as RFC 3339 and step = 1m|1h|1d",
-            e.body_text()
+/// A local day within the years 1970–9999 (400 otherwise).
+fn day_param(d: NaiveDate) -> Result<NaiveDate, ApiError> {
+    if (1970..=9999).contains(&d.year()) {
+        Ok(d)
+    } else {
+        Err(ApiError::BadRequest(
+            "`day` must be within the years 1970–9999".into(),
         ))
-    })?;
-    let s = st
-        .registry
-        .space_idx(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("no space {id:?}")))?;
-    let step = q.step.unwrap_or(Step::Minute);
-    let to = q.to.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now);
-    let default_span = match step {
-        Step::Minute => TimeDelta::hours(6),
-        Step::Hour => TimeDelta::days(2),
-        Step::Day => TimeDelta::days(31),
-    };
-    let from = q
-        .from
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(to - default_span);
-    if from >= to {
-        return Err(ApiError::BadRequest("`from` must be before `to`".into()));
     }
-    // RFC 3339 parsing accepts years PostgreSQL cannot store; those are the client's error, not a
-    // database failure (which would answer 503 and log a warning for every such request).
-    if ![from, to].iter().all(|t| (1..=9999).contains(&t.year())) {
+}
+
+/// Refuses text PostgreSQL cannot store (NUL) or too long, as the field's error.
+fn text_ok(v: &str, name: &str, max: usize, err: fn(String) -> ApiError) -> Result<(), ApiError> {
+    if v.contains('\0') || v.len() > max {
+        return Err(err(format!(
+            "`{name}` must be at most {max} bytes, without NUL characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `limit` (1–1000, default 100) and `offset` (≥ 0, default 0) of a paged list.
+fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(100);
+    let offset = offset.unwrap_or(0);
+    if !(1..=1000).contains(&limit) || !(0..=1_000_000_000).contains(&offset) {
         return Err(ApiError::BadRequest(
-            "`from` and `to` must lie between the years 1 and 9999".into(),
+            "limit must be 1–1000 and offset 0–1e9".into(),
         ));
     }
-    let points = store::series(
-        &st.pool,
-        st.registry.space(s).id.as_str(),
-        from,
-        to,
-        step,
-        MAX_POINTS,
-    )
-    .await?;
-    Ok(Json(Series {
-        space: st.registry.space(s).id.as_str(),
-        step,
-        from,
-        to,
-        points,
-    })
-    .into_response())
+    Ok((limit, offset))
 }
 
-async fn healthz() -> Response {
-    Json(serde_json::json!({ "status": "ok" })).into_response()
-}
-
-/// A readiness probe answers quickly; a database that does not answer within this is not ready.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
-
-async fn readyz(State(st): State<AppState>) -> Response {
-    let db = matches!(
-        tokio::time::timeout(PING_TIMEOUT, store::ping(&st.pool)).await,
-        Ok(Ok(()))
-    );
-    let broker = st.live.broker_connected();
-    let ready = db && broker && st.live.ingest_ready();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = serde_json::json!({ "ready": ready, "database": db, "broker": broker, "storage_mode": st.mode.as_str() });
-    (status, Json(body)).into_response()
-}
-
-async fn prometheus(State(st): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
-        .into_response()
+/// CSV when `format=csv`, or when no format is given and the client accepts `text/csv` but not
+/// JSON.
+fn wants_csv(format: Option<spaces::Format>, headers: &HeaderMap) -> bool {
+    match format {
+        Some(f) => f == spaces::Format::Csv,
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv") && !a.contains("application/json")),
+    }
 }

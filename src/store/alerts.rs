@@ -461,9 +461,11 @@ pub async fn level_history(
     space: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    limit: i64,
+    offset: i64,
 ) -> Result<Vec<LevelChange>, StoreError> {
     Ok(client
-        .query(sql::LEVEL_HISTORY, &[&space, &from, &to])
+        .query(sql::LEVEL_HISTORY, &[&space, &from, &to, &limit, &offset])
         .await?
         .iter()
         .map(|r| LevelChange {
@@ -477,6 +479,18 @@ pub async fn level_history(
             message_en: r.get(7),
         })
         .collect())
+}
+
+/// The instantaneous level a space was at when `at` began (`None`: no level transition before).
+pub async fn level_before(
+    client: &Client,
+    space: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
+    Ok(client
+        .query_opt(sql::LEVEL_BEFORE, &[&space, &at])
+        .await?
+        .and_then(|r| r.get(0)))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -499,9 +513,11 @@ pub async fn compliance(
     space: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    limit: i64,
+    offset: i64,
 ) -> Result<Vec<ComplianceRow>, StoreError> {
     Ok(client
-        .query(sql::COMPLIANCE, &[&space, &from, &to])
+        .query(sql::COMPLIANCE, &[&space, &from, &to, &limit, &offset])
         .await?
         .iter()
         .map(|r| ComplianceRow {
@@ -556,9 +572,14 @@ pub async fn active_caps(client: &impl GenericClient) -> Result<Vec<CapRow>, Sto
 }
 
 /// Every cap ever set on a space: the audit trail of effective capacity.
-pub async fn list_caps(client: &Client, space: &str) -> Result<Vec<CapRow>, StoreError> {
+pub async fn list_caps(
+    client: &Client,
+    space: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<CapRow>, StoreError> {
     Ok(client
-        .query(sql::LIST_CAPS, &[&space])
+        .query(sql::LIST_CAPS, &[&space, &limit, &offset])
         .await?
         .iter()
         .map(|r| CapRow {

@@ -86,6 +86,14 @@ pub async fn history(
         .collect())
 }
 
+/// The hub an advice belongs to.
+pub async fn hub_of(client: &Client, id: i64) -> Result<Option<String>, StoreError> {
+    Ok(client
+        .query_opt(sql::ADVICE_HUB, &[&id])
+        .await?
+        .map(|r| r.get(0)))
+}
+
 /// Records a dispatcher's decision once; returns the hub, `None` when unknown or already decided.
 pub async fn decide(
     client: &Client,

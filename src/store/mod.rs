@@ -443,7 +443,9 @@ impl<'a> SpaceCols<'a> {
 }
 
 /// Series resolution the API and Grafana read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 pub enum Step {
     #[serde(rename = "1m")]
     Minute,

@@ -148,7 +148,12 @@ pub const ACK_ALERT: &str = "UPDATE alerts SET state = 'acknowledged', acknowled
 pub const LEVEL_HISTORY: &str = "SELECT t.at, a.kind, t.change, t.severity, t.level, t.load, t.message_zh, t.message_en \
      FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id \
      WHERE a.space_id = $1 AND a.kind IN ('instant_level', 'daily_level') AND t.at >= $2 AND t.at < $3 \
-     AND t.change <> 'acknowledge' ORDER BY t.at, t.id";
+     AND t.change <> 'acknowledge' ORDER BY t.at, t.id LIMIT $4 OFFSET $5";
+/// The instantaneous level a space was at when `$2` began: the level of its last level transition
+/// before then (none: normal).
+pub const LEVEL_BEFORE: &str = "SELECT t.level FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id \
+     WHERE a.space_id = $1 AND a.kind = 'instant_level' AND t.at < $2 AND t.change <> 'acknowledge' \
+     ORDER BY t.at DESC, t.id DESC LIMIT 1";
 /// Art. 45 evidence: every orange-or-above announcement of a space on a local day, to whom it
 /// went and when each receiver confirmed it.
 pub const COMPLIANCE: &str = "SELECT t.at, a.kind, t.change, t.severity, t.level, t.message_zh, o.subscription_id, \
@@ -156,12 +161,12 @@ pub const COMPLIANCE: &str = "SELECT t.at, a.kind, t.change, t.severity, t.level
      FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id \
      LEFT JOIN webhook_outbox o ON o.transition_id = t.id \
      WHERE a.space_id = $1 AND t.at >= $2 AND t.at < $3 AND t.severity IN ('major', 'critical') \
-     ORDER BY t.at, t.id, o.subscription_id";
+     ORDER BY t.at, t.id, o.subscription_id LIMIT $4 OFFSET $5";
 
 pub const ACTIVE_CAPS: &str = "SELECT id, space_id, percent, reason, starts_at, ends_at FROM policy_caps \
      WHERE revoked_at IS NULL AND (ends_at IS NULL OR ends_at > now()) ORDER BY id";
 pub const LIST_CAPS: &str = "SELECT id, space_id, percent, reason, starts_at, ends_at, created_by, created_at, \
-     revoked_at, revoked_by FROM policy_caps WHERE space_id = $1 ORDER BY id DESC";
+     revoked_at, revoked_by FROM policy_caps WHERE space_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3";
 pub const INSERT_CAP: &str = "INSERT INTO policy_caps (space_id, percent, reason, starts_at, ends_at, created_by) \
      VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
 pub const REVOKE_CAP: &str = "UPDATE policy_caps SET revoked_at = now(), revoked_by = $3 \
@@ -204,6 +209,7 @@ pub const ALL_ALERTS: &[&str] = &[
     ALERT_TRANSITIONS,
     ACK_ALERT,
     LEVEL_HISTORY,
+    LEVEL_BEFORE,
     COMPLIANCE,
     ACTIVE_CAPS,
     LIST_CAPS,
@@ -232,10 +238,13 @@ pub const DECIDE_ADVICE: &str = "UPDATE dispatch_advice SET decision = $2, decid
 pub const FOLLOWED_SINCE: &str = "SELECT advice, decided_at FROM dispatch_advice \
      WHERE decision = 'followed' AND decided_at >= $1 ORDER BY decided_at";
 
+pub const ADVICE_HUB: &str = "SELECT hub_id FROM dispatch_advice WHERE id = $1";
+
 pub const ALL_DISPATCH: &[&str] = &[
     INSERT_ADVICE,
     LATEST_ADVICE,
     ADVICE_HISTORY,
     DECIDE_ADVICE,
     FOLLOWED_SINCE,
+    ADVICE_HUB,
 ];

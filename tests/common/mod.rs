@@ -12,7 +12,8 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::Value;
 use tempfile::TempDir;
-use visitorflow::config::Config;
+use visitorflow::api::auth;
+use visitorflow::config::{Config, Role, TokenConfig};
 use visitorflow::supervise::{Mosquitto, PgCluster};
 
 pub const REGISTRY: &str = r#"
@@ -89,6 +90,38 @@ space = "park"
 kind = "vehicle_counter"
 "#;
 
+/// The admin token of every test service ([`Stack::config`]); [`http`] and the get helpers send it.
+pub const ADMIN_TOKEN: &str = "vf_test-admin-token";
+pub const ADMIN_ID: &str = "test-admin";
+
+/// A config entry for `token`.
+pub fn token_entry(id: &str, role: Role, spaces: &[&str], token: &str) -> TokenConfig {
+    TokenConfig {
+        id: id.into(),
+        role,
+        spaces: spaces.iter().map(|s| s.to_string()).collect(),
+        sha256: auth::hex(&auth::sha256(token)),
+    }
+}
+
+/// An HTTP client that sends `token` as its bearer.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// An HTTP client that sends the admin token.
+pub fn http() -> reqwest::Client {
+    client_with(ADMIN_TOKEN)
+}
+
 pub struct Stack {
     // Fields drop in declaration order: stop the servers before their directory is deleted
     // (pg_ctl cannot stop a cluster whose data directory is gone, leaving an orphan postgres).
@@ -112,13 +145,23 @@ impl Stack {
 
     /// The test registry wired to this stack; HTTP on a free port.
     pub fn config(&self, client_id: &str) -> Config {
-        let mut cfg = Config::from_toml(REGISTRY).expect("test registry parses");
+        self.config_from(REGISTRY, client_id)
+    }
+
+    /// A registry's TOML (e.g. the embedded county default) wired to this stack like [`config`].
+    pub fn config_from(&self, toml: &str, client_id: &str) -> Config {
+        let mut cfg = Config::from_toml(toml).expect("test registry parses");
         cfg.database.url = self.pg.url("vf");
         cfg.database.timescaledb = false;
         cfg.mqtt.port = self.mq.port();
         cfg.mqtt.client_id = client_id.into();
         cfg.mqtt.reconnect_delay_ms = 100;
         cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.tokens = vec![token_entry(ADMIN_ID, Role::Admin, &[], ADMIN_TOKEN)];
+        // Tests poll fast; the rate-limit test sets its own limits.
+        cfg.http.rate_per_token = 100_000.0;
+        cfg.http.rate_per_ip = 100_000.0;
+        cfg.http.rate_burst = 100_000;
         cfg
     }
 
@@ -217,7 +260,9 @@ pub fn counts_topic(space: &str, device: &str) -> String {
 }
 
 pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("http://{addr}{path}"))
+    let r = http()
+        .get(format!("http://{addr}{path}"))
+        .send()
         .await
         .expect("http request");
     let status = r.status().as_u16();
@@ -226,7 +271,9 @@ pub async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
 }
 
 pub async fn get_text(addr: std::net::SocketAddr, path: &str) -> String {
-    reqwest::get(format!("http://{addr}{path}"))
+    http()
+        .get(format!("http://{addr}{path}"))
+        .send()
         .await
         .expect("http request")
         .text()

@@ -1,0 +1,504 @@
+//! Access control end to end: every caller (no token, an unknown token, a viewer, operators of no
+//! area, of another area and of the right area, an admin) against every state-changing route,
+//! each change recorded in the audit log as the token's id; reads need a token; admin-only reads;
+//! rate limits; JSON error shapes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use visitorflow::config::Role;
+
+const VIEWER: &str = "vf_viewer";
+const OP_NONE: &str = "vf_op-none";
+const OP_VILLAGE: &str = "vf_op-village";
+const OP_CANYON: &str = "vf_op-canyon";
+const UNKNOWN: &str = "vf_not-configured";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    Unknown,
+    Viewer,
+    OperatorOfNothing,
+    OperatorElsewhere,
+    Operator,
+    Admin,
+}
+
+impl Who {
+    const ALL: [Who; 7] = [
+        Who::Anonymous,
+        Who::Unknown,
+        Who::Viewer,
+        Who::OperatorOfNothing,
+        Who::OperatorElsewhere,
+        Who::Operator,
+        Who::Admin,
+    ];
+
+    fn token(self) -> Option<&'static str> {
+        match self {
+            Who::Anonymous => None,
+            Who::Unknown => Some(UNKNOWN),
+            Who::Viewer => Some(VIEWER),
+            Who::OperatorOfNothing => Some(OP_NONE),
+            Who::OperatorElsewhere => Some(OP_VILLAGE),
+            Who::Operator => Some(OP_CANYON),
+            Who::Admin => Some(ADMIN_TOKEN),
+        }
+    }
+
+    fn id(self) -> &'static str {
+        match self {
+            Who::Operator => "op-canyon",
+            Who::Admin => ADMIN_ID,
+            _ => "",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Acknowledge,
+    SetCap,
+    SetCapOnZone,
+    RevokeCap,
+    SetHazard,
+    ClearHazard,
+    Replay,
+}
+
+impl Route {
+    const ALL: [Route; 7] = [
+        Route::Acknowledge,
+        Route::SetCap,
+        Route::SetCapOnZone,
+        Route::RevokeCap,
+        Route::SetHazard,
+        Route::ClearHazard,
+        Route::Replay,
+    ];
+
+    /// The status a caller gets, and the audit action a success records.
+    fn expect(self, who: Who) -> (u16, &'static str) {
+        let ok = match self {
+            Route::Acknowledge => (200, "acknowledge_alert"),
+            Route::SetCap | Route::SetCapOnZone => (201, "set_policy_cap"),
+            Route::RevokeCap => (204, "revoke_policy_cap"),
+            Route::SetHazard => (201, "set_hazard"),
+            Route::ClearHazard => (204, "clear_hazard"),
+            Route::Replay => (202, "replay_delivery"),
+        };
+        match who {
+            Who::Anonymous | Who::Unknown => (401, ""),
+            Who::Admin => ok,
+            Who::Operator if self != Route::Replay => ok,
+            _ => (403, ""),
+        }
+    }
+}
+
+/// Objects for the successful cases, one each, so no success depends on another.
+struct Fixtures {
+    alerts: Vec<i64>,
+    caps: Vec<i64>,
+    hazards: Vec<i64>,
+    dead: Vec<i64>,
+}
+
+async fn call(
+    addr: std::net::SocketAddr,
+    who: Who,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = match who.token() {
+        Some(t) => client_with(t),
+        None => reqwest::Client::new(),
+    };
+    let mut req = client.request(method, format!("http://{addr}{path}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let v = r.json::<Value>().await.unwrap_or(Value::Null);
+    (status, v)
+}
+
+async fn admin_post(addr: std::net::SocketAddr, path: &str, body: Value) -> Value {
+    let (s, v) = call(addr, Who::Admin, Method::POST, path, Some(body)).await;
+    assert_eq!(s, 201, "{path}: {v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_caller_against_every_state_changing_route() {
+    let stack = Stack::start();
+    let mut cfg = stack.config("vf-access");
+    cfg.tokens.extend([
+        token_entry("bureau", Role::Viewer, &[], VIEWER),
+        token_entry("op-none", Role::Operator, &[], OP_NONE),
+        token_entry("op-village", Role::Operator, &["village"], OP_VILLAGE),
+        token_entry("op-canyon", Role::Operator, &["canyon"], OP_CANYON),
+    ]);
+    cfg.alerting.tick_ms = 100;
+    cfg.alerting.max_attempts = 1;
+    // Deliveries to a closed port die at once: dead letters to replay.
+    cfg.webhooks = vec![
+        serde_json::from_value(json!({
+            "id": "nowhere", "url": "http://127.0.0.1:9/hook", "format": "json",
+            "min_severity": "info", "allow_private_network": true,
+        }))
+        .unwrap(),
+    ];
+    let svc = start_service(cfg).await;
+    let addr = svc.http_addr;
+
+    // One object per case, made by the admin: hazards (each opens its own alert), caps.
+    let cases = Who::ALL.len();
+    let mut hazards = Vec::new();
+    for n in 0..2 * cases {
+        let v = admin_post(
+            addr,
+            "/api/v1/spaces/canyon/hazards",
+            json!({ "kind": format!("drill_{n}"), "severity": "warning", "message": "drill" }),
+        )
+        .await;
+        hazards.push(v["id"].as_i64().unwrap());
+    }
+    let mut caps = Vec::new();
+    for _ in 0..cases {
+        let v = admin_post(
+            addr,
+            "/api/v1/spaces/canyon/caps",
+            json!({ "percent": 90.0, "reason": "fixture" }),
+        )
+        .await;
+        caps.push(v["id"].as_i64().unwrap());
+    }
+    let by_kind: HashMap<String, i64> = eventually(20, "an alert per hazard", || async {
+        let (_, v) = get_json(addr, "/api/v1/alerts?space=canyon&state=firing&limit=1000").await;
+        let ids: HashMap<String, i64> = v["alerts"]
+            .as_array()?
+            .iter()
+            .filter(|a| {
+                a["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("hazard.drill_"))
+            })
+            .map(|a| {
+                (
+                    a["kind"].as_str().unwrap().to_owned(),
+                    a["id"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        (ids.len() == 2 * cases).then_some(ids)
+    })
+    .await;
+    let alert_of = |n: usize| by_kind[&format!("hazard.drill_{n}")];
+    let dead: Vec<i64> = eventually(20, "dead letters", || async {
+        let (_, v) = get_json(addr, "/api/v1/webhooks/deliveries?status=dead&limit=1000").await;
+        let ids: Vec<i64> = v["deliveries"]
+            .as_array()?
+            .iter()
+            .map(|d| d["id"].as_i64().unwrap())
+            .collect();
+        (ids.len() >= cases).then_some(ids)
+    })
+    .await;
+    // The table clears the first half of the hazards and acknowledges the second half's alerts,
+    // so no case touches what another changed.
+    let mut fx = Fixtures {
+        alerts: (cases..2 * cases).map(alert_of).collect(),
+        caps,
+        hazards: hazards[..cases].to_vec(),
+        dead,
+    };
+
+    let mut successes = Vec::new();
+    let mut failures = Vec::new();
+    for route in Route::ALL {
+        for who in Who::ALL {
+            let (method, path, body) = match route {
+                Route::Acknowledge => (
+                    Method::POST,
+                    format!("/api/v1/alerts/{}/ack", fx.alerts.pop().unwrap()),
+                    Some(json!({ "comment": "seen" })),
+                ),
+                Route::SetCap => (
+                    Method::POST,
+                    "/api/v1/spaces/canyon/caps".into(),
+                    Some(json!({ "percent": 80.0, "reason": format!("{who:?}") })),
+                ),
+                Route::SetCapOnZone => (
+                    Method::POST,
+                    "/api/v1/spaces/canyon-pines/caps".into(),
+                    Some(json!({ "percent": 80.0, "reason": format!("{who:?}") })),
+                ),
+                Route::RevokeCap => (
+                    Method::DELETE,
+                    format!("/api/v1/spaces/canyon/caps/{}", fx.caps.pop().unwrap()),
+                    None,
+                ),
+                Route::SetHazard => (
+                    Method::POST,
+                    "/api/v1/spaces/canyon/hazards".into(),
+                    Some(json!({ "kind": format!("table_{}", who as u8) })),
+                ),
+                Route::ClearHazard => (
+                    Method::DELETE,
+                    format!(
+                        "/api/v1/spaces/canyon/hazards/{}",
+                        fx.hazards.pop().unwrap()
+                    ),
+                    None,
+                ),
+                Route::Replay => (
+                    Method::POST,
+                    format!(
+                        "/api/v1/webhooks/deliveries/{}/replay",
+                        fx.dead.pop().unwrap()
+                    ),
+                    None,
+                ),
+            };
+            let (want, action) = route.expect(who);
+            let (got, v) = call(addr, who, method, &path, body).await;
+            if got != want {
+                failures.push(format!("{route:?} as {who:?}: {got} (want {want}) {v}"));
+                continue;
+            }
+            if got >= 400 {
+                assert_eq!(v["error"]["status"], got, "{route:?} as {who:?}: {v}");
+                assert!(v["error"]["reason"].is_string(), "{v}");
+            } else {
+                successes.push((who.id(), action));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+
+    // Each success is in the audit log, as the token that made it.
+    let (_, audit) = get_json(addr, "/api/v1/audit?limit=1000").await;
+    let mut logged: HashMap<(String, String), usize> = HashMap::new();
+    for e in audit["entries"].as_array().unwrap() {
+        *logged
+            .entry((
+                e["actor"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+            ))
+            .or_default() += 1;
+    }
+    let mut wanted: HashMap<(String, String), usize> = HashMap::new();
+    for (actor, action) in &successes {
+        *wanted
+            .entry(((*actor).to_owned(), (*action).to_owned()))
+            .or_default() += 1;
+    }
+    for ((actor, action), n) in &wanted {
+        let have = logged
+            .get(&(actor.clone(), action.clone()))
+            .copied()
+            .unwrap_or(0);
+        // The admin's fixtures are in the log as well.
+        assert!(have >= *n, "{actor} {action}: {have} logged, {n} made");
+    }
+    assert_eq!(wanted[&("op-canyon".into(), "acknowledge_alert".into())], 1);
+    // The actor is the token: a body naming someone else is refused.
+    let (s, v) = call(
+        addr,
+        Who::Admin,
+        Method::POST,
+        &format!("/api/v1/alerts/{}/ack", alert_of(0)),
+        Some(json!({ "by": "somebody else" })),
+    )
+    .await;
+    assert_eq!(s, 422, "`by` is no longer a field: {v}");
+    svc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_need_a_token_and_admin_reads_an_admin() {
+    let stack = Stack::start();
+    let mut cfg = stack.config("vf-reads");
+    cfg.tokens.extend([
+        token_entry("bureau", Role::Viewer, &[], VIEWER),
+        token_entry("op-canyon", Role::Operator, &["canyon"], OP_CANYON),
+    ]);
+    let svc = start_service(cfg).await;
+    let addr = svc.http_addr;
+    let reads = [
+        "/api/v1/spaces",
+        "/api/v1/spaces/canyon",
+        "/api/v1/spaces/canyon/series",
+        "/api/v1/spaces/canyon/levels",
+        "/api/v1/spaces/canyon/caps",
+        "/api/v1/spaces/canyon/hazards",
+        "/api/v1/devices",
+        "/api/v1/alerts",
+        "/api/v1/compliance?space=canyon",
+        "/api/v1/reports/daily",
+        "/api/v1/nothing-here",
+    ];
+    for path in reads {
+        let (s, v) = call(addr, Who::Anonymous, Method::GET, path, None).await;
+        assert_eq!(s, 401, "{path} without a token: {v}");
+        assert_eq!(v["error"]["status"], 401);
+        let (s, _) = call(addr, Who::Unknown, Method::GET, path, None).await;
+        assert_eq!(s, 401, "{path} with an unknown token");
+        let (s, v) = call(addr, Who::Viewer, Method::GET, path, None).await;
+        let want = if path.ends_with("nothing-here") {
+            404
+        } else {
+            200
+        };
+        assert_eq!(s, want, "{path} as a viewer: {v}");
+    }
+    // A malformed Authorization header is no token.
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/api/v1/spaces"))
+        .header("Authorization", format!("Basic {VIEWER}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    for path in ["/api/v1/audit", "/api/v1/webhooks/deliveries"] {
+        for who in [Who::Viewer, Who::Operator] {
+            let (s, v) = call(addr, who, Method::GET, path, None).await;
+            assert_eq!(s, 403, "{path} as {who:?}: {v}");
+        }
+        let (s, _) = call(addr, Who::Admin, Method::GET, path, None).await;
+        assert_eq!(s, 200, "{path} as admin");
+    }
+    // Open without a token: ops routes, the pages, the public routes, the document.
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/board",
+        "/ui/app.js",
+        "/api/v1/public/areas",
+        "/api/v1/public/ngsi/CrowdFlowObserved",
+        "/api/v1/public/ngsi/OffStreetParking",
+        "/api/openapi.json",
+        "/api/docs",
+    ] {
+        let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    svc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_with_json_errors() {
+    let stack = Stack::start();
+    let mut cfg = stack.config("vf-limits");
+    cfg.tokens
+        .push(token_entry("bureau", Role::Viewer, &[], VIEWER));
+    cfg.http.rate_per_token = 1.0;
+    cfg.http.rate_per_ip = 1_000.0;
+    cfg.http.rate_burst = 5;
+    cfg.http.body_limit_bytes = 1024;
+    cfg.http.cors_origins = vec!["https://bureau.example".into()];
+    let svc = visitorflow::run::Service::start(cfg).await.unwrap();
+    let addr = svc.http_addr;
+
+    // Per token: a burst of 5, then 429 with Retry-After; another token is unaffected.
+    let viewer = client_with(VIEWER);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = viewer
+            .get(format!("http://{addr}/api/v1/spaces"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["status"], 429);
+        }
+    }
+    assert_eq!(&statuses[..5], &[200; 5]);
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    // (The address's bucket, 1000/s, refills meanwhile.)
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = http()
+        .get(format!("http://{addr}/api/v1/spaces"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "another token has its own bucket");
+
+    // Body limit, wrong method, unknown route, bad JSON: all in the one error shape.
+    let r = http()
+        .post(format!("http://{addr}/api/v1/spaces/canyon/caps"))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"percent": 50, "reason": "{}"}}"#,
+            "x".repeat(4096)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], 413, "{v}");
+    let r = http()
+        .put(format!("http://{addr}/api/v1/spaces"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.headers().contains_key("allow"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], 405, "{v}");
+    let r = http()
+        .post(format!("http://{addr}/api/v1/spaces/canyon/caps"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], 422, "{v}");
+    let r = http()
+        .get(format!("http://{addr}/api/v1/alerts/not-a-number"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // CORS: the configured origin only.
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(Method::OPTIONS, format!("http://{addr}/api/v1/spaces"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let r = preflight("https://bureau.example").await.unwrap();
+    assert_eq!(
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://bureau.example")
+    );
+    let r = preflight("https://elsewhere.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    tokio::time::timeout(Duration::from_secs(30), svc.shutdown())
+        .await
+        .expect("shutdown");
+}

@@ -1,0 +1,459 @@
+//! The control room in a real browser: headless Chromium driven over the Chrome DevTools Protocol
+//! (a small client on async-tungstenite). The page signs in with an operator's token, shows the
+//! county's areas, updates a tile live when counts arrive over MQTT (no reload), and acknowledges
+//! an alert with a click (checked in the database). Screenshots go to `target/screenshots/`.
+//!
+//! Needs Debian's `chromium` (`scripts/test` installs it when missing). Without it the test says
+//! so loudly and passes, unless `VF_REQUIRE_BROWSER=1`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::Message;
+use base64::Engine as _;
+use chrono::{FixedOffset, TimeDelta, Utc};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use visitorflow::config::{EMBEDDED_DEFAULT, Role};
+
+const OPERATOR_TOKEN: &str = "vf_browser-operator";
+const OPERATOR_ID: &str = "duty-canyon";
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|name| {
+            std::env::var_os("PATH")
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join(name))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .find(|p| p.is_file())
+}
+
+type Ws = async_tungstenite::WebSocketStream<async_tungstenite::tokio::ConnectStream>;
+
+/// A headless Chromium and one page of it.
+struct Browser {
+    _child: tokio::process::Child,
+    _profile: tempfile::TempDir,
+    ws: Ws,
+    next: u64,
+    session: String,
+}
+
+impl Browser {
+    async fn launch(bin: &Path) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-port=0",
+                "--window-size=1920,1080",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromium");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(u) = line.split("DevTools listening on ").nth(1) {
+                    return u.trim().to_owned();
+                }
+            }
+            panic!("chromium exited before listening");
+        })
+        .await
+        .expect("chromium's DevTools endpoint");
+        // Keep draining its stderr so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (ws, _) = async_tungstenite::tokio::connect_async(url.as_str())
+            .await
+            .expect("connect to DevTools");
+        let mut b = Browser {
+            _child: child,
+            _profile: profile,
+            ws,
+            next: 0,
+            session: String::new(),
+        };
+        let target = b
+            .call(None, "Target.createTarget", json!({ "url": "about:blank" }))
+            .await;
+        let attached = b
+            .call(
+                None,
+                "Target.attachToTarget",
+                json!({ "targetId": target["targetId"], "flatten": true }),
+            )
+            .await;
+        b.session = attached["sessionId"].as_str().unwrap().to_owned();
+        b.page("Page.enable", json!({})).await;
+        b.page("Runtime.enable", json!({})).await;
+        b
+    }
+
+    async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let mut msg = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws
+            .send(Message::Text(msg.to_string()))
+            .await
+            .expect("send to DevTools");
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("{method}: no answer"))
+                .expect("DevTools open")
+                .expect("DevTools message");
+            let Message::Text(text) = m else { continue };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["id"] == id {
+                assert!(v["error"].is_null(), "{method}: {}", v["error"]);
+                return v["result"].clone();
+            }
+        }
+    }
+
+    async fn page(&mut self, method: &str, params: Value) -> Value {
+        let s = self.session.clone();
+        self.call(Some(&s), method, params).await
+    }
+
+    async fn eval(&mut self, expr: &str) -> Value {
+        let r = self
+            .page(
+                "Runtime.evaluate",
+                json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }),
+            )
+            .await;
+        assert!(
+            r["exceptionDetails"].is_null(),
+            "{expr}: {}",
+            r["exceptionDetails"]
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expr` until it is truthy; returns its value.
+    async fn wait(&mut self, secs: u64, what: &str, expr: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.eval(expr).await;
+            if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what} ({expr})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn viewport(&mut self, width: u32, height: u32, mobile: bool) {
+        self.page(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile }),
+        )
+        .await;
+    }
+
+    async fn goto(&mut self, url: &str) {
+        self.page("Page.navigate", json!({ "url": url })).await;
+        self.wait(20, "the page to load", "document.readyState === 'complete'")
+            .await;
+    }
+
+    async fn screenshot(&mut self, name: &str) -> PathBuf {
+        let r = self
+            .page("Page.captureScreenshot", json!({ "format": "png" }))
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap())
+            .unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+/// 6700 → "6,700", as the page groups digits.
+fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Reports of one device: `n` reports spread over the last three hours, `total` entries in all.
+fn history(space: &str, device: &str, total: u32, n: u32) -> Vec<(String, String)> {
+    let tz = FixedOffset::east_opt(8 * 3600).unwrap();
+    let now = Utc::now();
+    (1..=n)
+        .map(|i| {
+            let ts =
+                (now - TimeDelta::minutes(i64::from((n - i) * 180 / n)) - TimeDelta::seconds(5))
+                    .with_timezone(&tz)
+                    .to_rfc3339();
+            let share = total * i / n - total * (i - 1) / n;
+            (
+                counts_topic(space, device),
+                report(u64::from(i), &ts, share, 0),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_room_signs_in_updates_live_and_acknowledges() {
+    let Some(bin) = chromium() else {
+        let msg = "\n\n######## BROWSER TEST SKIPPED: chromium not found (apt-get install chromium; \
+                   scripts/test installs it) ########\n";
+        assert!(
+            std::env::var_os("VF_REQUIRE_BROWSER").is_none(),
+            "{msg}VF_REQUIRE_BROWSER is set"
+        );
+        eprintln!("{msg}");
+        return;
+    };
+    let stack = Stack::start();
+    let mut cfg = stack.config_from(EMBEDDED_DEFAULT, "vf-browser");
+    cfg.tokens.push(token_entry(
+        OPERATOR_ID,
+        Role::Operator,
+        &["tianshan-canyon"],
+        OPERATOR_TOKEN,
+    ));
+    cfg.alerting.tick_ms = 200;
+    cfg.rules.forecast_window_s = 120;
+    cfg.rules.forecast_min_span_s = 3;
+    let svc = start_service(cfg).await;
+    let addr = svc.http_addr;
+
+    // Three hours of a busy afternoon across the county; two areas stay silent (stale), some
+    // count with only some of their counters (a data-quality badge).
+    let mut steps: Vec<Vec<(String, String)>> = vec![Vec::new(); 18];
+    for (space, device, total) in [
+        ("tianshan-canyon", "tsc-gate-1", 5_200),
+        ("tianshan-canyon", "tsc-gate-2", 400),
+        ("silk-road-resort", "srr-gate-1", 2_100),
+        ("muxutai", "mxt-gate-1", 800),
+        ("muxutai", "mxt-gate-2", 600),
+        ("east-baiyanggou", "eby-gate-1", 1_230),
+        ("west-baiyanggou", "wby-gate-1", 1_000),
+        ("west-baiyanggou", "wby-cam-1", 640),
+        ("xueling-yinggu", "xlyg-cam-1", 450),
+        ("wulasitai-grassland", "wlst-cam-1", 500),
+        ("wulasitai-grassland", "wlst-cam-2", 430),
+        ("juhuatai", "jht-gate-1", 190),
+        ("xiaoquzi", "xqz-cam-1", 420),
+        ("shuixigou-town", "sxg-cam-2", 1_500),
+    ] {
+        for (step, msg) in history(space, device, total, 18).into_iter().enumerate() {
+            steps[step].push(msg);
+        }
+    }
+    // One batch per step, as live devices would arrive: each stamps its minute's occupancy.
+    for (n, msgs) in steps.into_iter().enumerate() {
+        publish_all(stack.mq.port(), &format!("pub-browser-history-{n}"), msgs).await;
+    }
+    // Counted once both canyon gates are at seq 18 (early reports may fall on the previous day
+    // when the test runs soon after opening time: what follows is relative to what counted).
+    let canyon = eventually(30, "the history counted", || async {
+        let (_, v) = get_json(addr, "/api/v1/spaces/tianshan-canyon").await;
+        v["devices"]
+            .as_array()?
+            .iter()
+            .all(|d| d["last_seq"] == 18)
+            .then_some(v)
+    })
+    .await;
+    let occ0 = canyon["occupancy"].as_u64().unwrap();
+
+    let mut b = Browser::launch(&bin).await;
+    b.viewport(1920, 1080, false).await;
+    b.goto(&format!("http://{addr}/")).await;
+    b.wait(
+        10,
+        "the sign-in form",
+        "!document.getElementById('login').hidden",
+    )
+    .await;
+    b.eval(&format!(
+        "document.getElementById('token').value = {OPERATOR_TOKEN:?}; \
+         document.getElementById('login-form').requestSubmit(); true"
+    ))
+    .await;
+    let tiles = b
+        .wait(
+            15,
+            "the area tiles",
+            "document.querySelectorAll('#tiles .tile').length",
+        )
+        .await;
+    assert_eq!(tiles, 12, "one tile per scenic area of the county");
+    b.wait(
+        10,
+        "the live feed",
+        "document.getElementById('live').dataset.state === 'on'",
+    )
+    .await;
+    let occ = "document.querySelector('[data-space=\"tianshan-canyon\"] .occ-num').textContent";
+    assert_eq!(b.eval(occ).await, grouped(occ0));
+
+    // Counts arrive over MQTT: the tile changes without a reload, and the level with it.
+    b.eval("window.__sameDocument = true").await;
+    let tz = FixedOffset::east_opt(8 * 3600).unwrap();
+    let ts = Utc::now().with_timezone(&tz).to_rfc3339();
+    publish_all(
+        stack.mq.port(),
+        "pub-browser-live",
+        vec![(
+            counts_topic("tianshan-canyon", "tsc-gate-1"),
+            report(19, &ts, (6_700 - occ0) as u32, 0),
+        )],
+    )
+    .await;
+    b.wait(15, "the tile to show 6,700", &format!("{occ} === '6,700'"))
+        .await;
+    assert_eq!(b.eval("window.__sameDocument === true").await, true);
+    b.wait(
+        15,
+        "the canyon to turn yellow (6,700 / 8,000)",
+        "document.querySelector('[data-space=\"tianshan-canyon\"]').dataset.level === 'yellow'",
+    )
+    .await;
+    assert_eq!(
+        b.eval("document.querySelector('[data-space=\"miaoergou\"]').dataset.level")
+            .await,
+        "stale",
+        "an area whose counters never reported is grey, not normal"
+    );
+    // A rising area shows a forecast.
+    for seq in 19..=26u64 {
+        let ts = Utc::now().with_timezone(&tz).to_rfc3339();
+        publish_all(
+            stack.mq.port(),
+            &format!("pub-browser-rise-{seq}"),
+            vec![(
+                counts_topic("xiaoquzi", "xqz-cam-1"),
+                report(seq, &ts, 6, 0),
+            )],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    b.wait(
+        15,
+        "a forecast on the rising area",
+        "document.querySelector('[data-space=\"xiaoquzi\"] .forecast').textContent",
+    )
+    .await;
+    let shot = b.screenshot("control-room.png").await;
+
+    // The area's detail: its alerts, acknowledged with a click.
+    b.eval("location.hash = '#/area/tianshan-canyon'").await;
+    let row = "document.querySelector('#alerts tr[data-state=\"firing\"] button.ack')";
+    b.wait(15, "a firing alert with its button", row).await;
+    let id = b
+        .eval(&format!("{row}.closest('tr').dataset.alertId"))
+        .await;
+    let id: i64 = id.as_str().unwrap().parse().unwrap();
+    b.eval(&format!("{row}.click(); true")).await;
+    let acked = b
+        .wait(
+            15,
+            "the alert to show acknowledged",
+            &format!(
+                "(() => {{ const r = document.querySelector('#alerts tr[data-alert-id=\"{id}\"]'); \
+                 return r && r.dataset.state === 'acknowledged' && r.querySelector('.state').textContent; }})()"
+            ),
+        )
+        .await;
+    assert!(acked.as_str().unwrap().contains(OPERATOR_ID), "{acked}");
+    let db = stack.db().await;
+    let row = db
+        .query_one(
+            "SELECT state, acknowledged_by FROM alerts WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "acknowledged");
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some(OPERATOR_ID)
+    );
+    b.wait(
+        10,
+        "the day's curve",
+        "document.querySelector('#curve svg path')",
+    )
+    .await;
+    b.screenshot("control-room-area.png").await;
+
+    // English, then a phone.
+    b.eval("document.getElementById('lang').click(); true")
+        .await;
+    b.wait(
+        5,
+        "English",
+        "document.querySelector('[data-i18n=\"alerts\"]').textContent === 'Alerts'",
+    )
+    .await;
+    b.eval("location.hash = '#/'").await;
+    b.viewport(412, 915, true).await;
+    b.wait(
+        10,
+        "tiles",
+        "document.querySelectorAll('#tiles .tile').length",
+    )
+    .await;
+    b.screenshot("control-room-phone.png").await;
+
+    // The public board needs no token.
+    b.viewport(1920, 1080, false).await;
+    b.goto(&format!("http://{addr}/board")).await;
+    b.wait(
+        10,
+        "the board's rows",
+        "document.querySelectorAll('#areas .row').length === 12",
+    )
+    .await;
+    b.screenshot("board.png").await;
+
+    eprintln!("screenshot: {}", shot.display());
+    svc.shutdown().await;
+}

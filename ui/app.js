@@ -1,0 +1,582 @@
+// visitorflow control room: county overview and area detail, fed by /api/v1/live (SSE read with
+// fetch, so the bearer token goes in a header, never in a URL). Vanilla JS, no build step.
+'use strict';
+
+const TEXT = {
+  zh: {
+    title: '乌鲁木齐县景区客流监测', subtitle: 'LB/T 034 承载量实时监测', inside: '在园人数',
+    entries: '今日入园', logout: '退出', login_title: '登录控制室',
+    login_hint: '请输入访问令牌（由管理员通过 visitorflow token 生成）。', login: '登录',
+    back: '← 全县概览', day_curve: '今日客流曲线', alerts: '告警', parts: '景点、停车场与集散中心',
+    devices: '计数设备', live_on: '实时', live_retry: '重连中', live_off: '离线',
+    bad_token: '令牌无效或已停用', no_capacity: '未核定', stale: '数据中断', closed: '暂停开放',
+    dq: '数据质量', today: '今日', peak: '峰值', load: '负荷', updated: '更新',
+    red_in: (m) => `预计${m}分钟后达到红色`, orange_in: (m) => `预计${m}分钟后达到橙色`,
+    at_red: '已达红色：停止售票', ack: '确认', acked_by: (b) => `已确认（${b}）`,
+    no_alerts: '暂无告警', kind: '类型', severity: '级别', state: '状态', since: '开始',
+    name: '名称', occupancy: '人数/容量', level: '等级', device: '设备', online: '在线',
+    missing: '缺失报文', last: '最近报文', yes: '是', no: '否', none: '无',
+    ago: (s) => s < 60 ? `${s}秒前` : s < 3600 ? `${Math.round(s / 60)}分钟前` : `${Math.round(s / 3600)}小时前`,
+    levels: { normal: '正常', blue: '蓝色', yellow: '黄色', orange: '橙色', red: '红色', stale: '未知', none: '—' },
+    states: { firing: '告警中', acknowledged: '已确认', resolved: '已解除' },
+    severities: { info: '提示', warning: '一般', major: '重要', critical: '紧急' },
+    kinds: {
+      instant_level: '瞬时承载', daily_level: '日承载', early_warning: '趋势预警', stale: '数据中断',
+      silent: '设备静默', drift: '计数偏差', missing_reports: '报文缺失', clock_skew: '时钟偏差', hazard: '灾害/险情',
+    },
+    space_kinds: { zone: '景点', car_park: '停车场', hub: '集散中心', scenic_area: '景区', county: '全县' },
+    capacity: '核定容量', people: '人', vehicles: '辆',
+  },
+  en: {
+    title: 'Urumqi County visitor flow', subtitle: 'LB/T 034 capacity, live', inside: 'Inside now',
+    entries: 'Entries today', logout: 'Log out', login_title: 'Control room sign-in',
+    login_hint: 'Enter your access token (an admin makes one with `visitorflow token`).', login: 'Sign in',
+    back: '← County overview', day_curve: "Today's curve", alerts: 'Alerts', parts: 'Zones, car parks and hubs',
+    devices: 'Counters', live_on: 'Live', live_retry: 'Reconnecting', live_off: 'Offline',
+    bad_token: 'Unknown or revoked token', no_capacity: 'unrated', stale: 'Stale', closed: 'Closed',
+    dq: 'Data quality', today: 'Today', peak: 'Peak', load: 'Load', updated: 'Updated',
+    red_in: (m) => `red in ${m} min`, orange_in: (m) => `orange in ${m} min`,
+    at_red: 'At red: stop ticket sales', ack: 'Acknowledge', acked_by: (b) => `acknowledged (${b})`,
+    no_alerts: 'No alerts', kind: 'Kind', severity: 'Severity', state: 'State', since: 'Since',
+    name: 'Name', occupancy: 'Count / capacity', level: 'Level', device: 'Device', online: 'Online',
+    missing: 'Missing', last: 'Last report', yes: 'yes', no: 'no', none: '—',
+    ago: (s) => s < 60 ? `${s}s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`,
+    levels: { normal: 'Normal', blue: 'Blue', yellow: 'Yellow', orange: 'Orange', red: 'Red', stale: 'Unknown', none: '—' },
+    states: { firing: 'firing', acknowledged: 'acknowledged', resolved: 'resolved' },
+    severities: { info: 'info', warning: 'warning', major: 'major', critical: 'critical' },
+    kinds: {
+      instant_level: 'Instant load', daily_level: 'Daily load', early_warning: 'Forecast warning', stale: 'Stale data',
+      silent: 'Silent counter', drift: 'Counter drift', missing_reports: 'Missing reports', clock_skew: 'Clock skew', hazard: 'Hazard',
+    },
+    space_kinds: { zone: 'Zone', car_park: 'Car park', hub: 'Hub', scenic_area: 'Scenic area', county: 'County' },
+    capacity: 'capacity', people: 'people', vehicles: 'vehicles',
+  },
+};
+const DQ_KINDS = new Set(['silent', 'drift', 'missing_reports', 'clock_skew']);
+const SPARK_HOURS = 3;
+
+const S = {
+  lang: localStorage.getItem('vf-lang') || 'zh',
+  spaces: new Map(), // id → space as in /api/v1/spaces
+  order: [],
+  series: new Map(), // id → [{t, v}]
+  lastEventId: null,
+  stream: null,
+  view: null,
+};
+
+const $ = (id) => document.getElementById(id);
+const t = (k) => TEXT[S.lang][k];
+const nameOf = (s) => (S.lang === 'zh' ? s.name_zh : s.name_en);
+const fmt = (n) => (n == null ? '–' : Number(n).toLocaleString(S.lang === 'zh' ? 'zh-CN' : 'en-US'));
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v == null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c == null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+const svg = (tag, attrs) => {
+  const e = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  return e;
+};
+
+// ---- API ----
+
+const token = () => sessionStorage.getItem('vf-token');
+
+class Unauthorized extends Error {}
+
+async function api(path, opts = {}) {
+  const headers = Object.assign({ Authorization: `Bearer ${token()}` }, opts.headers || {});
+  if (opts.body) headers['Content-Type'] = 'application/json';
+  const r = await fetch(path, Object.assign({}, opts, { headers }));
+  if (r.status === 401) throw new Unauthorized();
+  const body = r.headers.get('content-type')?.includes('json') ? await r.json() : await r.text();
+  if (!r.ok) throw new Error(body?.error?.reason || `HTTP ${r.status}`);
+  return body;
+}
+
+// ---- live feed ----
+
+function setLive(state) {
+  $('live').dataset.state = state;
+  $('live-text').textContent = t(state === 'on' ? 'live_on' : state === 'retry' ? 'live_retry' : 'live_off');
+}
+
+async function connectLive() {
+  const ctl = new AbortController();
+  S.stream = ctl;
+  const headers = { Authorization: `Bearer ${token()}`, Accept: 'text/event-stream' };
+  if (S.lastEventId) headers['Last-Event-ID'] = S.lastEventId;
+  try {
+    const r = await fetch('/api/v1/live', { headers, signal: ctl.signal, cache: 'no-store' });
+    if (r.status === 401) return logout(true);
+    if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
+    setLive('on');
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      let cut;
+      while ((cut = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        dispatch(block);
+      }
+    }
+  } catch (e) {
+    if (ctl.signal.aborted) return;
+  }
+  if (S.stream !== ctl || !token()) return;
+  setLive('retry');
+  setTimeout(() => { if (S.stream === ctl) connectLive(); }, 2000);
+}
+
+function dispatch(block) {
+  let event = 'message', data = [], id = null;
+  for (const line of block.split('\n')) {
+    if (line.startsWith(':')) continue; // keep-alive comment
+    const i = line.indexOf(':');
+    const field = i < 0 ? line : line.slice(0, i);
+    const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+    if (field === 'event') event = value;
+    else if (field === 'data') data.push(value);
+    else if (field === 'id') id = value;
+  }
+  if (id) S.lastEventId = id;
+  if (!data.length) return;
+  const payload = JSON.parse(data.join('\n'));
+  if (event === 'snapshot') {
+    setSpaces(payload);
+    render();
+  } else if (event === 'space') {
+    S.spaces.set(payload.id, payload);
+    pushLivePoint(payload);
+    updateSpace(payload.id);
+  } else if (event === 'alert') {
+    if (S.view?.area === payload.space) loadAlerts(payload.space);
+  }
+  // `resync` is followed by a snapshot: nothing to do here.
+}
+
+function setSpaces(list) {
+  S.spaces = new Map(list.map((s) => [s.id, s]));
+  S.order = list.map((s) => s.id);
+  for (const s of list) pushLivePoint(s);
+}
+
+function pushLivePoint(s) {
+  const pts = S.series.get(s.id);
+  if (!pts) return;
+  const now = Date.now();
+  const last = pts[pts.length - 1];
+  if (last && now - last.t < 60000) last.v = s.occupancy;
+  else pts.push({ t: now, v: s.occupancy });
+  while (pts.length && pts[0].t < now - SPARK_HOURS * 3600e3) pts.shift();
+}
+
+// Occupancy at the end of each minute. The store stamps it on the minute a batch closes; minutes
+// filled from a backlog carry only their flows, so walk back from the nearest known value (the
+// live figure at the end).
+function occupancyOf(points, now) {
+  const out = new Array(points.length);
+  let occ = now;
+  for (let i = points.length - 1; i >= 0; i--) {
+    const p = points[i];
+    if (p.occupancy != null) occ = p.occupancy;
+    out[i] = { t: Date.parse(p.bucket) + 60000, v: occ };
+    occ = Math.max(0, occ - p.entries + p.exits);
+  }
+  return out;
+}
+
+async function loadSparks() {
+  const from = new Date(Date.now() - SPARK_HOURS * 3600e3).toISOString();
+  await Promise.all(areas().map(async (s) => {
+    try {
+      const r = await api(`/api/v1/spaces/${encodeURIComponent(s.id)}/series?step=1m&from=${encodeURIComponent(from)}`);
+      S.series.set(s.id, occupancyOf(r.points, S.spaces.get(s.id)?.occupancy ?? 0));
+      pushLivePoint(S.spaces.get(s.id));
+      updateSpace(s.id);
+    } catch (e) {
+      if (e instanceof Unauthorized) logout(true);
+    }
+  }));
+}
+
+// ---- what a tile shows ----
+
+const areas = () => S.order.map((id) => S.spaces.get(id)).filter((s) => s.kind === 'scenic_area');
+
+function levelOf(s) {
+  const st = s.status;
+  if (!st) return 'none';
+  if (st.stale) return 'stale';
+  return st.instant.level || 'none';
+}
+
+function forecastText(s) {
+  const st = s.status;
+  if (!st || st.stale || !st.forecast) return ['', ''];
+  const lv = st.instant.level;
+  const min = (secs) => Math.max(1, Math.round(secs / 60));
+  if (lv === 'red') return [t('at_red'), 'red'];
+  const f = st.forecast;
+  if (f.to_red_s != null && f.to_red_s <= 3 * 3600) return [t('red_in')(min(f.to_red_s)), 'red'];
+  if (lv !== 'orange' && f.to_orange_s != null && f.to_orange_s <= 3 * 3600) return [t('orange_in')(min(f.to_orange_s)), ''];
+  return ['', ''];
+}
+
+function trendOf(s) {
+  const f = s.status?.forecast;
+  if (!f || s.status.stale) return ['', 'flat'];
+  const cap = s.status.instant.effective_capacity || s.instant_capacity;
+  // Percent of capacity per hour; people per minute when unrated.
+  const rate = cap ? (f.slope_per_min * 60 * 100) / cap : f.slope_per_min;
+  if (rate > 2) return ['▲', 'up'];
+  if (rate < -2) return ['▼', 'down'];
+  return ['▶', 'flat'];
+}
+
+function badges(s) {
+  const st = s.status;
+  const out = [];
+  if (st?.stale) out.push(el('span', { class: 'badge stale' }, t('stale')));
+  if (st?.closed) out.push(el('span', { class: 'badge closed' }, t('closed')));
+  const dq = (st?.alerts || []).filter((a) => DQ_KINDS.has(a.kind.type));
+  if (dq.length) {
+    const title = dq.map((a) => t('kinds')[a.kind.type] + (a.kind.device ? ` ${a.kind.device}` : '')).join(', ');
+    out.push(el('span', { class: 'badge dq', title }, `${t('dq')} ${dq.length}`));
+  }
+  return out;
+}
+
+function sparkline(s) {
+  const box = svg('svg', { class: 'spark', viewBox: '0 0 300 46', preserveAspectRatio: 'none' });
+  const pts = S.series.get(s.id) || [];
+  const cap = s.status?.instant.effective_capacity || s.instant_capacity;
+  if (pts.length < 2) return box;
+  const t1 = Date.now(), t0 = t1 - SPARK_HOURS * 3600e3;
+  const top = Math.max(cap || 0, ...pts.map((p) => p.v), 1) * 1.05;
+  const x = (tt) => ((tt - t0) / (t1 - t0)) * 300;
+  const y = (v) => 44 - (v / top) * 42;
+  const d = pts.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join('');
+  box.append(svg('path', { class: 'area', d: `${d}L${x(pts[pts.length - 1].t).toFixed(1)},46L${x(pts[0].t).toFixed(1)},46Z` }));
+  box.append(svg('path', { class: 'line', d }));
+  if (cap) box.append(svg('line', { class: 'cap', x1: 0, x2: 300, y1: y(cap), y2: y(cap) }));
+  return box;
+}
+
+function ago(ts) {
+  if (!ts) return t('none');
+  return t('ago')(Math.max(0, Math.round((Date.now() - Date.parse(ts)) / 1000)));
+}
+
+function tile(s, detail) {
+  const st = s.status;
+  const lv = levelOf(s);
+  const cap = st?.instant.effective_capacity ?? s.instant_capacity;
+  const pct = cap ? Math.round((s.occupancy / cap) * 100) : null;
+  const [arrow, dir] = trendOf(s);
+  const [fc, fcClass] = forecastText(s);
+  const bar = el('i');
+  bar.style.width = `${Math.min(100, pct ?? 0)}%`;
+  const action = st ? (S.lang === 'zh' ? st.instant.action_zh : st.instant.action_en) : '';
+  const node = el('article', {
+    class: `tile lv-${lv}`, 'data-space': s.id, 'data-level': lv, tabindex: detail ? null : 0,
+    onclick: detail ? null : () => { location.hash = `#/area/${encodeURIComponent(s.id)}`; },
+    onkeydown: detail ? null : (e) => { if (e.key === 'Enter') location.hash = `#/area/${encodeURIComponent(s.id)}`; },
+  },
+    el('div', { class: 'tile-head' },
+      el('div', {}, el('h2', {}, nameOf(s)), S.lang === 'zh' ? el('div', { class: 'en' }, s.name_en) : null),
+      el('div', { class: 'badges' }, badges(s))),
+    el('div', { class: 'occ' },
+      el('span', { class: 'occ-num' }, fmt(s.occupancy)),
+      el('span', { class: 'cap' }, cap ? `/ ${fmt(cap)}` : `/ ${t('no_capacity')}`),
+      el('span', { class: `trend ${dir}`, title: st?.forecast ? `${st.forecast.slope_per_min.toFixed(1)}/min` : '' }, arrow)),
+    el('div', { class: 'bar' }, bar),
+    el('div', { class: 'meta' },
+      el('span', {}, `${t('entries')} `, el('b', { class: 'entries' }, fmt(s.entries_today)),
+        s.daily_capacity ? ` / ${fmt(s.daily_capacity)}` : ''),
+      pct != null ? el('span', {}, `${t('load')} `, el('b', {}, `${pct}%`)) : null,
+      el('span', { class: 'hide-narrow' }, `${t('peak')} `, el('b', {}, fmt(s.peak_today))),
+      el('span', {}, `${t('updated')} ${ago(s.last_report)}`)),
+    el('div', { class: 'level-line' },
+      el('span', { class: 'chip' }, t('levels')[lv] || lv), el('span', { class: 'action' }, action)),
+    el('div', { class: `forecast ${fcClass}` }, fc),
+    sparkline(s));
+  return node;
+}
+
+// ---- views ----
+
+function renderCounty() {
+  const county = S.order.map((id) => S.spaces.get(id)).find((s) => s.kind === 'county');
+  $('county').hidden = false;
+  $('county-occ').textContent = fmt(county?.occupancy);
+  $('county-entries').textContent = fmt(county?.entries_today);
+  const counts = {};
+  for (const a of areas()) counts[levelOf(a)] = (counts[levelOf(a)] || 0) + 1;
+  const box = $('county-levels');
+  box.replaceChildren(...['red', 'orange', 'yellow', 'blue', 'normal', 'stale']
+    .filter((l) => counts[l])
+    .map((l) => el('span', { class: `chip lv-${l}`, title: t('levels')[l] }, `${t('levels')[l]} ${counts[l]}`)));
+}
+
+function render() {
+  if (!S.spaces.size) return;
+  renderCounty();
+  if (S.view?.area) return renderDetail();
+  $('overview').hidden = false;
+  $('detail').hidden = true;
+  $('tiles').replaceChildren(...areas().map((s) => tile(s, false)));
+}
+
+function updateSpace(id) {
+  const s = S.spaces.get(id);
+  if (!s) return;
+  renderCounty();
+  if (S.view?.area) {
+    if (id === S.view.area) $('detail-head').replaceChildren(tile(s, true));
+    if (S.spaces.get(id).parent === S.view.area) renderChildren();
+    return;
+  }
+  const old = document.querySelector(`#tiles [data-space="${CSS.escape(id)}"]`);
+  if (old) old.replaceWith(tile(s, false));
+}
+
+function renderDetail() {
+  const s = S.spaces.get(S.view.area);
+  $('overview').hidden = true;
+  $('detail').hidden = false;
+  if (!s) return;
+  $('detail-head').replaceChildren(tile(s, true));
+  renderChildren();
+}
+
+function renderChildren() {
+  const kids = S.order.map((id) => S.spaces.get(id)).filter((c) => c.parent === S.view.area);
+  if (!kids.length) return $('children').replaceChildren(el('p', { class: 'empty' }, t('none')));
+  $('children').replaceChildren(el('table', {},
+    el('tr', {}, el('th', {}, t('name')), el('th', {}, t('kind')), el('th', {}, t('occupancy')), el('th', {}, t('level'))),
+    kids.map((c) => {
+      const lv = levelOf(c);
+      const cap = c.status?.instant.effective_capacity ?? c.instant_capacity;
+      return el('tr', { 'data-space': c.id },
+        el('td', {}, nameOf(c)),
+        el('td', {}, t('space_kinds')[c.kind] || c.kind),
+        el('td', { class: 'num' }, `${fmt(c.occupancy)}${cap ? ` / ${fmt(cap)}` : ''} ${t(c.unit === 'vehicles' ? 'vehicles' : 'people')}`),
+        el('td', {}, el('span', { class: `chip lv-${lv}` }, t('levels')[lv])));
+    })));
+}
+
+function kindText(kind) {
+  const [head, tail] = kind.split(/\.(.*)/s);
+  const name = t('kinds')[head] || head;
+  if (head === 'early_warning') return `${name} → ${t('levels')[tail] || tail}`;
+  return tail ? `${name} ${tail}` : name;
+}
+
+async function loadAlerts(id) {
+  let rows;
+  try {
+    rows = (await api(`/api/v1/alerts?space=${encodeURIComponent(id)}&limit=50`)).alerts;
+  } catch (e) {
+    if (e instanceof Unauthorized) return logout(true);
+    return $('alerts').replaceChildren(el('p', { class: 'error' }, e.message));
+  }
+  if (S.view?.area !== id) return;
+  if (!rows.length) return $('alerts').replaceChildren(el('p', { class: 'empty' }, t('no_alerts')));
+  const time = (ts) => new Date(ts).toLocaleString(S.lang === 'zh' ? 'zh-CN' : 'en-GB', { month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  $('alerts').replaceChildren(el('table', {},
+    el('tr', {}, el('th', {}, t('kind')), el('th', {}, t('severity')), el('th', {}, t('state')), el('th', { class: 'hide-narrow' }, t('since')), el('th', {}, '')),
+    rows.map((a) => {
+      const msg = S.lang === 'zh' ? a.details?.message_zh : a.details?.message_en;
+      const state = a.state === 'acknowledged' && a.acknowledged_by ? t('acked_by')(a.acknowledged_by) : t('states')[a.state] || a.state;
+      const btn = a.state === 'firing'
+        ? el('button', { type: 'button', class: 'ack', onclick: (e) => acknowledge(a.id, e.target) }, t('ack'))
+        : null;
+      return el('tr', { 'data-alert-id': a.id, 'data-state': a.state },
+        el('td', {}, kindText(a.kind), a.level ? ` · ${t('levels')[a.level] || a.level}` : '', msg ? el('div', { class: 'msg' }, msg) : null),
+        el('td', { class: `sev sev-${a.severity}` }, t('severities')[a.severity] || a.severity),
+        el('td', { class: `state state-${a.state}` }, state),
+        el('td', { class: 'hide-narrow' }, time(a.started_at)),
+        el('td', {}, btn));
+    })));
+}
+
+async function acknowledge(id, button) {
+  button.disabled = true;
+  try {
+    await api(`/api/v1/alerts/${id}/ack`, { method: 'POST', body: JSON.stringify({ comment: '' }) });
+  } catch (e) {
+    if (e instanceof Unauthorized) return logout(true);
+    button.disabled = false;
+    button.title = e.message;
+    button.textContent = `${t('ack')} ✗`;
+    return;
+  }
+  if (S.view?.area) loadAlerts(S.view.area);
+}
+
+async function loadDevices(id) {
+  let d;
+  try {
+    d = await api(`/api/v1/spaces/${encodeURIComponent(id)}`);
+  } catch (e) {
+    return;
+  }
+  if (S.view?.area !== id) return;
+  if (!d.devices.length) return $('devices').replaceChildren(el('p', { class: 'empty' }, t('none')));
+  $('devices').replaceChildren(el('table', {},
+    el('tr', {}, el('th', {}, t('device')), el('th', {}, t('online')), el('th', {}, t('missing')), el('th', {}, t('last'))),
+    d.devices.map((v) => el('tr', {},
+      el('td', {}, v.id),
+      el('td', { class: v.online === false ? 'bad' : 'ok' }, v.online == null ? '–' : t(v.online ? 'yes' : 'no')),
+      el('td', { class: `num ${v.missing_reports ? 'bad' : ''}` }, fmt(v.missing_reports)),
+      el('td', {}, ago(v.last_received))))));
+}
+
+async function loadCurve(id) {
+  const start = new Date();
+  start.setHours(0, 0, 0, 0);
+  let r;
+  try {
+    r = await api(`/api/v1/spaces/${encodeURIComponent(id)}/series?step=1m&from=${encodeURIComponent(start.toISOString())}`);
+  } catch (e) {
+    return;
+  }
+  if (S.view?.area !== id) return;
+  const s = S.spaces.get(id);
+  const cap = s?.status?.instant.effective_capacity ?? s?.instant_capacity;
+  const pts = occupancyOf(r.points, s?.occupancy ?? 0);
+  const W = 1000, H = 260, L = 48, B = 22;
+  const box = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none' });
+  const t0 = start.getTime(), t1 = t0 + 24 * 3600e3;
+  const top = Math.max(cap || 0, ...pts.map((p) => p.v), 10) * 1.08;
+  const x = (tt) => L + ((tt - t0) / (t1 - t0)) * (W - L - 6);
+  const y = (v) => H - B - (v / top) * (H - B - 8);
+  box.append(svg('line', { class: 'axis', x1: L, x2: W, y1: H - B, y2: H - B }));
+  for (let h = 0; h <= 24; h += 3) {
+    const tx = svg('text', { x: x(t0 + h * 3600e3) - 8, y: H - 6 });
+    tx.textContent = `${String(h).padStart(2, '0')}:00`;
+    box.append(tx);
+  }
+  const step = niceStep(top / 4);
+  for (let v = 0; v < top; v += step) {
+    const tx = svg('text', { x: 2, y: y(v) + 4 });
+    tx.textContent = fmt(v);
+    box.append(tx);
+  }
+  if (cap) {
+    box.append(svg('line', { class: 'cap', x1: L, x2: W, y1: y(cap), y2: y(cap) }));
+    box.append(svg('line', { class: 'warn', x1: L, x2: W, y1: y(cap * 0.8), y2: y(cap * 0.8) }));
+  }
+  if (pts.length > 1) {
+    box.append(svg('path', { class: 'line', d: pts.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join('') }));
+  }
+  $('curve').replaceChildren(box);
+}
+
+// 1, 2 or 5 times a power of ten, at least `x`: round axis labels.
+function niceStep(x) {
+  const p = 10 ** Math.floor(Math.log10(Math.max(x, 1)));
+  return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= x);
+}
+
+function route() {
+  const m = location.hash.match(/^#\/area\/(.+)$/);
+  S.view = m ? { area: decodeURIComponent(m[1]) } : null;
+  if (!token()) return;
+  render();
+  if (S.view) {
+    $('alerts').replaceChildren();
+    $('devices').replaceChildren();
+    $('curve').replaceChildren();
+    loadAlerts(S.view.area);
+    loadDevices(S.view.area);
+    loadCurve(S.view.area);
+  }
+  window.scrollTo(0, 0);
+}
+
+// ---- session ----
+
+function applyLang() {
+  document.documentElement.lang = S.lang === 'zh' ? 'zh-CN' : 'en';
+  document.title = `${t('title')} · visitorflow`;
+  for (const n of document.querySelectorAll('[data-i18n]')) n.textContent = t(n.dataset.i18n);
+  $('lang').textContent = S.lang === 'zh' ? 'EN' : '中文';
+  setLive($('live').dataset.state);
+  render();
+  if (S.view) loadAlerts(S.view.area);
+}
+
+function logout(expired) {
+  sessionStorage.removeItem('vf-token');
+  if (S.stream) S.stream.abort();
+  S.stream = null;
+  S.lastEventId = null;
+  S.spaces.clear();
+  setLive('off');
+  $('overview').hidden = true;
+  $('detail').hidden = true;
+  $('county').hidden = true;
+  $('logout').hidden = true;
+  $('login').hidden = false;
+  $('login-error').hidden = !expired;
+  $('login-error').textContent = t('bad_token');
+}
+
+async function start() {
+  $('login').hidden = true;
+  $('logout').hidden = false;
+  try {
+    setSpaces(await api('/api/v1/spaces'));
+  } catch (e) {
+    return logout(e instanceof Unauthorized);
+  }
+  route();
+  connectLive();
+  loadSparks();
+}
+
+function tick() {
+  const now = new Date();
+  $('clock').textContent = now.toLocaleTimeString(S.lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false });
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('login-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    sessionStorage.setItem('vf-token', $('token').value.trim());
+    $('token').value = '';
+    start();
+  });
+  $('logout').addEventListener('click', () => logout(false));
+  $('lang').addEventListener('click', () => {
+    S.lang = S.lang === 'zh' ? 'en' : 'zh';
+    localStorage.setItem('vf-lang', S.lang);
+    applyLang();
+  });
+  window.addEventListener('hashchange', route);
+  applyLang();
+  tick();
+  setInterval(tick, 1000);
+  // Sparklines from the store once a minute; the live feed moves their last point meanwhile.
+  setInterval(() => { if (token() && S.spaces.size) loadSparks(); }, 60000);
+  if (token()) start();
+  else logout(false);
+});
