@@ -48,6 +48,8 @@ pub const SERIES_1D: &str = "SELECT bucket, entries, exits, occupancy, peak FROM
 pub const PING: &str = "SELECT 1";
 
 pub const PRUNE_REPORTS_PLAIN: &str = "DELETE FROM reports WHERE ts < $1";
+/// Drops the `reports` chunks that end before `$1` (whole days: rows up to a day older than `$1`
+/// can stay until the next run); returns how many chunks went.
 pub const PRUNE_REPORTS_TIMESCALE: &str =
     "SELECT count(*) FROM drop_chunks('reports', older_than => $1::timestamptz)";
 
@@ -73,6 +75,9 @@ pub const ALL_PLAIN: &[&str] = &[
     PING,
     PRUNE_REPORTS_PLAIN,
 ];
+
+/// Statements only the TimescaleDB path runs (they need the extension to prepare).
+pub const ALL_TIMESCALE: &[&str] = &[PRUNE_REPORTS_TIMESCALE];
 
 // ---- alerts (src/store/alerts.rs) ----
 
