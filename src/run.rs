@@ -77,6 +77,7 @@ impl Service {
             &cfg.database.url,
             &cfg.county.time_zone,
             cfg.database.timescaledb,
+            cfg.ingest.max_age_days,
         )
         .await?;
         tracing::info!(mode = mode.as_str(), "storage ready");

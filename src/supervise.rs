@@ -580,6 +580,9 @@ impl PgCluster {
         let _ = writeln!(s, "unix_socket_directories = '{}'", quote(&self.dir));
         if self.timescaledb {
             let _ = writeln!(s, "shared_preload_libraries = 'timescaledb'");
+            // A private cluster (demo, tests) never phones home; a build without telemetry
+            // just ignores the setting.
+            let _ = writeln!(s, "timescaledb.telemetry_level = off");
         }
         let path = self.data.join("visitorflow.conf");
         fs::write(&path, s).map_err(io_err(format!("writing {}", path.display())))?;

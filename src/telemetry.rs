@@ -35,6 +35,9 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// The process-wide recorder (installed on first use) whose rendering `/metrics` serves.
 /// Several services in one process (tests) share it.
 pub fn handle() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    // Serialised: two services starting at once must not both try to install the recorder.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }

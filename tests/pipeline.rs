@@ -119,6 +119,11 @@ async fn reports_reach_the_api_once_and_bad_input_is_rejected_with_reasons() {
     }
     let (status, ready) = get_json(addr, "/readyz").await;
     assert_eq!((status, ready["ready"].as_bool()), (200, Some(true)));
+    // VISITORFLOW_TEST_TIMESCALEDB=1 on a machine with TimescaleDB runs this on that path.
+    assert_eq!(
+        ready["storage_mode"].as_str(),
+        Some(expected_mode(&stack.pg).as_str())
+    );
     svc.shutdown().await;
 }
 

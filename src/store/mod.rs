@@ -128,14 +128,21 @@ pub async fn fence(client: &Client) -> Result<i64, StoreError> {
 }
 
 /// Runs migrations, sets the county time zone, and switches to TimescaleDB when asked and present.
-pub async fn migrate(url: &str, time_zone: &str, want_timescale: bool) -> Result<Mode, StoreError> {
+/// `max_age_days` is `ingest.max_age_days` (no older report is stored): on TimescaleDB, buckets
+/// older than that are materialised, newer ones aggregated at query time.
+pub async fn migrate(
+    url: &str,
+    time_zone: &str,
+    want_timescale: bool,
+    max_age_days: i64,
+) -> Result<Mode, StoreError> {
     let mut client = connect(url).await?;
     embedded::migrations::runner()
         .run_async(&mut client)
         .await?;
     client.batch_execute(&sql::set_time_zone(time_zone)).await?;
     let mode = if want_timescale {
-        timescale::setup(&client, time_zone).await?
+        timescale::setup(&client, time_zone, max_age_days).await?
     } else {
         Mode::Plain
     };

@@ -58,6 +58,8 @@ pub const FENCED_LEFT: &str = "SELECT count(*) FROM pg_stat_activity \
      AND datname = current_database()";
 
 pub const PRUNE_REPORTS_PLAIN: &str = "DELETE FROM reports WHERE ts < $1";
+/// Drops the `reports` chunks that end before `$1` (whole days: rows up to a day older than `$1`
+/// can stay until the next run); returns how many chunks went.
 pub const PRUNE_REPORTS_TIMESCALE: &str =
     "SELECT count(*) FROM drop_chunks('reports', older_than => $1::timestamptz)";
 
@@ -85,6 +87,9 @@ pub const ALL_PLAIN: &[&str] = &[
     FENCED_LEFT,
     PRUNE_REPORTS_PLAIN,
 ];
+
+/// Statements only the TimescaleDB path runs (they need the extension to prepare).
+pub const ALL_TIMESCALE: &[&str] = &[PRUNE_REPORTS_TIMESCALE];
 
 // ---- alerts (src/store/alerts.rs) ----
 

@@ -122,6 +122,22 @@ pub fn http() -> reqwest::Client {
     client_with(ADMIN_TOKEN)
 }
 
+/// `VISITORFLOW_TEST_TIMESCALEDB=1`: run the suite's services and migrations with
+/// `database.timescaledb = true`, so a machine with TimescaleDB installed checks that path end to
+/// end. Unset (CI, which has no TimescaleDB), everything runs on plain PostgreSQL.
+pub fn want_timescaledb() -> bool {
+    std::env::var("VISITORFLOW_TEST_TIMESCALEDB").is_ok_and(|v| v == "1")
+}
+
+/// The storage mode a migration with [`want_timescaledb`] leads to on this stack's cluster.
+pub fn expected_mode(pg: &PgCluster) -> visitorflow::store::Mode {
+    if want_timescaledb() && pg.timescaledb_available() {
+        visitorflow::store::Mode::Timescale
+    } else {
+        visitorflow::store::Mode::Plain
+    }
+}
+
 pub struct Stack {
     // Fields drop in declaration order: stop the servers before their directory is deleted
     // (pg_ctl cannot stop a cluster whose data directory is gone, leaving an orphan postgres).
@@ -152,7 +168,9 @@ impl Stack {
     pub fn config_from(&self, toml: &str, client_id: &str) -> Config {
         let mut cfg = Config::from_toml(toml).expect("test registry parses");
         cfg.database.url = self.pg.url("vf");
-        cfg.database.timescaledb = false;
+        // Plain PostgreSQL unless VISITORFLOW_TEST_TIMESCALEDB=1 asks for the TimescaleDB path
+        // (which then runs wherever the extension is installed; CI has none).
+        cfg.database.timescaledb = want_timescaledb();
         cfg.mqtt.port = self.mq.port();
         cfg.mqtt.client_id = client_id.into();
         cfg.mqtt.reconnect_delay_ms = 100;
