@@ -18,6 +18,7 @@ use crate::core::seq::Verdict;
 use crate::core::{Batch, Core};
 use crate::decode::{self, CountReport, Limits, Reject, TopicKind};
 use crate::live::Live;
+use crate::partition::{PartitionError, Scope};
 use crate::registry::Registry;
 use crate::source::{self, SourceEvent};
 use crate::store::{self, StoreError};
@@ -31,6 +32,8 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("batch commit took longer than {0:?}")]
     CommitTimeout(Duration),
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
 }
 
 impl IngestError {
@@ -38,6 +41,7 @@ impl IngestError {
         match self {
             IngestError::Broker(_) => "broker",
             IngestError::Store(_) | IngestError::CommitTimeout(_) => "database",
+            IngestError::Partition(_) => "partition",
         }
     }
 }
@@ -49,6 +53,8 @@ pub struct Ingester {
     limits: Limits,
     /// Told after every commit, so capacity rules run on fresh figures at once.
     committed: Arc<Wake>,
+    /// Set when this ingester runs one partition of several (`crate::partition`).
+    scope: Option<Arc<Scope>>,
 }
 
 impl Ingester {
@@ -65,6 +71,24 @@ impl Ingester {
             live,
             limits,
             committed,
+            scope: None,
+        }
+    }
+
+    /// Runs one partition: `scope`'s client id and filters, its claim before any state is read.
+    /// The registry given to [`Ingester::new`] must be the partition's (`scope.registry`).
+    pub fn with_scope(mut self, scope: Arc<Scope>) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    fn set_ready(&self, up: bool) {
+        match &self.scope {
+            Some(scope) => scope.set_ready(up),
+            None => {
+                self.live.set_broker_connected(up);
+                self.live.set_ingest_ready(up);
+            }
         }
     }
 
@@ -86,8 +110,7 @@ impl Ingester {
                 (failures + 1).min(5)
             };
             let delay = (base * 2u32.pow(failures.saturating_sub(1))).min(base * 30);
-            self.live.set_broker_connected(false);
-            self.live.set_ingest_ready(false);
+            self.set_ready(false);
             if let Err(e) = result {
                 tracing::warn!(error = %e, "ingest session ended; reloading state and reconnecting");
                 metrics::counter!(t::INGEST_RESTARTS, "cause" => e.cause()).increment(1);
@@ -101,13 +124,23 @@ impl Ingester {
 
     async fn session(&self) -> Result<(), IngestError> {
         let mut db = store::connect(&self.cfg.database.url).await?;
+        if let Some(scope) = &self.scope {
+            // Before any state is read: the partition's lock lives on this connection.
+            scope.claim(&mut db).await?;
+        }
         let mut core = Core::new(Arc::clone(&self.registry));
         store::load_state(&db, &mut core).await?;
-        self.live.publish_all(&core);
+        match &self.scope {
+            Some(scope) => scope.publish_loaded(&core),
+            None => self.live.publish_all(&core),
+        }
 
         let max = self.cfg.ingest.batch_max_messages.max(1);
         let linger = Duration::from_millis(self.cfg.ingest.batch_linger_ms);
-        let mut conn = source::connect(&self.cfg.mqtt, max * 2);
+        let mut conn = match &self.scope {
+            Some(scope) => source::connect_with(&scope.mqtt, max * 2, scope.filters.clone()),
+            None => source::connect(&self.cfg.mqtt, max * 2),
+        };
         let mut batch = core.new_batch();
         let mut pending: Vec<Publish> = Vec::with_capacity(max);
         let mut scratch: Vec<Result<CountReport, Reject>> = Vec::new();
@@ -161,8 +194,7 @@ impl Ingester {
             Some(SourceEvent::Down(e)) => Err(IngestError::Broker(e)),
             Some(SourceEvent::Connected { session_present }) => {
                 tracing::info!(session_present, "broker session established");
-                self.live.set_broker_connected(true);
-                self.live.set_ingest_ready(true);
+                self.set_ready(true);
                 Ok(())
             }
             Some(SourceEvent::Publish(p)) => {
