@@ -271,7 +271,7 @@ async fn partitions_survive_the_loss_of_an_instance() {
                 counts_topic(space, dev),
                 report(seq, &ts, pin as u32, pout as u32),
             );
-            if (seq + i as u64) % 7 == 0 {
+            if (seq + i as u64).is_multiple_of(7) {
                 msgs.push(m.clone());
             }
             msgs.push(m);
