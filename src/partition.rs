@@ -492,6 +492,8 @@ impl Scope {
             self.shared.set(self.partition, Held::Elsewhere);
             tokio::time::sleep(self.poll).await;
         }
+        // Held by this session now, not yet loaded: not "elsewhere" even if the fence fails.
+        self.shared.set(self.partition, Held::Down);
         self.fence(db).await?;
         tracing::info!(
             partition = n,

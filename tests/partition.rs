@@ -436,6 +436,17 @@ async fn partitions_survive_the_loss_of_an_instance() {
         [(0, "A".into()), (1, "A".into()), (2, "A".into())],
         "the replacement did not take a held partition"
     );
+    // Exactly one instance runs the alerting rules (the leader lock), whichever it is.
+    let leaders: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = $1 \
+             AND objid::int8 = 0 AND objsubid = 2 AND granted",
+            &[&0x5646_0002_i64],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leaders, 1);
     println!(
         "partition test: {} messages ({} unique, {} duplicates) over 3 partitions; B killed after \
          committing {b_committed} of its {} reports; takeover by A in {:.2} s; total {:.1} s",
@@ -447,4 +458,72 @@ async fn partitions_survive_the_loss_of_an_instance() {
         started.elapsed().as_secs_f64()
     );
     assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// The fence: a map that moves an area cannot be adopted while a session of the old map holds a
+/// partition; once every old session is gone it is, and then the old map is refused in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_that_moves_areas_waits_for_every_old_session_to_stop() {
+    use std::sync::Arc;
+    use visitorflow::live::Live;
+    use visitorflow::partition::{PartitionError, PartitionMap, Shared};
+    use visitorflow::registry::Registry;
+
+    let stack = Stack::start();
+    let url = stack.pg.url("vf");
+    visitorflow::store::migrate(&url, "Asia/Shanghai", false)
+        .await
+        .unwrap();
+    // One scope of partition `n` under a map placing canyon in `canyon_in`.
+    let scope = |canyon_in: u32, n: u32| {
+        let (path, _) = instance(&stack, "fence", &[n], &[]);
+        let mut cfg = Config::load(Some(&path)).unwrap();
+        let mut p = cfg.partition.take().unwrap();
+        p.assign.insert("canyon".into(), canyon_in);
+        let reg = Arc::new(Registry::build(&cfg).unwrap());
+        let map = PartitionMap::build(&reg, &p).unwrap();
+        let live = Arc::new(Live::new(reg.spaces.len(), reg.devices.len()));
+        let shared = Shared::new(reg, live, map, &p);
+        shared.scopes(&p, &cfg.mqtt).remove(0)
+    };
+    let connect = || visitorflow::store::connect(&url);
+
+    let mut old_p0 = connect().await.unwrap();
+    scope(0, 0)
+        .claim(&mut old_p0)
+        .await
+        .expect("first map adopted");
+    // Same map, another partition: fine while p0 runs.
+    let mut old_p1 = connect().await.unwrap();
+    scope(0, 1).claim(&mut old_p1).await.expect("same map");
+    drop(old_p1);
+    // A map moving canyon to partition 1 while old p0 still holds its lock: refused.
+    let mut new_p1 = connect().await.unwrap();
+    let e = scope(1, 1).claim(&mut new_p1).await.unwrap_err();
+    assert!(
+        matches!(&e, PartitionError::Fence(m) if m.contains("canyon: p0 → p1")),
+        "{e}"
+    );
+    drop(new_p1);
+    // Every old session gone: the new map is adopted…
+    drop(old_p0);
+    let new_p1 = eventually(10, "the old lock to go", || async {
+        let mut c = connect().await.unwrap();
+        scope(1, 1).claim(&mut c).await.ok().map(|_| c)
+    })
+    .await;
+    // …and now the old map is the one refused.
+    let mut old_p2 = connect().await.unwrap();
+    let e = scope(0, 2).claim(&mut old_p2).await.unwrap_err();
+    assert!(matches!(e, PartitionError::Fence(_)), "{e}");
+    let db = stack.db().await;
+    let row = db
+        .query_one(
+            "SELECT partition FROM partition_units WHERE unit = 'canyon'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+    new_p1.batch_execute("SELECT 1").await.unwrap();
 }
