@@ -4,9 +4,11 @@
 //! path (topic parse, device lookup, JSON decode, de-duplication, occupancy, roll-ups, buckets)
 //! with 100,000 devices and 10, 1,000 and 10,000 spaces: does the cost per report stay flat as
 //! the registry grows? Prints ns per report, reports per second on one core, and the ratios, for
-//! the whole path and for `Core::apply` alone. `apply SPACES N RUNS` measures one size, e.g. under
-//! `valgrind --tool=callgrind --cache-sim=yes --collect-atstart=no --toggle-collect='*run_once*'`
-//! for instruction and simulated cache-miss counts that do not depend on the machine's load.
+//! the whole path and for `Core::apply` alone. `apply SPACES N RUNS` measures one size;
+//! `apply SPACES N 0` makes a single pass (with `DECODE_ONLY=1`, of the part before
+//! `Core::apply`) for `valgrind --tool=callgrind --cache-sim=yes --collect-atstart=no
+//! --toggle-collect='*run_once*'`: instruction and simulated cache-miss counts that do not depend
+//! on the machine's load.
 //!
 //! `cargo run --release --example scale_measure -- storage [N]` — starts a private PostgreSQL
 //! (plain, no TimescaleDB), commits N (default 100,000) reports through the real
@@ -151,6 +153,17 @@ fn limits() -> Limits {
 /// Best of `runs` passes over `n` reports for each registry size: the whole pure path, and the
 /// part before `Core::apply` (topic, lookup, JSON), whose difference is the core's own cost.
 fn apply(sizes: &[usize], n: usize, runs: usize) {
+    if sizes.len() == 1 && runs == 0 {
+        // One pass and nothing else: what callgrind counts.
+        let reg = Arc::new(Registry::build(&county(sizes[0], DEVICES)).expect("registry"));
+        let msgs = stream(&reg, n, Utc::now() - TimeDelta::hours(1));
+        let decode_only = std::env::var_os("DECODE_ONLY").is_some();
+        println!(
+            "{:.0} ns/report",
+            run_once(&reg, &msgs, &limits(), decode_only)
+        );
+        return;
+    }
     let limits = limits();
     let start = Utc::now() - TimeDelta::hours(1);
     println!("pure ingest path, {DEVICES} devices, {n} reports, best of {runs} runs");
@@ -260,9 +273,116 @@ fn storage(n: usize) -> anyhow::Result<()> {
             reg.spaces.len(),
             best * 1e3
         );
+        if pg.timescaledb_available() {
+            compression(&pg).await?;
+        } else {
+            println!("TimescaleDB not installed next to the server: compression not measured");
+        }
         anyhow::Ok(())
     })?;
     drop(pg);
+    Ok(())
+}
+
+/// A county day on TimescaleDB: 1,000 devices over 1,000 spaces, each reporting every 60 s, 100
+/// reports each (100,000 rows), committed as above; then every chunk is compressed (segments by
+/// device and space, ordered by time) and the hypertables are measured before and after.
+async fn compression(pg: &visitorflow::supervise::PgCluster) -> anyhow::Result<()> {
+    pg.create_database("vft")?;
+    let url = pg.url("vft");
+    let mode = visitorflow::store::migrate(&url, "Asia/Shanghai", true).await?;
+    anyhow::ensure!(
+        mode == visitorflow::store::Mode::Timescale,
+        "TimescaleDB did not load"
+    );
+    let mut db = visitorflow::store::connect(&url).await?;
+    let reg = Arc::new(Registry::build(&county(1_000, 1_000)).expect("registry"));
+    let start = Utc::now() - TimeDelta::days(2);
+    let (per_device, limits) = (100usize, limits());
+    let mut core = Core::new(Arc::clone(&reg));
+    let mut batch = core.new_batch();
+    let mut scratch = Vec::new();
+    let mut n = 0usize;
+    for i in 0..per_device {
+        for dev in &reg.devices {
+            let ts = start + TimeDelta::seconds(60 * i as i64);
+            let payload = format!(
+                r#"{{"seq":{},"ts":"{}","in":{},"out":{},"period_s":60}}"#,
+                i + 1,
+                ts.to_rfc3339(),
+                (i + dev.idx.get()) % 7,
+                (i + 2 * dev.idx.get()) % 5
+            );
+            scratch.clear();
+            decode::decode_counts(dev, payload.as_bytes(), ts, &limits, &mut scratch)
+                .expect("payload");
+            for r in scratch.drain(..) {
+                core.apply(
+                    dev.idx,
+                    &r.expect("report"),
+                    ts + TimeDelta::milliseconds(800),
+                    &mut batch,
+                );
+            }
+            n += 1;
+            if n % BATCH == 0 {
+                core.finish_batch(&mut batch);
+                visitorflow::store::commit_batch(&mut db, &core, &batch).await?;
+                batch.clear();
+            }
+        }
+    }
+    core.finish_batch(&mut batch);
+    visitorflow::store::commit_batch(&mut db, &core, &batch).await?;
+    db.batch_execute(
+        "ALTER TABLE reports SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id', \
+             timescaledb.compress_orderby = 'ts, seq'); \
+         ALTER TABLE space_series_1m SET (timescaledb.compress, \
+             timescaledb.compress_segmentby = 'space_id', timescaledb.compress_orderby = 'bucket')",
+    )
+    .await?;
+    db.batch_execute("VACUUM ANALYZE").await?;
+    let size = |t: &'static str| {
+        let db = &db;
+        async move {
+            let r = db
+                .query_one(
+                    &format!("SELECT count(*), hypertable_size('{t}') FROM {t}"),
+                    &[],
+                )
+                .await?;
+            anyhow::Ok((r.get::<_, i64>(0), r.get::<_, i64>(1)))
+        }
+    };
+    let before = [size("reports").await?, size("space_series_1m").await?];
+    db.batch_execute(
+        "SELECT compress_chunk(c) FROM show_chunks('reports') c; \
+         SELECT compress_chunk(c) FROM show_chunks('space_series_1m') c",
+    )
+    .await?;
+    db.batch_execute("VACUUM ANALYZE").await?;
+    let after = [size("reports").await?, size("space_series_1m").await?];
+    println!(
+        "TimescaleDB, {} devices × {per_device} reports at 60 s:",
+        reg.devices.len()
+    );
+    println!(
+        "{:<16} {:>10} {:>16} {:>16} {:>8}",
+        "hypertable", "rows", "bytes/row before", "bytes/row after", "ratio"
+    );
+    for (t, (b, a)) in ["reports", "space_series_1m"]
+        .iter()
+        .zip(before.iter().zip(after))
+    {
+        let rows = b.0.max(1) as f64;
+        println!(
+            "{t:<16} {:>10} {:>16.1} {:>16.1} {:>8.1}",
+            b.0,
+            b.1 as f64 / rows,
+            a.1 as f64 / rows,
+            b.1 as f64 / a.1.max(1) as f64
+        );
+    }
     Ok(())
 }
 
@@ -271,7 +391,8 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => apply(&[10, 1_000, 10_000], 1_000_000, 5),
         Some("apply") if args.len() == 1 => apply(&[10, 1_000, 10_000], 1_000_000, 5),
-        // `apply SPACES N RUNS`: one size, e.g. under `valgrind --tool=callgrind`.
+        // `apply SPACES N RUNS`: one size; RUNS = 0 makes a single pass of the whole path (or,
+        // with DECODE_ONLY set, of the part before `Core::apply`) for callgrind.
         Some("apply") => {
             let num = |i: usize, d: usize| -> anyhow::Result<usize> {
                 Ok(args.get(i).map(|s| s.parse()).transpose()?.unwrap_or(d))
