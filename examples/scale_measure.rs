@@ -325,7 +325,7 @@ async fn compression(pg: &visitorflow::supervise::PgCluster) -> anyhow::Result<(
                 );
             }
             n += 1;
-            if n % BATCH == 0 {
+            if n.is_multiple_of(BATCH) {
                 core.finish_batch(&mut batch);
                 visitorflow::store::commit_batch(&mut db, &core, &batch).await?;
                 batch.clear();
