@@ -142,6 +142,10 @@ const DEVICES: [(&str, &str); 8] = [
     ("hub-gate", "hub"),
 ];
 
+/// Long enough for B to start and take the partitions it runs before A's standby starts trying,
+/// even on a busy machine; the kill waits for it, so the takeover time is the failover alone.
+const STANDBY_DELAY_MS: u64 = 6_000;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -180,7 +184,7 @@ fn instance(
         standby: standby.to_vec(),
         assign,
         standby_poll_ms: 200,
-        standby_delay_ms: 4_000,
+        standby_delay_ms: STANDBY_DELAY_MS,
         refresh_ms: 200,
         instance: Some(name.into()),
     });
@@ -327,7 +331,8 @@ async fn partitions_survive_the_loss_of_an_instance() {
         (n >= 600).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(4_000).saturating_sub(a_started.elapsed())).await;
+    tokio::time::sleep(Duration::from_millis(STANDBY_DELAY_MS).saturating_sub(a_started.elapsed()))
+        .await;
     assert!(!publisher.is_finished(), "the stream ended before the kill");
     let mut b_child = kids.0.remove(1);
     b_child.kill().unwrap();
