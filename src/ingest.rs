@@ -18,6 +18,7 @@ use crate::core::seq::Verdict;
 use crate::core::{Batch, Core};
 use crate::decode::{self, CountReport, Limits, Reject, TopicKind};
 use crate::live::Live;
+use crate::partition::{PartitionError, Scope};
 use crate::registry::Registry;
 use crate::source::{self, SourceEvent};
 use crate::store::{self, StoreError};
@@ -33,6 +34,8 @@ pub enum IngestError {
     CommitTimeout(Duration),
     #[error("connecting to the database and loading the state took longer than {0:?}")]
     SetupTimeout(Duration),
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
 }
 
 impl IngestError {
@@ -42,6 +45,7 @@ impl IngestError {
             IngestError::Store(_)
             | IngestError::CommitTimeout(_)
             | IngestError::SetupTimeout(_) => "database",
+            IngestError::Partition(_) => "partition",
         }
     }
 }
@@ -53,6 +57,8 @@ pub struct Ingester {
     limits: Limits,
     /// Told after every commit, so capacity rules run on fresh figures at once.
     committed: Arc<Wake>,
+    /// Set when this ingester runs one partition of several (`crate::partition`).
+    scope: Option<Arc<Scope>>,
 }
 
 impl Ingester {
@@ -69,6 +75,24 @@ impl Ingester {
             live,
             limits,
             committed,
+            scope: None,
+        }
+    }
+
+    /// Runs one partition: `scope`'s client id and filters, its claim before any state is read.
+    /// The registry given to [`Ingester::new`] must be the partition's (`scope.registry`).
+    pub fn with_scope(mut self, scope: Arc<Scope>) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    fn set_ready(&self, up: bool) {
+        match &self.scope {
+            Some(scope) => scope.set_ready(up),
+            None => {
+                self.live.set_broker_connected(up);
+                self.live.set_ingest_ready(up);
+            }
         }
     }
 
@@ -90,8 +114,7 @@ impl Ingester {
                 (failures + 1).min(5)
             };
             let delay = (base * 2u32.pow(failures.saturating_sub(1))).min(base * 30);
-            self.live.set_broker_connected(false);
-            self.live.set_ingest_ready(false);
+            self.set_ready(false);
             if let Err(e) = result {
                 tracing::warn!(error = %e, "ingest session ended; reloading state and reconnecting");
                 metrics::counter!(t::INGEST_RESTARTS, "cause" => e.cause()).increment(1);
@@ -107,27 +130,48 @@ impl Ingester {
         let limit = Duration::from_millis(self.cfg.ingest.commit_timeout_ms.max(1));
         // Bounded like a commit: tokio-postgres's connect_timeout covers only the TCP connect, so a
         // database that accepts but never answers (a black hole) would hang the start-up forever.
-        let (mut db, mut core) = tokio::time::timeout(limit, async {
-            let db =
-                store::connect_ingester(&self.cfg.database.url, &self.cfg.mqtt.client_id).await?;
-            let fenced = store::fence(&db).await?;
-            if fenced > 0 {
-                tracing::warn!(
-                    fenced,
-                    "ended database connections an earlier session left open"
-                );
-            }
-            let mut core = Core::new(Arc::clone(&self.registry));
-            store::load_state(&db, &mut core).await?;
-            Ok::<_, StoreError>((db, core))
-        })
+        let bounded = |e: tokio::time::error::Elapsed| {
+            let _ = e;
+            IngestError::SetupTimeout(limit)
+        };
+        let mut db = tokio::time::timeout(
+            limit,
+            store::connect_ingester(&self.cfg.database.url, &self.cfg.mqtt.client_id),
+        )
         .await
-        .map_err(|_| IngestError::SetupTimeout(limit))??;
-        self.live.publish_all(&core);
+        .map_err(bounded)??;
+        match &self.scope {
+            // Before any state is read: the partition's lock lives on this connection. Another
+            // instance may hold it legitimately (this one then waits as a standby, unbounded), so
+            // nothing of its is ended here.
+            Some(scope) => scope.claim(&mut db).await?,
+            None => {
+                let fenced = tokio::time::timeout(limit, store::fence(&db))
+                    .await
+                    .map_err(bounded)??;
+                if fenced > 0 {
+                    tracing::warn!(
+                        fenced,
+                        "ended database connections an earlier session left open"
+                    );
+                }
+            }
+        }
+        let mut core = Core::new(Arc::clone(&self.registry));
+        tokio::time::timeout(limit, store::load_state(&db, &mut core))
+            .await
+            .map_err(bounded)??;
+        match &self.scope {
+            Some(scope) => scope.publish_loaded(&core),
+            None => self.live.publish_all(&core),
+        }
 
         let max = self.cfg.ingest.batch_max_messages.max(1);
         let linger = Duration::from_millis(self.cfg.ingest.batch_linger_ms);
-        let mut conn = source::connect(&self.cfg.mqtt, max * 2);
+        let mut conn = match &self.scope {
+            Some(scope) => source::connect_with(&scope.mqtt, max * 2, scope.filters.clone()),
+            None => source::connect(&self.cfg.mqtt, max * 2),
+        };
         let mut batch = core.new_batch();
         let mut pending: Vec<Publish> = Vec::with_capacity(max);
         let mut scratch: Vec<Result<CountReport, Reject>> = Vec::new();
@@ -180,8 +224,7 @@ impl Ingester {
             Some(SourceEvent::Down(e)) => Err(IngestError::Broker(e)),
             Some(SourceEvent::Connected { session_present }) => {
                 tracing::info!(session_present, "broker session established");
-                self.live.set_broker_connected(true);
-                self.live.set_ingest_ready(true);
+                self.set_ready(true);
                 Ok(())
             }
             Some(SourceEvent::Publish(p)) => {

@@ -1,8 +1,9 @@
 //! visitorflow: live visitor-flow monitoring for a county's scenic areas.
 //!
 //! The modules follow the data: `source` (MQTT) → `decode` → `core` (de-duplication, occupancy,
-//! buckets; pure) → `store` (PostgreSQL) → `api` (HTTP). `run` wires them; `supervise` starts local
-//! PostgreSQL and Mosquitto for the demo and the tests; `sim` publishes simulated or replayed traffic.
+//! buckets; pure) → `store` (PostgreSQL) → `api` (HTTP). `run` wires them; `partition` shares the
+//! ingest among several instances; `supervise` starts local PostgreSQL and Mosquitto for the demo
+//! and the tests; `sim` publishes simulated or replayed traffic.
 #![forbid(unsafe_code)]
 
 pub mod alerting;
@@ -15,6 +16,7 @@ pub mod dispatch;
 pub mod ids;
 pub mod ingest;
 pub mod live;
+pub mod partition;
 pub mod registry;
 pub mod rules;
 pub mod run;

@@ -261,6 +261,17 @@ impl Live {
         self.publish(core, &batch.spaces, &batch.devices);
     }
 
+    /// Publishes the listed spaces and devices of `core`: a partition's own after it loads, or
+    /// those of partitions held by other instances as read from the database (`crate::partition`).
+    pub fn publish_only(&self, core: &Core, spaces: &[SpaceIdx], devices: &[DeviceIdx]) {
+        self.publish(core, spaces, devices);
+    }
+
+    /// Sets figures computed outside any core (a partitioned county: the sum of its areas).
+    pub fn set_space(&self, s: SpaceIdx, now: SpaceNow) {
+        self.spaces.write().unwrap_or_else(|e| e.into_inner())[s.get()] = now;
+    }
+
     fn publish(&self, core: &Core, spaces: &[SpaceIdx], devices: &[DeviceIdx]) {
         let mut changed = Vec::new();
         {

@@ -409,6 +409,21 @@ impl Registry {
     pub fn device_idx(&self, id: &str) -> Option<DeviceIdx> {
         self.device_by_id.get(id).copied()
     }
+
+    /// The registry as one ingest partition sees it (`crate::partition`): same spaces, devices
+    /// and indices, but only the spaces `owned` answer to their id, only their devices to theirs
+    /// (a report for anything else is refused as unknown), and a device's targets stop at spaces
+    /// the partition owns and are not `derived` (summed by readers instead of counted).
+    pub fn restricted(&self, owned: &[bool], derived: &[bool]) -> Registry {
+        let mut r = self.clone();
+        r.space_by_id.retain(|_, s| owned[s.get()]);
+        r.device_by_id
+            .retain(|_, d| owned[self.devices[d.get()].space.get()]);
+        for d in &mut r.devices {
+            d.targets.retain(|s| owned[s.get()] && !derived[s.get()]);
+        }
+        r
+    }
 }
 
 /// People counted at a zone's gates are also inside its area, and the area's inside the county,

@@ -13,6 +13,7 @@ use crate::api::{self, AppState, Feed, RateLimiter, Tokens};
 use crate::config::Config;
 use crate::ingest::Ingester;
 use crate::live::Live;
+use crate::partition::{self, PartitionError, PartitionMap};
 use crate::registry::{Registry, RegistryError};
 use crate::rules::{Engine, RulesError};
 use crate::store::{self, Mode, StoreError};
@@ -34,6 +35,8 @@ pub enum RunError {
     Webhook(#[from] SubscriptionError),
     #[error(transparent)]
     Http(#[from] DeliverError),
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
     #[error("database.url is empty: set it in the config or VISITORFLOW__DATABASE__URL")]
     NoDatabase,
     #[error("cannot listen on {addr}: {source}")]
@@ -72,14 +75,22 @@ impl Service {
         if cfg.database.url.is_empty() {
             return Err(RunError::NoDatabase);
         }
+        let partitions = match &cfg.partition {
+            Some(p) => Some(PartitionMap::build(&registry, p)?),
+            None => None,
+        };
         let metrics = telemetry::handle().map_err(|e| RunError::Metrics(e.to_string()))?;
-        let mode = store::migrate(
+        let (url, tz, ts) = (
             &cfg.database.url,
             &cfg.county.time_zone,
             cfg.database.timescaledb,
-            cfg.ingest.max_age_days,
-        )
-        .await?;
+        );
+        let max_age = cfg.ingest.max_age_days;
+        let mode = match partitions {
+            // Instances starting together must not race on the schema.
+            Some(_) => partition::migrate(url, tz, ts, max_age).await?,
+            None => store::migrate(url, tz, ts, max_age).await?,
+        };
         tracing::info!(mode = mode.as_str(), "storage ready");
         let pool = store::pool(&cfg.database.url, cfg.database.pool_size)?;
         let live = Arc::new(Live::new(registry.spaces.len(), registry.devices.len()));
@@ -110,22 +121,52 @@ impl Service {
             outbox.push(notify);
         }
         let wake = Arc::new(Wake::default());
-        let alerter = Alerter::new(
+        let mut alerter = Alerter::new(
             Arc::clone(&cfg),
             Arc::clone(&registry),
             Arc::clone(&live),
             Arc::clone(&wake),
             outbox,
         );
+        match (partitions, &cfg.partition) {
+            (Some(map), Some(pcfg)) => {
+                alerter = alerter.with_leader(partition::Leader {
+                    poll: Duration::from_millis(pcfg.standby_poll_ms.max(50)),
+                });
+                let shared =
+                    partition::Shared::new(Arc::clone(&registry), Arc::clone(&live), map, pcfg);
+                for scope in shared.scopes(pcfg, &cfg.mqtt) {
+                    let span = tracing::info_span!("partition", n = scope.partition);
+                    let ingester = Ingester::new(
+                        Arc::clone(&cfg),
+                        Arc::clone(&scope.registry),
+                        Arc::clone(&live),
+                        Arc::clone(&wake),
+                    )
+                    .with_scope(scope);
+                    tasks.push(tokio::spawn(tracing::Instrument::instrument(
+                        ingester.run(stopped.clone()),
+                        span,
+                    )));
+                }
+                tasks.push(tokio::spawn(partition::refresh(
+                    shared,
+                    cfg.database.url.clone(),
+                    Duration::from_millis(pcfg.refresh_ms),
+                    stopped.clone(),
+                )));
+            }
+            _ => {
+                let ingester = Ingester::new(
+                    Arc::clone(&cfg),
+                    Arc::clone(&registry),
+                    Arc::clone(&live),
+                    Arc::clone(&wake),
+                );
+                tasks.push(tokio::spawn(ingester.run(stopped.clone())));
+            }
+        }
         tasks.push(tokio::spawn(alerter.run(stopped.clone())));
-
-        let ingester = Ingester::new(
-            Arc::clone(&cfg),
-            Arc::clone(&registry),
-            Arc::clone(&live),
-            Arc::clone(&wake),
-        );
-        tasks.push(tokio::spawn(ingester.run(stopped.clone())));
 
         let listener = tokio::net::TcpListener::bind(cfg.http.listen)
             .await

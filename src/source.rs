@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS,
+    SubscribeFilter,
+};
 use tokio::sync::mpsc;
 
 use crate::config::MqttConfig;
@@ -71,13 +74,21 @@ const REQUEST_CAPACITY: usize = u16::MAX as usize + 16;
 /// Starts the event loop. `capacity` bounds how many publishes wait for the ingester: when it is
 /// full the loop stops reading the socket and the broker holds the rest (backpressure, not loss).
 pub fn connect(cfg: &MqttConfig, capacity: usize) -> Connection {
+    connect_with(cfg, capacity, subscriptions(&cfg.topic_prefix).into())
+}
+
+/// Filters per SUBSCRIBE packet: a partition subscribes three filters per space it owns, which
+/// must neither overflow the client's request queue nor make one huge packet.
+const FILTERS_PER_SUBSCRIBE: usize = 64;
+
+/// As [`connect`], subscribed to `subs` instead of every space (an ingest partition's own).
+pub fn connect_with(cfg: &MqttConfig, capacity: usize, subs: Vec<String>) -> Connection {
     let (client, mut eventloop) = AsyncClient::new(options(cfg), REQUEST_CAPACITY);
     let mut net = NetworkOptions::new();
     net.set_tcp_nodelay(true);
     net.set_connection_timeout(5);
     eventloop.set_network_options(net);
     let (tx, events) = mpsc::channel(capacity.max(16));
-    let subs = subscriptions(&cfg.topic_prefix);
     let sub_client = client.clone();
     let task = tokio::spawn(async move { pump(&mut eventloop, &sub_client, &subs, &tx).await });
     Connection {
@@ -104,10 +115,13 @@ async fn pump(
         let out = match ev {
             Event::Incoming(Packet::ConnAck(ack)) => {
                 // Subscribing again on a resumed session is harmless and brings retained statuses.
-                for s in subs {
-                    if let Err(e) = client.try_subscribe(s, QoS::AtLeastOnce) {
+                for chunk in subs.chunks(FILTERS_PER_SUBSCRIBE) {
+                    let filters = chunk
+                        .iter()
+                        .map(|s| SubscribeFilter::new(s.clone(), QoS::AtLeastOnce));
+                    if let Err(e) = client.try_subscribe_many(filters) {
                         let _ = tx
-                            .send(SourceEvent::Down(format!("subscribe {s}: {e}")))
+                            .send(SourceEvent::Down(format!("subscribe {}: {e}", chunk[0])))
                             .await;
                         return;
                     }

@@ -54,6 +54,8 @@ pub struct Alerter {
     outbox: Vec<Arc<Notify>>,
     /// Devices whose reports count in each space (its own and its parts').
     space_devices: Vec<Vec<DeviceIdx>>,
+    /// With several instances, only the holder of the leader lock evaluates (`crate::partition`).
+    leader: Option<crate::partition::Leader>,
 }
 
 impl Alerter {
@@ -77,7 +79,14 @@ impl Alerter {
             wake,
             outbox,
             space_devices,
+            leader: None,
         }
+    }
+
+    /// Runs the rules only while this instance's alerting session holds the leadership.
+    pub fn with_leader(mut self, leader: crate::partition::Leader) -> Self {
+        self.leader = Some(leader);
+        self
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -98,6 +107,10 @@ impl Alerter {
 
     async fn session(&self) -> Result<(), AlertingError> {
         let mut client = store::connect(&self.cfg.database.url).await?;
+        if let Some(leader) = &self.leader {
+            // On this connection: a leader that loses it can no longer record anything.
+            leader.acquire(&client).await?;
+        }
         let defs = || self.registry.spaces.iter().map(SpaceDef::from);
         let now = Utc::now();
         let saved = db::load_rule_state(&client)
