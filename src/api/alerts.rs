@@ -71,16 +71,20 @@ pub struct AlertQuery {
     /// Space id.
     space: Option<String>,
     /// firing, acknowledged or resolved.
+    #[param(pattern = "^(firing|acknowledged|resolved)$")]
     state: Option<String>,
     /// Lowest severity to include: info, warning, major, critical.
+    #[param(pattern = "^(info|warning|major|critical)$")]
     severity: Option<String>,
     /// Updated at or after (RFC 3339).
     from: Option<DateTime<FixedOffset>>,
     /// Updated before (RFC 3339).
     to: Option<DateTime<FixedOffset>>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Default 0.
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     offset: Option<i64>,
 }
 
@@ -155,8 +159,9 @@ pub async fn show(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
-    /// What was done (at most 2000 characters).
+    /// What was done (at most 2000 bytes).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     comment: String,
 }
 
@@ -223,7 +228,9 @@ pub struct LevelsQuery {
     /// RFC 3339; default now.
     to: Option<DateTime<FixedOffset>>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     offset: Option<i64>,
 }
 
@@ -260,7 +267,9 @@ pub struct ComplianceQuery {
     space: String,
     /// Local day (county time zone), default today.
     day: Option<NaiveDate>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     offset: Option<i64>,
 }
 
@@ -292,8 +301,10 @@ pub async fn compliance(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Default 0.
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     offset: Option<i64>,
 }
 
@@ -323,8 +334,10 @@ pub async fn list_caps(
 #[serde(deny_unknown_fields)]
 pub struct CapBody {
     /// Percent of the approved capacity admitted (e.g. 75), within (0, 100].
+    #[schema(exclusive_minimum = 0.0, maximum = 100.0)]
     percent: f64,
-    /// Why (the order it follows); required.
+    /// Why (the order it follows); required, at most 2000 bytes.
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     reason: String,
     /// RFC 3339; default now.
     starts: Option<DateTime<FixedOffset>>,
@@ -429,12 +442,15 @@ pub async fn list_hazards(
 #[serde(deny_unknown_fields)]
 pub struct HazardBody {
     /// Stable kind, 1–40 of a–z 0–9 _: flash_flood, landslide, storm, ….
+    #[schema(pattern = "^[a-z0-9_]{1,40}$")]
     kind: String,
     /// info, warning, major or critical (default critical).
     #[serde(default = "default_hazard_severity")]
+    #[schema(pattern = "^(info|warning|major|critical)$")]
     severity: String,
-    /// Shown to operators (at most 2000 characters).
+    /// Shown to operators (at most 2000 bytes).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     message: String,
     /// RFC 3339; default until cleared.
     until: Option<DateTime<FixedOffset>>,
@@ -544,10 +560,14 @@ pub async fn clear_hazard(
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// pending, delivered or dead.
+    #[param(pattern = "^(pending|delivered|dead)$")]
     status: Option<String>,
     /// Subscription id.
+    #[param(max_length = 200)]
     subscription: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     offset: Option<i64>,
 }
 

@@ -28,6 +28,7 @@ pub struct DailyQuery {
     /// One area only; default every scenic area.
     space: Option<String>,
     /// `csv` for a CSV file (also `Accept: text/csv`).
+    #[param(inline)]
     format: Option<Format>,
 }
 

@@ -200,8 +200,10 @@ pub struct SeriesQuery {
     from: Option<DateTime<FixedOffset>>,
     /// End, exclusive (RFC 3339); default now.
     to: Option<DateTime<FixedOffset>>,
+    #[param(inline)]
     step: Option<Step>,
     /// `csv` for a CSV file (also `Accept: text/csv`).
+    #[param(inline)]
     format: Option<Format>,
 }
 
