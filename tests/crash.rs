@@ -71,17 +71,22 @@ async fn kill_dash_nine_mid_stream_loses_and_doubles_nothing() {
             publish_all(mq, &format!("pub-k{chunk}"), msgs).await;
         }
     });
+    let mut slowest = Duration::ZERO;
     for round in 0..3 {
         tokio::time::sleep(Duration::from_millis(300 + round * 250)).await;
         child.kill().unwrap(); // SIGKILL: no shutdown code runs
         child.wait().unwrap();
+        let killed = std::time::Instant::now();
         child = spawn(&path);
         wait_ready(addr).await;
+        slowest = slowest.max(killed.elapsed());
     }
     publisher.await.unwrap();
+    let published = std::time::Instant::now();
 
     let exits = (1..=total).filter(|s| s % 3 == 0).count() as u64;
     let v = wait_entries(addr, "canyon", total).await;
+    let committed = published.elapsed();
     assert_eq!(v["exits_today"].as_u64(), Some(exits));
     let db = stack.db().await;
     assert_eq!(
@@ -91,6 +96,13 @@ async fn kill_dash_nine_mid_stream_loses_and_doubles_nothing() {
     assert_eq!(
         bucket_totals(&db, "canyon").await,
         (total as i64, exits as i64)
+    );
+    println!(
+        "(f) kill -9 of the binary 3 times mid-stream: published {total} reports, stored {total}, \
+         lost 0, double-counted 0; back to ready within {:.2} s of each kill, all committed {:.2} s \
+         after the last publish",
+        slowest.as_secs_f64(),
+        committed.as_secs_f64()
     );
     child.kill().unwrap();
     child.wait().unwrap();
