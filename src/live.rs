@@ -3,7 +3,7 @@
 //! Locks are held for a copy only, never across an `.await`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -47,6 +47,10 @@ pub struct Live {
     broker_connected: AtomicBool,
     /// The ingester has loaded its state and holds a broker session.
     ingest_ready: AtomicBool,
+    /// Each space's occupancy, entries and drift gauges, registered on the first publish:
+    /// looking them up by label for every space of every batch cost more than the batch's
+    /// decoding on a large registry.
+    gauges: OnceLock<Vec<[metrics::Gauge; 3]>>,
 }
 
 impl Live {
@@ -57,6 +61,7 @@ impl Live {
             devices: RwLock::new(vec![DeviceNow::default(); devices]),
             broker_connected: AtomicBool::new(false),
             ingest_ready: AtomicBool::new(false),
+            gauges: OnceLock::new(),
         }
     }
 
@@ -149,13 +154,26 @@ impl Live {
                 };
             }
         }
+        let gauges = self.gauges.get_or_init(|| {
+            core.registry
+                .spaces
+                .iter()
+                .map(|sp| {
+                    let id = sp.id.as_str().to_owned();
+                    [
+                        metrics::gauge!(telemetry::OCCUPANCY, "space" => id.clone()),
+                        metrics::gauge!(telemetry::ENTRIES_TODAY, "space" => id.clone()),
+                        metrics::gauge!(telemetry::DRIFT_TODAY, "space" => id),
+                    ]
+                })
+                .collect()
+        });
         for &s in spaces {
             let now = self.space(s);
-            let id = core.registry.space(s).id.as_str().to_owned();
-            metrics::gauge!(telemetry::OCCUPANCY, "space" => id.clone()).set(now.occupancy as f64);
-            metrics::gauge!(telemetry::ENTRIES_TODAY, "space" => id.clone())
-                .set(now.entries_today as f64);
-            metrics::gauge!(telemetry::DRIFT_TODAY, "space" => id).set(now.drift_today as f64);
+            let [occupancy, entries, drift] = &gauges[s.get()];
+            occupancy.set(now.occupancy as f64);
+            entries.set(now.entries_today as f64);
+            drift.set(now.drift_today as f64);
         }
         let mut out = self.devices.write().unwrap_or_else(|e| e.into_inner());
         for &d in devices {

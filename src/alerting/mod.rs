@@ -32,6 +32,11 @@ pub enum AlertingError {
     Rules(#[from] RulesError),
 }
 
+/// Shortest time between two evaluations (or the tick, if shorter).
+const MIN_EVALUATION_SPACING: Duration = Duration::from_millis(250);
+/// Evaluations start at most every this many times their duration.
+const EVALUATION_SHARE: u32 = 5;
+
 /// Wakes the alerting loop (after an ingest commit or an operator's change).
 #[derive(Default)]
 pub struct Wake(Notify);
@@ -113,6 +118,12 @@ impl Alerter {
                 .await?;
         }
         let tick = Duration::from_millis(self.cfg.alerting.tick_ms.max(50));
+        // Ingest commits every few milliseconds under load, and one evaluation covers every space:
+        // evaluating after each commit kept a core busy on a large registry. Evaluations are
+        // spaced by at least this much, and by EVALUATION_SHARE times their own duration (so they
+        // never take more than about a fifth of a core); a commit during the pause keeps its
+        // wake-up, so the next evaluation starts as soon as the pause ends.
+        let spacing = tick.min(MIN_EVALUATION_SPACING);
         let mut last_saved = now;
         loop {
             tokio::select! {
@@ -133,6 +144,9 @@ impl Alerter {
             }
             self.live.set_statuses(statuses);
             metrics::histogram!(t::ALERT_EVALUATION).record(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            let pause = spacing.max(took * EVALUATION_SHARE);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(started) + pause).await;
         }
     }
 
