@@ -3,8 +3,9 @@
 //! whole connection is dropped and made again, so the broker redelivers what was not acknowledged.
 //!
 //! One TCP connection, two tasks. The reader decodes packets (rumqttc's MQTT 3.1.1 codec) and
-//! hands publishes to the ingester through a bounded channel: when it is full the reader stops
-//! reading and the broker holds the rest (backpressure, not loss). Acknowledgements and keep-alive
+//! hands publishes to the ingester through a bounded channel, all those of one read as one event:
+//! when it is full the reader stops reading and the broker holds the rest (backpressure, not
+//! loss). Acknowledgements and keep-alive
 //! pings go through the writer, never through the reader, so a full channel can never hold back
 //! the acknowledgements that would drain it, and a batch's PUBACKs leave in one write instead of
 //! one write (and one TCP segment) per message.
@@ -42,9 +43,6 @@ const MAX_INCOMING_PACKET: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read buffer growth: one read takes a few hundred reports.
 const READ_CHUNK: usize = 64 * 1024;
-/// A read shorter than this waits [`PACE`] before the next one.
-const PACE_BELOW: usize = 16 * 1024;
-const PACE: Duration = Duration::from_millis(1);
 
 pub fn subscriptions(prefix: &str) -> [String; 3] {
     [
@@ -235,13 +233,6 @@ async fn session(
         };
         if read == 0 {
             return Err("broker closed the connection".into());
-        }
-        if read < PACE_BELOW {
-            // A short read: the stream is slower than we are. Let it accumulate for a moment, so a
-            // live stream costs one read and one wake-up per millisecond instead of per message
-            // (the broker writes each publish as its own segment). A backlog fills whole reads
-            // and never waits here.
-            tokio::time::sleep(PACE).await;
         }
     }
 }
