@@ -585,7 +585,7 @@ impl Bench {
         let sizes = if !self.scale_sizes.is_empty() {
             self.scale_sizes.clone()
         } else if self.quick {
-            vec![10, 10_000]
+            vec![10, 1_000]
         } else {
             vec![10, 1_000, 10_000]
         };
