@@ -377,7 +377,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             batch_max_messages: 5_000,
-            batch_linger_ms: 20,
+            batch_linger_ms: 10,
             max_future_skew_s: 300,
             max_age_days: 30,
             max_count_per_report: 10_000,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use rumqttc::Publish;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -20,7 +20,7 @@ use crate::decode::{self, CountReport, Limits, Reject, TopicKind};
 use crate::live::Live;
 use crate::partition::{PartitionError, Scope};
 use crate::registry::Registry;
-use crate::source::{self, SourceEvent};
+use crate::source::{self, Acks, SourceEvent};
 use crate::store::{self, StoreError};
 use crate::telemetry as t;
 
@@ -97,7 +97,34 @@ impl Ingester {
     }
 
     /// Runs sessions until `shutdown` turns true; failures are logged, counted and retried.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    ///
+    /// The ingest pipeline (MQTT reader and writer, this loop, its database connection) runs on a
+    /// single-threaded runtime of its own thread: its tasks hand work to each other hundreds of
+    /// times a second, and on a shared multi-threaded runtime every hand-off woke another worker
+    /// thread (futex, context switch), which cost more CPU than decoding the reports.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("ingest".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(self.sessions(shutdown)),
+                    Err(e) => tracing::error!(error = %e, "cannot start the ingest runtime"),
+                }
+                drop(done);
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = finished.await;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start the ingest thread"),
+        }
+    }
+
+    async fn sessions(self, mut shutdown: watch::Receiver<bool>) {
         let base = Duration::from_millis(self.cfg.mqtt.reconnect_delay_ms.max(1));
         let mut failures = 0u32;
         loop {
@@ -161,6 +188,9 @@ impl Ingester {
         tokio::time::timeout(limit, store::load_state(&db, &mut core))
             .await
             .map_err(bounded)??;
+        let mut writer = tokio::time::timeout(limit, store::BatchWriter::prepare(&db))
+            .await
+            .map_err(bounded)??;
         match &self.scope {
             Some(scope) => scope.publish_loaded(&core),
             None => self.live.publish_all(&core),
@@ -168,45 +198,50 @@ impl Ingester {
 
         let max = self.cfg.ingest.batch_max_messages.max(1);
         let linger = Duration::from_millis(self.cfg.ingest.batch_linger_ms);
+        // Each event is one socket read's worth of publishes; a few dozen keep the reader ahead
+        // of a batch commit without holding much memory.
         let mut conn = match &self.scope {
-            Some(scope) => source::connect_with(&scope.mqtt, max * 2, scope.filters.clone()),
-            None => source::connect(&self.cfg.mqtt, max * 2),
+            Some(scope) => source::connect_with(&scope.mqtt, 64, scope.filters.clone()),
+            None => source::connect(&self.cfg.mqtt, 64),
         };
-        let mut batch = core.new_batch();
-        let mut pending: Vec<Publish> = Vec::with_capacity(max);
-        let mut scratch: Vec<Result<CountReport, Reject>> = Vec::new();
+        let mut work = Work {
+            batch: core.new_batch(),
+            acks: Acks::default(),
+            scratch: Vec::new(),
+            // Handles resolved once per session, not looked up per report.
+            messages: metrics::counter!(t::MQTT_MESSAGES),
+            lag: metrics::histogram!(t::INGEST_LAG),
+        };
 
         loop {
             let first = conn.events.recv().await;
-            self.handle(first, &mut core, &mut batch, &mut pending, &mut scratch)?;
+            self.handle(first, &mut core, &mut work)?;
             let deadline = Instant::now() + linger;
-            while pending.len() < max {
+            while work.acks.len() < max {
                 let ev = tokio::select! {
                     ev = conn.events.recv() => ev,
                     _ = tokio::time::sleep_until(deadline) => break,
                 };
-                self.handle(ev, &mut core, &mut batch, &mut pending, &mut scratch)?;
+                self.handle(ev, &mut core, &mut work)?;
             }
-            if pending.is_empty() {
+            if work.acks.is_empty() {
                 continue;
             }
-            core.finish_batch(&mut batch);
+            let batch = &mut work.batch;
+            core.finish_batch(batch);
             let started = std::time::Instant::now();
-            tokio::time::timeout(limit, store::commit_batch(&mut db, &core, &batch))
+            tokio::time::timeout(limit, writer.commit(&mut db, &core, batch))
                 .await
                 .map_err(|_| IngestError::CommitTimeout(limit))??;
             metrics::histogram!(t::BATCH_WRITE).record(started.elapsed().as_secs_f64());
-            metrics::histogram!(t::BATCH_MESSAGES).record(pending.len() as f64);
-            self.live.publish_batch(&core, &batch);
+            metrics::histogram!(t::BATCH_MESSAGES).record(work.acks.len() as f64);
+            self.live.publish_batch(&core, batch);
             self.committed.wake();
-            record_stats(&batch);
+            record_stats(batch);
             // Acknowledge in arrival order, and only now that the batch is durable.
-            for p in pending.drain(..) {
-                conn.client
-                    .ack(&p)
-                    .await
-                    .map_err(|e| IngestError::Broker(e.to_string()))?;
-            }
+            conn.ack(&mut work.acks)
+                .await
+                .map_err(IngestError::Broker)?;
             batch.clear();
         }
     }
@@ -215,9 +250,7 @@ impl Ingester {
         &self,
         ev: Option<SourceEvent>,
         core: &mut Core,
-        batch: &mut Batch,
-        pending: &mut Vec<Publish>,
-        scratch: &mut Vec<Result<CountReport, Reject>>,
+        work: &mut Work,
     ) -> Result<(), IngestError> {
         match ev {
             None => Err(IngestError::Broker("event loop stopped".into())),
@@ -227,9 +260,14 @@ impl Ingester {
                 self.set_ready(true);
                 Ok(())
             }
-            Some(SourceEvent::Publish(p)) => {
-                self.process(&p, core, batch, scratch);
-                pending.push(p);
+            Some(SourceEvent::Publish(publishes)) => {
+                // One socket read: these arrived together.
+                let received = Utc::now().trunc_subsecs(6);
+                work.messages.increment(publishes.len() as u64);
+                for p in &publishes {
+                    self.process(p, received, core, work);
+                    work.acks.push(p);
+                }
                 Ok(())
             }
         }
@@ -237,15 +275,8 @@ impl Ingester {
 
     /// Decodes and applies one message. Nothing here can fail the session: bad input is
     /// rejected with a reason, logged with its topic and counted.
-    fn process(
-        &self,
-        p: &Publish,
-        core: &mut Core,
-        batch: &mut Batch,
-        scratch: &mut Vec<Result<CountReport, Reject>>,
-    ) {
-        metrics::counter!(t::MQTT_MESSAGES).increment(1);
-        let received = Utc::now().trunc_subsecs(6);
+    fn process(&self, p: &Publish, received: DateTime<Utc>, core: &mut Core, work: &mut Work) {
+        let batch = &mut work.batch;
         let topic = match decode::parse_topic(&self.cfg.mqtt.topic_prefix, &p.topic) {
             Ok(topic) => topic,
             Err(r) => return reject(&r, "-", &p.topic),
@@ -274,6 +305,7 @@ impl Ingester {
                 Err(r) => reject(&r, topic.device, &p.topic),
             },
             TopicKind::Counts => {
+                let scratch = &mut work.scratch;
                 scratch.clear();
                 if let Err(r) =
                     decode::decode_counts(device, &p.payload, received, &self.limits, scratch)
@@ -287,7 +319,7 @@ impl Ingester {
                             if core.apply(dev, &report, received, batch) == Verdict::TooOld {
                                 reject(&Reject::SeqTooOld, topic.device, &p.topic);
                             } else {
-                                metrics::histogram!(t::INGEST_LAG).record(lag);
+                                work.lag.record(lag);
                             }
                         }
                         Err(r) => reject(&r, topic.device, &p.topic),
@@ -296,6 +328,15 @@ impl Ingester {
             }
         }
     }
+}
+
+/// A session's reusable per-batch state.
+struct Work {
+    batch: Batch,
+    acks: Acks,
+    scratch: Vec<Result<CountReport, Reject>>,
+    messages: metrics::Counter,
+    lag: metrics::Histogram,
 }
 
 fn reject(r: &Reject, device: &str, topic: &str) {

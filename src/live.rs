@@ -8,7 +8,7 @@
 //! ingester or the alerting loop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -59,6 +59,10 @@ pub struct Live {
     alert_notes: Mutex<Vec<AlertNote>>,
     /// Wakes the feed's publisher after a mark or a note.
     changes: Notify,
+    /// Each space's occupancy, entries and drift gauges, registered on the first publish:
+    /// looking them up by label for every space of every batch cost more than the batch's
+    /// decoding on a large registry.
+    gauges: OnceLock<Vec<[metrics::Gauge; 3]>>,
 }
 
 /// One alert change for the live feed's `alert` events.
@@ -117,6 +121,7 @@ impl Live {
             changed: Mutex::new(vec![false; spaces]),
             alert_notes: Mutex::new(Vec::new()),
             changes: Notify::new(),
+            gauges: OnceLock::new(),
         }
     }
 
@@ -296,13 +301,26 @@ impl Live {
             }
         }
         self.mark(changed);
+        let gauges = self.gauges.get_or_init(|| {
+            core.registry
+                .spaces
+                .iter()
+                .map(|sp| {
+                    let id = sp.id.as_str().to_owned();
+                    [
+                        metrics::gauge!(telemetry::OCCUPANCY, "space" => id.clone()),
+                        metrics::gauge!(telemetry::ENTRIES_TODAY, "space" => id.clone()),
+                        metrics::gauge!(telemetry::DRIFT_TODAY, "space" => id),
+                    ]
+                })
+                .collect()
+        });
         for &s in spaces {
             let now = self.space(s);
-            let id = core.registry.space(s).id.as_str().to_owned();
-            metrics::gauge!(telemetry::OCCUPANCY, "space" => id.clone()).set(now.occupancy as f64);
-            metrics::gauge!(telemetry::ENTRIES_TODAY, "space" => id.clone())
-                .set(now.entries_today as f64);
-            metrics::gauge!(telemetry::DRIFT_TODAY, "space" => id).set(now.drift_today as f64);
+            let [occupancy, entries, drift] = &gauges[s.get()];
+            occupancy.set(now.occupancy as f64);
+            entries.set(now.entries_today as f64);
+            drift.set(now.drift_today as f64);
         }
         let mut out = self.devices.write().unwrap_or_else(|e| e.into_inner());
         for &d in devices {

@@ -1,46 +1,48 @@
-//! The MQTT shell: a persistent session (fixed client id, clean session off, QoS 1, manual
-//! acknowledgements) whose event loop runs on its own task and hands publishes to the ingester.
-//! The ingester acknowledges only after its batch is committed; if anything fails, the whole
-//! connection is dropped and made again, so the broker redelivers what was not acknowledged.
+//! The MQTT shell: a persistent session (fixed client id, clean session off, QoS 1) whose
+//! publishes the ingester acknowledges only after their batch is committed. If anything fails, the
+//! whole connection is dropped and made again, so the broker redelivers what was not acknowledged.
+//!
+//! One TCP connection, two tasks. The reader decodes packets (rumqttc's MQTT 3.1.1 codec) and
+//! hands publishes to the ingester through a bounded channel, all those of one read as one event:
+//! when it is full the reader stops reading and the broker holds the rest (backpressure, not
+//! loss). Acknowledgements and keep-alive
+//! pings go through the writer, never through the reader, so a full channel can never hold back
+//! the acknowledgements that would drain it, and a batch's PUBACKs leave in one write instead of
+//! one write (and one TCP segment) per message.
 
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS,
-    SubscribeFilter,
+    ConnectReturnCode, Packet, PingReq, PubAck, Publish, QoS, Subscribe, SubscribeFilter,
+    SubscribeReasonCode,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
 
 use crate::config::MqttConfig;
 
-/// What the event-loop task hands to the ingester.
+/// What the reader task hands to the ingester.
 #[derive(Debug)]
 pub enum SourceEvent {
-    /// The session is (re)established and subscribed.
-    Connected {
-        session_present: bool,
-    },
-    Publish(Publish),
+    /// The session is (re)established and its subscriptions acknowledged.
+    Connected { session_present: bool },
+    /// Publishes in arrival order (all those one read brought).
+    Publish(Vec<Publish>),
     /// The connection failed; nothing after this arrives on this channel.
     Down(String),
 }
 
 /// Largest MQTT packet accepted from the broker. Far above the payload limit on purpose: an
-/// oversized packet would make rumqttc drop the connection, the broker would redeliver it, and one
-/// bad message would stall ingest forever; instead it arrives and is rejected with a reason.
+/// oversized packet would end the connection, the broker would redeliver it, and one bad message
+/// would stall ingest forever; instead it arrives and is rejected with a reason.
 const MAX_INCOMING_PACKET: usize = 64 * 1024 * 1024;
-
-pub fn options(cfg: &MqttConfig) -> MqttOptions {
-    let mut o = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
-    o.set_keep_alive(Duration::from_secs(cfg.keep_alive_s.max(5)));
-    o.set_clean_session(false);
-    o.set_manual_acks(true);
-    o.set_max_packet_size(MAX_INCOMING_PACKET, 64 * 1024);
-    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-        o.set_credentials(u, p);
-    }
-    o
-}
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read buffer growth: one read takes a few hundred reports.
+const READ_CHUNK: usize = 64 * 1024;
 
 pub fn subscriptions(prefix: &str) -> [String; 3] {
     [
@@ -50,10 +52,37 @@ pub fn subscriptions(prefix: &str) -> [String; 3] {
     ]
 }
 
-/// A live MQTT connection: the client (for acknowledgements) and the events of its loop.
+/// The PUBACKs of a batch, encoded in arrival order, sent in one write by [`Connection::ack`].
+#[derive(Debug, Default)]
+pub struct Acks {
+    buf: BytesMut,
+    messages: usize,
+}
+
+impl Acks {
+    /// Records a received publish (QoS 0 needs no acknowledgement but counts in the batch).
+    pub fn push(&mut self, p: &Publish) {
+        self.messages += 1;
+        if p.qos != QoS::AtMostOnce {
+            // Writing a 4-byte PUBACK into a growable buffer cannot fail.
+            let _ = PubAck::new(p.pkid).write(&mut self.buf);
+        }
+    }
+
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.messages
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+}
+
+/// A live MQTT connection: the events of its reader and the way to acknowledge them.
 pub struct Connection {
-    pub client: AsyncClient,
     pub events: mpsc::Receiver<SourceEvent>,
+    writer: mpsc::Sender<Bytes>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -63,78 +92,226 @@ impl Drop for Connection {
     }
 }
 
-/// Room for every acknowledgement that can be outstanding. The event loop sends the ingester's
-/// acks only while it is polled, and it stops polling while `events` is full; if an ack could then
-/// wait for room, the ingester (waiting to ack) and the loop (waiting to hand over a publish)
-/// would wait for each other forever — which a backlog of a few batches after an outage caused.
-/// An ack answers a publish the broker still holds in flight, and MQTT packet ids are 16-bit, so
-/// at most 65,535 can be outstanding; the channel allocates only what is queued.
-const REQUEST_CAPACITY: usize = u16::MAX as usize + 16;
+impl Connection {
+    /// Sends the batch's acknowledgements (in arrival order) and empties `acks`.
+    pub async fn ack(&self, acks: &mut Acks) -> Result<(), String> {
+        acks.messages = 0;
+        if acks.buf.is_empty() {
+            return Ok(());
+        }
+        self.writer
+            .send(acks.buf.split().freeze())
+            .await
+            .map_err(|_| "connection closed".to_owned())
+    }
+}
 
-/// Starts the event loop. `capacity` bounds how many publishes wait for the ingester: when it is
-/// full the loop stops reading the socket and the broker holds the rest (backpressure, not loss).
+/// Connects, subscribes and starts the reader. `capacity` bounds how many reads' worth of
+/// publishes wait for the ingester. Failures (including the first connect) arrive as [`SourceEvent::Down`].
 pub fn connect(cfg: &MqttConfig, capacity: usize) -> Connection {
     connect_with(cfg, capacity, subscriptions(&cfg.topic_prefix).into())
 }
 
 /// Filters per SUBSCRIBE packet: a partition subscribes three filters per space it owns, which
-/// must neither overflow the client's request queue nor make one huge packet.
+/// must not make one huge packet.
 const FILTERS_PER_SUBSCRIBE: usize = 64;
 
 /// As [`connect`], subscribed to `subs` instead of every space (an ingest partition's own).
 pub fn connect_with(cfg: &MqttConfig, capacity: usize, subs: Vec<String>) -> Connection {
-    let (client, mut eventloop) = AsyncClient::new(options(cfg), REQUEST_CAPACITY);
-    let mut net = NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    net.set_connection_timeout(5);
-    eventloop.set_network_options(net);
     let (tx, events) = mpsc::channel(capacity.max(16));
-    let sub_client = client.clone();
-    let task = tokio::spawn(async move { pump(&mut eventloop, &sub_client, &subs, &tx).await });
+    let (writer, outgoing) = mpsc::channel(16);
+    let cfg = cfg.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = session(&cfg, &subs, &tx, outgoing).await {
+            let _ = tx.send(SourceEvent::Down(e)).await;
+        }
+    });
     Connection {
-        client,
         events,
+        writer,
         task,
     }
 }
 
-async fn pump(
-    eventloop: &mut EventLoop,
-    client: &AsyncClient,
+/// Aborts the writer task when the session (the reader task) ends or is aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), String>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn session(
+    cfg: &MqttConfig,
     subs: &[String],
     tx: &mpsc::Sender<SourceEvent>,
-) {
+    outgoing: mpsc::Receiver<Bytes>,
+) -> Result<(), String> {
+    let broker = format!("{}:{}", cfg.host, cfg.port);
+    let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(broker.as_str()))
+        .await
+        .map_err(|_| format!("connecting to {broker} timed out"))?
+        .map_err(|e| format!("connecting to {broker}: {e}"))?;
+    // Acknowledgements must not wait for Nagle: the broker's in-flight window waits on them.
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    let (mut rd, mut wr) = stream.into_split();
+    let keep_alive = Duration::from_secs(cfg.keep_alive_s.clamp(5, u64::from(u16::MAX)));
+
+    let mut connect = rumqttc::Connect::new(cfg.client_id.as_str());
+    connect.keep_alive = keep_alive.as_secs() as u16;
+    connect.clean_session = false;
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        connect.set_login(u.as_str(), p.as_str());
+    }
+    send(&mut wr, &Packet::Connect(connect)).await?;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let session_present = match timeout(CONNECT_TIMEOUT, next_packet(&mut rd, &mut buf)).await {
+        Err(_) => return Err(format!("no CONNACK from {broker} in {CONNECT_TIMEOUT:?}")),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
+            ack.session_present
+        }
+        Ok(Ok(Packet::ConnAck(ack))) => {
+            return Err(format!("broker refused the connection: {:?}", ack.code));
+        }
+        Ok(Ok(_)) => return Err("the broker's first packet was not a CONNACK".into()),
+    };
+    // Subscribing again on a resumed session is harmless and brings retained statuses.
+    let mut unacked_subscribes = 0usize;
+    for (i, chunk) in subs.chunks(FILTERS_PER_SUBSCRIBE).enumerate() {
+        let mut subscribe = Subscribe::new_many(
+            chunk
+                .iter()
+                .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+        );
+        // Packet ids 1..=n are free: nothing else is in flight from this side yet.
+        subscribe.pkid = u16::try_from(i + 1).map_err(|_| "too many subscriptions".to_owned())?;
+        send(&mut wr, &Packet::Subscribe(subscribe)).await?;
+        unacked_subscribes += 1;
+    }
+    if unacked_subscribes == 0 {
+        return Err("nothing to subscribe to".into());
+    }
+
+    let mut writer = AbortOnDrop(tokio::spawn(write_loop(wr, outgoing, keep_alive)));
+    // The writer pings at half the keep-alive when idle and the broker answers each ping, so this
+    // much silence means the broker (or the path to it) is gone.
+    let silence = keep_alive + keep_alive / 2;
     loop {
-        let ev = match eventloop.poll().await {
-            Ok(ev) => ev,
-            Err(e) => {
-                let _ = tx.send(SourceEvent::Down(e.to_string())).await;
-                return;
-            }
-        };
-        let out = match ev {
-            Event::Incoming(Packet::ConnAck(ack)) => {
-                // Subscribing again on a resumed session is harmless and brings retained statuses.
-                for chunk in subs.chunks(FILTERS_PER_SUBSCRIBE) {
-                    let filters = chunk
-                        .iter()
-                        .map(|s| SubscribeFilter::new(s.clone(), QoS::AtLeastOnce));
-                    if let Err(e) = client.try_subscribe_many(filters) {
-                        let _ = tx
-                            .send(SourceEvent::Down(format!("subscribe {}: {e}", chunk[0])))
-                            .await;
-                        return;
+        // Everything already buffered goes to the ingester as one event: one wake-up per read,
+        // not per message.
+        let mut publishes = Vec::new();
+        let want = loop {
+            let packet = match Packet::read(&mut buf, MAX_INCOMING_PACKET) {
+                Ok(p) => p,
+                Err(rumqttc::Error::InsufficientBytes(n)) => break n,
+                Err(e) => return Err(format!("bad packet from the broker: {e}")),
+            };
+            match packet {
+                Packet::Publish(p) if p.qos == QoS::ExactlyOnce => {
+                    // Subscribed at QoS 1, so the broker must downgrade; QoS 2 would need PUBREC.
+                    return Err("broker sent a QoS 2 publish to a QoS 1 subscription".into());
+                }
+                Packet::Publish(p) => publishes.push(p),
+                Packet::SubAck(ack) => {
+                    if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
+                        return Err("broker refused a subscription (ACL?)".into());
+                    }
+                    unacked_subscribes = unacked_subscribes.saturating_sub(1);
+                    if unacked_subscribes > 0 {
+                        continue;
+                    }
+                    let earlier = std::mem::take(&mut publishes);
+                    if (!earlier.is_empty()
+                        && tx.send(SourceEvent::Publish(earlier)).await.is_err())
+                        || tx
+                            .send(SourceEvent::Connected { session_present })
+                            .await
+                            .is_err()
+                    {
+                        return Ok(());
                     }
                 }
-                SourceEvent::Connected {
-                    session_present: ack.session_present,
+                Packet::Disconnect => return Err("broker sent DISCONNECT".into()),
+                _ => {}
+            }
+        };
+        if !publishes.is_empty() && tx.send(SourceEvent::Publish(publishes)).await.is_err() {
+            return Ok(());
+        }
+        buf.reserve(want.max(READ_CHUNK));
+        let read = tokio::select! {
+            r = timeout(silence, rd.read_buf(&mut buf)) => match r {
+                Err(_) => return Err(format!("nothing from the broker for {silence:?}")),
+                Ok(r) => r.map_err(|e| format!("reading from the broker: {e}"))?,
+            },
+            w = &mut writer.0 => return Err(match w {
+                Ok(Err(e)) => e,
+                _ => "writer stopped".to_owned(),
+            }),
+        };
+        if read == 0 {
+            return Err("broker closed the connection".into());
+        }
+    }
+}
+
+async fn send(wr: &mut OwnedWriteHalf, packet: &Packet) -> Result<(), String> {
+    let mut b = BytesMut::new();
+    // Not `{packet:?}`: a CONNECT carries the password.
+    packet
+        .write(&mut b, MAX_INCOMING_PACKET)
+        .map_err(|e| format!("encoding a packet for the broker: {e}"))?;
+    wr.write_all(&b)
+        .await
+        .map_err(|e| format!("writing to the broker: {e}"))
+}
+
+/// The next whole packet, reading more from the socket as needed.
+async fn next_packet(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Packet, String> {
+    loop {
+        match Packet::read(buf, MAX_INCOMING_PACKET) {
+            Ok(p) => return Ok(p),
+            Err(rumqttc::Error::InsufficientBytes(n)) => {
+                buf.reserve(n.max(READ_CHUNK));
+                let read = rd
+                    .read_buf(buf)
+                    .await
+                    .map_err(|e| format!("reading from the broker: {e}"))?;
+                if read == 0 {
+                    return Err("broker closed the connection".into());
                 }
             }
-            Event::Incoming(Packet::Publish(p)) => SourceEvent::Publish(p),
-            _ => continue,
-        };
-        if tx.send(out).await.is_err() {
-            return;
+            Err(e) => return Err(format!("bad packet from the broker: {e}")),
         }
+    }
+}
+
+/// Writes what the ingester sends (batches of PUBACKs) and a PINGREQ whenever nothing was written
+/// for half the keep-alive. Ends when the connection is dropped.
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut outgoing: mpsc::Receiver<Bytes>,
+    keep_alive: Duration,
+) -> Result<(), String> {
+    let mut ping = BytesMut::new();
+    let _ = PingReq.write(&mut ping);
+    let ping = ping.freeze();
+    let mut last = Instant::now();
+    loop {
+        let bytes = tokio::select! {
+            b = outgoing.recv() => match b {
+                Some(b) => b,
+                None => return Ok(()),
+            },
+            _ = tokio::time::sleep_until(last + keep_alive / 2) => ping.clone(),
+        };
+        wr.write_all(&bytes)
+            .await
+            .map_err(|e| format!("writing to the broker: {e}"))?;
+        last = Instant::now();
     }
 }

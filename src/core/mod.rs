@@ -55,13 +55,81 @@ pub struct BatchStats {
     pub earlier_day: u64,
 }
 
+/// A batch's minute buckets by (space, unix minute), in the order they were first touched.
+/// A space's reports nearly always land in its current minute, so each space remembers the slot
+/// of the bucket it touched last and the hash map is consulted only when that minute changes.
+#[derive(Debug, Default)]
+pub struct Buckets {
+    slots: Vec<(SpaceIdx, i64, BucketDelta)>,
+    index: HashMap<(SpaceIdx, i64), usize>,
+    /// Per space: 1 + the slot of its last-touched bucket, 0 for none.
+    last: Vec<usize>,
+}
+
+impl Buckets {
+    fn for_spaces(n: usize) -> Self {
+        Self {
+            last: vec![0; n],
+            ..Default::default()
+        }
+    }
+
+    /// The bucket of `space` for `minute`, created empty on first use.
+    pub fn get_mut(&mut self, space: SpaceIdx, minute: i64) -> &mut BucketDelta {
+        let hit = match self.last.get(space.get()) {
+            Some(&l) if l > 0 => {
+                let (s, m, _) = self.slots[l - 1];
+                (s == space && m == minute).then_some(l - 1)
+            }
+            _ => None,
+        };
+        let i = match hit {
+            Some(i) => i,
+            None => {
+                let slots = &mut self.slots;
+                let i = *self.index.entry((space, minute)).or_insert_with(|| {
+                    slots.push((space, minute, BucketDelta::default()));
+                    slots.len() - 1
+                });
+                if let Some(l) = self.last.get_mut(space.get()) {
+                    *l = i + 1;
+                }
+                i
+            }
+        };
+        &mut self.slots[i].2
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (SpaceIdx, i64, &BucketDelta)> {
+        self.slots.iter().map(|(s, m, d)| (*s, *m, d))
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        for (s, _, _) in &self.slots {
+            if let Some(l) = self.last.get_mut(s.get()) {
+                *l = 0;
+            }
+        }
+        self.slots.clear();
+        self.index.clear();
+    }
+}
+
 /// What a batch of reports changed; reused across batches to avoid reallocating.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub rows: Vec<RawRow>,
     /// Hazard signals received in this batch, written with it.
     pub hazards: Vec<(SpaceIdx, crate::decode::HazardSignal, DateTime<Utc>)>,
-    pub buckets: HashMap<(SpaceIdx, i64), BucketDelta>,
+    pub buckets: Buckets,
     pub spaces: Vec<SpaceIdx>,
     pub devices: Vec<DeviceIdx>,
     pub stats: BatchStats,
@@ -130,6 +198,7 @@ impl Core {
 
     pub fn new_batch(&self) -> Batch {
         Batch {
+            buckets: Buckets::for_spaces(self.registry.spaces.len()),
             space_mark: vec![false; self.registry.spaces.len()],
             device_mark: vec![false; self.registry.devices.len()],
             ..Default::default()
@@ -192,14 +261,14 @@ impl Core {
         // belongs to the day and minute that just ended.
         let at = r.ts - TimeDelta::microseconds(1);
         let minute = unix_minute(at);
-        let registry = Arc::clone(&self.registry);
+        let registry = &self.registry;
         for &s in &registry.device(device).targets {
             let space = registry.space(s);
             let day = business_day(registry.tz, space.opens_at, at);
             if self.counts[s.get()].apply(day, minute, r.ts, e, x) == Applied::EarlierDay {
                 batch.stats.earlier_day += 1;
             }
-            let b = batch.buckets.entry((s, minute)).or_default();
+            let b = batch.buckets.get_mut(s, minute);
             b.entries += u64::from(e);
             b.exits += u64::from(x);
             batch.touch_space(s);
@@ -220,7 +289,7 @@ impl Core {
             if c.day.is_none() {
                 continue;
             }
-            let b = batch.buckets.entry((s, c.minute)).or_default();
+            let b = batch.buckets.get_mut(s, c.minute);
             b.occupancy = Some(c.occupancy());
         }
     }

@@ -8,16 +8,16 @@ pub mod timescale;
 
 use std::str::FromStr;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use futures_util::pin_mut;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls};
+use futures_util::{SinkExt, pin_mut};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::core::occupancy::SpaceCounts;
 use crate::core::seq::SeqState;
-use crate::core::{Batch, Core};
+use crate::core::{Batch, Core, RawRow};
+use crate::registry::Registry;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -230,152 +230,206 @@ pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreErr
     Ok(())
 }
 
-const REPORT_TYPES: [Type; 12] = [
-    Type::TEXT,
-    Type::INT8,
-    Type::TIMESTAMPTZ,
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::INT4,
-    Type::INT4,
-    Type::INT4,
-    Type::INT4,
-    Type::INT8,
-    Type::INT8,
-    Type::INT4,
-];
+/// The ingester's batch commit. Its statements are prepared once per session (not parsed and
+/// planned again for every batch), and the raw reports' binary COPY stream is encoded directly
+/// into one reused buffer and sent as a single message.
+pub struct BatchWriter {
+    copy: Statement,
+    buckets: Statement,
+    devices: Statement,
+    spaces: Statement,
+    buf: BytesMut,
+}
 
-/// Writes one batch atomically: raw reports (binary COPY), minute buckets, and the device and
-/// space state they lead to. Acknowledging the batch's messages is only safe after this returns.
+impl BatchWriter {
+    pub async fn prepare(client: &Client) -> Result<Self, StoreError> {
+        Ok(Self {
+            copy: client.prepare(sql::COPY_REPORTS).await?,
+            buckets: client.prepare(sql::UPSERT_BUCKETS).await?,
+            devices: client.prepare(sql::UPSERT_DEVICE_STATE).await?,
+            spaces: client.prepare(sql::UPSERT_SPACE_STATE).await?,
+            buf: BytesMut::new(),
+        })
+    }
+
+    /// Writes one batch atomically: raw reports (binary COPY), minute buckets, and the device and
+    /// space state they lead to. Acknowledging the batch's messages is only safe after this
+    /// returns.
+    pub async fn commit(
+        &mut self,
+        client: &mut Client,
+        core: &Core,
+        batch: &Batch,
+    ) -> Result<(), StoreError> {
+        let reg = &core.registry;
+        let tx = client.transaction().await?;
+        if !batch.rows.is_empty() {
+            encode_reports(&mut self.buf, reg, &batch.rows);
+            let sink = tx.copy_in::<_, Bytes>(&self.copy).await?;
+            pin_mut!(sink);
+            sink.send(self.buf.split().freeze()).await?;
+            sink.finish().await?;
+        }
+        if !batch.buckets.is_empty() {
+            let n = batch.buckets.len();
+            let (mut s, mut b, mut e, mut x, mut o) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for (space, minute, d) in batch.buckets.iter() {
+                s.push(reg.space(space).id.as_str());
+                b.push(DateTime::<Utc>::from_timestamp(minute * 60, 0).unwrap_or_default());
+                e.push(i64_of(d.entries));
+                x.push(i64_of(d.exits));
+                o.push(d.occupancy.map(i64_of));
+            }
+            tx.execute(&self.buckets, &[&s, &b, &e, &x, &o]).await?;
+        }
+        if !batch.devices.is_empty() {
+            let mut cols = DeviceCols::default();
+            for &d in &batch.devices {
+                let st = &core.seq[d.get()];
+                if !st.started && core.seen[d.get()].online.is_none() {
+                    continue;
+                }
+                cols.push(reg.device(d).id.as_str(), st, &core.seen[d.get()]);
+            }
+            let c = &cols;
+            tx.execute(
+                &self.devices,
+                &[
+                    &c.id,
+                    &c.high,
+                    &c.hi,
+                    &c.lo,
+                    &c.last_ts,
+                    &c.run_start,
+                    &c.tin,
+                    &c.tout,
+                    &c.missing,
+                    &c.gaps,
+                    &c.repaired,
+                    &c.resets,
+                    &c.last_received,
+                    &c.online,
+                ],
+            )
+            .await?;
+        }
+        let mut sc = SpaceCols::default();
+        for &s in &batch.spaces {
+            let c = &core.counts[s.get()];
+            if let Some(day) = c.day {
+                sc.push(reg.space(s).id.as_str(), day, c);
+            }
+        }
+        if !sc.id.is_empty() {
+            tx.execute(
+                &self.spaces,
+                &[
+                    &sc.id,
+                    &sc.day,
+                    &sc.entries,
+                    &sc.exits,
+                    &sc.base,
+                    &sc.minute,
+                    &sc.min_in,
+                    &sc.min_out,
+                    &sc.drift,
+                    &sc.peak,
+                    &sc.peak_at,
+                    &sc.last_report,
+                ],
+            )
+            .await?;
+        }
+        for (space, h, received) in &batch.hazards {
+            let w = alerts::HazardWrite {
+                space: reg.space(*space).id.as_str(),
+                kind: &h.kind,
+                severity: &h.severity,
+                message: &h.message,
+                since: *received,
+                until: h.until.map(|u| u.with_timezone(&Utc)),
+                source: "mqtt",
+                active: h.active,
+            };
+            alerts::write_hazard(&tx, &w).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// One batch with statements prepared for it alone; the ingester keeps a [`BatchWriter`].
 pub async fn commit_batch(
     client: &mut Client,
     core: &Core,
     batch: &Batch,
 ) -> Result<(), StoreError> {
-    let reg = &core.registry;
-    let tx = client.transaction().await?;
-    if !batch.rows.is_empty() {
-        let sink = tx.copy_in(sql::COPY_REPORTS).await?;
-        let writer = BinaryCopyInWriter::new(sink, &REPORT_TYPES);
-        pin_mut!(writer);
-        for r in &batch.rows {
-            let dev = reg.device(r.device);
-            let space = reg.space(dev.space);
-            let total_in = r.total_entries.map(i64_of);
-            let total_out = r.total_exits.map(i64_of);
-            let period = r.period_s.map(|p| i32::try_from(p).unwrap_or(i32::MAX));
-            writer
-                .as_mut()
-                .write(&[
-                    &dev.id.as_str(),
-                    &i64_of(r.seq),
-                    &r.ts,
-                    &r.received,
-                    &space.id.as_str(),
-                    &(r.entries as i32),
-                    &(r.exits as i32),
-                    &(r.repaired_entries as i32),
-                    &(r.repaired_exits as i32),
-                    &total_in,
-                    &total_out,
-                    &period,
-                ])
-                .await?;
-        }
-        writer.finish().await?;
+    BatchWriter::prepare(client)
+        .await?
+        .commit(client, core, batch)
+        .await
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Appends `rows` as a complete PostgreSQL binary COPY stream (header, one tuple per row,
+/// trailer) in the column order of [`sql::COPY_REPORTS`]: device_id text, seq int8, ts and
+/// received_at timestamptz, space_id text, entries, exits, repaired_entries, repaired_exits int4,
+/// total_in, total_out int8 (nullable), period_s int4 (nullable).
+pub fn encode_reports(buf: &mut BytesMut, reg: &Registry, rows: &[RawRow]) {
+    fn text(buf: &mut BytesMut, s: &str) {
+        buf.put_i32(s.len() as i32);
+        buf.put_slice(s.as_bytes());
     }
-    if !batch.buckets.is_empty() {
-        let n = batch.buckets.len();
-        let (mut s, mut b, mut e, mut x, mut o) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for (&(space, minute), d) in &batch.buckets {
-            s.push(reg.space(space).id.as_str());
-            b.push(DateTime::<Utc>::from_timestamp(minute * 60, 0).unwrap_or_default());
-            e.push(i64_of(d.entries));
-            x.push(i64_of(d.exits));
-            o.push(d.occupancy.map(i64_of));
-        }
-        tx.execute(sql::UPSERT_BUCKETS, &[&s, &b, &e, &x, &o])
-            .await?;
+    fn int8(buf: &mut BytesMut, v: i64) {
+        buf.put_i32(8);
+        buf.put_i64(v);
     }
-    if !batch.devices.is_empty() {
-        let mut cols = DeviceCols::default();
-        for &d in &batch.devices {
-            let st = &core.seq[d.get()];
-            if !st.started && core.seen[d.get()].online.is_none() {
-                continue;
+    fn int4(buf: &mut BytesMut, v: i32) {
+        buf.put_i32(4);
+        buf.put_i32(v);
+    }
+    fn time(buf: &mut BytesMut, t: DateTime<Utc>) {
+        int8(buf, t.timestamp_micros() - PG_EPOCH_MICROS);
+    }
+    fn count(v: u32) -> i32 {
+        i32::try_from(v).unwrap_or(i32::MAX)
+    }
+    buf.reserve(19 + rows.len() * 128 + 2);
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0); // flags
+    buf.put_i32(0); // header extension length
+    for r in rows {
+        let dev = reg.device(r.device);
+        buf.put_i16(12);
+        text(buf, dev.id.as_str());
+        int8(buf, i64_of(r.seq));
+        time(buf, r.ts);
+        time(buf, r.received);
+        text(buf, reg.space(dev.space).id.as_str());
+        int4(buf, count(r.entries));
+        int4(buf, count(r.exits));
+        int4(buf, count(r.repaired_entries));
+        int4(buf, count(r.repaired_exits));
+        for total in [r.total_entries, r.total_exits] {
+            match total {
+                Some(v) => int8(buf, i64_of(v)),
+                None => buf.put_i32(-1),
             }
-            cols.push(reg.device(d).id.as_str(), st, &core.seen[d.get()]);
         }
-        let c = &cols;
-        tx.execute(
-            sql::UPSERT_DEVICE_STATE,
-            &[
-                &c.id,
-                &c.high,
-                &c.hi,
-                &c.lo,
-                &c.last_ts,
-                &c.run_start,
-                &c.tin,
-                &c.tout,
-                &c.missing,
-                &c.gaps,
-                &c.repaired,
-                &c.resets,
-                &c.last_received,
-                &c.online,
-            ],
-        )
-        .await?;
-    }
-    let mut sc = SpaceCols::default();
-    for &s in &batch.spaces {
-        let c = &core.counts[s.get()];
-        if let Some(day) = c.day {
-            sc.push(reg.space(s).id.as_str(), day, c);
+        match r.period_s {
+            Some(p) => int4(buf, i32::try_from(p).unwrap_or(i32::MAX)),
+            None => buf.put_i32(-1),
         }
     }
-    if !sc.id.is_empty() {
-        tx.execute(
-            sql::UPSERT_SPACE_STATE,
-            &[
-                &sc.id,
-                &sc.day,
-                &sc.entries,
-                &sc.exits,
-                &sc.base,
-                &sc.minute,
-                &sc.min_in,
-                &sc.min_out,
-                &sc.drift,
-                &sc.peak,
-                &sc.peak_at,
-                &sc.last_report,
-            ],
-        )
-        .await?;
-    }
-    for (space, h, received) in &batch.hazards {
-        let w = alerts::HazardWrite {
-            space: reg.space(*space).id.as_str(),
-            kind: &h.kind,
-            severity: &h.severity,
-            message: &h.message,
-            since: *received,
-            until: h.until.map(|u| u.with_timezone(&Utc)),
-            source: "mqtt",
-            active: h.active,
-        };
-        alerts::write_hazard(&tx, &w).await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    buf.put_i16(-1);
 }
 
 #[derive(Default)]
