@@ -15,9 +15,9 @@ use tokio::time::Instant;
 use crate::alerting::Wake;
 use crate::config::Config;
 use crate::core::seq::Verdict;
-use crate::core::{Batch, Core};
+use crate::core::{Batch, BatchStats, Core};
 use crate::decode::{self, CountReport, Limits, Reject, TopicKind};
-use crate::live::Live;
+use crate::live::{Captured, Live};
 use crate::partition::{PartitionError, Scope};
 use crate::registry::Registry;
 use crate::source::{self, Acks, SourceEvent};
@@ -32,6 +32,8 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("batch commit took longer than {0:?}")]
     CommitTimeout(Duration),
+    #[error("batch commit task: {0}")]
+    CommitTask(String),
     #[error("connecting to the database and loading the state took longer than {0:?}")]
     SetupTimeout(Duration),
     #[error(transparent)]
@@ -44,6 +46,7 @@ impl IngestError {
             IngestError::Broker(_) => "broker",
             IngestError::Store(_)
             | IngestError::CommitTimeout(_)
+            | IngestError::CommitTask(_)
             | IngestError::SetupTimeout(_) => "database",
             IngestError::Partition(_) => "partition",
         }
@@ -213,37 +216,95 @@ impl Ingester {
             lag: metrics::histogram!(t::INGEST_LAG),
         };
 
+        // One batch commits while the next is received and applied: the database and this thread
+        // work at the same time (the connection is lent to the commit task meanwhile). Batches
+        // still commit one after another and are acknowledged in order, each after its commit.
+        let mut db = Some(db);
+        let mut inflight: Option<InFlight> = None;
+        let mut deadline: Option<Instant> = None;
         loop {
-            let first = conn.events.recv().await;
-            self.handle(first, &mut core, &mut work)?;
-            let deadline = Instant::now() + linger;
-            while work.acks.len() < max {
-                let ev = tokio::select! {
-                    ev = conn.events.recv() => ev,
-                    _ = tokio::time::sleep_until(deadline) => break,
+            let full = work.acks.len() >= max;
+            let due =
+                !work.acks.is_empty() && (full || deadline.is_some_and(|d| Instant::now() >= d));
+            if due && inflight.is_none() {
+                let Some(client) = db.take() else {
+                    return Err(IngestError::CommitTask("database connection lost".into()));
                 };
-                self.handle(ev, &mut core, &mut work)?;
-            }
-            if work.acks.is_empty() {
+                inflight =
+                    Some(self.start_commit(&mut core, &mut work, &mut writer, client, limit));
+                deadline = None;
                 continue;
             }
-            let batch = &mut work.batch;
-            core.finish_batch(batch);
-            let started = std::time::Instant::now();
-            tokio::time::timeout(limit, writer.commit(&mut db, &core, batch))
-                .await
-                .map_err(|_| IngestError::CommitTimeout(limit))??;
-            metrics::histogram!(t::BATCH_WRITE).record(started.elapsed().as_secs_f64());
-            metrics::histogram!(t::BATCH_MESSAGES).record(work.acks.len() as f64);
-            self.live.publish_batch(&core, batch);
-            self.committed.wake();
-            record_stats(batch);
-            // Acknowledge in arrival order, and only now that the batch is durable.
-            conn.ack(&mut work.acks)
-                .await
-                .map_err(IngestError::Broker)?;
-            batch.clear();
+            let step = tokio::select! {
+                biased;
+                r = wait_commit(&mut inflight) => Step::Committed(r),
+                ev = conn.events.recv(), if !full => Step::Event(ev),
+                _ = sleep_until_some(deadline), if !due => Step::Linger,
+            };
+            match step {
+                Step::Committed(r) => {
+                    db = Some(r?);
+                    if let Some(done) = inflight.take() {
+                        self.finish_commit(done, &mut conn).await?;
+                    }
+                }
+                Step::Event(ev) => {
+                    self.handle(ev, &mut core, &mut work)?;
+                    if deadline.is_none() && !work.acks.is_empty() {
+                        deadline = Some(Instant::now() + linger);
+                    }
+                }
+                Step::Linger => {}
+            }
         }
+    }
+
+    /// Finishes the current batch, takes what its commit writes and publishes, and starts its
+    /// commit; the batch is then empty for the next messages.
+    fn start_commit(
+        &self,
+        core: &mut Core,
+        work: &mut Work,
+        writer: &mut store::BatchWriter,
+        mut client: tokio_postgres::Client,
+        limit: Duration,
+    ) -> InFlight {
+        let batch = &mut work.batch;
+        core.finish_batch(batch);
+        let encoded = writer.encode(core, batch);
+        let captured = Captured::take(core, &batch.spaces, &batch.devices);
+        let stats = std::mem::take(&mut batch.stats);
+        batch.clear();
+        let statements = writer.statements().clone();
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            let r = statements.write(&mut client, &encoded).await;
+            (client, r)
+        });
+        InFlight {
+            task: AbortOnDrop(task),
+            deadline: started + limit,
+            limit,
+            started,
+            acks: std::mem::take(&mut work.acks),
+            captured,
+            stats,
+        }
+    }
+
+    /// After a batch's commit: publish its figures, wake the capacity rules, acknowledge.
+    async fn finish_commit(
+        &self,
+        mut done: InFlight,
+        conn: &mut source::Connection,
+    ) -> Result<(), IngestError> {
+        metrics::histogram!(t::BATCH_WRITE).record(done.started.elapsed().as_secs_f64());
+        metrics::histogram!(t::BATCH_MESSAGES).record(done.acks.len() as f64);
+        self.live.publish_captured(&self.registry, &done.captured);
+        self.committed.wake();
+        record_stats(&done.stats);
+        // Acknowledge in arrival order, and only now that the batch is durable.
+        conn.ack(&mut done.acks).await.map_err(IngestError::Broker)
     }
 
     fn handle(
@@ -331,6 +392,57 @@ impl Ingester {
 }
 
 /// A session's reusable per-batch state.
+/// A batch whose commit is running, with what to do once it has committed.
+struct InFlight {
+    task: AbortOnDrop,
+    deadline: Instant,
+    limit: Duration,
+    started: Instant,
+    acks: Acks,
+    captured: Captured,
+    stats: BatchStats,
+}
+
+type CommitResult = (tokio_postgres::Client, Result<(), StoreError>);
+
+/// Aborts the commit task if the session ends while it runs (its transaction then rolls back
+/// with the connection; the broker redelivers the batch to the next session).
+struct AbortOnDrop(tokio::task::JoinHandle<CommitResult>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+enum Step {
+    Committed(Result<tokio_postgres::Client, IngestError>),
+    Event(Option<SourceEvent>),
+    Linger,
+}
+
+/// The in-flight commit's outcome (the connection comes back), or never when none is running.
+async fn wait_commit(
+    inflight: &mut Option<InFlight>,
+) -> Result<tokio_postgres::Client, IngestError> {
+    let Some(f) = inflight.as_mut() else {
+        return std::future::pending().await;
+    };
+    match tokio::time::timeout_at(f.deadline, &mut f.task.0).await {
+        Err(_) => Err(IngestError::CommitTimeout(f.limit)),
+        Ok(Err(e)) => Err(IngestError::CommitTask(e.to_string())),
+        Ok(Ok((_, Err(e)))) => Err(e.into()),
+        Ok(Ok((client, Ok(())))) => Ok(client),
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 struct Work {
     batch: Batch,
     acks: Acks,
@@ -344,8 +456,7 @@ fn reject(r: &Reject, device: &str, topic: &str) {
     metrics::counter!(t::REPORTS_REJECTED, "reason" => r.as_str()).increment(1);
 }
 
-fn record_stats(batch: &Batch) {
-    let s = &batch.stats;
+fn record_stats(s: &BatchStats) {
     for (name, v) in [
         (t::REPORTS_ACCEPTED, s.accepted),
         (t::REPORTS_DUPLICATE, s.duplicates),

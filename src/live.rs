@@ -14,8 +14,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::core::{Batch, Core};
+use crate::core::Core;
 use crate::ids::{DeviceIdx, SpaceIdx};
+use crate::registry::Registry;
 use crate::rules::Status;
 use crate::telemetry;
 
@@ -108,6 +109,55 @@ fn tile_differs(a: &Status, b: &Status) -> bool {
         || a.closed != b.closed
         || a.alerts != b.alerts
         || minutes(&a.forecast) != minutes(&b.forecast)
+}
+
+/// Some spaces' and devices' figures taken from a core at one moment, to publish later.
+#[derive(Debug, Default)]
+pub struct Captured {
+    spaces: Vec<(SpaceIdx, SpaceNow)>,
+    devices: Vec<(DeviceIdx, DeviceNow)>,
+}
+
+impl Captured {
+    pub fn take(core: &Core, spaces: &[SpaceIdx], devices: &[DeviceIdx]) -> Self {
+        let spaces = spaces
+            .iter()
+            .map(|&s| {
+                let c = &core.counts[s.get()];
+                let (peak, peak_at) = c.peak_now();
+                let now = SpaceNow {
+                    day: c.day,
+                    occupancy: c.occupancy(),
+                    entries_today: c.entries,
+                    exits_today: c.exits,
+                    drift_today: c.drift(),
+                    peak_today: peak,
+                    peak_at,
+                    last_report: c.last_report,
+                };
+                (s, now)
+            })
+            .collect();
+        let devices = devices
+            .iter()
+            .map(|&d| {
+                let st = &core.seq[d.get()];
+                let seen = &core.seen[d.get()];
+                let now = DeviceNow {
+                    last_seq: st.started.then_some(st.high),
+                    last_report: st.last_ts,
+                    last_received: seen.last_received,
+                    online: seen.online,
+                    missing_reports: st.missing,
+                    gap_reports_total: st.gaps_total,
+                    repaired_reports_total: st.repaired_total,
+                    seq_restarts_total: st.resets_total,
+                };
+                (d, now)
+            })
+            .collect();
+        Self { spaces, devices }
+    }
 }
 
 impl Live {
@@ -261,11 +311,6 @@ impl Live {
         self.publish(core, &spaces, &devices);
     }
 
-    /// Publishes what a committed batch touched.
-    pub fn publish_batch(&self, core: &Core, batch: &Batch) {
-        self.publish(core, &batch.spaces, &batch.devices);
-    }
-
     /// Publishes the listed spaces and devices of `core`: a partition's own after it loads, or
     /// those of partitions held by other instances as read from the database (`crate::partition`).
     pub fn publish_only(&self, core: &Core, spaces: &[SpaceIdx], devices: &[DeviceIdx]) {
@@ -278,31 +323,26 @@ impl Live {
     }
 
     fn publish(&self, core: &Core, spaces: &[SpaceIdx], devices: &[DeviceIdx]) {
+        self.publish_captured(&core.registry, &Captured::take(core, spaces, devices));
+    }
+
+    /// Publishes figures captured earlier (the ingester captures a batch's figures when it finishes
+    /// the batch and publishes them once that batch has committed, while the core is already
+    /// applying the next one).
+    pub fn publish_captured(&self, registry: &Registry, captured: &Captured) {
         let mut changed = Vec::new();
         {
             let mut out = self.spaces.write().unwrap_or_else(|e| e.into_inner());
-            for &s in spaces {
-                let c = &core.counts[s.get()];
-                let (peak, peak_at) = c.peak_now();
-                let old = out[s.get()];
-                out[s.get()] = SpaceNow {
-                    day: c.day,
-                    occupancy: c.occupancy(),
-                    entries_today: c.entries,
-                    exits_today: c.exits,
-                    drift_today: c.drift(),
-                    peak_today: peak,
-                    peak_at,
-                    last_report: c.last_report,
-                };
-                if out[s.get()] != old {
+            for &(s, now) in &captured.spaces {
+                if out[s.get()] != now {
+                    out[s.get()] = now;
                     changed.push(s.get());
                 }
             }
         }
         self.mark(changed);
         let gauges = self.gauges.get_or_init(|| {
-            core.registry
+            registry
                 .spaces
                 .iter()
                 .map(|sp| {
@@ -315,27 +355,15 @@ impl Live {
                 })
                 .collect()
         });
-        for &s in spaces {
-            let now = self.space(s);
+        for &(s, now) in &captured.spaces {
             let [occupancy, entries, drift] = &gauges[s.get()];
             occupancy.set(now.occupancy as f64);
             entries.set(now.entries_today as f64);
             drift.set(now.drift_today as f64);
         }
         let mut out = self.devices.write().unwrap_or_else(|e| e.into_inner());
-        for &d in devices {
-            let st = &core.seq[d.get()];
-            let seen = &core.seen[d.get()];
-            out[d.get()] = DeviceNow {
-                last_seq: st.started.then_some(st.high),
-                last_report: st.last_ts,
-                last_received: seen.last_received,
-                online: seen.online,
-                missing_reports: st.missing,
-                gap_reports_total: st.gaps_total,
-                repaired_reports_total: st.repaired_total,
-                seq_restarts_total: st.resets_total,
-            };
+        for &(d, now) in &captured.devices {
+            out[d.get()] = now;
         }
     }
 }

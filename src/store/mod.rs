@@ -7,6 +7,7 @@ pub mod sql;
 pub mod timescale;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -17,6 +18,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 use crate::core::occupancy::SpaceCounts;
 use crate::core::seq::SeqState;
 use crate::core::{Batch, Core, RawRow};
+use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 
 mod embedded {
@@ -233,23 +235,92 @@ pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreErr
 /// The ingester's batch commit. Its statements are prepared once per session (not parsed and
 /// planned again for every batch), and the raw reports' binary COPY stream is encoded directly
 /// into one reused buffer and sent as a single message.
+///
+/// Encoding and writing are separate steps so the ingester can pipeline: [`BatchWriter::encode`]
+/// takes everything a batch's commit writes out of the core (an [`EncodedBatch`] owns it), after
+/// which the core moves on to the next batch while [`BatchStatements::write`] commits this one.
 pub struct BatchWriter {
+    statements: BatchStatements,
+    buf: BytesMut,
+}
+
+/// The commit's prepared statements (cheap to clone: a statement is a handle).
+#[derive(Clone)]
+pub struct BatchStatements {
     copy: Statement,
     buckets: Statement,
     devices: Statement,
     spaces: Statement,
-    buf: BytesMut,
+}
+
+/// One batch as its commit writes it: raw reports already COPY-encoded, the minute buckets and the
+/// device and space state *as they were when the batch was finished*, and its hazard signals.
+pub struct EncodedBatch {
+    registry: Arc<Registry>,
+    copy: Option<Bytes>,
+    buckets: BucketCols,
+    devices: DeviceCols,
+    spaces: SpaceCols,
+    hazards: Vec<(SpaceIdx, crate::decode::HazardSignal, DateTime<Utc>)>,
 }
 
 impl BatchWriter {
     pub async fn prepare(client: &Client) -> Result<Self, StoreError> {
         Ok(Self {
-            copy: client.prepare(sql::COPY_REPORTS).await?,
-            buckets: client.prepare(sql::UPSERT_BUCKETS).await?,
-            devices: client.prepare(sql::UPSERT_DEVICE_STATE).await?,
-            spaces: client.prepare(sql::UPSERT_SPACE_STATE).await?,
+            statements: BatchStatements {
+                copy: client.prepare(sql::COPY_REPORTS).await?,
+                buckets: client.prepare(sql::UPSERT_BUCKETS).await?,
+                devices: client.prepare(sql::UPSERT_DEVICE_STATE).await?,
+                spaces: client.prepare(sql::UPSERT_SPACE_STATE).await?,
+            },
             buf: BytesMut::new(),
         })
+    }
+
+    pub fn statements(&self) -> &BatchStatements {
+        &self.statements
+    }
+
+    /// Takes what `batch`'s commit writes out of `core` (call after [`Core::finish_batch`]).
+    pub fn encode(&mut self, core: &Core, batch: &Batch) -> EncodedBatch {
+        let reg = &core.registry;
+        let copy = (!batch.rows.is_empty()).then(|| {
+            encode_reports(&mut self.buf, reg, &batch.rows);
+            self.buf.split().freeze()
+        });
+        let mut buckets = BucketCols::default();
+        for (space, minute, d) in batch.buckets.iter() {
+            buckets.space.push(space);
+            buckets
+                .start
+                .push(DateTime::<Utc>::from_timestamp(minute * 60, 0).unwrap_or_default());
+            buckets.entries.push(i64_of(d.entries));
+            buckets.exits.push(i64_of(d.exits));
+            buckets.occupancy.push(d.occupancy.map(i64_of));
+        }
+        let mut devices = DeviceCols::default();
+        for &d in &batch.devices {
+            let st = &core.seq[d.get()];
+            if !st.started && core.seen[d.get()].online.is_none() {
+                continue;
+            }
+            devices.push(d, st, &core.seen[d.get()]);
+        }
+        let mut spaces = SpaceCols::default();
+        for &s in &batch.spaces {
+            let c = &core.counts[s.get()];
+            if let Some(day) = c.day {
+                spaces.push(s, day, c);
+            }
+        }
+        EncodedBatch {
+            registry: Arc::clone(reg),
+            copy,
+            buckets,
+            devices,
+            spaces,
+            hazards: batch.hazards.clone(),
+        }
     }
 
     /// Writes one batch atomically: raw reports (binary COPY), minute buckets, and the device and
@@ -261,47 +332,45 @@ impl BatchWriter {
         core: &Core,
         batch: &Batch,
     ) -> Result<(), StoreError> {
-        let reg = &core.registry;
+        let encoded = self.encode(core, batch);
+        self.statements.write(client, &encoded).await
+    }
+}
+
+impl BatchStatements {
+    /// Commits an encoded batch in one transaction.
+    pub async fn write(&self, client: &mut Client, b: &EncodedBatch) -> Result<(), StoreError> {
+        let reg = &b.registry;
+        let space_ids = |idx: &[SpaceIdx]| -> Vec<&str> {
+            idx.iter().map(|&s| reg.space(s).id.as_str()).collect()
+        };
         let tx = client.transaction().await?;
-        if !batch.rows.is_empty() {
-            encode_reports(&mut self.buf, reg, &batch.rows);
+        if let Some(copy) = &b.copy {
             let sink = tx.copy_in::<_, Bytes>(&self.copy).await?;
             pin_mut!(sink);
-            sink.send(self.buf.split().freeze()).await?;
+            sink.send(copy.clone()).await?;
             sink.finish().await?;
         }
-        if !batch.buckets.is_empty() {
-            let n = batch.buckets.len();
-            let (mut s, mut b, mut e, mut x, mut o) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            for (space, minute, d) in batch.buckets.iter() {
-                s.push(reg.space(space).id.as_str());
-                b.push(DateTime::<Utc>::from_timestamp(minute * 60, 0).unwrap_or_default());
-                e.push(i64_of(d.entries));
-                x.push(i64_of(d.exits));
-                o.push(d.occupancy.map(i64_of));
-            }
-            tx.execute(&self.buckets, &[&s, &b, &e, &x, &o]).await?;
+        if !b.buckets.space.is_empty() {
+            let c = &b.buckets;
+            let s = space_ids(&c.space);
+            tx.execute(
+                &self.buckets,
+                &[&s, &c.start, &c.entries, &c.exits, &c.occupancy],
+            )
+            .await?;
         }
-        if !batch.devices.is_empty() {
-            let mut cols = DeviceCols::default();
-            for &d in &batch.devices {
-                let st = &core.seq[d.get()];
-                if !st.started && core.seen[d.get()].online.is_none() {
-                    continue;
-                }
-                cols.push(reg.device(d).id.as_str(), st, &core.seen[d.get()]);
-            }
-            let c = &cols;
+        if !b.devices.device.is_empty() {
+            let c = &b.devices;
+            let id: Vec<&str> = c
+                .device
+                .iter()
+                .map(|&d| reg.device(d).id.as_str())
+                .collect();
             tx.execute(
                 &self.devices,
                 &[
-                    &c.id,
+                    &id,
                     &c.high,
                     &c.hi,
                     &c.lo,
@@ -319,18 +388,13 @@ impl BatchWriter {
             )
             .await?;
         }
-        let mut sc = SpaceCols::default();
-        for &s in &batch.spaces {
-            let c = &core.counts[s.get()];
-            if let Some(day) = c.day {
-                sc.push(reg.space(s).id.as_str(), day, c);
-            }
-        }
-        if !sc.id.is_empty() {
+        if !b.spaces.space.is_empty() {
+            let sc = &b.spaces;
+            let id = space_ids(&sc.space);
             tx.execute(
                 &self.spaces,
                 &[
-                    &sc.id,
+                    &id,
                     &sc.day,
                     &sc.entries,
                     &sc.exits,
@@ -346,7 +410,7 @@ impl BatchWriter {
             )
             .await?;
         }
-        for (space, h, received) in &batch.hazards {
+        for (space, h, received) in &b.hazards {
             let w = alerts::HazardWrite {
                 space: reg.space(*space).id.as_str(),
                 kind: &h.kind,
@@ -433,8 +497,17 @@ pub fn encode_reports(buf: &mut BytesMut, reg: &Registry, rows: &[RawRow]) {
 }
 
 #[derive(Default)]
-struct DeviceCols<'a> {
-    id: Vec<&'a str>,
+struct BucketCols {
+    space: Vec<SpaceIdx>,
+    start: Vec<DateTime<Utc>>,
+    entries: Vec<i64>,
+    exits: Vec<i64>,
+    occupancy: Vec<Option<i64>>,
+}
+
+#[derive(Default)]
+struct DeviceCols {
+    device: Vec<DeviceIdx>,
     high: Vec<i64>,
     hi: Vec<i64>,
     lo: Vec<i64>,
@@ -450,9 +523,9 @@ struct DeviceCols<'a> {
     online: Vec<Option<bool>>,
 }
 
-impl<'a> DeviceCols<'a> {
-    fn push(&mut self, id: &'a str, st: &SeqState, seen: &crate::core::DeviceSeen) {
-        self.id.push(id);
+impl DeviceCols {
+    fn push(&mut self, d: DeviceIdx, st: &SeqState, seen: &crate::core::DeviceSeen) {
+        self.device.push(d);
         self.high.push(i64_of(st.high));
         // The window's bits are stored as two bigints, bit patterns preserved.
         self.hi.push((st.window >> 64) as u64 as i64);
@@ -471,8 +544,8 @@ impl<'a> DeviceCols<'a> {
 }
 
 #[derive(Default)]
-struct SpaceCols<'a> {
-    id: Vec<&'a str>,
+struct SpaceCols {
+    space: Vec<SpaceIdx>,
     day: Vec<NaiveDate>,
     entries: Vec<i64>,
     exits: Vec<i64>,
@@ -486,9 +559,9 @@ struct SpaceCols<'a> {
     last_report: Vec<Option<DateTime<Utc>>>,
 }
 
-impl<'a> SpaceCols<'a> {
-    fn push(&mut self, id: &'a str, day: NaiveDate, c: &SpaceCounts) {
-        self.id.push(id);
+impl SpaceCols {
+    fn push(&mut self, s: SpaceIdx, day: NaiveDate, c: &SpaceCounts) {
+        self.space.push(s);
         self.day.push(day);
         self.entries.push(i64_of(c.entries));
         self.exits.push(i64_of(c.exits));
