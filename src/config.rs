@@ -149,65 +149,211 @@ impl Default for AlertingConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("{var}: {reason}")]
+    Env { var: String, reason: String },
 }
+
+/// Environment variables of the configuration: `VISITORFLOW__DATABASE__URL=…` sets `[database]
+/// url` (prefix and levels separated by `__`, names case-insensitive).
+const ENV_PREFIX: &str = "VISITORFLOW__";
 
 impl Config {
     /// Loads `path` (or the embedded default when `None`), then applies `VISITORFLOW__…` variables.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        match path {
-            Some(p) => Self::from_source(config::File::from(p).format(config::FileFormat::Toml)),
-            None => Self::from_source(config::File::from_str(
-                EMBEDDED_DEFAULT,
-                config::FileFormat::Toml,
-            )),
-        }
+        Self::layered(&read(path)?, std::env::vars())
     }
 
     /// Parses TOML text (no environment layering): for tests and `check-config` on inline text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let cfg = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()?;
-        Ok(cfg.try_deserialize()?)
+        Ok(toml::from_str(text)?)
     }
 
     /// As [`Config::load`] of `path`, with `vars` (`VISITORFLOW__SECTION__KEY` → value) in place
     /// of the process environment: checks what a deployment's environment would configure
     /// (tests/ops.rs does this for docker-compose.yml).
     pub fn load_with_vars(path: &Path, vars: HashMap<String, String>) -> Result<Self, ConfigError> {
-        Self::build(
-            config::File::from(path).format(config::FileFormat::Toml),
-            environment().source(Some(vars)),
-        )
+        Self::layered(&read(Some(path))?, vars)
     }
 
-    fn from_source<S>(file: S) -> Result<Self, ConfigError>
-    where
-        S: config::Source + Send + Sync + 'static,
-    {
-        Self::build(file, environment())
+    /// The file is deserialised straight into the typed tree (a county's registry can hold 100,000
+    /// devices; a generic value tree of it cost ~200 MiB at start-up), then only the sections the
+    /// environment names go through a TOML table to take their overrides.
+    fn layered(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut cfg = Self::from_toml(text)?;
+        let mut sections: std::collections::BTreeMap<String, Vec<EnvSet>> = Default::default();
+        for (var, value) in vars {
+            let Some(rest) = var
+                .get(..ENV_PREFIX.len())
+                .filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))
+                .map(|_| &var[ENV_PREFIX.len()..])
+            else {
+                continue;
+            };
+            let mut path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if path.len() < 2 || path.iter().any(String::is_empty) {
+                return Err(ConfigError::Env {
+                    var,
+                    reason: "expected VISITORFLOW__SECTION__KEY".into(),
+                });
+            }
+            let section = path.remove(0);
+            sections
+                .entry(section)
+                .or_default()
+                .push(EnvSet { var, path, value });
+        }
+        for (section, sets) in sections {
+            cfg.apply_env(&section, sets)?;
+        }
+        Ok(cfg)
     }
 
-    fn build<S>(file: S, env: config::Environment) -> Result<Self, ConfigError>
-    where
-        S: config::Source + Send + Sync + 'static,
-    {
-        let cfg = config::Config::builder()
-            .add_source(file)
-            .add_source(env)
-            .build()?;
-        Ok(cfg.try_deserialize()?)
+    fn apply_env(&mut self, section: &str, sets: Vec<EnvSet>) -> Result<(), ConfigError> {
+        macro_rules! sections {
+            ($($name:ident),*) => {
+                match section {
+                    $(stringify!($name) => self.$name = patched(&self.$name, sets)?,)*
+                    "partition" => {
+                        let base = match &self.partition {
+                            Some(p) => table_of(p, &sets[0].var)?,
+                            None => toml::Table::new(),
+                        };
+                        self.partition = Some(patch(base, sets)?);
+                    }
+                    _ => {
+                        return Err(ConfigError::Env {
+                            var: sets[0].var.clone(),
+                            reason: format!("[{section}] cannot be set from the environment"),
+                        });
+                    }
+                }
+            };
+        }
+        sections!(
+            county, mqtt, database, http, ingest, rules, alerting, dispatch
+        );
+        Ok(())
     }
 }
 
-/// `VISITORFLOW__DATABASE__URL=…` sets `[database] url`: prefix and levels separated by `__`.
-fn environment() -> config::Environment {
-    config::Environment::with_prefix("VISITORFLOW")
-        .prefix_separator("__")
-        .separator("__")
-        .try_parsing(true)
+fn read(path: Option<&Path>) -> Result<String, ConfigError> {
+    match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            path: p.display().to_string(),
+            source,
+        }),
+        None => Ok(EMBEDDED_DEFAULT.to_owned()),
+    }
+}
+
+/// One `VISITORFLOW__SECTION__A__B=value`: the path below the section, lower-cased.
+struct EnvSet {
+    var: String,
+    path: Vec<String>,
+    value: String,
+}
+
+fn table_of<T: Serialize>(v: &T, var: &str) -> Result<toml::Table, ConfigError> {
+    toml::Table::try_from(v).map_err(|e| ConfigError::Env {
+        var: var.to_owned(),
+        reason: format!("cannot layer over this section: {e}"),
+    })
+}
+
+fn patched<T: Serialize + serde::de::DeserializeOwned>(
+    v: &T,
+    sets: Vec<EnvSet>,
+) -> Result<T, ConfigError> {
+    let base = table_of(v, &sets[0].var)?;
+    patch(base, sets)
+}
+
+/// Sets each variable's key in `base` and deserialises the result. A value takes the type of the
+/// key it replaces (a string stays a string even if it looks like a number); a key the section
+/// does not show (an unset option, a list) is read as a boolean or number when it parses as one,
+/// and as the text itself if the section then does not accept it.
+fn patch<T: serde::de::DeserializeOwned>(
+    base: toml::Table,
+    sets: Vec<EnvSet>,
+) -> Result<T, ConfigError> {
+    let attempt = |literal: bool| -> Result<T, ConfigError> {
+        let mut table = base.clone();
+        for set in &sets {
+            let env_err = |reason: String| ConfigError::Env {
+                var: set.var.clone(),
+                reason,
+            };
+            let Some((leaf, parents)) = set.path.split_last() else {
+                continue;
+            };
+            let mut at = &mut table;
+            for key in parents {
+                let next = at
+                    .entry(key.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                at = match next {
+                    toml::Value::Table(t) => t,
+                    _ => return Err(env_err(format!("{key} is not a table"))),
+                };
+            }
+            let raw = set.value.as_str();
+            let value = match at.get(leaf) {
+                Some(toml::Value::String(_)) => toml::Value::String(raw.to_owned()),
+                Some(toml::Value::Integer(_)) => toml::Value::Integer(
+                    raw.trim()
+                        .parse()
+                        .map_err(|_| env_err(format!("{raw:?} is not an integer")))?,
+                ),
+                Some(toml::Value::Float(_)) => toml::Value::Float(
+                    raw.trim()
+                        .parse()
+                        .map_err(|_| env_err(format!("{raw:?} is not a number")))?,
+                ),
+                Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+                    raw.trim()
+                        .parse()
+                        .map_err(|_| env_err(format!("{raw:?} is not true or false")))?,
+                ),
+                _ if literal => toml::Value::String(raw.to_owned()),
+                _ => guess(raw),
+            };
+            at.insert(leaf.clone(), value);
+        }
+        table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Env {
+                var: sets
+                    .iter()
+                    .map(|s| s.var.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason: e.message().to_owned(),
+            })
+    };
+    attempt(false).or_else(|first| attempt(true).map_err(|_| first))
+}
+
+fn guess(raw: &str) -> toml::Value {
+    let t = raw.trim();
+    if let Ok(b) = t.parse() {
+        toml::Value::Boolean(b)
+    } else if let Ok(i) = t.parse() {
+        toml::Value::Integer(i)
+    } else if let Ok(f) = t.parse::<f64>() {
+        toml::Value::Float(f)
+    } else {
+        toml::Value::String(raw.to_owned())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -477,4 +623,57 @@ pub struct DeviceConfig {
     /// Milesight only: which counting lines to use, each with its own direction (default: line 1).
     #[serde(default)]
     pub lines: Vec<LineConfig>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layered(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::layered(
+            text,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn environment_overrides_keep_each_key_s_type() {
+        let c = layered(
+            "[mqtt]\nport = 1884\nclient_id = \"a\"\n",
+            &[
+                ("VISITORFLOW__MQTT__PORT", "1999"),
+                // Looks like a number, stays the text the key holds.
+                ("VISITORFLOW__MQTT__CLIENT_ID", "007"),
+                // An unset option: read as a number first, then as text when that is refused.
+                ("visitorflow__mqtt__password", "12345"),
+                ("VISITORFLOW__DATABASE__URL", "postgres://u@h/db"),
+                ("OTHER__MQTT__PORT", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.port, 1999);
+        assert_eq!(c.mqtt.client_id, "007");
+        assert_eq!(c.mqtt.password.as_deref(), Some("12345"));
+        assert_eq!(c.database.url, "postgres://u@h/db");
+    }
+
+    #[test]
+    fn bad_overrides_name_the_variable() {
+        let err = |vars: &[(&str, &str)]| layered("", vars).unwrap_err().to_string();
+        assert!(err(&[("VISITORFLOW__MQTT__PORT", "x")]).starts_with("VISITORFLOW__MQTT__PORT"));
+        assert!(err(&[("VISITORFLOW__MQTT__NO_SUCH", "1")]).contains("VISITORFLOW__MQTT__NO_SUCH"));
+        assert!(err(&[("VISITORFLOW__DEVICES__ID", "x")]).contains("cannot be set"));
+        assert!(err(&[("VISITORFLOW__MQTT", "x")]).contains("SECTION__KEY"));
+    }
+
+    #[test]
+    fn the_registry_is_read_from_the_file_only() {
+        let c = layered(
+            "[[spaces]]\nid = \"county\"\nkind = \"county\"\nname_zh = \"县\"\nname_en = \"County\"\n",
+            &[("VISITORFLOW__INGEST__BATCH_MAX_MESSAGES", "7")],
+        )
+        .unwrap();
+        assert_eq!(c.spaces.len(), 1);
+        assert_eq!(c.ingest.batch_max_messages, 7);
+    }
 }
