@@ -76,6 +76,7 @@ pub async fn build(
     let figures = DayFigures {
         notices: reports::day_notices(&client, from, to).await?,
         deliveries: reports::day_deliveries(&client, from, to).await?,
+        advice_before: reports::advice_before(&client, from).await?,
         advice: reports::day_advice(&client, from, to).await?,
     };
     Ok(assemble(

@@ -127,7 +127,8 @@ pub fn minutes_at_levels(
 pub struct Notices {
     /// Alert notices raised: every alert transition except acknowledgements.
     pub alerts: i64,
-    /// Tourism Law art. 45 announcements: alerts at orange or above opening or escalating.
+    /// Tourism Law art. 45 announcements: a capacity level or its forecast at orange or above,
+    /// opening or escalating.
     pub art45: i64,
     /// Of those, the ones at least one receiver confirmed (delivered).
     pub art45_confirmed: i64,
@@ -161,12 +162,12 @@ pub struct DispatchDay {
     pub shuttles_followed: i64,
     /// …or overridden (the rest is undecided).
     pub shuttles_overridden: i64,
-    /// Diversions away from the area that the advice started.
+    /// Diversions away from the area (to somewhere with room) that the advice started.
     pub diversions_advised: i64,
     /// Visitors waiting at the centres for the area when those diversions started.
     pub visitors_to_divert: i64,
-    /// Diversions started elsewhere that named this area as the first alternative (county:
-    /// the started diversions that had an alternative).
+    /// Diversions started elsewhere that named this area as the first alternative (county: the
+    /// diversions started).
     pub diversions_received: i64,
 }
 
@@ -259,6 +260,9 @@ pub struct AreaSeries<'a> {
 pub struct DayFigures {
     pub notices: Vec<NoticeCounts>,
     pub deliveries: Vec<DeliveryCounts>,
+    /// Each hub's advice in force when the day began.
+    pub advice_before: Vec<DayAdvice>,
+    /// The day's advice, oldest first.
     pub advice: Vec<DayAdvice>,
 }
 
@@ -327,17 +331,41 @@ pub fn tally_notices(
     (per, county)
 }
 
-/// Dispatch figures per area (by area id), the county's, and the advice records' decisions.
-/// A diversion counts once, when advice starts it: the first advice of a centre (no recorded
-/// change) starts every diversion it holds, a later one those its change lists as started.
+/// The areas a hub's advice diverts visitors away from with somewhere to go, each with its
+/// diversion.
+fn diverted(a: &HubAdvice) -> BTreeMap<&str, &crate::dispatch::Diversion> {
+    a.diversions
+        .iter()
+        .filter(|d| !d.to.is_empty())
+        .map(|d| (d.from_area.as_str(), d))
+        .collect()
+}
+
+/// Dispatch figures per area (by area id), the county's, and the advice records' decisions, from
+/// the day's advice (oldest first) and each hub's advice in force when the day began. Shuttles
+/// count per record (each is an instruction). A diversion counts once, when a hub's advice starts
+/// sending the area's visitors elsewhere (one with no alternative — wait at the hub — is a hold,
+/// not a diversion).
 pub fn tally_dispatch(
+    before: &[DayAdvice],
     advice: &[DayAdvice],
 ) -> (BTreeMap<String, DispatchDay>, DispatchDay, AdviceRecords) {
+    let parse = |r: &DayAdvice| serde_json::from_value::<HubAdvice>(r.advice.clone()).ok();
+    let mut in_force: BTreeMap<String, Vec<String>> = before
+        .iter()
+        .filter_map(|r| {
+            let a = parse(r)?;
+            Some((
+                r.hub.clone(),
+                diverted(&a).keys().map(|k| (*k).to_owned()).collect(),
+            ))
+        })
+        .collect();
     let mut per: BTreeMap<String, DispatchDay> = BTreeMap::new();
     let mut county = DispatchDay::default();
     let mut records = AdviceRecords::default();
     for rec in advice {
-        let Ok(a) = serde_json::from_value::<HubAdvice>(rec.advice.clone()) else {
+        let Some(a) = parse(rec) else {
             continue;
         };
         records.records += 1;
@@ -356,22 +384,10 @@ pub fn tally_dispatch(
             per.entry(s.area.to_string()).or_default().add(&d);
             county.add(&d);
         }
-        let started: Option<Vec<&str>> = rec.change.as_ref().map(|c| {
-            c["changes"]
-                .as_array()
-                .map(|cs| {
-                    cs.iter()
-                        .filter(|c| c["kind"] == "diversion_started")
-                        .filter_map(|c| c["from_area"].as_str())
-                        .collect()
-                })
-                .unwrap_or_default()
-        });
-        for d in &a.diversions {
-            if started
-                .as_ref()
-                .is_some_and(|s| !s.contains(&d.from_area.as_str()))
-            {
+        let now = diverted(&a);
+        let was = in_force.entry(rec.hub.clone()).or_default();
+        for (from, d) in &now {
+            if was.iter().any(|w| w == from) {
                 continue;
             }
             let day = DispatchDay {
@@ -379,9 +395,9 @@ pub fn tally_dispatch(
                 visitors_to_divert: i64::from(d.visitors),
                 ..DispatchDay::default()
             };
-            per.entry(d.from_area.to_string()).or_default().add(&day);
+            per.entry((*from).to_owned()).or_default().add(&day);
             county.add(&day);
-            // In the county's total: the started diversions that had somewhere to go.
+            // In the county's total: the diversions started.
             if let Some(first) = d.to.first() {
                 per.entry(first.area.to_string())
                     .or_default()
@@ -389,6 +405,7 @@ pub fn tally_dispatch(
                 county.diversions_received += 1;
             }
         }
+        *was = now.keys().map(|k| (*k).to_owned()).collect();
     }
     (per, county, records)
 }
@@ -405,7 +422,8 @@ pub fn assemble(
 ) -> DailyReport {
     let tz = registry.tz;
     let (notices, county_notices) = tally_notices(registry, &figures.notices, &figures.deliveries);
-    let (dispatch, county_dispatch, records) = tally_dispatch(&figures.advice);
+    let (dispatch, county_dispatch, records) =
+        tally_dispatch(&figures.advice_before, &figures.advice);
     let areas: Vec<AreaDay> = areas
         .into_iter()
         .map(|a| {

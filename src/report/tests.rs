@@ -159,54 +159,67 @@ fn advice(shuttles: &[(&str, u32)], diversions: &[(&str, u32, &[&str])]) -> serd
     })
 }
 
-fn rec(advice: serde_json::Value, started: Option<&[&str]>, decision: Option<&str>) -> DayAdvice {
+fn rec(hub: &str, advice: serde_json::Value, decision: Option<&str>) -> DayAdvice {
     DayAdvice {
-        hub: "hub".into(),
+        hub: hub.into(),
         advice,
-        change: started.map(|s| {
-            json!({ "changes": s.iter().map(|a| json!({ "kind": "diversion_started", "hub": "hub",
-                "from_area": a, "to": [], "reason": {} })).collect::<Vec<_>>() })
-        }),
         decision: decision.map(str::to_owned),
     }
 }
 
 #[test]
 fn shuttles_count_per_instruction_and_diversions_when_they_start() {
+    // In force when the day began: the other hub already diverts the village's visitors.
+    let before = [rec(
+        "east",
+        advice(&[], &[("village", 20, &["canyon"])]),
+        None,
+    )];
     let records = [
-        // A centre's first advice: its diversions start.
-        rec(advice(&[("canyon", 3)], &[]), None, Some("followed")),
+        // Nowhere to go: a hold, not a diversion.
         rec(
+            "hub",
+            advice(&[("canyon", 3)], &[("canyon", 10, &[])]),
+            Some("followed"),
+        ),
+        // Now the canyon's visitors go to the village: started.
+        rec(
+            "hub",
             advice(
                 &[("canyon", 1), ("village", 2)],
                 &[("canyon", 80, &["village"])],
             ),
-            Some(&["canyon"]),
             Some("overridden"),
         ),
-        // The same diversion, still running: not started again.
+        // Still running: not started again.
         rec(
+            "hub",
             advice(&[("village", 4)], &[("canyon", 120, &["village"])]),
-            Some(&[]),
             None,
         ),
-        // Nowhere to go: advised, received by nobody.
+        // The east hub's diversion goes on; a new one of its own starts.
         rec(
-            advice(&[], &[("village", 30, &[])]),
-            Some(&["village"]),
+            "east",
+            advice(
+                &[],
+                &[("village", 25, &["canyon"]), ("canyon", 30, &["village"])],
+            ),
             Some("followed"),
         ),
-        rec(json!({ "not": "advice" }), None, Some("followed")),
+        // Ended, then started again: counted again.
+        rec("hub", advice(&[], &[]), None),
+        rec("hub", advice(&[], &[("canyon", 5, &["village"])]), None),
+        rec("hub", json!({ "not": "advice" }), Some("followed")),
     ];
-    let (per, county, counts) = tally_dispatch(&records);
+    let (per, county, counts) = tally_dispatch(&before, &records);
     assert_eq!(
         per["canyon"],
         DispatchDay {
             shuttles_advised: 4,
             shuttles_followed: 3,
             shuttles_overridden: 1,
-            diversions_advised: 1,
-            visitors_to_divert: 80,
+            diversions_advised: 3,
+            visitors_to_divert: 115,
             diversions_received: 0
         }
     );
@@ -216,9 +229,9 @@ fn shuttles_count_per_instruction_and_diversions_when_they_start() {
             shuttles_advised: 6,
             shuttles_followed: 0,
             shuttles_overridden: 2,
-            diversions_advised: 1,
-            visitors_to_divert: 30,
-            diversions_received: 1
+            diversions_advised: 0,
+            visitors_to_divert: 0,
+            diversions_received: 3
         }
     );
     assert_eq!(
@@ -227,15 +240,15 @@ fn shuttles_count_per_instruction_and_diversions_when_they_start() {
             shuttles_advised: 10,
             shuttles_followed: 3,
             shuttles_overridden: 3,
-            diversions_advised: 2,
-            visitors_to_divert: 110,
-            diversions_received: 1
+            diversions_advised: 3,
+            visitors_to_divert: 115,
+            diversions_received: 3
         }
     );
     assert_eq!(
         counts,
         AdviceRecords {
-            records: 4,
+            records: 6,
             followed: 2,
             overridden: 1
         }
@@ -280,7 +293,8 @@ fn the_report_assembles_areas_county_and_csv() {
             art45_confirmed: 1,
         }],
         deliveries: vec![],
-        advice: vec![rec(advice(&[("canyon", 3)], &[]), None, Some("followed"))],
+        advice_before: vec![],
+        advice: vec![rec("hub", advice(&[("canyon", 3)], &[]), Some("followed"))],
     };
     let r = assemble(
         &reg,

@@ -62,15 +62,23 @@ pub async fn day_deliveries(
         .collect())
 }
 
-/// One recorded dispatch advice of a day.
+/// One recorded dispatch advice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DayAdvice {
     pub hub: String,
     pub advice: Value,
-    pub change: Option<Value>,
     pub decision: Option<String>,
 }
 
+fn day_advice_row(r: &tokio_postgres::Row) -> DayAdvice {
+    DayAdvice {
+        hub: r.get(0),
+        advice: r.get(1),
+        decision: r.get(2),
+    }
+}
+
+/// The advice recorded in `[from, to)`, oldest first.
 pub async fn day_advice(
     client: &Client,
     from: DateTime<Utc>,
@@ -80,12 +88,20 @@ pub async fn day_advice(
         .query(sql::DAY_ADVICE, &[&from, &to])
         .await?
         .iter()
-        .map(|r| DayAdvice {
-            hub: r.get(0),
-            advice: r.get(1),
-            change: r.get(2),
-            decision: r.get(3),
-        })
+        .map(day_advice_row)
+        .collect())
+}
+
+/// Each hub's advice in force at `at` (its last one before).
+pub async fn advice_before(
+    client: &Client,
+    at: DateTime<Utc>,
+) -> Result<Vec<DayAdvice>, StoreError> {
+    Ok(client
+        .query(sql::ADVICE_BEFORE, &[&at])
+        .await?
+        .iter()
+        .map(day_advice_row)
         .collect())
 }
 

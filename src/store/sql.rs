@@ -260,11 +260,13 @@ pub const ALL_DISPATCH: &[&str] = &[
 // ---- daily report and its push upstream (src/store/reports.rs) ----
 
 /// Per space, a day's alert notices: every transition but acknowledgements; of them the Tourism
-/// Law art. 45 announcements (orange or above, opening or escalating, as `COMPLIANCE` lists them);
-/// and of those the ones at least one receiver confirmed.
+/// Law art. 45 announcements (a capacity level or its forecast at orange or above, opening or
+/// escalating); and of those the ones at least one receiver confirmed.
 pub const DAY_NOTICES: &str = "SELECT a.space_id, count(*), \
-         count(*) FILTER (WHERE t.severity IN ('major', 'critical') AND t.change IN ('open', 'escalate')), \
          count(*) FILTER (WHERE t.severity IN ('major', 'critical') AND t.change IN ('open', 'escalate') \
+             AND (a.kind IN ('instant_level', 'daily_level') OR starts_with(a.kind, 'early_warning.'))), \
+         count(*) FILTER (WHERE t.severity IN ('major', 'critical') AND t.change IN ('open', 'escalate') \
+             AND (a.kind IN ('instant_level', 'daily_level') OR starts_with(a.kind, 'early_warning.')) \
              AND EXISTS (SELECT 1 FROM webhook_outbox o WHERE o.transition_id = t.id AND o.status = 'delivered')) \
      FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id \
      WHERE t.at >= $1 AND t.at < $2 AND t.change <> 'acknowledge' GROUP BY a.space_id";
@@ -274,8 +276,11 @@ pub const DAY_DELIVERIES: &str = "SELECT space_id, count(*) FILTER (WHERE status
          count(*) FILTER (WHERE status = 'dead'), count(*) FILTER (WHERE status = 'pending') \
      FROM webhook_outbox WHERE created_at >= $1 AND created_at < $2 GROUP BY space_id";
 /// The day's recorded dispatch advice, oldest first, with what dispatchers decided.
-pub const DAY_ADVICE: &str = "SELECT hub_id, advice, change, decision FROM dispatch_advice \
+pub const DAY_ADVICE: &str = "SELECT hub_id, advice, decision FROM dispatch_advice \
      WHERE at >= $1 AND at < $2 ORDER BY at, id";
+/// Each hub's last advice before `$1`: what was in force when the day began.
+pub const ADVICE_BEFORE: &str = "SELECT DISTINCT ON (hub_id) hub_id, advice, decision FROM dispatch_advice \
+     WHERE at < $1 ORDER BY hub_id, at DESC, id DESC";
 
 /// Records the scheduled push of a day once (a restart or a second instance finds it there).
 pub const INSERT_SCHEDULED_PUSH: &str = "INSERT INTO report_push (day, trigger, delivery_id, format, content_type, body) \
@@ -313,6 +318,7 @@ pub const ALL_REPORTS: &[&str] = &[
     DAY_NOTICES,
     DAY_DELIVERIES,
     DAY_ADVICE,
+    ADVICE_BEFORE,
     INSERT_SCHEDULED_PUSH,
     INSERT_MANUAL_PUSH,
     LAST_SCHEDULED_DAY,
