@@ -39,6 +39,9 @@ pub struct Config {
     /// Distribution centres' shuttle fleets and routes, and the car parks serving each area.
     #[serde(default)]
     pub dispatch: crate::dispatch::DispatchConfig,
+    /// The daily county report pushed upstream (a provincial monitoring platform) every day.
+    #[serde(default)]
+    pub report_push: crate::report::push::ReportPushConfig,
     /// Bearer tokens of the API (`visitorflow token` prints an entry).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,

@@ -1,7 +1,9 @@
 //! visitorflow: live visitor-flow monitoring for a county's scenic areas.
 //!
 //! The modules follow the data: `source` (MQTT) → `decode` → `core` (de-duplication, occupancy,
-//! buckets; pure) → `store` (PostgreSQL) → `api` (HTTP). `run` wires them; `partition` shares the
+//! buckets; pure) → `store` (PostgreSQL) → `api` (HTTP). `alerting` runs the capacity rules and
+//! `dispatch` advises the distribution centres; `report` builds the daily county report and pushes
+//! it upstream. `run` wires them; `partition` shares the
 //! ingest among several instances; `supervise` starts local PostgreSQL and Mosquitto for the demo
 //! and the tests; `sim` publishes simulated or replayed traffic.
 #![forbid(unsafe_code)]
@@ -18,6 +20,7 @@ pub mod ingest;
 pub mod live;
 pub mod partition;
 pub mod registry;
+pub mod report;
 pub mod rules;
 pub mod run;
 pub mod sim;

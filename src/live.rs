@@ -3,10 +3,11 @@
 //! Locks are held for a copy only, never across an `.await`.
 //!
 //! It also records *what changed* for the live feed (`/api/v1/live`): spaces whose figures or
-//! rule status changed are marked, alert transitions are queued, and one [`Notify`] wakes the
-//! feed's publisher, which coalesces them (see `api::live`). Marking is cheap and never blocks the
-//! ingester or the alerting loop.
+//! rule status changed are marked, alert transitions and distribution centres' new advice are
+//! queued, and one [`Notify`] wakes the feed's publisher, which coalesces them (see `api::live`).
+//! Marking is cheap and never blocks the ingester or the alerting loop.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -18,6 +19,7 @@ use crate::core::Core;
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 use crate::rules::Status;
+use crate::store::dispatch::AdviceRow;
 use crate::telemetry;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -58,6 +60,11 @@ pub struct Live {
     changed: Mutex<Vec<bool>>,
     /// Alert transitions and acknowledgements not yet sent on the feed.
     alert_notes: Mutex<Vec<AlertNote>>,
+    /// Each distribution centre's current advice (newest id), as `GET /api/v1/dispatch` shows it:
+    /// the feed's snapshot carries these.
+    dispatch: RwLock<BTreeMap<String, Arc<AdviceRow>>>,
+    /// Advice (new, or newly decided) not yet sent on the feed.
+    dispatch_notes: Mutex<Vec<Arc<AdviceRow>>>,
     /// Wakes the feed's publisher after a mark or a note.
     changes: Notify,
     /// Each space's occupancy, entries and drift gauges, registered on the first publish:
@@ -170,6 +177,8 @@ impl Live {
             ingest_ready: AtomicBool::new(false),
             changed: Mutex::new(vec![false; spaces]),
             alert_notes: Mutex::new(Vec::new()),
+            dispatch: RwLock::new(BTreeMap::new()),
+            dispatch_notes: Mutex::new(Vec::new()),
             changes: Notify::new(),
             gauges: OnceLock::new(),
         }
@@ -224,8 +233,56 @@ impl Live {
         std::mem::take(&mut *self.alert_notes.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Resolves after a space was marked or an alert noted (at once if that happened since the
-    /// last wait).
+    /// Sets each hub's current advice without announcing it (the stored advice, at start).
+    pub fn seed_dispatch(&self, rows: impl IntoIterator<Item = AdviceRow>) {
+        let mut cur = self.dispatch.write().unwrap_or_else(|e| e.into_inner());
+        for row in rows {
+            if cur.get(&row.hub).is_none_or(|c| c.id <= row.id) {
+                cur.insert(row.hub.clone(), Arc::new(row));
+            }
+        }
+    }
+
+    /// A hub's advice changed (a new advice, or a decision recorded on it): it becomes the hub's
+    /// current advice and is queued for the feed. Advice older than the hub's current one (a late
+    /// decision on superseded advice) changes nothing: the feed shows current advice only.
+    pub fn note_dispatch(&self, row: AdviceRow) {
+        let row = Arc::new(row);
+        {
+            let mut cur = self.dispatch.write().unwrap_or_else(|e| e.into_inner());
+            if cur.get(&row.hub).is_some_and(|c| c.id > row.id) {
+                return;
+            }
+            cur.insert(row.hub.clone(), Arc::clone(&row));
+        }
+        self.dispatch_notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(row);
+        self.changes.notify_one();
+    }
+
+    /// Every hub's current advice, by hub id.
+    pub fn dispatch(&self) -> Vec<Arc<AdviceRow>> {
+        self.dispatch
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn take_dispatch_notes(&self) -> Vec<Arc<AdviceRow>> {
+        std::mem::take(
+            &mut *self
+                .dispatch_notes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
+    /// Resolves after a space was marked, an alert noted or advice changed (at once if that
+    /// happened since the last wait).
     pub async fn changed(&self) {
         self.changes.notified().await;
     }

@@ -321,7 +321,17 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
     };
     match Registry::build(&cfg) {
         Ok(r) => {
-            if let Err(problems) = visitorflow::api::Tokens::build(&cfg.tokens, &r) {
+            let mut problems: Vec<String> = Vec::new();
+            if let Err(e) = visitorflow::api::Tokens::build(&cfg.tokens, &r) {
+                problems.extend(e);
+            }
+            if let Err(e) = visitorflow::dispatch::DispatchModel::build(&cfg.dispatch, &r) {
+                problems.extend(e.0.iter().map(ToString::to_string));
+            }
+            if let Err(e) = cfg.report_push.plan() {
+                problems.extend(e.0.iter().map(ToString::to_string));
+            }
+            if !problems.is_empty() {
                 for p in problems {
                     eprintln!("{name}: {p}");
                 }

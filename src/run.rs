@@ -15,6 +15,7 @@ use crate::ingest::Ingester;
 use crate::live::Live;
 use crate::partition::{self, PartitionError, PartitionMap};
 use crate::registry::{Registry, RegistryError};
+use crate::report::push::{PushHandle, Pusher};
 use crate::rules::{Engine, RulesError};
 use crate::store::{self, Mode, StoreError};
 use crate::telemetry;
@@ -31,6 +32,8 @@ pub enum RunError {
     Rules(#[from] RulesError),
     #[error(transparent)]
     Dispatch(#[from] crate::dispatch::DispatchConfigError),
+    #[error(transparent)]
+    ReportPush(#[from] crate::report::push::ReportPushConfigError),
     #[error(transparent)]
     Webhook(#[from] SubscriptionError),
     #[error(transparent)]
@@ -66,6 +69,7 @@ impl Service {
         // Refuse a bad rules, dispatch or tokens section before touching anything.
         Engine::for_registry(cfg.rules.clone(), &registry)?;
         crate::dispatch::DispatchModel::build(&cfg.dispatch, &registry)?;
+        let push_plan = cfg.report_push.plan()?;
         let tokens = Arc::new(Tokens::build(&cfg.tokens, &registry).map_err(RunError::Tokens)?);
         if tokens.is_empty() {
             tracing::warn!(
@@ -168,6 +172,26 @@ impl Service {
         }
         tasks.push(tokio::spawn(alerter.run(stopped.clone())));
 
+        // The daily report upstream: one worker, scheduled by the recorded days.
+        let report_push = push_plan.map(|plan| {
+            let handle = Arc::new(PushHandle {
+                format: plan.format,
+                wake: tokio::sync::Notify::new(),
+            });
+            let pusher = Pusher {
+                plan,
+                registry: Arc::clone(&registry),
+                pool: pool.clone(),
+                deliverer: Arc::clone(&deliverer),
+                backoff_base: Duration::from_millis(cfg.alerting.backoff_base_ms),
+                backoff_max: Duration::from_millis(cfg.alerting.backoff_max_ms),
+                timeout: Duration::from_millis(cfg.alerting.delivery_timeout_ms),
+                handle: Arc::clone(&handle),
+            };
+            tasks.push(tokio::spawn(pusher.run(stopped.clone())));
+            handle
+        });
+
         let listener = tokio::net::TcpListener::bind(cfg.http.listen)
             .await
             .map_err(|source| RunError::Listen {
@@ -200,6 +224,7 @@ impl Service {
                     cfg.http.rate_burst,
                 )),
                 feed,
+                report_push,
                 openapi: Arc::default(),
             },
             &cfg.http,

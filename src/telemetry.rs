@@ -29,6 +29,7 @@ pub const ALERT_TRANSITIONS: &str = "visitorflow_alert_transitions_total";
 pub const WEBHOOK_DELIVERIES: &str = "visitorflow_webhook_deliveries_total";
 pub const WEBHOOK_LATENCY: &str = "visitorflow_webhook_request_seconds";
 pub const ALERT_DELIVERY_DELAY: &str = "visitorflow_alert_delivery_delay_seconds";
+pub const REPORT_PUSHES: &str = "visitorflow_report_pushes_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -189,6 +190,10 @@ fn describe() {
         ALERT_DELIVERY_DELAY,
         Unit::Seconds,
         "Time from an alert transition to its confirmed delivery."
+    );
+    describe_counter!(
+        REPORT_PUSHES,
+        "Attempts to push the daily county report upstream, by outcome (delivered, retried, dead)."
     );
 }
 

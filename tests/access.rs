@@ -1,5 +1,6 @@
 //! Access control end to end: every caller (no token, an unknown token, a viewer, operators of no
-//! area, of another area and of the right area, an admin) against every state-changing route,
+//! area, of another area and of the right area, an admin) against every state-changing route
+//! (alerts, caps, hazards, dead-letter replay, dispatch decisions, the daily report's push),
 //! each change recorded in the audit log as the token's id; reads need a token; admin-only reads;
 //! rate limits; JSON error shapes.
 
@@ -71,10 +72,12 @@ enum Route {
     SetHazard,
     ClearHazard,
     Replay,
+    DecideAdvice,
+    PushReport,
 }
 
 impl Route {
-    const ALL: [Route; 7] = [
+    const ALL: [Route; 9] = [
         Route::Acknowledge,
         Route::SetCap,
         Route::SetCapOnZone,
@@ -82,6 +85,8 @@ impl Route {
         Route::SetHazard,
         Route::ClearHazard,
         Route::Replay,
+        Route::DecideAdvice,
+        Route::PushReport,
     ];
 
     /// The status a caller gets, and the audit action a success records.
@@ -93,11 +98,14 @@ impl Route {
             Route::SetHazard => (201, "set_hazard"),
             Route::ClearHazard => (204, "clear_hazard"),
             Route::Replay => (202, "replay_delivery"),
+            Route::DecideAdvice => (200, "decide_dispatch_advice"),
+            Route::PushReport => (202, "push_daily_report"),
         };
+        let admin_only = matches!(self, Route::Replay | Route::PushReport);
         match who {
             Who::Anonymous | Who::Unknown => (401, ""),
             Who::Admin => ok,
-            Who::Operator if self != Route::Replay => ok,
+            Who::Operator if !admin_only => ok,
             _ => (403, ""),
         }
     }
@@ -109,6 +117,8 @@ struct Fixtures {
     caps: Vec<i64>,
     hazards: Vec<i64>,
     dead: Vec<i64>,
+    advice: Vec<i64>,
+    days: Vec<String>,
 }
 
 async fn call(
@@ -141,7 +151,16 @@ async fn admin_post(addr: std::net::SocketAddr, path: &str, body: Value) -> Valu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_caller_against_every_state_changing_route() {
     let stack = Stack::start();
-    let mut cfg = stack.config("vf-access");
+    // The canyon's shuttle desk: a distribution centre its operator runs.
+    let hub = r#"
+[[spaces]]
+id = "canyon-desk"
+kind = "hub"
+parent = "canyon"
+name_zh = "峡谷集散点"
+name_en = "Canyon shuttle desk"
+"#;
+    let mut cfg = stack.config_from(&format!("{REGISTRY}{hub}"), "vf-access");
     cfg.tokens.extend([
         token_entry("bureau", Role::Viewer, &[], VIEWER),
         token_entry("op-none", Role::Operator, &[], OP_NONE),
@@ -158,6 +177,10 @@ async fn every_caller_against_every_state_changing_route() {
         }))
         .unwrap(),
     ];
+    cfg.report_push = serde_json::from_value(json!({
+        "enabled": true, "url": "http://127.0.0.1:9/daily", "allow_private_network": true,
+    }))
+    .unwrap();
     let svc = start_service(cfg).await;
     let addr = svc.http_addr;
 
@@ -216,11 +239,32 @@ async fn every_caller_against_every_state_changing_route() {
     .await;
     // The table clears the first half of the hazards and acknowledges the second half's alerts,
     // so no case touches what another changed.
+    // Advice for the desk to decide on, one per case, as the alerting loop records it.
+    let db = stack.db().await;
+    let mut advice = Vec::new();
+    for _ in 0..cases {
+        let row = visitorflow::store::dispatch::NewAdvice {
+            at: chrono::Utc::now(),
+            hub: "canyon-desk",
+            advice: &json!({ "hub": "canyon-desk", "queue": 0 }),
+            change: None,
+            shuttles: 0,
+            diversions: 0,
+        };
+        advice.push(
+            visitorflow::store::dispatch::insert(&db, &row)
+                .await
+                .unwrap(),
+        );
+    }
     let mut fx = Fixtures {
         alerts: (cases..2 * cases).map(alert_of).collect(),
         caps,
         hazards: hazards[..cases].to_vec(),
         dead,
+        advice,
+        // Finished days, one per case, so no push waits for another.
+        days: (1..=cases).map(|d| format!("2025-01-{d:02}")).collect(),
     };
 
     let mut successes = Vec::new();
@@ -267,6 +311,19 @@ async fn every_caller_against_every_state_changing_route() {
                         "/api/v1/webhooks/deliveries/{}/replay",
                         fx.dead.pop().unwrap()
                     ),
+                    None,
+                ),
+                Route::DecideAdvice => (
+                    Method::POST,
+                    format!(
+                        "/api/v1/dispatch/advice/{}/decision",
+                        fx.advice.pop().unwrap()
+                    ),
+                    Some(json!({ "decision": "overridden", "reason": "road works" })),
+                ),
+                Route::PushReport => (
+                    Method::POST,
+                    format!("/api/v1/reports/daily/{}/push", fx.days.pop().unwrap()),
                     None,
                 ),
             };
@@ -346,6 +403,8 @@ async fn reads_need_a_token_and_admin_reads_an_admin() {
         "/api/v1/alerts",
         "/api/v1/compliance?space=canyon",
         "/api/v1/reports/daily",
+        "/api/v1/dispatch",
+        "/api/v1/dispatch/history",
         "/api/v1/nothing-here",
     ];
     for path in reads {
@@ -371,7 +430,11 @@ async fn reads_need_a_token_and_admin_reads_an_admin() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
-    for path in ["/api/v1/audit", "/api/v1/webhooks/deliveries"] {
+    for path in [
+        "/api/v1/audit",
+        "/api/v1/webhooks/deliveries",
+        "/api/v1/reports/pushes",
+    ] {
         for who in [Who::Viewer, Who::Operator] {
             let (s, v) = call(addr, who, Method::GET, path, None).await;
             assert_eq!(s, 403, "{path} as {who:?}: {v}");

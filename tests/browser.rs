@@ -1,7 +1,10 @@
 //! The control room in a real browser: headless Chromium driven over the Chrome DevTools Protocol
 //! (a small client on async-tungstenite). The page signs in with an operator's token, shows the
-//! county's areas, updates a tile live when counts arrive over MQTT (no reload), and acknowledges
-//! an alert with a click (checked in the database). Screenshots go to `target/screenshots/`.
+//! county's areas, updates a tile live when counts arrive over MQTT (no reload), shows each
+//! distribution centre's dispatch advice and updates it from the live feed (queue, paused routes
+//! with reasons, shuttles, diversions, as the API has them), records a dispatcher's "followed"
+//! and acknowledges an alert with a click (both checked in the database). Screenshots go to
+//! `target/screenshots/`.
 //!
 //! Needs Debian's `chromium` (`scripts/test` installs it when missing). Without it the test says
 //! so loudly and passes, unless `VF_REQUIRE_BROWSER=1`.
@@ -253,7 +256,7 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
     cfg.tokens.push(token_entry(
         OPERATOR_ID,
         Role::Operator,
-        &["tianshan-canyon"],
+        &["tianshan-canyon", "tsc-visitor-centre"],
         OPERATOR_TOKEN,
     ));
     cfg.alerting.tick_ms = 200;
@@ -383,6 +386,169 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
     .await;
     let shot = b.screenshot("control-room.png").await;
 
+    // The distribution centres' panel: a card per centre, its advice live from the feed.
+    b.wait(
+        15,
+        "a card per distribution centre, each with its advice",
+        "document.querySelectorAll('#hubs .hub[data-advice-id]').length === 3",
+    )
+    .await;
+    let card = "document.querySelector('#hubs [data-hub=\"tsc-visitor-centre\"]')";
+    let first_advice = b.eval(&format!("{card}.dataset.adviceId")).await;
+    // 200 visitors in the waiting hall, and a flash-flood warning closes the canyon.
+    publish_all(
+        stack.mq.port(),
+        "pub-browser-hall",
+        vec![(
+            counts_topic("tsc-visitor-centre", "tvc-cam-hall"),
+            report(1, &Utc::now().with_timezone(&tz).to_rfc3339(), 200, 0),
+        )],
+    )
+    .await;
+    b.wait(
+        15,
+        "the hall's queue on the card",
+        &format!("{card}.querySelector('.queue-num').textContent === '200'"),
+    )
+    .await;
+    let r = http()
+        .post(format!(
+            "http://{addr}/api/v1/spaces/tianshan-canyon/hazards"
+        ))
+        .json(&json!({ "kind": "flash_flood", "severity": "critical", "message": "山洪预警" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let hazard = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let paused = format!(
+        "{card}.querySelector('li.paused[data-area=\"tianshan-canyon\"][data-mode=\"shuttle\"]')"
+    );
+    b.wait(20, "the canyon route paused on the card", &paused)
+        .await;
+    assert_ne!(
+        b.eval(&format!("{card}.dataset.adviceId")).await,
+        first_advice,
+        "new advice, from the feed"
+    );
+    assert_eq!(b.eval("window.__sameDocument === true").await, true);
+    let reason = b.eval(&format!("{paused}.textContent")).await;
+    assert!(
+        reason.as_str().unwrap().contains("天山大峡谷"),
+        "the route and its reason: {reason}"
+    );
+    // The card shows exactly the centre's current advice in GET /api/v1/dispatch.
+    let shown_js = format!(
+        "(() => {{ const c = {card}; return {{ id: Number(c.dataset.adviceId), \
+         shuttles: [...c.querySelectorAll('tr.shuttle')].map((r) => [r.dataset.area, Number(r.dataset.send)]), \
+         paused: [...c.querySelectorAll('li.paused')].map((l) => [l.dataset.area, l.dataset.mode]), \
+         diverted: [...c.querySelectorAll('li.diversion')].map((l) => l.dataset.from), \
+         explained: [...c.querySelectorAll('li.paused .muted')].every((m) => m.textContent.length > 0) }}; }})()"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (api, shown) = loop {
+        let (_, v) = get_json(addr, "/api/v1/dispatch").await;
+        let api = v["hubs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["hub"] == "tsc-visitor-centre")
+            .unwrap()
+            .clone();
+        let shown = b.eval(&shown_js).await;
+        if shown["id"] == api["id"] {
+            break (api, shown);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the card never showed the current advice {api}: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let a = &api["advice"];
+    let shuttles: Vec<Value> = a["shuttles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["send_now"].as_u64() > Some(0))
+        .map(|x| json!([x["area"], x["send_now"]]))
+        .collect();
+    assert_eq!(shown["shuttles"], json!(shuttles), "{api}");
+    let paused: Vec<Value> = a["paused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| json!([p["area"], p["mode"]]))
+        .collect();
+    assert_eq!(shown["paused"], json!(paused));
+    let diverted: Vec<Value> = a["diversions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["from_area"].clone())
+        .collect();
+    assert_eq!(shown["diverted"], json!(diverted));
+    assert_eq!(shown["explained"], true, "each pause with its numbers");
+    b.eval("document.getElementById('dispatch').scrollIntoView(); true")
+        .await;
+    b.screenshot("control-room-dispatch.png").await;
+
+    // Overriding needs a reason (the page says so); following is recorded as the operator.
+    b.eval(&format!(
+        "{card}.querySelector('button.override').click(); true"
+    ))
+    .await;
+    b.wait(
+        5,
+        "the page asking for a reason",
+        &format!("{card}.querySelector('.decision-error').textContent"),
+    )
+    .await;
+    let id = b.eval(&format!("{card}.dataset.adviceId")).await;
+    let id: i64 = id.as_str().unwrap().parse().unwrap();
+    b.eval(&format!(
+        "{card}.querySelector('button.follow').click(); true"
+    ))
+    .await;
+    let db = stack.db().await;
+    let decided = eventually(15, "the decision recorded", || async {
+        let r = db
+            .query_one(
+                "SELECT decision, decided_by FROM dispatch_advice WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        r.get::<_, Option<String>>(0)
+            .map(|d| (d, r.get::<_, Option<String>>(1)))
+    })
+    .await;
+    assert_eq!(decided, ("followed".into(), Some(OPERATOR_ID.into())));
+    // The feed brings the decision back to the card (unless newer advice already replaced it).
+    let shown = b
+        .wait(
+            15,
+            "the decision on the card",
+            &format!(
+                "(() => {{ const c = {card}; return c.dataset.adviceId !== '{id}' ? 'newer' : \
+                 c.dataset.decision === 'followed' && c.querySelector('.decision').textContent; }})()"
+            ),
+        )
+        .await;
+    assert!(
+        shown == "newer" || shown.as_str().unwrap().contains(OPERATOR_ID),
+        "{shown}"
+    );
+    let r = http()
+        .delete(format!(
+            "http://{addr}/api/v1/spaces/tianshan-canyon/hazards/{hazard}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    b.eval("window.scrollTo(0, 0); true").await;
+
     // The area's detail: its alerts, acknowledged with a click.
     b.eval("location.hash = '#/area/tianshan-canyon'").await;
     let row = "document.querySelector('#alerts tr[data-state=\"firing\"] button.ack')";
@@ -433,6 +599,11 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
         "document.querySelector('[data-i18n=\"alerts\"]').textContent === 'Alerts'",
     )
     .await;
+    assert_eq!(
+        b.eval("document.querySelector('#dispatch h2').textContent")
+            .await,
+        "Distribution centres: dispatch advice"
+    );
     b.eval("location.hash = '#/'").await;
     b.viewport(412, 915, true).await;
     b.wait(

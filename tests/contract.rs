@@ -405,11 +405,261 @@ async fn public_fiware_csv_and_daily_report() {
         .unwrap();
     let csv = r.text().await.unwrap();
     assert!(csv.starts_with("day,space,name_zh,name_en,"), "{csv}");
-    assert_eq!(csv.lines().count(), 3, "a header and two areas: {csv}");
+    assert_eq!(
+        csv.lines().count(),
+        4,
+        "a header, two areas and the county: {csv}"
+    );
+    assert!(csv.lines().last().unwrap().contains(",county,县,County,"));
     assert!(csv.contains(",canyon,天山大峡谷,Tianshan Grand Canyon,1000,4000,850,0,850,"));
     let (s, _) = get_json(addr, "/api/v1/reports/daily?day=2026-13-01").await;
     assert_eq!(s, 400);
     svc.shutdown().await;
+}
+
+/// A receiver answering 200 to every webhook, counting them.
+async fn accepting_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&got);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counter = std::sync::Arc::clone(&counter);
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, got)
+}
+
+const DISPATCH: &str = r#"
+[[spaces]]
+id = "centre"
+kind = "hub"
+parent = "county"
+name_zh = "游客中心"
+name_en = "Visitor centre"
+instant_capacity = 2000
+
+[[devices]]
+id = "hall-cam"
+space = "centre"
+kind = "camera"
+
+[dispatch.policy]
+max_hold_min = 0
+
+[[dispatch.hubs]]
+hub = "centre"
+fleet = [{ vehicles = 10, seats = 45 }]
+routes = [{ area = "canyon", travel_min = 20 }, { area = "village", travel_min = 15 }]
+"#;
+
+/// The centre's entry of `GET /api/v1/dispatch`.
+async fn current_advice(addr: std::net::SocketAddr) -> Value {
+    let (_, v) = get_json(addr, "/api/v1/dispatch").await;
+    v["hubs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["hub"] == "centre")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_advice_on_the_live_feed_and_in_the_daily_report() {
+    let stack = Stack::start();
+    let (hook, hooks) = accepting_receiver().await;
+    let mut cfg = stack.config_from(&format!("{REGISTRY}{DISPATCH}"), "vf-feed-dispatch");
+    cfg.alerting.tick_ms = 100;
+    cfg.webhooks = vec![
+        serde_json::from_value(serde_json::json!({
+            "id": "bureau", "url": format!("http://{hook}/hook"), "format": "json",
+            "min_severity": "info", "allow_private_network": true,
+        }))
+        .unwrap(),
+    ];
+    let svc = start_service(cfg).await;
+    let addr = svc.http_addr;
+
+    // Before any figure: the first advice pauses everything (no data), on the feed.
+    let mut feed = Feed::open(addr, None).await;
+    let snapshot = feed.next(10).await;
+    assert_eq!(snapshot.event, "snapshot");
+    let (_, first) = feed
+        .until(15, |e| e.event == "dispatch" && json(e)["hub"] == "centre")
+        .await;
+    let first = json(&first);
+    assert_eq!(first["advice"]["paused"].as_array().unwrap().len(), 2);
+
+    // The canyon fills to orange, the village has room, 300 wait at the centre.
+    let ts = now_local();
+    publish_all(
+        stack.mq.port(),
+        "pub-feed-dispatch",
+        vec![
+            (counts_topic("canyon", "gate-1"), report(1, &ts, 950, 0)),
+            (counts_topic("village", "door"), report(1, &ts, 40, 0)),
+            (counts_topic("centre", "hall-cam"), report(1, &ts, 300, 0)),
+        ],
+    )
+    .await;
+    let paused_canyon = |v: &Value| {
+        v["advice"]["paused"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["area"] == "canyon"))
+            && v["advice"]["queue"] == 300
+    };
+    let (_, changed) = feed
+        .until(20, |e| e.event == "dispatch" && paused_canyon(&json(e)))
+        .await;
+    let event = json(&changed);
+    assert!(changed.id.is_some(), "a numbered event");
+    assert_eq!(event["hub"], "centre");
+    assert!(event["decision"].is_null());
+    let diversion = &event["advice"]["diversions"][0];
+    assert_eq!(diversion["from_area"], "canyon");
+    assert_eq!(diversion["to"][0]["area"], "village");
+    // The same JSON as the centre's entry in GET /api/v1/dispatch (unless newer advice came).
+    let current = current_advice(addr).await;
+    if current["id"] == event["id"] {
+        assert_eq!(current, event);
+    } else {
+        assert!(current["id"].as_i64() > event["id"].as_i64(), "{current}");
+    }
+
+    // A new client gets the centre's current advice with its snapshot.
+    let mut late = Feed::open(addr, None).await;
+    let snap = late.next(10).await;
+    assert_eq!(snap.event, "snapshot");
+    let with_snapshot = late.next(10).await;
+    assert_eq!(with_snapshot.event, "dispatch");
+    assert!(
+        with_snapshot.id.is_none(),
+        "part of the snapshot: no id of its own"
+    );
+    assert!(json(&with_snapshot)["id"].as_i64() >= event["id"].as_i64());
+    // A client that was away resumes with the advice it missed.
+    let mut resumed = Feed::open(addr, snapshot.id.as_deref()).await;
+    let (replayed, _) = resumed
+        .until(10, |e| {
+            e.event == "dispatch" && json(e)["id"] == event["id"]
+        })
+        .await;
+    assert!(replayed.iter().all(|e| e.event != "snapshot"));
+
+    // The dispatcher follows the newest advice: the decision is on the feed at once.
+    let followed = current_advice(addr).await;
+    let id = followed["id"].as_i64().unwrap();
+    let r = http()
+        .post(format!(
+            "http://{addr}/api/v1/dispatch/advice/{id}/decision"
+        ))
+        .json(&serde_json::json!({ "decision": "followed" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, decided) = feed
+        .until(10, |e| {
+            e.event == "dispatch" && json(e)["id"] == id && json(e)["decision"] == "followed"
+        })
+        .await;
+    assert_eq!(json(&decided)["decided_by"], ADMIN_ID);
+
+    // Today's report: shuttles advised and followed, the diversion, the art. 45 notice.
+    let sent_to = |v: &Value, area: &str| -> i64 {
+        v["advice"]["shuttles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["area"] == area)
+            .map(|s| s["send_now"].as_i64().unwrap())
+            .sum()
+    };
+    let to_village = sent_to(&followed, "village");
+    assert!(to_village > 0, "{followed}");
+    let rep = eventually(20, "the orange notice and the advice delivered", || async {
+        let (_, rep) = get_json(addr, "/api/v1/reports/daily").await;
+        let canyon = rep["areas"]
+            .as_array()?
+            .iter()
+            .find(|a| a["space"] == "canyon")?
+            .clone();
+        let county = &rep["county"]["notices"]["delivered"];
+        (canyon["notices"]["art45_confirmed"].as_i64()? >= 1
+            && county.as_i64()? > canyon["notices"]["delivered"].as_i64()?)
+        .then_some(rep)
+    })
+    .await;
+    // The diversion counts once, with the visitors waiting when the advice started it (before
+    // the canyon had figures its visitors waited: a hold, no diversion).
+    let (_, history) = get_json(addr, "/api/v1/dispatch/history?hub=centre").await;
+    let started = history["advice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .flat_map(|h| h["advice"]["diversions"].as_array().unwrap().clone())
+        .find(|d| d["from_area"] == "canyon" && !d["to"].as_array().unwrap().is_empty())
+        .unwrap();
+    let area = |id: &str| {
+        rep["areas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["space"] == id)
+            .unwrap()
+            .clone()
+    };
+    let (canyon, village, county) = (area("canyon"), area("village"), rep["county"].clone());
+    assert!(
+        canyon["notices"]["art45"].as_i64().unwrap() >= 1,
+        "{canyon}"
+    );
+    assert!(
+        canyon["notices"]["delivered"].as_i64().unwrap() >= 1,
+        "{canyon}"
+    );
+    assert_eq!(canyon["dispatch"]["diversions_advised"], 1, "{canyon}");
+    assert_eq!(
+        canyon["dispatch"]["visitors_to_divert"],
+        started["visitors"]
+    );
+    assert_eq!(village["dispatch"]["diversions_received"], 1, "{village}");
+    assert_eq!(
+        village["dispatch"]["shuttles_followed"], to_village,
+        "{village}"
+    );
+    assert!(village["dispatch"]["shuttles_advised"].as_i64().unwrap() >= to_village);
+    assert_eq!(canyon["dispatch"]["shuttles_followed"], 0);
+    assert_eq!(canyon["peak"], 950);
+    assert!(
+        canyon["peak_at_local"]
+            .as_str()
+            .unwrap()
+            .ends_with("+08:00"),
+        "{canyon}"
+    );
+    assert_eq!(county["entries"], 990, "{county}");
+    assert!(
+        county["advice"]["records"].as_i64().unwrap() >= 2,
+        "{county}"
+    );
+    assert_eq!(county["advice"]["followed"], 1);
+    // (The county's notices include the dispatch advice delivered to the bureau: awaited above.)
+    assert!(hooks.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    svc.shutdown().await;
+    drop((feed, late, resumed));
 }
 
 /// A concrete request path for a documented template.
@@ -418,6 +668,7 @@ fn concrete(path: &str) -> String {
         .replace("{cap}", "999999")
         .replace("{hazard}", "999999")
         .replace("{file}", "app.js")
+        .replace("{date}", "2025-01-01")
         .replace("/alerts/canyon", "/alerts/999999")
         .replace("/deliveries/canyon", "/deliveries/999999")
 }
@@ -496,6 +747,8 @@ async fn the_openapi_document_matches_the_router() {
         "POST /api/v1/webhooks/deliveries/{id}/replay",
         "GET /api/v1/audit",
         "GET /api/v1/reports/daily",
+        "POST /api/v1/reports/daily/{date}/push",
+        "GET /api/v1/reports/pushes",
         "GET /api/v1/dispatch",
         "GET /api/v1/dispatch/history",
         "POST /api/v1/dispatch/advice/{id}/decision",

@@ -40,6 +40,7 @@ async fn every_statement_prepares_against_the_migrated_schema() {
         .iter()
         .chain(sql::ALL_ALERTS)
         .chain(sql::ALL_DISPATCH)
+        .chain(sql::ALL_REPORTS)
     {
         db.prepare(stmt)
             .await
@@ -510,6 +511,7 @@ async fn timescaledb_path_matches_the_plain_views() {
         .chain(sql::ALL_TIMESCALE)
         .chain(sql::ALL_ALERTS)
         .chain(sql::ALL_DISPATCH)
+        .chain(sql::ALL_REPORTS)
     {
         db.prepare(stmt)
             .await

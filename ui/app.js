@@ -26,6 +26,17 @@ const TEXT = {
     },
     space_kinds: { zone: '景点', car_park: '停车场', hub: '集散中心', scenic_area: '景区', county: '全县' },
     capacity: '核定容量', people: '人', vehicles: '辆',
+    dispatch_title: '集散中心调度建议', waiting: '候车', vehicles_home: '站内车辆', advised_at: '建议时间',
+    send_now: '立即发车', seats: '座位', passengers: '乘客', destination: '目的地', basis: '依据',
+    no_shuttles: '暂无发车建议', paused_routes: '暂停线路', diversions: '分流建议', held: '暂缓',
+    hold_all: '全部暂缓', follow: '已执行', override: '不采纳', override_reason: '不采纳原因（必填）',
+    reason_needed: '请填写不采纳的原因', followed_by: (b) => `已执行（${b}）`,
+    overridden_by: (b, r) => `未采纳（${b}）：${r}`, no_advice: '暂无调度建议',
+    modes: { shuttle: '班车', self_drive: '自驾' },
+    x_occ: (o, c) => `在园 ${o}${c != null ? ` / ${c}` : ''}`, x_spare: (n) => `可接纳 ${n}`,
+    x_road: (n) => `在途 ${n}`, x_inflow: (n) => `途中预计流入 ${n}`, x_queue: (n) => `候车 ${n}`,
+    x_red: (m) => `${m}分钟后达红色`, x_travel: (m) => `车程 ${m}分钟`, x_full: '满',
+    x_waiting: (n) => `${n}人待发`, x_to: (n) => `${n}人改往`, x_unit: (n) => `${n}辆`,
   },
   en: {
     title: 'Urumqi County visitor flow', subtitle: 'LB/T 034 capacity, live', inside: 'Inside now',
@@ -50,6 +61,17 @@ const TEXT = {
     },
     space_kinds: { zone: 'Zone', car_park: 'Car park', hub: 'Hub', scenic_area: 'Scenic area', county: 'County' },
     capacity: 'capacity', people: 'people', vehicles: 'vehicles',
+    dispatch_title: 'Distribution centres: dispatch advice', waiting: 'Waiting', vehicles_home: 'Vehicles in',
+    advised_at: 'Advised', send_now: 'Send now', seats: 'Seats', passengers: 'Passengers',
+    destination: 'Destination', basis: 'Based on', no_shuttles: 'No shuttles to send', paused_routes: 'Paused',
+    diversions: 'Diversions', held: 'Held', hold_all: 'Hold everyone', follow: 'Followed', override: 'Override',
+    override_reason: 'Why not (required)', reason_needed: 'Give the reason for overriding',
+    followed_by: (b) => `followed (${b})`, overridden_by: (b, r) => `overridden (${b}): ${r}`,
+    no_advice: 'No advice yet', modes: { shuttle: 'shuttle', self_drive: 'self-drive' },
+    x_occ: (o, c) => `inside ${o}${c != null ? ` / ${c}` : ''}`, x_spare: (n) => `room ${n}`,
+    x_road: (n) => `on the road ${n}`, x_inflow: (n) => `inflow on the way ${n}`, x_queue: (n) => `waiting ${n}`,
+    x_red: (m) => `red in ${m} min`, x_travel: (m) => `${m} min ride`, x_full: 'full',
+    x_waiting: (n) => `${n} waiting`, x_to: (n) => `${n} to send elsewhere`, x_unit: (n) => `${n}`,
   },
 };
 const DQ_KINDS = new Set(['silent', 'drift', 'missing_reports', 'clock_skew']);
@@ -60,6 +82,7 @@ const S = {
   spaces: new Map(), // id → space as in /api/v1/spaces
   order: [],
   series: new Map(), // id → [{t, v}]
+  dispatch: new Map(), // hub id → its current advice as in /api/v1/dispatch
   lastEventId: null,
   stream: null,
   view: null,
@@ -167,6 +190,8 @@ function dispatch(block) {
     updateSpace(payload.id);
   } else if (event === 'alert') {
     if (S.view?.area === payload.space) loadAlerts(payload.space);
+  } else if (event === 'dispatch') {
+    setAdvice(payload);
   }
   // `resync` is followed by a snapshot: nothing to do here.
 }
@@ -320,6 +345,147 @@ function tile(s, detail) {
   return node;
 }
 
+// ---- distribution centres: dispatch advice ----
+
+const hubs = () => S.order.map((id) => S.spaces.get(id)).filter((s) => s.kind === 'hub');
+const spaceName = (id) => { const s = S.spaces.get(id); return s ? nameOf(s) : id; };
+const reasonText = (r) => (r ? (S.lang === 'zh' ? r.zh : r.en) : '');
+
+// Newer advice replaces older; a decision arrives as the same advice again.
+function setAdvice(row) {
+  const cur = S.dispatch.get(row.hub);
+  if (cur && cur.id > row.id) return;
+  S.dispatch.set(row.hub, row);
+  updateHub(row.hub);
+}
+
+async function loadDispatch() {
+  try {
+    for (const row of (await api('/api/v1/dispatch')).hubs) setAdvice(row);
+  } catch (e) {
+    if (e instanceof Unauthorized) logout(true);
+  }
+}
+
+// The figures an item came from, in a line.
+function explain(e) {
+  if (!e) return '';
+  const T = TEXT[S.lang];
+  const parts = [];
+  if (e.occupancy != null) parts.push(T.x_occ(fmt(e.occupancy), e.capacity != null ? fmt(e.capacity) : null));
+  if (e.spare != null) parts.push(T.x_spare(fmt(e.spare)));
+  if (e.on_road) parts.push(T.x_road(fmt(e.on_road)));
+  if (e.forecast_inflow) parts.push(T.x_inflow(fmt(e.forecast_inflow)));
+  if (e.forecast_min != null) parts.push(T.x_red(Math.max(0, Math.round(e.forecast_min))));
+  if (e.queue) parts.push(T.x_queue(fmt(e.queue)));
+  if (e.travel_min) parts.push(T.x_travel(e.travel_min));
+  for (const c of e.car_parks || []) {
+    parts.push(`${spaceName(c.car_park)} ${fmt(c.occupancy)}${c.capacity != null ? ` / ${fmt(c.capacity)}` : ''}${c.full ? ` ${T.x_full}` : ''}`);
+  }
+  return parts.join(' · ');
+}
+
+function decisionBox(row) {
+  if (row.decision === 'followed') return el('div', { class: 'decision done' }, t('followed_by')(row.decided_by || ''));
+  if (row.decision === 'overridden') {
+    return el('div', { class: 'decision done overridden' }, t('overridden_by')(row.decided_by || '', row.decision_reason || ''));
+  }
+  const reason = el('input', { type: 'text', class: 'override-reason', maxlength: 2000, placeholder: t('override_reason'), 'aria-label': t('override_reason') });
+  const error = el('span', { class: 'decision-error error' });
+  const send = async (decision, button) => {
+    const why = reason.value.trim();
+    if (decision === 'overridden' && !why) {
+      error.textContent = t('reason_needed');
+      reason.focus();
+      return;
+    }
+    for (const b of button.parentNode.querySelectorAll('button')) b.disabled = true;
+    error.textContent = '';
+    try {
+      await api(`/api/v1/dispatch/advice/${row.id}/decision`, { method: 'POST', body: JSON.stringify({ decision, reason: why }) });
+    } catch (e) {
+      if (e instanceof Unauthorized) return logout(true);
+      for (const b of button.parentNode.querySelectorAll('button')) b.disabled = false;
+      error.textContent = e.message;
+    }
+    // The live feed brings the recorded decision back (and to every other control room).
+  };
+  return el('div', { class: 'decision' },
+    el('button', { type: 'button', class: 'follow', onclick: (e) => send('followed', e.target) }, t('follow')),
+    reason,
+    el('button', { type: 'button', class: 'override ghost', onclick: (e) => send('overridden', e.target) }, t('override')),
+    error);
+}
+
+function hubCard(hub) {
+  const row = S.dispatch.get(hub.id);
+  const a = row?.advice;
+  const live = S.spaces.get(hub.id);
+  // The hall's live count when its counter reports; the advice's figure otherwise.
+  const queue = live?.last_report ? live.occupancy : (a?.queue ?? live?.occupancy);
+  const time = (ts) => new Date(ts).toLocaleTimeString(S.lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false, hour: '2-digit', minute: '2-digit' });
+  const attention = a && (a.paused.length || a.diversions.length || a.hold);
+  const head = el('div', { class: 'hub-head' },
+    el('div', {}, el('h3', {}, nameOf(hub)), S.lang === 'zh' ? el('div', { class: 'en' }, hub.name_en) : null),
+    el('div', { class: 'hub-figures' },
+      el('span', {}, `${t('waiting')} `, el('b', { class: 'queue-num' }, fmt(queue)), ` ${t('people')}`),
+      a ? el('span', {}, `${t('vehicles_home')} `, el('b', {}, fmt(a.vehicles_available))) : null,
+      row ? el('span', { class: 'muted' }, `${t('advised_at')} ${time(row.at)}`) : null));
+  if (!a) {
+    return el('article', { class: 'hub', 'data-hub': hub.id }, head, el('p', { class: 'empty' }, t('no_advice')));
+  }
+  const shuttles = a.shuttles.filter((x) => x.send_now > 0);
+  const parts = [head];
+  const sep = S.lang === 'zh' ? '：' : ': ';
+  if (a.hold) parts.push(el('div', { class: 'hold' }, `${t('hold_all')}${sep}${reasonText(a.hold)}`));
+  parts.push(shuttles.length
+    ? el('table', { class: 'shuttles' },
+      el('tr', {}, el('th', {}, t('destination')), el('th', { class: 'num' }, t('send_now')), el('th', { class: 'num hide-narrow' }, t('passengers')), el('th', {}, t('basis'))),
+      shuttles.map((x) => el('tr', { class: 'shuttle', 'data-area': x.area, 'data-send': x.send_now },
+        el('td', {}, spaceName(x.area)),
+        el('td', { class: 'num send' }, el('b', {}, t('x_unit')(x.send_now)), el('div', { class: 'muted' }, `${fmt(x.seats)} ${t('seats')}`)),
+        el('td', { class: 'num hide-narrow' }, fmt(x.passengers)),
+        el('td', { class: 'basis' }, reasonText(x.reason), el('div', { class: 'muted' }, explain(x.explanation))))))
+    : el('p', { class: 'empty' }, t('no_shuttles')));
+  const list = (title, cls, items) => (items.length ? el('div', { class: `hub-list ${cls}` }, el('h4', {}, title), el('ul', {}, items)) : null);
+  parts.push(list(t('paused_routes'), 'paused-list', a.paused.map((p) => el('li', { class: 'paused', 'data-area': p.area, 'data-mode': p.mode },
+    el('b', {}, spaceName(p.area)), ` (${t('modes')[p.mode] || p.mode}) — ${reasonText(p.reason)}`,
+    el('div', { class: 'muted' }, explain(p.explanation))))));
+  parts.push(list(t('diversions'), 'diversion-list', a.diversions.map((d) => el('li', { class: 'diversion', 'data-from': d.from_area },
+    el('b', {}, spaceName(d.from_area)), ` → ${d.to.map((x) => `${spaceName(x.area)} (${t('x_spare')(fmt(x.spare))}, ${t('x_travel')(x.travel_min)})`).join(S.lang === 'zh' ? '、' : ', ') || '—'}`,
+    el('div', { class: 'muted' }, `${t('x_to')(fmt(d.visitors))} · ${reasonText(d.reason)}`)))));
+  parts.push(list(t('held'), 'held-list', a.held.map((h) => el('li', { class: 'held', 'data-area': h.area },
+    el('b', {}, spaceName(h.area)), ` — ${t('x_waiting')(fmt(h.waiting))} · ${reasonText(h.reason)}`))));
+  parts.push(decisionBox(row));
+  return el('article', {
+    class: `hub${attention ? ' attention' : ''}`, 'data-hub': hub.id, 'data-advice-id': row.id,
+    'data-decision': row.decision || '',
+  }, parts);
+}
+
+function renderHubs() {
+  const list = hubs();
+  $('dispatch').hidden = !list.length;
+  $('hubs').replaceChildren(...list.map(hubCard));
+}
+
+function updateHub(id) {
+  if (S.view?.area) return;
+  const hub = S.spaces.get(id);
+  if (!hub || hub.kind !== 'hub') return;
+  const old = document.querySelector(`#hubs [data-hub="${CSS.escape(id)}"]`);
+  // Keep a half-typed override reason across a live update of the same advice.
+  const typing = old?.querySelector('.override-reason');
+  const card = hubCard(hub);
+  const fresh = card.querySelector('.override-reason');
+  if (typing && fresh && old.dataset.adviceId === card.dataset.adviceId) {
+    fresh.value = typing.value;
+    if (document.activeElement === typing) setTimeout(() => fresh.focus(), 0);
+  }
+  if (old) old.replaceWith(card);
+  else renderHubs();
+}
+
 // ---- views ----
 
 function renderCounty() {
@@ -342,12 +508,14 @@ function render() {
   $('overview').hidden = false;
   $('detail').hidden = true;
   $('tiles').replaceChildren(...areas().map((s) => tile(s, false)));
+  renderHubs();
 }
 
 function updateSpace(id) {
   const s = S.spaces.get(id);
   if (!s) return;
   renderCounty();
+  if (s.kind === 'hub') return updateHub(id);
   if (S.view?.area) {
     if (id === S.view.area) $('detail-head').replaceChildren(tile(s, true));
     if (S.spaces.get(id).parent === S.view.area) renderChildren();
@@ -530,6 +698,7 @@ function logout(expired) {
   S.stream = null;
   S.lastEventId = null;
   S.spaces.clear();
+  S.dispatch.clear();
   setLive('off');
   $('overview').hidden = true;
   $('detail').hidden = true;
@@ -551,6 +720,7 @@ async function start() {
   route();
   connectLive();
   loadSparks();
+  loadDispatch();
 }
 
 function tick() {

@@ -10,7 +10,7 @@ pub mod outbox;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
@@ -134,6 +134,8 @@ impl Alerter {
         let mut dispatcher = match DispatchModel::build(&self.cfg.dispatch, &self.registry) {
             Ok(model) => {
                 let last = store::dispatch::latest(&client).await?;
+                // The live feed's snapshot shows the stored advice until the next change.
+                self.live.seed_dispatch(last.iter().cloned());
                 let last = last
                     .into_iter()
                     .filter_map(|r| serde_json::from_value::<HubAdvice>(r.advice).ok());
@@ -279,6 +281,7 @@ impl Alerter {
         }
         let tx = client.transaction().await.map_err(StoreError::from)?;
         let mut woken = vec![false; self.cfg.webhooks.len()];
+        let mut rows = Vec::with_capacity(changed.len());
         for (advice, change) in &changed {
             let json = serde_json::to_value(advice).unwrap_or_default();
             let change_json = change.as_ref().and_then(|c| serde_json::to_value(c).ok());
@@ -291,6 +294,20 @@ impl Alerter {
                 diversions: advice.diversions.len() as i32,
             };
             let id = store::dispatch::insert(&tx, &row).await?;
+            rows.push(store::dispatch::AdviceRow {
+                id,
+                // As PostgreSQL keeps it, so the feed and `GET /api/v1/dispatch` agree.
+                at: now
+                    .duration_trunc(TimeDelta::microseconds(1))
+                    .unwrap_or(now),
+                hub: advice.hub.to_string(),
+                advice: json.clone(),
+                change: change_json.clone(),
+                decision: None,
+                decided_by: None,
+                decided_at: None,
+                decision_reason: None,
+            });
             let ev = dispatching::event(advice, &self.registry, id);
             for (n, sub) in self.cfg.webhooks.iter().enumerate() {
                 if !sub.matches(&ev) {
@@ -304,6 +321,10 @@ impl Alerter {
             }
         }
         tx.commit().await.map_err(StoreError::from)?;
+        // Only committed advice reaches the live feed.
+        for row in rows {
+            self.live.note_dispatch(row);
+        }
         for (n, w) in woken.iter().enumerate() {
             if *w {
                 self.outbox[n].notify_one();

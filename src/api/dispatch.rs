@@ -138,6 +138,10 @@ pub async fn decide(
         &serde_json::json!({ "advice": id, "decision": b.decision, "reason": b.reason }),
     )
     .await?;
+    // The control rooms see the decision at once (and the buttons go).
+    if let Some(row) = db::get(&client, id).await? {
+        st.live.note_dispatch(row);
+    }
     st.wake.wake();
     Ok(Json(serde_json::json!({ "id": id, "hub": hub, "decision": b.decision })).into_response())
 }

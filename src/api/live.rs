@@ -1,12 +1,16 @@
 //! The live feed, `GET /api/v1/live` (Server-Sent Events): one publisher task turns what
 //! [`Live`] marked as changed into events — `space` (a space as in `/api/v1/spaces`, at most
-//! [`SPACE_INTERVAL`] apart, so at most 4 per second per space however fast reports arrive) and
-//! `alert` (each alert transition or acknowledgement, at once) — numbered, kept in a bounded ring
-//! and broadcast to every client.
+//! [`SPACE_INTERVAL`] apart, so at most 4 per second per space however fast reports arrive),
+//! `alert` (each alert transition or acknowledgement, at once) and `dispatch` (a distribution
+//! centre's current advice as one entry of `GET /api/v1/dispatch`, at once, whenever the advice
+//! changes or a dispatcher decides on it) — numbered, kept in a bounded ring and broadcast to
+//! every client.
 //!
-//! A client gets a `snapshot` first (every space). Reconnecting with `Last-Event-ID`, it gets the
-//! events it missed from the ring when they are all still there, else a fresh snapshot. A client
-//! that falls behind the broadcast channel gets `resync` and a snapshot instead of a backlog.
+//! A client gets a `snapshot` first (every space), followed at once by one `dispatch` event per
+//! centre with its current advice; those carry no id, being part of the snapshot (the client's
+//! Last-Event-ID stays the snapshot's). Reconnecting with `Last-Event-ID`, it gets the events it
+//! missed from the ring when they are all still there, else a fresh snapshot. A client that falls
+//! behind the broadcast channel gets `resync` and a snapshot instead of a backlog.
 //! Event ids are `{boot}-{n}`: a restarted service has another `boot`, so an old id always means
 //! "snapshot", never a wrong replay.
 
@@ -117,7 +121,7 @@ impl Feed {
                 _ = self.live.changed() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            self.flush_alerts();
+            self.flush_notes();
             // Coalesce: wait out the interval, then send every space marked meanwhile once.
             let due = last_spaces + SPACE_INTERVAL;
             if Instant::now() < due {
@@ -125,7 +129,7 @@ impl Feed {
                     _ = tokio::time::sleep_until(due) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                self.flush_alerts();
+                self.flush_notes();
             }
             let changed = self.live.take_changed();
             if !changed.is_empty() {
@@ -137,10 +141,16 @@ impl Feed {
         }
     }
 
-    fn flush_alerts(&self) {
+    /// Alert and dispatch changes go out at once: they are few, and each one matters.
+    fn flush_notes(&self) {
         for note in self.live.take_alert_notes() {
             if let Ok(data) = serde_json::to_string(&note) {
                 self.push("alert", data);
+            }
+        }
+        for row in self.live.take_dispatch_notes() {
+            if let Ok(data) = serde_json::to_string(&*row) {
+                self.push("dispatch", data);
             }
         }
     }
@@ -172,12 +182,23 @@ impl Feed {
         }
     }
 
-    fn snapshot(&self, latest: u64) -> Frame {
-        Frame {
+    /// The snapshot frame, then each centre's current advice (no id: part of the snapshot).
+    fn snapshot(&self, latest: u64) -> Vec<Frame> {
+        let mut frames = vec![Frame {
             id: Some(self.id(latest)),
             event: "snapshot",
             data: all_spaces_json(&self.registry, &self.live),
+        }];
+        for row in self.live.dispatch() {
+            if let Ok(data) = serde_json::to_string(&*row) {
+                frames.push(Frame {
+                    id: None,
+                    event: "dispatch",
+                    data,
+                });
+            }
         }
+        frames
     }
 }
 
@@ -235,8 +256,9 @@ impl Client {
             _ => {
                 drop(ring);
                 // Built after subscribing: anything newer arrives on the channel as well, and
-                // a space event repeated after a snapshot is harmless (it carries full state).
-                self.pending.push_back(feed.snapshot(latest));
+                // a space or dispatch event repeated after a snapshot is harmless (each carries
+                // full state).
+                self.pending.extend(feed.snapshot(latest));
             }
         }
     }
@@ -262,7 +284,7 @@ impl Client {
                         self.rx = Some(feed.tx.subscribe());
                         let latest = ring.next - 1;
                         drop(ring);
-                        self.pending.push_back(feed.snapshot(latest));
+                        self.pending.extend(feed.snapshot(latest));
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
@@ -273,10 +295,10 @@ impl Client {
     }
 }
 
-/// Server-Sent Events: `snapshot`, `space`, `alert`, `resync`; see the module docs.
+/// Server-Sent Events: `snapshot`, `space`, `alert`, `dispatch`, `resync`; see the module docs.
 #[utoipa::path(get, path = "/api/v1/live", tag = "live",
     params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
-    responses((status = 200, description = "An event stream: snapshot, then space / alert events, keep-alive comments every 15 s",
+    responses((status = 200, description = "An event stream: snapshot (followed by one dispatch event per distribution centre), then space / alert / dispatch events, keep-alive comments every 15 s",
         content_type = "text/event-stream", body = String)))]
 pub async fn live(
     State(st): State<AppState>,
@@ -446,5 +468,77 @@ name_en = "Village"
         task.await.unwrap();
         // Stopping ends the clients' streams too.
         assert!(a.next().await.is_none());
+    }
+
+    fn advice(id: i64, hub: &str, decision: Option<&str>) -> crate::store::dispatch::AdviceRow {
+        crate::store::dispatch::AdviceRow {
+            id,
+            at: chrono::Utc::now(),
+            hub: hub.into(),
+            advice: serde_json::json!({ "hub": hub, "queue": id }),
+            change: None,
+            decision: decision.map(str::to_owned),
+            decided_by: decision.map(|_| "desk".to_owned()),
+            decided_at: None,
+            decision_reason: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn dispatch_advice_follows_the_snapshot_goes_out_on_change_and_replays() {
+        let (f, stop) = feed(64, 64);
+        f.live
+            .seed_dispatch([advice(3, "north", None), advice(2, "south", None)]);
+        // A seeded older row never replaces a newer one.
+        f.live.seed_dispatch([advice(1, "north", None)]);
+        let mut a = Box::pin(f.frames(None));
+        assert_eq!(next(&mut a).await.0, "snapshot");
+        let (kind, id, data) = next(&mut a).await;
+        assert_eq!((kind.as_str(), id.as_str()), ("dispatch", ""));
+        let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(
+            (v["id"].as_i64(), v["hub"].as_str()),
+            (Some(3), Some("north"))
+        );
+        assert_eq!(v["advice"]["queue"], 3);
+        assert!(v["decision"].is_null());
+        let v: serde_json::Value = serde_json::from_str(&next(&mut a).await.2).unwrap();
+        assert_eq!(v["hub"], "south");
+
+        let task = tokio::spawn(Arc::clone(&f).run());
+        f.live.note_dispatch(advice(4, "north", None));
+        let (kind, id4, data) = next(&mut a).await;
+        assert_eq!(kind, "dispatch");
+        assert!(!id4.is_empty(), "a numbered event, replayable");
+        assert!(data.contains("\"id\":4"), "{data}");
+        // A decision on superseded advice is not news; one on the current advice is.
+        f.live.note_dispatch(advice(3, "north", Some("followed")));
+        f.live.note_dispatch(advice(4, "north", Some("overridden")));
+        let (kind, _, data) = next(&mut a).await;
+        assert_eq!(kind, "dispatch");
+        let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(
+            (v["id"].as_i64(), v["decision"].as_str()),
+            (Some(4), Some("overridden"))
+        );
+        assert_eq!(f.live.dispatch()[0].decision.as_deref(), Some("overridden"));
+
+        // Resuming after the snapshot replays the dispatch events from the ring.
+        let snap_id = f.id(0);
+        let mut b = Box::pin(f.frames(Some(&snap_id)));
+        assert_eq!(next(&mut b).await.1, id4);
+        let (kind, _, data) = next(&mut b).await;
+        assert_eq!(kind, "dispatch");
+        assert!(data.contains("overridden"), "{data}");
+        // A fresh client's snapshot carries the current advice, decision included.
+        let mut c = Box::pin(f.frames(None));
+        assert_eq!(next(&mut c).await.0, "snapshot");
+        let v: serde_json::Value = serde_json::from_str(&next(&mut c).await.2).unwrap();
+        assert_eq!(
+            (v["id"].as_i64(), v["decision"].as_str()),
+            (Some(4), Some("overridden"))
+        );
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 }

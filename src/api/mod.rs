@@ -74,6 +74,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub limiter: Arc<RateLimiter>,
     pub feed: Arc<Feed>,
+    /// The daily report's push upstream, when `[report_push]` is enabled.
+    pub report_push: Option<Arc<crate::report::push::PushHandle>>,
     /// The OpenAPI document, serialized once when the router is built.
     pub openapi: Arc<OnceLock<String>>,
 }
@@ -101,6 +103,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dispatch::history))
         .routes(routes!(dispatch::decide))
         .routes(routes!(reports::daily))
+        .routes(routes!(reports::push_day))
+        .routes(routes!(reports::pushes))
         .routes(routes!(live::live))
         .routes(routes!(public::areas))
         .routes(routes!(public::crowd_flow))

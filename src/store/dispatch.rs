@@ -86,6 +86,14 @@ pub async fn history(
         .collect())
 }
 
+/// One advice, as the history shows it.
+pub async fn get(client: &Client, id: i64) -> Result<Option<AdviceRow>, StoreError> {
+    Ok(client
+        .query_opt(sql::GET_ADVICE, &[&id])
+        .await?
+        .map(|r| row(&r)))
+}
+
 /// The hub an advice belongs to.
 pub async fn hub_of(client: &Client, id: i64) -> Result<Option<String>, StoreError> {
     Ok(client

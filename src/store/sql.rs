@@ -244,6 +244,8 @@ pub const FOLLOWED_SINCE: &str = "SELECT advice, decided_at FROM dispatch_advice
      WHERE decision = 'followed' AND decided_at >= $1 ORDER BY decided_at";
 
 pub const ADVICE_HUB: &str = "SELECT hub_id FROM dispatch_advice WHERE id = $1";
+pub const GET_ADVICE: &str = "SELECT id, at, hub_id, advice, change, decision, decided_by, decided_at, decision_reason \
+     FROM dispatch_advice WHERE id = $1";
 
 pub const ALL_DISPATCH: &[&str] = &[
     INSERT_ADVICE,
@@ -252,4 +254,79 @@ pub const ALL_DISPATCH: &[&str] = &[
     DECIDE_ADVICE,
     FOLLOWED_SINCE,
     ADVICE_HUB,
+    GET_ADVICE,
+];
+
+// ---- daily report and its push upstream (src/store/reports.rs) ----
+
+/// Per space, a day's alert notices: every transition but acknowledgements; of them the Tourism
+/// Law art. 45 announcements (a capacity level or its forecast at orange or above, opening or
+/// escalating); and of those the ones at least one receiver confirmed.
+pub const DAY_NOTICES: &str = "SELECT a.space_id, count(*), \
+         count(*) FILTER (WHERE t.severity IN ('major', 'critical') AND t.change IN ('open', 'escalate') \
+             AND (a.kind IN ('instant_level', 'daily_level') OR starts_with(a.kind, 'early_warning.'))), \
+         count(*) FILTER (WHERE t.severity IN ('major', 'critical') AND t.change IN ('open', 'escalate') \
+             AND (a.kind IN ('instant_level', 'daily_level') OR starts_with(a.kind, 'early_warning.')) \
+             AND EXISTS (SELECT 1 FROM webhook_outbox o WHERE o.transition_id = t.id AND o.status = 'delivered')) \
+     FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id \
+     WHERE t.at >= $1 AND t.at < $2 AND t.change <> 'acknowledge' GROUP BY a.space_id";
+/// Per space, what the outbox did with the day's notices (escalations and dispatch advice
+/// included): delivered, dead letters, still pending.
+pub const DAY_DELIVERIES: &str = "SELECT space_id, count(*) FILTER (WHERE status = 'delivered'), \
+         count(*) FILTER (WHERE status = 'dead'), count(*) FILTER (WHERE status = 'pending') \
+     FROM webhook_outbox WHERE created_at >= $1 AND created_at < $2 GROUP BY space_id";
+/// The day's recorded dispatch advice, oldest first, with what dispatchers decided.
+pub const DAY_ADVICE: &str = "SELECT hub_id, advice, decision FROM dispatch_advice \
+     WHERE at >= $1 AND at < $2 ORDER BY at, id";
+/// Each hub's last advice before `$1`: what was in force when the day began.
+pub const ADVICE_BEFORE: &str = "SELECT DISTINCT ON (hub_id) hub_id, advice, decision FROM dispatch_advice \
+     WHERE at < $1 ORDER BY hub_id, at DESC, id DESC";
+
+/// Records the scheduled push of a day once (a restart or a second instance finds it there).
+pub const INSERT_SCHEDULED_PUSH: &str = "INSERT INTO report_push (day, trigger, delivery_id, format, content_type, body) \
+     VALUES ($1, 'schedule', $2, $3, $4, $5) ON CONFLICT (day) WHERE trigger = 'schedule' DO NOTHING RETURNING id";
+/// An admin's push of a day: a delivery of its own, unless one for the day is still pending.
+pub const INSERT_MANUAL_PUSH: &str = "INSERT INTO report_push (day, trigger, delivery_id, format, content_type, body, requested_by) \
+     SELECT $1::date, 'manual', 'vf-report-' || to_char($1::date, 'YYYY-MM-DD') || '-m' || nextval('report_push_manual')::text, \
+         $2, $3, $4, $5 \
+     WHERE NOT EXISTS (SELECT 1 FROM report_push WHERE day = $1::date AND status = 'pending') \
+     RETURNING id, delivery_id";
+/// The latest day the schedule has taken on (whatever became of its push).
+pub const LAST_SCHEDULED_DAY: &str = "SELECT max(day) FROM report_push WHERE trigger = 'schedule'";
+/// Claims the next due push for `$1` seconds (its attempt's time-out and a margin): another
+/// worker, or this one after a crash, tries it again only once the claim lapses.
+pub const CLAIM_PUSH: &str = "UPDATE report_push SET next_attempt_at = now() + make_interval(secs => $1) \
+     WHERE id = (SELECT id FROM report_push WHERE status = 'pending' AND next_attempt_at <= now() \
+         ORDER BY day, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, day, delivery_id, content_type, body, attempts";
+pub const NEXT_PUSH_DUE: &str =
+    "SELECT min(next_attempt_at) FROM report_push WHERE status = 'pending'";
+pub const INSERT_PUSH_ATTEMPT: &str = "INSERT INTO report_push_attempts (push_id, attempt, outcome, http_status, error, latency_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+pub const MARK_PUSH_DELIVERED: &str = "UPDATE report_push SET status = 'delivered', attempts = attempts + 1, \
+     last_attempt_at = now(), delivered_at = now(), last_status = $2, last_error = NULL WHERE id = $1";
+pub const MARK_PUSH_RETRY: &str = "UPDATE report_push SET attempts = attempts + 1, last_attempt_at = now(), \
+     next_attempt_at = now() + make_interval(secs => $2), last_status = $3, last_error = $4 WHERE id = $1";
+pub const MARK_PUSH_DEAD: &str = "UPDATE report_push SET status = 'dead', attempts = attempts + 1, \
+     last_attempt_at = now(), last_status = $2, last_error = $3 WHERE id = $1";
+pub const LIST_PUSHES: &str = "SELECT id, day, trigger, delivery_id, format, status, attempts, created_at, \
+         last_attempt_at, delivered_at, last_status, last_error, requested_by \
+     FROM report_push ORDER BY day DESC, id DESC LIMIT $1 OFFSET $2";
+
+/// Report statements, for the prepare-everything test.
+pub const ALL_REPORTS: &[&str] = &[
+    DAY_NOTICES,
+    DAY_DELIVERIES,
+    DAY_ADVICE,
+    ADVICE_BEFORE,
+    INSERT_SCHEDULED_PUSH,
+    INSERT_MANUAL_PUSH,
+    LAST_SCHEDULED_DAY,
+    CLAIM_PUSH,
+    NEXT_PUSH_DUE,
+    INSERT_PUSH_ATTEMPT,
+    MARK_PUSH_DELIVERED,
+    MARK_PUSH_RETRY,
+    MARK_PUSH_DEAD,
+    LIST_PUSHES,
 ];

@@ -176,6 +176,23 @@ impl Deliverer {
         self.send(target, event).await
     }
 
+    /// One attempt to POST a body that is not an alert (the daily report pushed upstream) to
+    /// `target`: the same URL guard, `Idempotency-Key` and `webhook-id` (`delivery_id`, the same
+    /// on every retry), signature by the target's format, reply classification and outcomes as
+    /// [`Self::deliver_once`].
+    pub async fn post_once(
+        &self,
+        target: &Target,
+        delivery_id: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Attempt {
+        if let Err(e) = check_url(&target.url, target.allow_private_network) {
+            return fail(format!("refused URL: {e}"));
+        }
+        self.post(target, delivery_id, content_type, body).await
+    }
+
     /// [`Self::deliver_once`] after the literal-URL check.
     async fn send(&self, target: &Target, event: &AlertEvent) -> Attempt {
         let opts = RenderOptions {
@@ -184,13 +201,31 @@ impl Deliverer {
             receiver: target.id.clone(),
         };
         let rendered = render(target.format, event, &opts);
+        self.post(
+            target,
+            &event.delivery_id,
+            rendered.content_type,
+            rendered.body,
+        )
+        .await
+    }
 
+    /// Signs and sends `body`, and classifies the reply.
+    async fn post(
+        &self,
+        target: &Target,
+        delivery_id: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Attempt {
         let mut headers = target.headers.clone();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static(rendered.content_type),
-        );
-        let Ok(idempotency_key) = HeaderValue::from_str(&event.delivery_id) else {
+        let Ok(content_type) = HeaderValue::from_str(content_type) else {
+            return fail(format!(
+                "content type {content_type:?} is not a header value"
+            ));
+        };
+        headers.insert(CONTENT_TYPE, content_type);
+        let Ok(idempotency_key) = HeaderValue::from_str(delivery_id) else {
             return fail("delivery_id cannot be sent as a header (visible ASCII only)".into());
         };
         headers.insert("idempotency-key", idempotency_key);
@@ -201,9 +236,9 @@ impl Deliverer {
                 if let Err(e) = sign::standard_headers(
                     &mut headers,
                     target.secret.as_ref(),
-                    &event.delivery_id,
+                    delivery_id,
                     now,
-                    &rendered.body,
+                    &body,
                 ) {
                     return fail(format!("cannot sign: {e}"));
                 }
@@ -226,7 +261,7 @@ impl Deliverer {
             .post(url)
             .headers(headers)
             .timeout(self.opts.timeout)
-            .body(rendered.body)
+            .body(body)
             .send()
             .await;
         let reply = match reply {
