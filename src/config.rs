@@ -2,7 +2,7 @@
 //! the county's registry (spaces and devices). Loaded from a TOML file, layered with environment
 //! variables (`VISITORFLOW__DATABASE__URL=…`). Validation of the registry lives in [`crate::registry`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -193,7 +193,7 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut cfg = Self::from_toml(text)?;
-        let mut sections: std::collections::BTreeMap<String, Vec<EnvSet>> = Default::default();
+        let mut sections: BTreeMap<String, Vec<EnvSet>> = BTreeMap::new();
         for (var, value) in vars {
             let Some(rest) = var
                 .get(..ENV_PREFIX.len())
@@ -215,24 +215,31 @@ impl Config {
                 .or_default()
                 .push(EnvSet { var, path, value });
         }
-        for (section, sets) in sections {
-            cfg.apply_env(&section, sets)?;
+        if !sections.is_empty() {
+            let mut file = tables(text, sections.keys().cloned().collect())?;
+            for (section, sets) in sections {
+                let own = file.remove(&section);
+                cfg.apply_env(&section, own, sets)?;
+            }
         }
         Ok(cfg)
     }
 
-    fn apply_env(&mut self, section: &str, sets: Vec<EnvSet>) -> Result<(), ConfigError> {
+    /// Sets `section`'s keys from `sets` over the file's own text of that section (`file`: the
+    /// file's tables the environment names, as written — not re-serialised from the typed tree,
+    /// which would turn redacted secrets into `***`).
+    fn apply_env(
+        &mut self,
+        section: &str,
+        file: Option<toml::Table>,
+        sets: Vec<EnvSet>,
+    ) -> Result<(), ConfigError> {
+        let base = file.unwrap_or_default();
         macro_rules! sections {
             ($($name:ident),*) => {
                 match section {
-                    $(stringify!($name) => self.$name = patched(&self.$name, sets)?,)*
-                    "partition" => {
-                        let base = match &self.partition {
-                            Some(p) => table_of(p, &sets[0].var)?,
-                            None => toml::Table::new(),
-                        };
-                        self.partition = Some(patch(base, sets)?);
-                    }
+                    $(stringify!($name) => self.$name = patch(base, sets)?,)*
+                    "partition" => self.partition = Some(patch(base, sets)?),
                     _ => {
                         return Err(ConfigError::Env {
                             var: sets[0].var.clone(),
@@ -243,10 +250,47 @@ impl Config {
             };
         }
         sections!(
-            county, mqtt, database, http, ingest, rules, alerting, dispatch
+            county,
+            mqtt,
+            database,
+            http,
+            ingest,
+            rules,
+            alerting,
+            dispatch,
+            report_push
         );
         Ok(())
     }
+}
+
+/// The top-level tables of a TOML text named in `wanted`, everything else skipped.
+fn tables(text: &str, wanted: Vec<String>) -> Result<BTreeMap<String, toml::Table>, ConfigError> {
+    struct Pick(Vec<String>);
+    impl<'de> serde::de::Visitor<'de> for Pick {
+        type Value = BTreeMap<String, toml::Table>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a TOML document")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = m.next_key::<String>()? {
+                if self.0.contains(&key) {
+                    out.insert(key, m.next_value::<toml::Table>()?);
+                } else {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+    }
+    Ok(serde::Deserializer::deserialize_map(
+        toml::Deserializer::parse(text)?,
+        Pick(wanted),
+    )?)
 }
 
 fn read(path: Option<&Path>) -> Result<String, ConfigError> {
@@ -264,21 +308,6 @@ struct EnvSet {
     var: String,
     path: Vec<String>,
     value: String,
-}
-
-fn table_of<T: Serialize>(v: &T, var: &str) -> Result<toml::Table, ConfigError> {
-    toml::Table::try_from(v).map_err(|e| ConfigError::Env {
-        var: var.to_owned(),
-        reason: format!("cannot layer over this section: {e}"),
-    })
-}
-
-fn patched<T: Serialize + serde::de::DeserializeOwned>(
-    v: &T,
-    sets: Vec<EnvSet>,
-) -> Result<T, ConfigError> {
-    let base = table_of(v, &sets[0].var)?;
-    patch(base, sets)
 }
 
 /// Sets each variable's key in `base` and deserialises the result. A value takes the type of the
@@ -658,6 +687,24 @@ mod tests {
         assert_eq!(c.mqtt.client_id, "007");
         assert_eq!(c.mqtt.password.as_deref(), Some("12345"));
         assert_eq!(c.database.url, "postgres://u@h/db");
+    }
+
+    #[test]
+    fn an_override_keeps_the_section_s_other_keys_and_secrets() {
+        let c = layered(
+            "[report_push]\nsecret = \"s3cret\"\nmax_attempts = 3\n",
+            &[(
+                "VISITORFLOW__REPORT_PUSH__URL",
+                "https://bureau.example/report",
+            )],
+        )
+        .unwrap();
+        let push = &c.report_push;
+        assert_eq!(push.url, "https://bureau.example/report");
+        assert_eq!(push.secret.as_ref().map(|s| s.expose()), Some("s3cret"));
+        assert_eq!(push.max_attempts, 3);
+        let c = layered("", &[("VISITORFLOW__PARTITION__COUNT", "4")]).unwrap();
+        assert_eq!(c.partition.map(|p| p.count), Some(4));
     }
 
     #[test]
