@@ -193,7 +193,7 @@ impl Alerter {
         now: DateTime<Utc>,
     ) -> Result<
         (
-            Vec<(Transition, Option<crate::rules::Status>)>,
+            Vec<(Transition, Option<Arc<crate::rules::Status>>)>,
             Vec<Option<Arc<crate::rules::Status>>>,
         ),
         AlertingError,
@@ -244,10 +244,13 @@ impl Alerter {
                 })
                 .collect();
             let ev = engine.evaluate(SpaceIdx(i.0), now, &input);
+            // One status shared by all of the space's transitions: a space with many open alerts
+            // (a fresh registry's silent counters) would otherwise copy them per transition.
+            let status = Arc::new(ev.status);
             for tr in ev.transitions {
-                transitions.push((tr, Some(ev.status.clone())));
+                transitions.push((tr, Some(Arc::clone(&status))));
             }
-            statuses.push(Some(Arc::new(ev.status)));
+            statuses.push(Some(status));
         }
         Ok((transitions, statuses))
     }
@@ -354,7 +357,7 @@ impl Alerter {
         &self,
         client: &mut tokio_postgres::Client,
         engine: &Engine,
-        transitions: &[(Transition, Option<crate::rules::Status>)],
+        transitions: &[(Transition, Option<Arc<crate::rules::Status>>)],
         escalations: &[(i64, serde_json::Value)],
         now: DateTime<Utc>,
     ) -> Result<(), AlertingError> {
@@ -367,7 +370,7 @@ impl Alerter {
                 continue;
             };
             let space = self.registry.space(s);
-            let ev = event::event(tr, space, status.as_ref(), external);
+            let ev = event::event(tr, space, status.as_deref(), external);
             let Some(rec) = db::record_transition(&tx, &event::write(tr, &ev)).await? else {
                 continue;
             };
