@@ -29,7 +29,7 @@ pub struct RunOpts {
     /// Runs per figure (the median is shown).
     #[arg(long, env = "VF_BENCH_RUNS")]
     pub runs: Option<usize>,
-    /// Scenarios to run (default all): live, backlog, cpu, raw, latency, footprint, scale.
+    /// Scenarios to run (default all): live, backlog, cpu, raw, latency, reads, footprint, scale.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Working directory (default: a new directory under the system temp dir, removed after).
@@ -46,13 +46,14 @@ pub struct RunOpts {
 /// Devices reporting in the scale scenario's target runs (as many as the 10-space registry has).
 const ACTIVE: usize = 20;
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "raw",
     "live",
     "scale",
     "backlog",
     "cpu",
     "latency",
+    "reads",
     "footprint",
 ];
 
@@ -170,6 +171,7 @@ pub async fn run(o: RunOpts) -> anyhow::Result<ExitCode> {
             "backlog" => b.backlog().await,
             "cpu" => b.cpu().await,
             "latency" => b.latency().await,
+            "reads" => b.reads().await,
             "footprint" => b.footprint().await,
             _ => unreachable!(),
         };
@@ -1045,6 +1047,129 @@ impl Bench {
             wh99,
             Some(Target::AtMost(1000.0)),
         );
+        Ok(())
+    }
+
+    // ---- 7. reads ----------------------------------------------------------------------------
+
+    /// `GET /api/v1/spaces` (and single spaces) under `wrk` at ~1,000 requests/s while the
+    /// service ingests 20,000 reports/s, about half the live ceiling (target 1's runs: ~40,000/s).
+    async fn reads(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            Command::new("wrk")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok(),
+            "wrk is needed (Debian package `wrk`)"
+        );
+        let secs: u64 = if self.quick { 4 } else { 15 };
+        let rate = 20_000;
+        let n = rate * secs;
+        let (spaces, devices) = (10, 20);
+        let dir = self.scratch("reads")?;
+        let layout = Layout::new(spaces, devices);
+        let topics = dir.join("topics.txt");
+        layout.write_topics(&topics, devices)?;
+        let entries = spread_entries(n, devices as u64);
+        let warm = Warm {
+            topics: &topics,
+            devices: devices as u64,
+        };
+        let conns = 20;
+        let lua = dir.join("reads.lua");
+        // Each connection waits conns/rate between its requests: ~1,000 requests/s in all.
+        std::fs::write(
+            &lua,
+            format!(
+                r#"local paths = {{ "/api/v1/spaces", "/api/v1/spaces/{root}", "/api/v1/spaces/area-0000" }}
+local n = 0
+wrk.headers["Authorization"] = "Bearer {token}"
+request = function()
+    n = n + 1
+    return wrk.format("GET", paths[(n % #paths) + 1])
+end
+delay = function() return {delay} end
+done = function(summary, latency, requests)
+    local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+        + summary.errors.status + summary.errors.timeout
+    io.write(string.format("RESULT %.4f %.4f %.4f %d %d %.1f\n",
+        latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
+        summary.requests, errors, summary.requests / (summary.duration / 1e6)))
+end
+"#,
+                root = workload::ROOT,
+                token = workload::READER_TOKEN,
+                delay = conns * 1000 / 1000,
+            ),
+        )?;
+        let (mut p50, mut p99, mut rps, mut ingest) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..self.runs {
+            let broker = self.env.broker()?;
+            let db = self.env.database().await?;
+            let (mut svc, watch) = self
+                .start_service(&layout, &db, &broker, None, warm)
+                .await?;
+            let tag = self.env.unique("pub");
+            let feed = Feed::Many {
+                topics: &topics,
+                count: n,
+                rate,
+                seq_base: 1,
+            };
+            let url = format!("http://{}", svc.http);
+            let wrk = async {
+                // Reads start once ingest is under way and end before it does.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let out = tokio::process::Command::new("wrk")
+                    .args(["-t2", &format!("-c{conns}"), &format!("-d{}s", secs - 2)])
+                    .args(["--timeout", "2s", "-s"])
+                    .arg(&lua)
+                    .arg(&url)
+                    .output()
+                    .await
+                    .context("running wrk")?;
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let line = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("RESULT "))
+                    .with_context(|| format!("no RESULT from wrk: {text}"))?;
+                let v: Vec<f64> = line
+                    .split_whitespace()
+                    .map(|x| x.parse().unwrap_or(f64::NAN))
+                    .collect();
+                anyhow::ensure!(v.len() == 6, "wrk printed {line}");
+                anyhow::ensure!(v[4] == 0.0, "wrk saw {} errors", v[4]);
+                anyhow::Ok(v)
+            };
+            let t0 = Instant::now();
+            let (_, _, v) = tokio::try_join!(
+                self.feed(&feed, broker.port(), 1, &tag),
+                watch.committed(entries, &svc),
+                wrk
+            )?;
+            let took = t0.elapsed().as_secs_f64();
+            watch.verify(devices as u64 + n, entries).await?;
+            p50.push(v[0]);
+            p99.push(v[1]);
+            rps.push(v[5]);
+            ingest.push(n as f64 / took);
+            svc.kill();
+            drop(watch);
+            self.env.drop_database(db).await?;
+            finish_broker(broker);
+        }
+        let g = "7 reads under wrk while ingesting 20,000 reports/s";
+        self.figure(g, "ingest achieved", "reports/s", ingest);
+        self.figure(g, "reads achieved", "req/s", rps);
+        self.figure(g, "GET p50", "ms", p50);
+        let m = crate::stats::median(&p99);
+        self.figure_t(g, "GET p99", "ms", p99, Some(Target::AtMost(5.0)));
+        if self.quick {
+            // Gross regressions only: 5 ms is the target, 50 ms is broken.
+            self.floor("reads: 50 ms ÷ p99", 50.0 / m, 1.0)?;
+        }
         Ok(())
     }
 

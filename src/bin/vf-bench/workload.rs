@@ -125,6 +125,9 @@ pub struct ServiceSettings<'a> {
     pub webhook: Option<String>,
 }
 
+/// A viewer token every benchmark service accepts (the reads scenario's `wrk` uses it).
+pub const READER_TOKEN: &str = "vf_bench-reader";
+
 pub fn write_config(layout: &Layout, s: &ServiceSettings, path: &Path) -> anyhow::Result<()> {
     let mut cfg = Config::from_toml("")?;
     cfg.spaces = layout.spaces.clone();
@@ -137,6 +140,16 @@ pub fn write_config(layout: &Layout, s: &ServiceSettings, path: &Path) -> anyhow
     cfg.mqtt.client_id = s.client_id.into();
     cfg.mqtt.reconnect_delay_ms = 100;
     cfg.http.listen = s.http;
+    cfg.tokens = vec![visitorflow::config::TokenConfig {
+        id: "bench-reader".into(),
+        role: visitorflow::config::Role::Viewer,
+        spaces: Vec::new(),
+        sha256: visitorflow::api::auth::hex(&visitorflow::api::auth::sha256(READER_TOKEN)),
+    }];
+    // The limits protect a deployment from one client; here that client is the load generator.
+    cfg.http.rate_per_token = 1e9;
+    cfg.http.rate_per_ip = 1e9;
+    cfg.http.rate_burst = 1_000_000;
     if let Some(url) = &s.webhook {
         cfg.alerting.tick_ms = 1000;
         cfg.rules.dwell_s = 1;
