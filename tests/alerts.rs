@@ -514,6 +514,235 @@ async fn a_restart_neither_resends_nor_forgets_alerts() {
     svc.shutdown().await;
 }
 
+/// The open `silent_devices` alert of `space` in its live status: its device ids.
+async fn silent_in_status(addr: std::net::SocketAddr, space: &str) -> Option<Vec<String>> {
+    let (_, v) = get_json(addr, &format!("/api/v1/spaces/{space}")).await;
+    let alerts = v["status"]["alerts"].as_array()?;
+    let a = alerts
+        .iter()
+        .find(|a| a["kind"]["type"] == "silent_devices")?;
+    Some(
+        a["devices"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// Silent counters are one alert per space listing them, not one per device per ancestor; and an
+/// upgrade from per-device `silent.{device}` alerts resolves those in the database and towards
+/// the receivers that got them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_counters_are_one_alert_per_space_and_legacy_ones_resolve_on_upgrade() {
+    let stack = Stack::start();
+    let inbox = Arc::new(Mutex::new(Inbox::default()));
+    let hook = receiver(Arc::clone(&inbox)).await;
+    let mut cfg = stack.config("vf-alert-silent");
+    cfg.alerting.tick_ms = 100;
+    cfg.webhooks = vec![
+        serde_json::from_value(serde_json::json!({
+            "id": "bureau", "url": format!("http://{hook}/hook"), "format": "json", "secret": SECRET,
+            "min_severity": "info", "allow_private_network": true,
+        }))
+        .unwrap(),
+    ];
+    let svc = start_service(cfg.clone()).await;
+    let addr = svc.http_addr;
+    let db = stack.db().await;
+    // No counter has reported: one alert per space with counters of its own, none for the county.
+    let open_silent = || async {
+        let rows = db
+            .query(
+                "SELECT space_id, kind FROM alerts WHERE state <> 'resolved' \
+                 AND (kind = 'silent_devices' OR starts_with(kind, 'silent.'))",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut open: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{}/{}", r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        open.sort();
+        open
+    };
+    let expected = [
+        "canyon-pines/silent_devices",
+        "canyon/silent_devices",
+        "park/silent_devices",
+        "village/silent_devices",
+    ];
+    eventually(15, "one silent_devices alert per space", || async {
+        (open_silent().await == expected).then_some(())
+    })
+    .await;
+    let opened = eventually(15, "the canyon's alert delivered", || {
+        let inbox = Arc::clone(&inbox);
+        async move {
+            inbox
+                .lock()
+                .unwrap()
+                .got
+                .iter()
+                .find(|g| g.3["alert_id"] == "canyon/silent_devices")
+                .map(|g| g.3.clone())
+        }
+    })
+    .await;
+    assert_eq!(opened["devices"], serde_json::json!(["gate-1", "gate-2"]));
+    assert_eq!(opened["devices_total"], 2);
+    assert_eq!(
+        opened["message"]["en"],
+        "Tianshan Grand Canyon: 2 of 2 counters silent: gate-1 (never reported), gate-2 (never reported)"
+    );
+    assert_eq!(
+        silent_in_status(addr, "canyon").await,
+        Some(vec!["gate-1".into(), "gate-2".into()])
+    );
+    // gate-1 reports: the status lists gate-2 alone, the alert stays open, nothing is sent.
+    let sent = inbox.lock().unwrap().got.len();
+    let ts = Utc::now()
+        .with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap())
+        .to_rfc3339();
+    publish_all(
+        stack.mq.port(),
+        "pub-silent-1",
+        vec![(counts_topic("canyon", "gate-1"), report(1, &ts, 5, 0))],
+    )
+    .await;
+    eventually(15, "gate-1 off the canyon's list", || async {
+        (silent_in_status(addr, "canyon").await == Some(vec!["gate-2".into()])).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: Vec<Value> = inbox.lock().unwrap().got[sent..]
+        .iter()
+        .map(|g| g.3.clone())
+        .collect();
+    assert!(
+        after.iter().all(|e| e["kind"] != "silent_devices"),
+        "{after:?}"
+    );
+    svc.shutdown().await;
+
+    // What an earlier version left behind: per-device alerts in the saved state and the table,
+    // for the device's space and its ancestors.
+    let mut state: Value = db
+        .query_one("SELECT state FROM rule_state WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let since = "2026-05-01T01:00:00Z";
+    for snap in state["spaces"].as_array_mut().unwrap() {
+        let space = snap["space"].as_str().unwrap().to_owned();
+        if space != "canyon" && space != "county" {
+            continue;
+        }
+        snap["state"]["open"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "kind": {"type": "silent", "device": "gate-2"},
+                "severity": "warning", "level": null, "since": since, "updated": since,
+            }));
+        db.execute(
+            "INSERT INTO alerts (space_id, kind, severity, state, started_at, updated_at) \
+             VALUES ($1, 'silent.gate-2', 'warning', 'firing', $2::text::timestamptz, $2::text::timestamptz)",
+            &[&space, &since],
+        )
+        .await
+        .unwrap();
+    }
+    db.execute("UPDATE rule_state SET state = $1 WHERE id = 1", &[&state])
+        .await
+        .unwrap();
+    let sent = inbox.lock().unwrap().got.len();
+
+    let svc = start_service(cfg).await;
+    eventually(15, "the legacy alerts resolved", || async {
+        (open_silent().await == expected).then_some(())
+    })
+    .await;
+    let resolved: Vec<(String, String)> = db
+        .query(
+            "SELECT a.space_id, t.change FROM alerts a JOIN alert_transitions t ON t.alert_id = a.id \
+             WHERE a.kind = 'silent.gate-2' ORDER BY a.space_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        resolved,
+        [
+            ("canyon".into(), "resolve".into()),
+            ("county".into(), "resolve".into())
+        ]
+    );
+    let legacy = eventually(15, "the resolves delivered", || {
+        let inbox = Arc::clone(&inbox);
+        async move {
+            let ib = inbox.lock().unwrap();
+            let mut ids: Vec<(String, String)> = ib.got[sent..]
+                .iter()
+                .filter(|g| {
+                    g.2 == 200
+                        && g.3["kind"]
+                            .as_str()
+                            .is_some_and(|k| k.starts_with("silent."))
+                })
+                .map(|g| {
+                    (
+                        g.3["alert_id"].as_str().unwrap_or("").to_owned(),
+                        g.3["state"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect();
+            ids.sort();
+            (ids.len() >= 2).then_some(ids)
+        }
+    })
+    .await;
+    assert_eq!(
+        legacy,
+        [
+            ("canyon/silent.gate-2".into(), "resolved".into()),
+            ("county/silent.gate-2".into(), "resolved".into())
+        ]
+    );
+    // The space-level alert carried on through the restart: not reopened, its list refilled.
+    let reopened: i64 = db
+        .query_one(
+            "SELECT count(*) FROM alerts WHERE kind = 'silent_devices' AND space_id = 'canyon'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reopened, 1);
+    eventually(15, "the canyon's list after the restart", || async {
+        (silent_in_status(svc.http_addr, "canyon").await == Some(vec!["gate-2".into()]))
+            .then_some(())
+    })
+    .await;
+    // Of silence, only the two resolves were sent (what else happens is not this test's).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let silence: Vec<String> = inbox.lock().unwrap().got[sent..]
+        .iter()
+        .filter_map(|g| g.3["kind"].as_str())
+        .filter(|k| k.starts_with("silent"))
+        .map(String::from)
+        .collect();
+    assert_eq!(silence, ["silent.gate-2", "silent.gate-2"]);
+    svc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_advice_pauses_a_filling_area_diverts_and_is_recorded() {
     let stack = Stack::start();

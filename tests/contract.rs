@@ -23,6 +23,8 @@ struct Sse {
 struct Feed {
     resp: reqwest::Response,
     buf: String,
+    /// The start of a character a chunk boundary cut in two.
+    partial: Vec<u8>,
 }
 
 impl Feed {
@@ -42,6 +44,7 @@ impl Feed {
         Feed {
             resp,
             buf: String::new(),
+            partial: Vec::new(),
         }
     }
 
@@ -74,7 +77,16 @@ impl Feed {
                 .expect("an event in time")
                 .expect("stream read")
                 .expect("stream open");
-            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+            self.partial.extend_from_slice(&chunk);
+            let valid = match std::str::from_utf8(&self.partial) {
+                Ok(_) => self.partial.len(),
+                // Incomplete at the end: keep those bytes for the next chunk.
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(e) => panic!("the feed is not UTF-8: {e}"),
+            };
+            let text: Vec<u8> = self.partial.drain(..valid).collect();
+            self.buf
+                .push_str(std::str::from_utf8(&text).expect("checked above"));
         }
     }
 

@@ -187,6 +187,8 @@ fn event() -> AlertEvent {
         capacity_approved: Some(5000),
         capacity_effective: Some(5000),
         forecast_minutes_to_red: Some(25.0),
+        devices: Vec::new(),
+        devices_total: None,
         action_zh: "入口限流".into(),
         action_en: "Meter the entrances".into(),
         message_zh: String::new(),

@@ -22,7 +22,7 @@ const TEXT = {
     severities: { info: '提示', warning: '一般', major: '重要', critical: '紧急' },
     kinds: {
       instant_level: '瞬时承载', daily_level: '日承载', early_warning: '趋势预警', stale: '数据中断',
-      silent: '设备静默', drift: '计数偏差', missing_reports: '报文缺失', clock_skew: '时钟偏差', hazard: '灾害/险情',
+      silent_devices: '设备静默', silent: '设备静默', drift: '计数偏差', missing_reports: '报文缺失', clock_skew: '时钟偏差', hazard: '灾害/险情',
     },
     space_kinds: { zone: '景点', car_park: '停车场', hub: '集散中心', scenic_area: '景区', county: '全县' },
     capacity: '核定容量', people: '人', vehicles: '辆',
@@ -57,7 +57,7 @@ const TEXT = {
     severities: { info: 'info', warning: 'warning', major: 'major', critical: 'critical' },
     kinds: {
       instant_level: 'Instant load', daily_level: 'Daily load', early_warning: 'Forecast warning', stale: 'Stale data',
-      silent: 'Silent counter', drift: 'Counter drift', missing_reports: 'Missing reports', clock_skew: 'Clock skew', hazard: 'Hazard',
+      silent_devices: 'Silent counters', silent: 'Silent counter', drift: 'Counter drift', missing_reports: 'Missing reports', clock_skew: 'Clock skew', hazard: 'Hazard',
     },
     space_kinds: { zone: 'Zone', car_park: 'Car park', hub: 'Hub', scenic_area: 'Scenic area', county: 'County' },
     capacity: 'capacity', people: 'people', vehicles: 'vehicles',
@@ -74,7 +74,9 @@ const TEXT = {
     x_waiting: (n) => `${n} waiting`, x_to: (n) => `${n} to send elsewhere`, x_unit: (n) => `${n}`,
   },
 };
-const DQ_KINDS = new Set(['silent', 'drift', 'missing_reports', 'clock_skew']);
+const DQ_KINDS = new Set(['silent_devices', 'silent', 'drift', 'missing_reports', 'clock_skew']);
+// Device ids a badge's tooltip names before "+N".
+const DQ_DEVICES = 10;
 const SPARK_HOURS = 3;
 
 const S = {
@@ -282,7 +284,12 @@ function badges(s) {
   if (st?.closed) out.push(el('span', { class: 'badge closed' }, t('closed')));
   const dq = (st?.alerts || []).filter((a) => DQ_KINDS.has(a.kind.type));
   if (dq.length) {
-    const title = dq.map((a) => t('kinds')[a.kind.type] + (a.kind.device ? ` ${a.kind.device}` : '')).join(', ');
+    const devices = (a) => {
+      const ids = a.devices || (a.kind.device ? [a.kind.device] : []);
+      const more = ids.length > DQ_DEVICES ? ` +${ids.length - DQ_DEVICES}` : '';
+      return ids.length ? ` ${ids.slice(0, DQ_DEVICES).join(' ')}${more}` : '';
+    };
+    const title = dq.map((a) => t('kinds')[a.kind.type] + devices(a)).join(', ');
     out.push(el('span', { class: 'badge dq', title }, `${t('dq')} ${dq.length}`));
   }
   return out;

@@ -221,6 +221,8 @@ pub fn event(advice: &HubAdvice, registry: &Registry, advice_id: i64) -> AlertEv
         capacity_approved: None,
         capacity_effective: None,
         forecast_minutes_to_red: None,
+        devices: Vec::new(),
+        devices_total: None,
         action_zh: String::new(),
         action_en: String::new(),
         message_zh: zh.join("；"),

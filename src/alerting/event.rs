@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::registry::Space;
 use crate::rules::{AlertKind, Change, Level, Status, Transition};
 use crate::store::alerts::TransitionWrite;
-use crate::webhook::model::{AlertEvent, AlertState};
+use crate::webhook::model::{AlertEvent, AlertState, DEVICES_MAX};
 
 pub fn change_str(c: Change) -> &'static str {
     match c {
@@ -60,6 +60,13 @@ pub fn event(
             .as_ref()
             .and_then(|f| f.to_red)
             .map(|d| d.num_seconds() as f64 / 60.0),
+        devices: t
+            .devices
+            .iter()
+            .take(DEVICES_MAX)
+            .map(|d| d.to_string())
+            .collect(),
+        devices_total: (!t.devices.is_empty()).then_some(t.devices.len() as u32),
         action_zh: level_status
             .map(|l| l.action_zh.clone())
             .unwrap_or_default(),
@@ -109,4 +116,50 @@ pub fn escalation(
     ev.message_en = format!("[Escalation] not acknowledged: {}", ev.message_en);
     ev.at = at;
     ev
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DeviceId, SpaceId};
+    use crate::rules::Severity;
+
+    #[test]
+    fn silent_devices_event_carries_a_capped_list_and_the_count() {
+        let reg = crate::sim::testutil::registry();
+        let space = reg.space(reg.space_idx("canyon").unwrap());
+        let at = DateTime::from_timestamp(1_777_600_000, 0).unwrap();
+        let tr = Transition {
+            space: SpaceId::new("canyon"),
+            kind: AlertKind::SilentDevices,
+            change: Change::Open,
+            from: None,
+            to: None,
+            severity: Severity::Warning,
+            at,
+            since: at,
+            load_pct: None,
+            forecast: None,
+            devices: (0..120).map(|i| DeviceId::new(format!("g{i}"))).collect(),
+            message_zh: String::new(),
+            message_en: String::new(),
+        };
+        let ev = event(&tr, space, None, None);
+        assert_eq!(ev.kind, "silent_devices");
+        assert_eq!(ev.devices.len(), DEVICES_MAX);
+        assert_eq!(
+            (ev.devices[0].as_str(), ev.devices_total),
+            ("g0", Some(120))
+        );
+        let json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["devices_total"], 120);
+        // Other kinds carry neither field.
+        let level = Transition {
+            kind: AlertKind::InstantLevel,
+            devices: Vec::new(),
+            ..tr
+        };
+        let json = serde_json::to_value(event(&level, space, None, None)).unwrap();
+        assert!(json.get("devices").is_none() && json.get("devices_total").is_none());
+    }
 }

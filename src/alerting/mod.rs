@@ -15,12 +15,12 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 use crate::dispatch::{DispatchModel, HubAdvice};
-use crate::ids::{DeviceIdx, SpaceIdx};
+use crate::ids::SpaceIdx;
 use crate::live::{AlertNote, Live};
 use crate::registry::Registry;
 use crate::rules::{
-    AlertKind, CapLimit, CapScope, DeviceHealth, Engine, EngineState, Hazard, PolicyCap,
-    RulesError, SpaceDef, SpaceInput, Transition,
+    AlertKind, CapLimit, CapScope, DeviceHealth, Engine, EngineState, Hazard, PartDevices,
+    PolicyCap, RulesError, SpaceDef, SpaceInput, Transition,
 };
 use crate::store::{self, StoreError, alerts as db};
 use crate::telemetry as t;
@@ -55,8 +55,8 @@ pub struct Alerter {
     wake: Arc<Wake>,
     /// One per subscription, in `cfg.webhooks` order.
     outbox: Vec<Arc<Notify>>,
-    /// Devices whose reports count in each space (its own and its parts').
-    space_devices: Vec<Vec<DeviceIdx>>,
+    /// How many devices are registered in each space.
+    own_devices: Vec<usize>,
     /// With several instances, only the holder of the leader lock evaluates (`crate::partition`).
     leader: Option<crate::partition::Leader>,
 }
@@ -69,11 +69,9 @@ impl Alerter {
         wake: Arc<Wake>,
         outbox: Vec<Arc<Notify>>,
     ) -> Self {
-        let mut space_devices = vec![Vec::new(); registry.spaces.len()];
+        let mut own_devices = vec![0; registry.spaces.len()];
         for d in &registry.devices {
-            for s in &d.targets {
-                space_devices[s.get()].push(d.idx);
-            }
+            own_devices[d.space.get()] += 1;
         }
         Self {
             cfg,
@@ -81,7 +79,7 @@ impl Alerter {
             live,
             wake,
             outbox,
-            space_devices,
+            own_devices,
             leader: None,
         }
     }
@@ -116,19 +114,25 @@ impl Alerter {
         }
         let defs = || self.registry.spaces.iter().map(SpaceDef::from);
         let now = Utc::now();
-        let saved = db::load_rule_state(&client)
-            .await?
-            .and_then(|v| serde_json::from_value::<EngineState>(v).ok());
-        let (mut engine, orphaned) = match saved {
+        let saved = db::load_rule_state(&client).await?.and_then(|v| {
+            serde_json::from_value::<EngineState>(v)
+                .inspect_err(
+                    |e| tracing::warn!(error = %e, "saved rule state unreadable: starting afresh"),
+                )
+                .ok()
+        });
+        // Restoring resolves what the saved state holds but this version no longer keeps open:
+        // alerts of removed spaces, legacy per-device silence alerts.
+        let (mut engine, resolves) = match saved {
             Some(state) => Engine::restore(self.cfg.rules.clone(), defs(), state, now)?,
             None => (
                 Engine::for_registry(self.cfg.rules.clone(), &self.registry)?,
                 Vec::new(),
             ),
         };
-        if !orphaned.is_empty() {
-            let orphaned: Vec<_> = orphaned.into_iter().map(|t| (t, None)).collect();
-            self.persist(&mut client, &engine, &orphaned, &[], now)
+        if !resolves.is_empty() {
+            let resolves: Vec<_> = resolves.into_iter().map(|t| (t, None)).collect();
+            self.persist(&mut client, &engine, &resolves, &[], now)
                 .await?;
         }
         let mut dispatcher = match DispatchModel::build(&self.cfg.dispatch, &self.registry) {
@@ -202,24 +206,36 @@ impl Alerter {
         let hazards = db::active_hazards(client).await?;
         let spaces = self.live.spaces();
         let devices = self.live.devices();
+        // Each device once: its health goes to its own space, a tally of its freshness to every
+        // other space it counts in (the county root must not carry 100,000 devices).
+        let mut own: Vec<Vec<DeviceHealth>> = self
+            .own_devices
+            .iter()
+            .map(|&n| Vec::with_capacity(n))
+            .collect();
+        let mut parts = vec![PartDevices::default(); self.registry.spaces.len()];
+        for d in &self.registry.devices {
+            let live = devices[d.idx.get()];
+            let health = DeviceHealth {
+                device: d.id.clone(),
+                last_received: live.last_received,
+                period: None,
+                missing_reports: live.missing_reports,
+                clock_skew: None,
+            };
+            let fresh = !engine.is_silent(&health, now);
+            for &s in d.targets.iter().filter(|&&s| s != d.space) {
+                parts[s.get()].add(fresh);
+            }
+            own[d.space.get()].push(health);
+        }
         let mut transitions = Vec::new();
         let mut statuses = Vec::with_capacity(spaces.len());
         for space in &self.registry.spaces {
             let i = space.idx;
             let mut input = SpaceInput::from_live(space, &spaces[i.get()]);
-            input.devices = self.space_devices[i.get()]
-                .iter()
-                .map(|&d| {
-                    let now = devices[d.get()];
-                    DeviceHealth {
-                        device: self.registry.device(d).id.clone(),
-                        last_received: now.last_received,
-                        period: None,
-                        missing_reports: now.missing_reports,
-                        clock_skew: None,
-                    }
-                })
-                .collect();
+            input.devices = std::mem::take(&mut own[i.get()]);
+            input.parts = parts[i.get()];
             input.caps = caps
                 .iter()
                 .filter(|c| c.space_id == space.id.as_str())
@@ -244,8 +260,7 @@ impl Alerter {
                 })
                 .collect();
             let ev = engine.evaluate(SpaceIdx(i.0), now, &input);
-            // One status shared by all of the space's transitions: a space with many open alerts
-            // (a fresh registry's silent counters) would otherwise copy them per transition.
+            // One status shared by all of the space's transitions rather than a copy per transition.
             let status = Arc::new(ev.status);
             for tr in ev.transitions {
                 transitions.push((tr, Some(Arc::clone(&status))));

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Params;
 use super::forecast::Forecast;
-use super::input::{CapLimit, SpaceInput};
+use super::input::{CapLimit, DeviceHealth, SpaceInput};
 use super::level::{Ladder, Level, Severity};
 use super::{LevelStatus, SpaceDef};
 use crate::ids::{DeviceId, SpaceId};
@@ -28,8 +28,9 @@ pub enum AlertKind {
     EarlyWarning { target: Level },
     /// Every counter of the space is silent: its level is unknown.
     Stale,
-    /// One device has not been heard from for too long.
-    Silent { device: DeviceId },
+    /// Some of the space's own counters have not been heard from for too long (one alert for all
+    /// of them; the open alert lists them).
+    SilentDevices,
     /// Exits without entries today above the bound.
     Drift,
     /// Reports known missing and not repaired.
@@ -38,21 +39,27 @@ pub enum AlertKind {
     ClockSkew,
     /// An external hazard; the space is closed for dispatch while it stands.
     Hazard { hazard: String },
+    /// Legacy: one alert per silent device, in every space it counted in, as saved by earlier
+    /// versions (a fresh county of 100,000 counters opened 300,000 of them). Never raised; a
+    /// restored one is resolved at once (see `retire_legacy`).
+    Silent { device: DeviceId },
 }
 
 impl AlertKind {
-    /// A stable string key: `instant_level`, `early_warning.red`, `silent.gate-1`, ….
+    /// A stable string key: `instant_level`, `early_warning.red`, `silent_devices`, ….
     pub fn key(&self) -> String {
         match self {
             AlertKind::InstantLevel => "instant_level".into(),
             AlertKind::DailyLevel => "daily_level".into(),
             AlertKind::EarlyWarning { target } => format!("early_warning.{}", target.as_str()),
             AlertKind::Stale => "stale".into(),
-            AlertKind::Silent { device } => format!("silent.{device}"),
+            AlertKind::SilentDevices => "silent_devices".into(),
             AlertKind::Drift => "drift".into(),
             AlertKind::MissingReports => "missing_reports".into(),
             AlertKind::ClockSkew => "clock_skew".into(),
             AlertKind::Hazard { hazard } => format!("hazard.{hazard}"),
+            // As earlier versions stored it, so the open row in the database is the one resolved.
+            AlertKind::Silent { device } => format!("silent.{device}"),
         }
     }
 
@@ -82,6 +89,10 @@ pub struct OpenAlert {
     pub since: DateTime<Utc>,
     /// Last escalation or de-escalation (`since` when none).
     pub updated: DateTime<Utc>,
+    /// The devices the alert is about, all of them, as of the last evaluation (`silent_devices`:
+    /// the silent counters, in input order). A change of this list alone is no transition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceId>,
 }
 
 /// One change of one alert, ready to send. For a resolve, `severity` is the severity the alert
@@ -101,6 +112,9 @@ pub struct Transition {
     /// The load the alert is about (instantaneous for forecasts), percent.
     pub load_pct: Option<f64>,
     pub forecast: Option<Forecast>,
+    /// The devices the alert is about as it opens or changes (all of them; empty on resolve).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceId>,
     pub message_zh: String,
     pub message_en: String,
 }
@@ -118,6 +132,7 @@ pub(crate) struct Want {
     pub kind: AlertKind,
     pub severity: Severity,
     pub level: Option<Level>,
+    pub devices: Vec<DeviceId>,
 }
 
 /// Everything the texts may quote.
@@ -125,6 +140,8 @@ pub(crate) struct Ctx<'a> {
     pub def: &'a SpaceDef,
     pub now: DateTime<Utc>,
     pub input: &'a SpaceInput,
+    /// The space's own counters that are silent, in input order.
+    pub silent: &'a [&'a DeviceHealth],
     pub instant: &'a LevelStatus,
     pub daily: &'a LevelStatus,
     pub forecast: Option<&'a Forecast>,
@@ -151,10 +168,14 @@ pub(crate) fn reconcile(
             .iter()
             .position(|o| o.kind == w.kind)
             .map(|i| open.swap_remove(i));
-        let (change, since, from) = match &prev {
+        let (change, since, from) = match prev {
             None => (Change::Open, now, w.level.map(|_| Level::Normal)),
             Some(p) if p.severity == w.severity && p.level == w.level => {
-                kept.push(p.clone());
+                // Still open as it was: only its device list follows the evaluation.
+                kept.push(OpenAlert {
+                    devices: w.devices,
+                    ..p
+                });
                 continue;
             }
             Some(p) => {
@@ -171,7 +192,7 @@ pub(crate) fn reconcile(
             }
         };
         out.push(transition(
-            ctx, &w.kind, change, from, w.level, w.severity, since,
+            ctx, &w.kind, change, from, w.level, w.severity, since, &w.devices,
         ));
         kept.push(OpenAlert {
             kind: w.kind,
@@ -179,6 +200,7 @@ pub(crate) fn reconcile(
             level: w.level,
             since,
             updated: now,
+            devices: w.devices,
         });
     }
     // Whatever is still in `open` is no longer wanted.
@@ -192,6 +214,7 @@ pub(crate) fn reconcile(
             to,
             gone.severity,
             gone.since,
+            &[],
         ));
     }
     kept.sort_by(|a, b| a.kind.cmp(&b.kind));
@@ -199,6 +222,7 @@ pub(crate) fn reconcile(
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn transition(
     ctx: &Ctx,
     kind: &AlertKind,
@@ -207,6 +231,7 @@ fn transition(
     to: Option<Level>,
     severity: Severity,
     since: DateTime<Utc>,
+    devices: &[DeviceId],
 ) -> Transition {
     let (load_pct, forecast) = match kind {
         AlertKind::InstantLevel => (ctx.instant.load_pct, None),
@@ -226,6 +251,7 @@ fn transition(
         since,
         load_pct,
         forecast,
+        devices: devices.to_vec(),
         message_zh,
         message_en,
     }
@@ -249,10 +275,59 @@ pub(crate) fn resolve_removed(
             since: o.since,
             load_pct: None,
             forecast: None,
+            devices: Vec::new(),
             message_zh: format!("{space}已从配置中删除，告警关闭"),
             message_en: format!("{space} is no longer configured; alert closed"),
         })
         .collect()
+}
+
+/// Takes the legacy per-device silence alerts out of a restored space's open set, returning
+/// their resolves: the space's `silent_devices` alert, opened by the next evaluation, replaces
+/// them.
+pub(crate) fn retire_legacy(
+    space: &SpaceId,
+    open: &mut Vec<OpenAlert>,
+    now: DateTime<Utc>,
+) -> Vec<Transition> {
+    let mut out = Vec::new();
+    open.retain(|o| {
+        let AlertKind::Silent { device } = &o.kind else {
+            return true;
+        };
+        out.push(Transition {
+            space: space.clone(),
+            kind: o.kind.clone(),
+            change: Change::Resolve,
+            from: None,
+            to: None,
+            severity: o.severity,
+            at: now,
+            since: o.since,
+            load_pct: None,
+            forecast: None,
+            devices: Vec::new(),
+            message_zh: format!("{space}设备{device}的单独静默告警关闭，改由本区域的计数设备无数据告警汇总"),
+            message_en: format!(
+                "{space}: the per-device silence alert of {device} is closed; the space's silent_devices alert lists its silent counters"
+            ),
+        });
+        false
+    });
+    out
+}
+
+/// How many names a message lists before "+N more".
+const LISTED: usize = 5;
+
+/// The first [`LISTED`] of `shown` joined by `sep`, then how many of `total` were left out:
+/// messages stay short however many devices an alert is about.
+fn listed(shown: &[String], total: usize, sep: &str, more: impl Fn(usize) -> String) -> String {
+    let mut s = shown[..shown.len().min(LISTED)].join(sep);
+    if total > LISTED {
+        s.push_str(&more(total - LISTED));
+    }
+    s
 }
 
 fn pct(load: Option<f64>) -> String {
@@ -407,32 +482,44 @@ fn describe(
                 )
             }
         }
-        AlertKind::Silent { device } => {
+        AlertKind::SilentDevices => {
             if change == Change::Resolve {
                 return (
-                    format!("{zh}设备{device}恢复上报"),
-                    format!("{en}: device {device} reporting again"),
+                    format!("{zh}计数设备全部恢复上报"),
+                    format!("{en}: every counter is reporting again"),
                 );
             }
-            let d = ctx.input.devices.iter().find(|d| d.device == *device);
-            let period = d
-                .and_then(|d| d.period)
-                .filter(|p| *p > TimeDelta::zero())
-                .unwrap_or(ctx.params.default_period);
-            match d.and_then(|d| d.last_received) {
-                None => (
-                    format!("{zh}设备{device}从未上报"),
-                    format!("{en}: device {device} has never reported"),
-                ),
-                Some(last) => {
-                    let (m, p) = (minutes(ctx.now - last), minutes(period));
-                    (
-                        format!("{zh}设备{device}已{m}分钟无数据（上报周期{p}分钟）"),
-                        format!("{en}: device {device} silent for {m} min (period {p} min)"),
-                    )
+            let (n, total) = (ctx.silent.len(), ctx.input.devices.len());
+            let (mut items_zh, mut items_en) = (Vec::new(), Vec::new());
+            for d in ctx.silent.iter().take(LISTED) {
+                let period = d
+                    .period
+                    .filter(|p| *p > TimeDelta::zero())
+                    .unwrap_or(ctx.params.default_period);
+                let id = &d.device;
+                match d.last_received {
+                    None => {
+                        items_zh.push(format!("{id}（从未上报）"));
+                        items_en.push(format!("{id} (never reported)"));
+                    }
+                    Some(last) => {
+                        let (m, p) = (minutes(ctx.now - last), minutes(period));
+                        items_zh.push(format!("{id}（{m}分钟无数据，上报周期{p}分钟）"));
+                        items_en.push(format!("{id} (silent for {m} min, period {p} min)"));
+                    }
                 }
             }
+            let list_zh = listed(&items_zh, n, "、", |k| format!("等，另有{k}台"));
+            let list_en = listed(&items_en, n, ", ", |k| format!(", +{k} more"));
+            (
+                format!("{zh}{total}台计数设备中{n}台无数据：{list_zh}"),
+                format!("{en}: {n} of {total} counters silent: {list_en}"),
+            )
         }
+        AlertKind::Silent { device } => (
+            format!("{zh}设备{device}恢复上报或已并入计数设备无数据告警"),
+            format!("{en}: device {device} reporting again or part of the silent_devices alert"),
+        ),
         AlertKind::Drift => {
             if change == Change::Resolve {
                 return (
@@ -455,18 +542,20 @@ fn describe(
                     format!("{en}: missing reports repaired"),
                 );
             }
-            let list: Vec<String> = ctx
-                .input
-                .devices
-                .iter()
-                .filter(|d| d.missing_reports > 0)
+            let missing = || ctx.input.devices.iter().filter(|d| d.missing_reports > 0);
+            let shown: Vec<String> = missing()
+                .take(LISTED)
                 .map(|d| format!("{} {}", d.device, d.missing_reports))
                 .collect();
+            let total = missing().count();
             let n: u64 = ctx.input.devices.iter().map(|d| d.missing_reports).sum();
-            let list = list.join(", ");
+            let list_zh = listed(&shown, total, ", ", |k| format!("等，另有{k}台"));
+            let list_en = listed(&shown, total, ", ", |k| format!(", +{k} more"));
             (
-                format!("{zh}有{n}份报告缺失未补（{list}），人数可能不准"),
-                format!("{en}: {n} reports missing and not repaired ({list}); counts may be off"),
+                format!("{zh}有{n}份报告缺失未补（{list_zh}），人数可能不准"),
+                format!(
+                    "{en}: {n} reports missing and not repaired ({list_en}); counts may be off"
+                ),
             )
         }
         AlertKind::ClockSkew => {
@@ -477,15 +566,18 @@ fn describe(
                 );
             }
             let b = ctx.params.clock_skew_max.num_seconds();
-            let list: Vec<String> = ctx
+            let shown: Vec<String> = ctx
                 .skewed
                 .iter()
+                .take(LISTED)
                 .map(|(d, s)| format!("{d} {:+} s", s.num_seconds()))
                 .collect();
-            let list = list.join(", ");
+            let total = ctx.skewed.len();
+            let list_zh = listed(&shown, total, ", ", |k| format!("等，另有{k}台"));
+            let list_en = listed(&shown, total, ", ", |k| format!(", +{k} more"));
             (
-                format!("{zh}设备时钟偏差超过{b}秒：{list}"),
-                format!("{en}: device clock off by more than {b} s: {list}"),
+                format!("{zh}设备时钟偏差超过{b}秒：{list_zh}"),
+                format!("{en}: device clock off by more than {b} s: {list_en}"),
             )
         }
         AlertKind::Hazard { hazard } => {

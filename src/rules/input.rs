@@ -24,10 +24,13 @@ pub struct SpaceInput {
     /// Approved (LB/T 034) capacities; `None` or 0 means "not rated": no level is computed.
     pub instant_capacity: Option<u32>,
     pub daily_capacity: Option<u32>,
-    /// Every device whose reports count in this space (its own and, for an area summed from its
-    /// zones, theirs: the devices whose `targets` contain it). None fresh, or none at all, makes
-    /// the space stale.
+    /// The space's own counters (registered in it). Their silence, missing reports and clock
+    /// skew are this space's alerts, not its ancestors'.
     pub devices: Vec<DeviceHealth>,
+    /// The counters of its parts whose reports count here too (an area summed from its zones:
+    /// the devices of other spaces whose `targets` contain it). None fresh among them and
+    /// `devices`, or none at all, makes the space stale.
+    pub parts: PartDevices,
     /// Policy caps in force or scheduled; the tightest active one applies.
     pub caps: Vec<PolicyCap>,
     /// External hazards for this space; any active one closes it for dispatch.
@@ -77,6 +80,22 @@ impl DeviceHealth {
             missing_reports: 0,
             clock_skew: None,
         }
+    }
+}
+
+/// A tally, not a list, of the parts' counters that count in a space: only whether one of them
+/// is fresh matters here, and the root of a large county counts 100,000 of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PartDevices {
+    pub total: u32,
+    /// Those not silent (see [`super::Engine::is_silent`]).
+    pub fresh: u32,
+}
+
+impl PartDevices {
+    pub fn add(&mut self, fresh: bool) {
+        self.total += 1;
+        self.fresh += u32::from(fresh);
     }
 }
 

@@ -21,10 +21,14 @@
 //!   occupancy samples gives the time to orange and red; an early warning stands while either is
 //!   forecast within `horizon_s`, and clears only after the forecast has been beyond horizon +
 //!   `horizon_margin_s` (or not rising) for `dwell_s`, or when the level is reached;
-//! - **data quality**: silent devices, drift, unrepaired missing reports, clock skew. A space none
-//!   of whose devices is fresh is *stale*: its level reads [`Reading::Stale`] with no level and no
-//!   load, never a reassuring `normal`; its level alerts and early warnings are frozen as they
-//!   were (a red stays red) until data returns, and the dwell restarts from fresh evidence;
+//! - **data quality**: silent counters (one `silent_devices` alert per space listing them), drift,
+//!   unrepaired missing reports, clock skew. A device's alerts belong to the space it is
+//!   registered in, never to the ancestors its counts also reach: a fresh county of 100,000
+//!   counters that never reported opens one alert per space that has counters, not one per device
+//!   per ancestor. A space none of whose counting devices (its own and its parts') is fresh is
+//!   *stale*: its level reads [`Reading::Stale`] with no level and no load, never a reassuring
+//!   `normal`; its level alerts and early warnings are frozen as they were (a red stays red) until
+//!   data returns, and the dwell restarts from fresh evidence;
 //! - **hazards**: each active [`Hazard`] raises its own alert and closes the space for dispatch;
 //! - **alerts**: one per (space, [`AlertKind`]), opened, escalated, de-escalated and resolved by
 //!   comparing what the rules want with what is open, so a restored engine neither re-sends nor
@@ -67,7 +71,7 @@ pub use config::{RulesConfig, RulesError, SpaceRules};
 pub use forecast::{
     Crossing, Forecast, ForecastReport, ForecastSummary, WarningEvent, replay_forecast,
 };
-pub use input::{CapLimit, CapScope, DeviceHealth, Hazard, PolicyCap, SpaceInput};
+pub use input::{CapLimit, CapScope, DeviceHealth, Hazard, PartDevices, PolicyCap, SpaceInput};
 pub use level::{Action, ActionsConfig, Ladder, LadderConfig, Level, LevelActions, Severity};
 
 use alert::{Ctx, Want};
@@ -185,7 +189,21 @@ struct SpaceState {
     samples: Samples,
     early_orange: Early,
     early_red: Early,
+    #[serde(serialize_with = "open_without_devices")]
     open: Vec<OpenAlert>,
+}
+
+/// Saves open alerts without their device lists: those follow the input, the next evaluation
+/// refills them, and a fresh county's would put 100,000 ids in every save.
+fn open_without_devices<S: serde::Serializer>(open: &[OpenAlert], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(open.iter().map(|o| OpenAlert {
+        kind: o.kind.clone(),
+        severity: o.severity,
+        level: o.level,
+        since: o.since,
+        updated: o.updated,
+        devices: Vec::new(),
+    }))
 }
 
 /// The engine's memory, for persisting across restarts. Keyed by space id, so a registry that
@@ -321,6 +339,12 @@ impl Engine {
         &self.slots[space.get()].state.open
     }
 
+    /// Whether `device` counts as silent at `now` under this engine's configuration: for tallying
+    /// a space's [`PartDevices`].
+    pub fn is_silent(&self, device: &DeviceHealth, now: DateTime<Utc>) -> bool {
+        is_silent(device, now, &self.params)
+    }
+
     /// Evaluates one space at `now`. Call it after each commit that touched the space and on a
     /// regular tick (every 10–30 s), since dwell timers and silence only advance when evaluated.
     /// Never panics on any input; panics only if `space` is not an index this engine was built
@@ -357,8 +381,10 @@ impl Engine {
             .iter()
             .filter(|d| is_silent(d, now, p))
             .collect();
+        let fresh =
+            input.devices.len() - silent.len() + input.parts.fresh.min(input.parts.total) as usize;
         // No device at all is no data at all.
-        let stale = silent.len() == input.devices.len();
+        let stale = fresh == 0;
         let skew_open = st.open.iter().any(|o| o.kind == AlertKind::ClockSkew);
         // Cleared below 80% of the bound, so a clock drifting at the bound does not flap.
         let skew_bound = if skew_open {
@@ -429,6 +455,7 @@ impl Engine {
                     kind,
                     severity: held.level.severity(),
                     level: Some(held.level),
+                    devices: Vec::new(),
                 });
             }
         }
@@ -441,26 +468,28 @@ impl Engine {
                     kind: AlertKind::EarlyWarning { target },
                     severity,
                     level: None,
+                    devices: Vec::new(),
                 });
             }
+        }
+        if !silent.is_empty() {
+            want.push(Want {
+                kind: AlertKind::SilentDevices,
+                severity: Severity::Warning,
+                level: None,
+                devices: silent.iter().map(|d| d.device.clone()).collect(),
+            });
         }
         let mut condition = |kind, severity| {
             want.push(Want {
                 kind,
                 severity,
                 level: None,
+                devices: Vec::new(),
             })
         };
         if stale && (inst_cap.effective.is_some() || daily_cap.effective.is_some()) {
             condition(AlertKind::Stale, Severity::Major);
-        }
-        for d in &silent {
-            condition(
-                AlertKind::Silent {
-                    device: d.device.clone(),
-                },
-                Severity::Warning,
-            );
         }
         let drift_bound =
             (p.drift_min as f64).max(input.entries_today as f64 * p.drift_pct / 100.0);
@@ -504,6 +533,7 @@ impl Engine {
             def,
             now,
             input,
+            silent: &silent,
             instant: &instant,
             daily: &daily,
             forecast: forecast.as_ref(),
@@ -544,7 +574,9 @@ impl Engine {
 
     /// An engine for `spaces` carrying on from `state`: the next evaluation continues the dwell
     /// timers and sends only what changed. Spaces new to `state` start afresh; the open alerts of
-    /// spaces no longer configured are returned as resolves (at `now`), so none is left dangling.
+    /// spaces no longer configured are returned as resolves (at `now`), so none is left dangling,
+    /// and so are legacy per-device silence alerts ([`AlertKind::Silent`]), which the next
+    /// evaluation replaces by one `silent_devices` alert per space.
     pub fn restore(
         cfg: RulesConfig,
         spaces: impl IntoIterator<Item = SpaceDef>,
@@ -558,14 +590,17 @@ impl Engine {
             )]));
         }
         let mut engine = Self::new(cfg, spaces)?;
-        let mut orphaned = Vec::new();
-        for snap in state.spaces {
+        let mut resolves = Vec::new();
+        for mut snap in state.spaces {
             match engine.index.get(&snap.space) {
-                Some(&i) => engine.slots[i.get()].state = snap.state,
-                None => orphaned.extend(alert::resolve_removed(&snap.space, &snap.state.open, now)),
+                Some(&i) => {
+                    resolves.extend(alert::retire_legacy(&snap.space, &mut snap.state.open, now));
+                    engine.slots[i.get()].state = snap.state;
+                }
+                None => resolves.extend(alert::resolve_removed(&snap.space, &snap.state.open, now)),
             }
         }
-        Ok((engine, orphaned))
+        Ok((engine, resolves))
     }
 }
 

@@ -69,6 +69,29 @@ fn is_open(ev: &Evaluation, kind: &AlertKind) -> bool {
     ev.status.alerts.iter().any(|a| a.kind == *kind)
 }
 
+/// The devices of the open `silent_devices` alert, if one is open; checks there is one at most.
+fn silent_devices(ev: &Evaluation) -> Option<Vec<DeviceId>> {
+    let open: Vec<&OpenAlert> = ev
+        .status
+        .alerts
+        .iter()
+        .filter(|a| matches!(a.kind, AlertKind::SilentDevices | AlertKind::Silent { .. }))
+        .collect();
+    assert!(open.len() <= 1, "{open:?}");
+    open.first().map(|a| a.devices.clone())
+}
+
+fn dev(n: usize) -> DeviceId {
+    DeviceId::new(format!("gate-{n}"))
+}
+
+/// Devices `gate-1` … `gate-{n}`, those in `quiet` last heard at minute 0, the others at `now`.
+fn gates(n: usize, quiet: &[usize], now: DateTime<Utc>) -> Vec<DeviceHealth> {
+    (1..=n)
+        .map(|i| DeviceHealth::heard(dev(i), if quiet.contains(&i) { mins(0) } else { now }))
+        .collect()
+}
+
 #[test]
 fn crossing_up_enters_immediately() {
     let mut e = engine();
@@ -455,7 +478,7 @@ fn silent_devices_make_the_space_stale_never_normal() {
         ks,
         [
             (AlertKind::Stale, Change::Open),
-            (AlertKind::Silent { device: gate() }, Change::Open),
+            (AlertKind::SilentDevices, Change::Open),
         ]
     );
     assert!(
@@ -479,7 +502,7 @@ fn silent_devices_make_the_space_stale_never_normal() {
         ks,
         [
             (AlertKind::Stale, Change::Resolve),
-            (AlertKind::Silent { device: gate() }, Change::Resolve),
+            (AlertKind::SilentDevices, Change::Resolve),
         ]
     );
     assert_eq!(ev.status.instant.level, Some(Level::Orange));
@@ -533,17 +556,332 @@ fn never_heard_no_devices_and_partial_silence() {
     let ev = e.evaluate(S, mins(10), &partial);
     assert!(!ev.status.stale);
     assert_eq!(ev.status.instant.level, Some(Level::Blue));
-    assert!(is_open(&ev, &AlertKind::Silent { device: g2 }));
+    assert_eq!(silent_devices(&ev), Some(vec![g2.clone()]));
     assert!(!is_open(&ev, &AlertKind::Stale));
     let t = ev
         .transitions
         .iter()
-        .find(|t| matches!(t.kind, AlertKind::Silent { .. }))
+        .find(|t| t.kind == AlertKind::SilentDevices)
         .unwrap();
+    assert_eq!(
+        t.message_en,
+        "canyon: 1 of 2 counters silent: gate-2 (silent for 4 min, period 1 min)"
+    );
+    assert_eq!(
+        t.message_zh,
+        "canyon2台计数设备中1台无数据：gate-2（4分钟无数据，上报周期1分钟）"
+    );
+    assert_eq!(t.devices, [g2]);
+}
+
+#[test]
+fn one_silent_devices_alert_per_space_follows_its_set_without_transitions() {
+    let mut e = engine();
+    let at = |now, quiet: &[usize]| SpaceInput {
+        devices: gates(4, quiet, now),
+        ..inp(now, 100)
+    };
+    let ev = e.evaluate(S, mins(0), &at(mins(0), &[]));
+    assert!(ev.transitions.is_empty() && silent_devices(&ev).is_none());
+
+    // Three of four silent: one alert naming the three, one transition.
+    let ev = e.evaluate(S, mins(20), &at(mins(20), &[1, 2, 3]));
+    assert_eq!(kinds(&ev), [(AlertKind::SilentDevices, Change::Open)]);
+    assert_eq!(silent_devices(&ev), Some(vec![dev(1), dev(2), dev(3)]));
+    assert!(!ev.status.stale, "gate-4 is fresh");
+    let t = &ev.transitions[0];
+    assert_eq!(t.severity, Severity::Warning);
+    assert_eq!(t.alert_id(), "canyon/silent_devices");
+    assert_eq!(t.devices, [dev(1), dev(2), dev(3)]);
     assert!(
-        t.message_en.contains("silent for 4 min (period 1 min)"),
+        t.message_en
+            .starts_with("canyon: 3 of 4 counters silent: gate-1 (silent for 20 min"),
         "{}",
         t.message_en
+    );
+    let opened = ev.status.alerts[0].clone();
+
+    // gate-2 recovers: the same alert, a shorter list, nothing sent.
+    let ev = e.evaluate(S, mins(21), &at(mins(21), &[1, 3]));
+    assert!(ev.transitions.is_empty(), "{:?}", kinds(&ev));
+    assert_eq!(silent_devices(&ev), Some(vec![dev(1), dev(3)]));
+    let a = &ev.status.alerts[0];
+    assert_eq!((a.since, a.updated), (opened.since, opened.updated));
+    // gate-4 falls silent too: still no transition.
+    let quiet_4 = SpaceInput {
+        devices: vec![
+            DeviceHealth::heard(dev(1), mins(0)),
+            DeviceHealth::heard(dev(2), mins(22)),
+            DeviceHealth::heard(dev(3), mins(0)),
+            DeviceHealth::heard(dev(4), mins(2)),
+        ],
+        ..inp(mins(22), 100)
+    };
+    let ev = e.evaluate(S, mins(22), &quiet_4);
+    assert!(ev.transitions.is_empty());
+    assert_eq!(silent_devices(&ev), Some(vec![dev(1), dev(3), dev(4)]));
+
+    // All back: resolved.
+    let ev = e.evaluate(S, mins(23), &at(mins(23), &[]));
+    assert_eq!(kinds(&ev), [(AlertKind::SilentDevices, Change::Resolve)]);
+    assert!(ev.transitions[0].devices.is_empty());
+    assert_eq!(
+        ev.transitions[0].message_en,
+        "canyon: every counter is reporting again"
+    );
+    assert!(ev.status.alerts.is_empty());
+}
+
+#[test]
+fn a_long_silent_list_is_cut_in_messages_but_complete_in_the_status() {
+    let mut e = engine();
+    let quiet: Vec<usize> = (1..=12).collect();
+    let input = SpaceInput {
+        devices: gates(20, &quiet, mins(20)),
+        ..inp(mins(20), 100)
+    };
+    let ev = e.evaluate(S, mins(20), &input);
+    assert_eq!(silent_devices(&ev).unwrap().len(), 12);
+    let t = &ev.transitions[0];
+    assert_eq!(t.devices.len(), 12);
+    assert!(
+        t.message_en
+            .starts_with("canyon: 12 of 20 counters silent: gate-1 (")
+    );
+    assert!(
+        t.message_en
+            .ends_with("gate-5 (silent for 20 min, period 5 min), +7 more"),
+        "{}",
+        t.message_en
+    );
+    assert!(!t.message_en.contains("gate-6"));
+    assert!(t.message_zh.ends_with("等，另有7台"), "{}", t.message_zh);
+}
+
+#[test]
+fn parts_counters_stale_the_parent_but_alert_only_their_own_space() {
+    let defs = [
+        SpaceDef::new(SpaceId::new("area")),
+        SpaceDef::new(SpaceId::new("zone")),
+    ];
+    let mut e = Engine::new(RulesConfig::default(), defs).unwrap();
+    let (area, zone) = (SpaceIdx(0), SpaceIdx(1));
+    let now = mins(20);
+    // The zone's three gates count in the area too; two are silent.
+    let zone_gates = gates(3, &[1, 2], now);
+    let tally = |gates: &[DeviceHealth], e: &Engine| {
+        let mut p = PartDevices::default();
+        for g in gates {
+            p.add(!e.is_silent(g, now));
+        }
+        p
+    };
+    let area_input = |parts| SpaceInput {
+        devices: vec![],
+        parts,
+        ..inp(now, 100)
+    };
+    let ev = e.evaluate(
+        zone,
+        now,
+        &SpaceInput {
+            devices: zone_gates.clone(),
+            ..inp(now, 100)
+        },
+    );
+    assert_eq!(silent_devices(&ev), Some(vec![dev(1), dev(2)]));
+    let parts = tally(&zone_gates, &e);
+    assert_eq!(parts, PartDevices { total: 3, fresh: 1 });
+    let ev = e.evaluate(area, now, &area_input(parts));
+    assert!(!ev.status.stale);
+    assert!(
+        ev.transitions.is_empty() && ev.status.alerts.is_empty(),
+        "{:?}",
+        kinds(&ev)
+    );
+
+    // Every counter of the zone silent: the area is stale (its level unknown) but names no device.
+    let all_quiet = gates(3, &[1, 2, 3], now);
+    let parts = tally(&all_quiet, &e);
+    assert_eq!(parts.fresh, 0);
+    let ev = e.evaluate(area, now, &area_input(parts));
+    assert!(ev.status.stale);
+    assert_eq!(ev.status.instant.reading, Reading::Stale);
+    assert_eq!(kinds(&ev), [(AlertKind::Stale, Change::Open)]);
+    assert!(silent_devices(&ev).is_none());
+    // A fresh counter of its own makes it rated again, silent parts notwithstanding.
+    let ev = e.evaluate(
+        area,
+        now,
+        &SpaceInput {
+            devices: vec![DeviceHealth::heard(DeviceId::new("area-gate"), now)],
+            ..area_input(parts)
+        },
+    );
+    assert!(!ev.status.stale);
+    assert_eq!(kinds(&ev), [(AlertKind::Stale, Change::Resolve)]);
+    // No counter at all, own or parts': no data.
+    assert!(
+        e.evaluate(area, now, &area_input(PartDevices::default()))
+            .status
+            .stale
+    );
+}
+
+#[test]
+fn legacy_per_device_silence_alerts_load_and_resolve_on_restore() {
+    let mut e = engine();
+    eval(&mut e, mins(0), 950); // orange
+    // A state as earlier versions saved it: per-device silence alerts, no `devices` field.
+    let mut state = serde_json::to_value(e.snapshot()).unwrap();
+    let open = state["spaces"][0]["state"]["open"].as_array_mut().unwrap();
+    assert!(open[0].get("devices").is_none(), "{open:?}");
+    for g in ["gate-1", "gate-9"] {
+        open.push(serde_json::json!({
+            "kind": {"type": "silent", "device": g},
+            "severity": "warning",
+            "level": null,
+            "since": "2026-05-01T01:00:00Z",
+            "updated": "2026-05-01T01:00:00Z",
+        }));
+    }
+    let state: EngineState = serde_json::from_value(state).unwrap();
+    let (mut r, resolves) = Engine::restore(
+        RulesConfig::default(),
+        [SpaceDef::new(SpaceId::new("canyon"))],
+        state,
+        mins(1),
+    )
+    .unwrap();
+    let ids: Vec<String> = resolves.iter().map(|t| t.alert_id()).collect();
+    assert_eq!(ids, ["canyon/silent.gate-1", "canyon/silent.gate-9"]);
+    assert!(resolves.iter().all(|t| t.change == Change::Resolve
+        && t.severity == Severity::Warning
+        && t.at == mins(1)
+        && t.since == mins(-60)));
+    assert_eq!(
+        r.open_alerts(S),
+        e.open_alerts(S),
+        "the level alert carries on"
+    );
+    // The first evaluation opens the space's one alert for what is still silent.
+    let input = SpaceInput {
+        devices: gates(9, &[9], mins(20)),
+        ..inp(mins(20), 950)
+    };
+    let ev = r.evaluate(S, mins(20), &input);
+    assert_eq!(kinds(&ev), [(AlertKind::SilentDevices, Change::Open)]);
+    assert_eq!(silent_devices(&ev), Some(vec![dev(9)]));
+    // A state saved now restores as it was, but for the device list, which is not saved (it
+    // follows the input) and returns with the next evaluation, without a transition.
+    let json = serde_json::to_string(&r.snapshot()).unwrap();
+    assert!(!json.contains("gate-9"), "{json}");
+    let (mut r2, none) = Engine::restore(
+        RulesConfig::default(),
+        [SpaceDef::new(SpaceId::new("canyon"))],
+        serde_json::from_str(&json).unwrap(),
+        mins(21),
+    )
+    .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(r2.open_alerts(S).len(), r.open_alerts(S).len());
+    let (a, b) = (
+        r.evaluate(S, mins(21), &input),
+        r2.evaluate(S, mins(21), &input),
+    );
+    assert!(b.transitions.is_empty());
+    assert_eq!(a, b);
+}
+
+/// A county as large as the one that opened 300,000 alerts at start-up: 1 county, 30 areas,
+/// 1,000 zones of 100 counters each, none of which has ever reported.
+#[test]
+fn a_fresh_county_of_100k_counters_opens_one_silent_alert_per_space_with_counters() {
+    const AREAS: usize = 30;
+    const ZONES: usize = 1_000;
+    const PER_ZONE: usize = 100;
+    let county = SpaceIdx(0);
+    let area = |z: usize| SpaceIdx(1 + (z % AREAS) as u32);
+    let zone = |z: usize| SpaceIdx((1 + AREAS + z) as u32);
+    let defs = std::iter::once(SpaceDef::new(SpaceId::new("county")))
+        .chain((0..AREAS).map(|a| SpaceDef::new(SpaceId::new(format!("area-{a}")))))
+        .chain((0..ZONES).map(|z| SpaceDef::new(SpaceId::new(format!("zone-{z}")))));
+    let mut e = Engine::new(RulesConfig::default(), defs).unwrap();
+    let spaces = e.len();
+    let ids: Vec<DeviceId> = (0..ZONES * PER_ZONE)
+        .map(|d| DeviceId::new(format!("zone-{}-gate-{}", d / PER_ZONE, d % PER_ZONE)))
+        .collect();
+
+    // As the alerting shell builds the inputs: each device once, its health to its own zone, its
+    // freshness tallied in the zone's area and the county.
+    let evaluate_all = |e: &mut Engine, now: DateTime<Utc>| {
+        let started = std::time::Instant::now();
+        let mut own: Vec<Vec<DeviceHealth>> = vec![Vec::new(); spaces];
+        let mut parts = vec![PartDevices::default(); spaces];
+        for (d, id) in ids.iter().enumerate() {
+            let z = d / PER_ZONE;
+            let h = DeviceHealth {
+                last_received: None,
+                ..DeviceHealth::heard(id.clone(), now)
+            };
+            let fresh = !e.is_silent(&h, now);
+            parts[area(z).get()].add(fresh);
+            parts[county.get()].add(fresh);
+            own[zone(z).get()].push(h);
+        }
+        let evs: Vec<Evaluation> = (0..spaces)
+            .map(|s| {
+                let input = SpaceInput {
+                    occupancy: 0,
+                    instant_capacity: Some(1_000),
+                    devices: std::mem::take(&mut own[s]),
+                    parts: parts[s],
+                    ..Default::default()
+                };
+                e.evaluate(SpaceIdx(s as u32), now, &input)
+            })
+            .collect();
+        (evs, started.elapsed())
+    };
+
+    let (evs, first) = evaluate_all(&mut e, mins(0));
+    let transitions: Vec<&Transition> = evs.iter().flat_map(|ev| &ev.transitions).collect();
+    let silent_opened = transitions
+        .iter()
+        .filter(|t| t.kind == AlertKind::SilentDevices && t.change == Change::Open)
+        .count();
+    assert_eq!(
+        silent_opened, ZONES,
+        "one per zone, none for areas or the county"
+    );
+    let open_silent: Vec<usize> = evs
+        .iter()
+        .filter_map(|ev| silent_devices(ev).map(|d| d.len()))
+        .collect();
+    assert_eq!(open_silent, vec![PER_ZONE; ZONES]);
+    // Plus one stale alert per space: every level is unknown.
+    assert_eq!(transitions.len(), ZONES + spaces);
+    assert!(evs.iter().all(|ev| ev.status.stale));
+    let root = &evs[county.get()].status;
+    assert_eq!(
+        root.alerts.iter().map(|a| &a.kind).collect::<Vec<_>>(),
+        [&AlertKind::Stale]
+    );
+    assert!(root.alerts.iter().all(|a| a.devices.is_empty()));
+
+    // The next round changes nothing.
+    let (evs, steady) = evaluate_all(&mut e, mins(1));
+    assert!(evs.iter().all(|ev| ev.transitions.is_empty()));
+    let snapshot = serde_json::to_string(&e.snapshot()).unwrap();
+    println!(
+        "{} spaces, {} counters never heard: first evaluation of every space {:.1} ms \
+         ({} transitions), next {:.1} ms; saved state {} KiB",
+        spaces,
+        ids.len(),
+        first.as_secs_f64() * 1e3,
+        transitions.len(),
+        steady.as_secs_f64() * 1e3,
+        snapshot.len() / 1024
     );
 }
 
@@ -1028,6 +1366,7 @@ proptest! {
                 prop::option::of(prop::sample::select(vec![f64::NAN, -5.0, 0.0, 75.0, 250.0, f64::INFINITY])),
                 any::<bool>(),
                 0u64..100,
+                (0u32..3, 0u32..4),
             ),
             1..40,
         ),
@@ -1036,7 +1375,7 @@ proptest! {
         let mut a = engine_with(RulesConfig { dwell_s: 0, forecast_min_span_s: 0, ..Default::default() });
         let mut b = a.clone();
         let mut now = t0();
-        for (i, (dt, occ, cap, small_cap, heard_ago, period, pct, hazard, missing)) in ops.into_iter().enumerate() {
+        for (i, (dt, occ, cap, small_cap, heard_ago, period, pct, hazard, missing, (parts, fresh))) in ops.into_iter().enumerate() {
             now += TimeDelta::seconds(dt);
             let occ = if occ % 3 == 0 { occ } else { occ % 2_000 };
             let cap = small_cap.or(cap);
@@ -1057,6 +1396,8 @@ proptest! {
                     })
                     .into_iter()
                     .collect(),
+                // `fresh` may exceed `total`: the engine must not trust it.
+                parts: PartDevices { total: parts, fresh },
                 caps: pct
                     .map(|p| PolicyCap {
                         limit: CapLimit::Percent(p),

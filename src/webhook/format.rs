@@ -92,6 +92,8 @@ pub const WECOM_MAX_CONTENT_BYTES: usize = 4096;
 ///   "occupancy": 4600,
 ///   "capacity": { "approved": 6000, "effective": 5000 },
 ///   "forecast_minutes_to_red": 25.0,
+///   "devices": [],                      // silent_devices: the silent counters (at most 50)
+///   "devices_total": null,              // how many there are in all
 ///   "title": { "zh": "【橙色预警】天山大峡谷 瞬时承载 92%", "en": "[ORANGE ALERT] …" },
 ///   "action": { "zh": "…", "en": "…" },
 ///   "message": { "zh": "…", "en": "…" },
@@ -131,6 +133,8 @@ fn json_v1(e: &AlertEvent, opts: &RenderOptions) -> Value {
         "occupancy": e.occupancy,
         "capacity": { "approved": e.capacity_approved, "effective": e.capacity_effective },
         "forecast_minutes_to_red": e.forecast_minutes_to_red.filter(|m| m.is_finite()),
+        "devices": e.devices,
+        "devices_total": e.devices_total,
         "title": { "zh": title(e, Lang::Zh).text(), "en": title(e, Lang::En).text() },
         "action": { "zh": e.action_zh, "en": e.action_en },
         "message": { "zh": e.message_zh, "en": e.message_en },
@@ -418,11 +422,11 @@ fn kind_word(kind: &str, lang: Lang) -> Cow<'_, str> {
         ("instant_level", Lang::Zh) => "瞬时承载",
         ("daily_level", Lang::Zh) => "日承载",
         ("forecast_red", Lang::Zh) => "红色预测",
-        ("device_silent", Lang::Zh) => "设备无数据",
+        ("silent_devices", Lang::Zh) => "计数设备无数据",
         ("instant_level", Lang::En) => "instantaneous load",
         ("daily_level", Lang::En) => "daily load",
         ("forecast_red", Lang::En) => "red forecast",
-        ("device_silent", Lang::En) => "device silent",
+        ("silent_devices", Lang::En) => "silent counters",
         _ => return Cow::Borrowed(kind),
     };
     Cow::Borrowed(w)
@@ -730,6 +734,8 @@ mod tests {
             "occupancy": 4600,
             "capacity": { "approved": 6000, "effective": 5000 },
             "forecast_minutes_to_red": 25.0,
+            "devices": [],
+            "devices_total": null,
             "title": { "zh": "【橙色预警】天山大峡谷 瞬时承载 92%",
                        "en": "[ORANGE ALERT] Tianshan Grand Canyon instantaneous load 92%" },
             "action": { "zh": "入口限流，启用分流停车场",

@@ -333,7 +333,7 @@ mod tests {
         elsewhere.space_id = "lake".into();
         assert!(!cfg.matches(&elsewhere));
         let mut other_kind = e.clone();
-        other_kind.kind = "device_silent".into();
+        other_kind.kind = "silent_devices".into();
         assert!(!cfg.matches(&other_kind));
         cfg.spaces.clear();
         cfg.kinds.clear();

@@ -29,6 +29,9 @@ impl AlertState {
     }
 }
 
+/// How many device ids an event carries at most: a payload stays small whatever the registry.
+pub const DEVICES_MAX: usize = 50;
+
 /// One transition of one alert, as delivered to every subscriber.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
@@ -40,7 +43,8 @@ pub struct AlertEvent {
     pub space_id: String,
     pub space_name_zh: String,
     pub space_name_en: String,
-    /// What is being watched: `instant_level`, `daily_level`, `forecast_red`, `device_silent`, …
+    /// What is being watched: `instant_level`, `daily_level`, `early_warning.red`,
+    /// `silent_devices`, …
     pub kind: String,
     pub severity: Severity,
     pub state: AlertState,
@@ -62,6 +66,12 @@ pub struct AlertEvent {
     pub capacity_effective: Option<u32>,
     #[serde(default)]
     pub forecast_minutes_to_red: Option<f64>,
+    /// The devices the alert is about (`silent_devices`: the silent counters), at most
+    /// [`DEVICES_MAX`] of them; `devices_total` counts them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_total: Option<u32>,
     /// What the area should do now (the flow-control plan's step for this level).
     #[serde(default)]
     pub action_zh: String,
@@ -103,6 +113,8 @@ pub(crate) mod tests {
             capacity_approved: Some(6000),
             capacity_effective: Some(5000),
             forecast_minutes_to_red: Some(25.0),
+            devices: Vec::new(),
+            devices_total: None,
             action_zh: "入口限流，启用分流停车场".into(),
             action_en: "Meter the entrances; open the overflow car park".into(),
             message_zh: "瞬时游客量达到有效承载量的92%".into(),
@@ -138,7 +150,7 @@ pub(crate) mod tests {
     fn optional_fields_may_be_omitted() {
         let e: AlertEvent = serde_json::from_value(serde_json::json!({
             "delivery_id": "d1", "alert_id": "a", "space_id": "s", "space_name_zh": "甲",
-            "space_name_en": "A", "kind": "device_silent", "severity": "warning",
+            "space_name_en": "A", "kind": "silent_devices", "severity": "warning",
             "state": "resolved", "starts_at": "2026-05-01T00:00:00Z",
             "at": "2026-05-01T01:00:00Z"
         }))

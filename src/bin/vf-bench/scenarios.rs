@@ -79,7 +79,7 @@ enum Feed<'a> {
 }
 
 /// What the service sees before a measured stream: one report (seq 1) from every device, so the
-/// rules have seen every device and space (no start-up "silent device" alerts inside the
+/// rules have seen every device and space (no start-up `silent_devices` alerts inside the
 /// measurement) and the measured stream's seqs start at 2. Also what it stores besides it.
 #[derive(Clone, Copy)]
 struct Warm<'a> {
