@@ -216,6 +216,8 @@ impl Config {
                 .push(EnvSet { var, path, value });
         }
         if !sections.is_empty() {
+            // A second, skimming pass over the text (start-up only): cheaper than holding a
+            // generic tree of the whole registry to read the few sections named here.
             let mut file = tables(text, sections.keys().cloned().collect())?;
             for (section, sets) in sections {
                 let own = file.remove(&section);

@@ -237,7 +237,7 @@ impl Ingester {
             }
             let step = tokio::select! {
                 biased;
-                r = wait_commit(&mut inflight) => Step::Committed(r),
+                r = wait_commit(&mut inflight, limit) => Step::Committed(r),
                 ev = conn.events.recv(), if !full => Step::Event(ev),
                 _ = sleep_until_some(deadline), if !due => Step::Linger,
             };
@@ -284,7 +284,6 @@ impl Ingester {
         InFlight {
             task: AbortOnDrop(task),
             deadline: started + limit,
-            limit,
             started,
             acks: std::mem::take(&mut work.acks),
             captured,
@@ -396,7 +395,6 @@ impl Ingester {
 struct InFlight {
     task: AbortOnDrop,
     deadline: Instant,
-    limit: Duration,
     started: Instant,
     acks: Acks,
     captured: Captured,
@@ -424,12 +422,13 @@ enum Step {
 /// The in-flight commit's outcome (the connection comes back), or never when none is running.
 async fn wait_commit(
     inflight: &mut Option<InFlight>,
+    limit: Duration,
 ) -> Result<tokio_postgres::Client, IngestError> {
     let Some(f) = inflight.as_mut() else {
         return std::future::pending().await;
     };
     match tokio::time::timeout_at(f.deadline, &mut f.task.0).await {
-        Err(_) => Err(IngestError::CommitTimeout(f.limit)),
+        Err(_) => Err(IngestError::CommitTimeout(limit)),
         Ok(Err(e)) => Err(IngestError::CommitTask(e.to_string())),
         Ok(Ok((_, Err(e)))) => Err(e.into()),
         Ok(Ok((client, Ok(())))) => Ok(client),
