@@ -67,6 +67,8 @@ pub struct Live {
     dispatch_notes: Mutex<Vec<Arc<AdviceRow>>>,
     /// Wakes the feed's publisher after a mark or a note.
     changes: Notify,
+    /// Wakes the ingester when a head count was recorded for it to apply (`recounts` table).
+    recounts: Notify,
     /// Each space's occupancy, entries and drift gauges, registered on the first publish:
     /// looking them up by label for every space of every batch cost more than the batch's
     /// decoding on a large registry.
@@ -180,6 +182,7 @@ impl Live {
             dispatch: RwLock::new(BTreeMap::new()),
             dispatch_notes: Mutex::new(Vec::new()),
             changes: Notify::new(),
+            recounts: Notify::new(),
             gauges: OnceLock::new(),
         }
     }
@@ -285,6 +288,17 @@ impl Live {
     /// happened since the last wait).
     pub async fn changed(&self) {
         self.changes.notified().await;
+    }
+
+    /// Tells this instance's ingester that a head count is waiting in the `recounts` table (an
+    /// ingester of another instance finds it on its next periodic look).
+    pub fn request_recount(&self) {
+        self.recounts.notify_one();
+    }
+
+    /// Resolves after [`Live::request_recount`] (at once if it was called since the last wait).
+    pub async fn recount_requested(&self) {
+        self.recounts.notified().await;
     }
 
     pub fn space(&self, s: SpaceIdx) -> SpaceNow {

@@ -266,6 +266,7 @@ fn the_report_assembles_areas_county_and_csv() {
         exits: 1,
         occupancy: Some(peak),
         peak: Some(peak),
+        correction: 0,
     };
     let canyon = reg.space(reg.space_idx("canyon").unwrap());
     let village = reg.space(reg.space_idx("village").unwrap());

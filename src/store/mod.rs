@@ -597,6 +597,8 @@ pub struct SeriesPoint {
     pub exits: i64,
     pub occupancy: Option<i64>,
     pub peak: Option<i64>,
+    /// Head-count corrections in the bucket (occupancy = entries − exits + drift + correction).
+    pub correction: i64,
 }
 
 pub async fn series(
@@ -625,6 +627,7 @@ pub async fn series(
             exits: r.get(2),
             occupancy: r.get(3),
             peak: r.get(4),
+            correction: r.get(5),
         })
         .collect())
 }

@@ -38,11 +38,11 @@ pub const LOAD_DEVICE_STATE: &str = "SELECT device_id, high_seq, window_hi, wind
 pub const LOAD_SPACE_STATE: &str = "SELECT space_id, day, entries, exits, base, minute, min_in, min_out, closed_drift, \
      peak, peak_at, last_report FROM space_state";
 
-pub const SERIES_1M: &str = "SELECT bucket, entries, exits, occupancy, peak FROM space_series_1m \
+pub const SERIES_1M: &str = "SELECT bucket, entries, exits, occupancy, peak, correction FROM space_series_1m \
      WHERE space_id = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket LIMIT $4";
-pub const SERIES_1H: &str = "SELECT bucket, entries, exits, occupancy, peak FROM space_series_1h \
+pub const SERIES_1H: &str = "SELECT bucket, entries, exits, occupancy, peak, correction FROM space_series_1h \
      WHERE space_id = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket LIMIT $4";
-pub const SERIES_1D: &str = "SELECT bucket, entries, exits, occupancy, peak FROM space_series_1d \
+pub const SERIES_1D: &str = "SELECT bucket, entries, exits, occupancy, peak, correction FROM space_series_1d \
      WHERE space_id = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket LIMIT $4";
 
 pub const PING: &str = "SELECT 1";

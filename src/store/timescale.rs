@@ -34,7 +34,7 @@ const HYPERTABLES: [&str; 2] = [
 ];
 
 /// Bump when an aggregate's definition or policy changes: existing ones are then rebuilt.
-const SPEC_VERSION: u32 = 2;
+const SPEC_VERSION: u32 = 3;
 
 /// One continuous aggregate over `space_series_1m`.
 struct Cagg {
@@ -71,7 +71,7 @@ impl Cagg {
                  SELECT space_id, {bucket} AS bucket, sum(entries)::bigint AS entries, \
                         sum(exits)::bigint AS exits, \
                         last(occupancy, bucket) FILTER (WHERE occupancy IS NOT NULL) AS occupancy, \
-                        max(peak) AS peak \
+                        max(peak) AS peak, sum(correction)::bigint AS correction \
                  FROM space_series_1m GROUP BY space_id, {bucket} WITH NO DATA"
             ),
             // Materialise what exists up to the horizon before the policy exists: a policy run
