@@ -1,9 +1,15 @@
 -- Counting integrity (issue 13): head counts by hand, repaired gaps that late originals fill, and
 -- finished days that late reports revise.
 
--- The first seq of the gap a report's repaired counts stand for (NULL: it repaired nothing).
--- A late original inside [gap_from, seq) moves its share out of the repair into its own minute.
+-- What a report's repaired counts stand for (NULL: it repaired nothing): the reports of seqs
+-- [gap_from, seq), counted between the device's previous report (`repair_from`) and this one.
+-- A late original inside moves its share out of the repair into its own minute: found by time
+-- when the device stamps its reports (so even a run that restarted unseen maps right), by seq
+-- when they are stamped on receipt.
 ALTER TABLE reports ADD COLUMN gap_from bigint;
+ALTER TABLE reports ADD COLUMN repair_from timestamptz;
+-- Only the reports that repaired a gap: the lookup of a late original's repair stays small.
+CREATE INDEX reports_repairs ON reports (device_id, ts) WHERE gap_from IS NOT NULL;
 
 -- Occupancy corrections by hand (a head count), per minute: visible next to the counts, never
 -- folded into them. Occupancy = entries − exits + drift + correction.

@@ -551,6 +551,11 @@ pub struct IngestConfig {
     /// ends the session (a database that stopped answering must not hold the ingester forever;
     /// the broker redelivers the batch to the next session).
     pub commit_timeout_ms: u64,
+    /// A seq more than `seq_jump_slack` + `seq_jump_per_second` × (seconds since the device's
+    /// newest timestamp) ahead is an anomaly (a flipped bit, a firmware bug): counted once and
+    /// flagged, without opening that many missing reports or silencing the counter.
+    pub seq_jump_slack: u64,
+    pub seq_jump_per_second: f64,
 }
 
 impl Default for IngestConfig {
@@ -563,6 +568,8 @@ impl Default for IngestConfig {
             max_count_per_report: 10_000,
             max_payload_bytes: 256 * 1024,
             commit_timeout_ms: 10_000,
+            seq_jump_slack: 10_000,
+            seq_jump_per_second: 10.0,
         }
     }
 }

@@ -128,6 +128,9 @@ pub struct CountReport {
     /// Cumulative totals in the space's frame, when the device sends them (used to repair gaps).
     pub total_entries: Option<u64>,
     pub total_exits: Option<u64>,
+    /// The device stamped the report itself (else `ts` is the time it was received, which says
+    /// nothing about its place in the device's sequence).
+    pub ts_from_device: bool,
 }
 
 /// Limits a payload is checked against; from [`IngestConfig`].
@@ -152,6 +155,30 @@ impl From<&IngestConfig> for Limits {
     }
 }
 
+/// Largest cumulative total accepted: far above any counter's life, far below where `bigint` and
+/// float rounding would bite.
+const MAX_TOTAL: u64 = 1_000_000_000_000;
+/// Longest reporting period accepted: one day.
+const MAX_PERIOD_S: u64 = 86_400;
+
+/// An optional whole-number field: absent, or an integer in `0..=max`; anything else refuses the
+/// report naming the field (a negative total must not be taken for "no total").
+fn whole(field: &str, v: Option<&serde_json::Number>, max: u64) -> Result<Option<u64>, Reject> {
+    let Some(n) = v else { return Ok(None) };
+    match n.as_u64() {
+        Some(v) if v <= max => Ok(Some(v)),
+        _ => Err(Reject::InvalidReport(format!(
+            "`{field}` must be a whole number from 0 to {max}, got {n}"
+        ))),
+    }
+}
+
+fn missing_pair(given: &str, absent: &str) -> Reject {
+    Reject::InvalidReport(format!(
+        "`{given}` without `{absent}`: totals come in pairs"
+    ))
+}
+
 /// The native contract: `{"seq","ts","in","out","period_s"?,"total_in"?,"total_out"?}`.
 /// Counts are read as i64 so a negative value gets its own reason instead of a type error.
 #[derive(Deserialize)]
@@ -164,11 +191,11 @@ struct Native {
     #[serde(default, rename = "out")]
     exits: i64,
     #[serde(default)]
-    period_s: Option<u32>,
+    period_s: Option<serde_json::Number>,
     #[serde(default)]
-    total_in: Option<i64>,
+    total_in: Option<serde_json::Number>,
     #[serde(default)]
-    total_out: Option<i64>,
+    total_out: Option<serde_json::Number>,
 }
 
 /// Milesight VS13x decoded uplink (lines 1–4), plus the `seq` (or LoRaWAN `fCnt`) and `ts` that
@@ -286,11 +313,28 @@ fn decode_one(
     let (seq, ts, dev_in, dev_out, period_s, tot) = match device.format {
         PayloadFormat::Native => {
             let n: Native = serde_json::from_slice(bytes).map_err(invalid)?;
-            let tot = match (n.total_in, n.total_out) {
-                (Some(i), Some(o)) => Some((i, o)),
-                _ => None,
+            let total_in = whole("total_in", n.total_in.as_ref(), MAX_TOTAL)?;
+            let total_out = whole("total_out", n.total_out.as_ref(), MAX_TOTAL)?;
+            let tot = match (total_in, total_out) {
+                (Some(i), Some(o)) => Some((i as i64, o as i64)),
+                (None, None) => None,
+                (Some(_), None) => return Err(missing_pair("total_in", "total_out")),
+                (None, Some(_)) => return Err(missing_pair("total_out", "total_in")),
             };
-            (n.seq, n.ts, n.entries, n.exits, n.period_s, tot)
+            let period_s = whole("period_s", n.period_s.as_ref(), MAX_PERIOD_S)?;
+            if period_s == Some(0) {
+                return Err(Reject::InvalidReport(
+                    "`period_s` must be at least 1 second".into(),
+                ));
+            }
+            (
+                n.seq,
+                n.ts,
+                n.entries,
+                n.exits,
+                period_s.map(|p| p as u32),
+                tot,
+            )
         }
         PayloadFormat::MilesightVs13x => {
             let m: Milesight = serde_json::from_slice(bytes).map_err(invalid)?;
@@ -302,6 +346,14 @@ fn decode_one(
             let mut any = false;
             for l in &device.lines {
                 let [pi, po, ti, to] = m.line(l.line);
+                for (name, v) in [("total_in", ti), ("total_out", to)] {
+                    if v.is_some_and(|v| v < 0 || v as u64 > MAX_TOTAL) {
+                        return Err(Reject::InvalidReport(format!(
+                            "`line_{}_{name}` must be a whole number from 0 to {MAX_TOTAL}",
+                            l.line
+                        )));
+                    }
+                }
                 any |= pi.is_some() || po.is_some();
                 let (pi, po) = (pi.unwrap_or(0), po.unwrap_or(0));
                 let (ti, to) = match l.direction {
@@ -331,6 +383,13 @@ fn decode_one(
                 Direction::Normal => (e, x, tot),
                 Direction::Reversed => (x, e, tot.map(|(a, b)| (b, a))),
             };
+            if m.period_s
+                .is_some_and(|p| p == 0 || u64::from(p) > MAX_PERIOD_S)
+            {
+                return Err(Reject::InvalidReport(format!(
+                    "`period_s` must be a whole number from 1 to {MAX_PERIOD_S}"
+                )));
+            }
             (seq, m.ts, e, x, m.period_s, tot)
         }
     };
@@ -346,6 +405,7 @@ fn decode_one(
     }
     // PostgreSQL keeps microseconds: truncating here keeps the live state and the stored state
     // identical, so a reloaded state judges a redelivery exactly as the original run did.
+    let ts_from_device = ts.is_some();
     let ts = ts
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or(received)
@@ -363,6 +423,7 @@ fn decode_one(
     };
     Ok(CountReport {
         seq,
+        ts_from_device,
         ts,
         entries: entries as u32,
         exits: exits as u32,
@@ -587,14 +648,46 @@ mod tests {
                 r#"{"seq":1,"in":1,"ts":"2025-05-01T11:20:00+08:00"}"#,
                 Reject::TooOld,
             ),
-            (
-                r#"{"seq":1,"in":1,"total_in":-1,"total_out":0}"#,
-                Reject::NegativeCount,
-            ),
         ];
         for (p, want) in cases {
             assert_eq!(&one("gate", p).unwrap_err(), want, "{p}");
         }
+        // Every optional field is held to the contract, and the refusal names it: a negative
+        // total must not pass for "no total".
+        for (p, field) in [
+            (
+                r#"{"seq":1,"in":1,"total_in":-1,"total_out":0}"#,
+                "total_in",
+            ),
+            (r#"{"seq":1,"in":1,"total_in":-1}"#, "total_in"),
+            (
+                r#"{"seq":1,"in":1,"total_in":5,"total_out":2.5}"#,
+                "total_out",
+            ),
+            (
+                r#"{"seq":1,"in":1,"total_in":1e20,"total_out":0}"#,
+                "total_in",
+            ),
+            (r#"{"seq":1,"in":1,"total_in":5}"#, "total_in"),
+            (r#"{"seq":1,"in":1,"total_out":5}"#, "total_out"),
+            (r#"{"seq":1,"in":1,"period_s":0}"#, "period_s"),
+            (r#"{"seq":1,"in":1,"period_s":-60}"#, "period_s"),
+            (r#"{"seq":1,"in":1,"period_s":60.5}"#, "period_s"),
+            (r#"{"seq":1,"in":1,"period_s":86401}"#, "period_s"),
+        ] {
+            match one("gate", p) {
+                Err(Reject::InvalidReport(msg)) => {
+                    assert!(msg.contains(&format!("`{field}`")), "{p}: {msg}")
+                }
+                other => panic!("{p}: {other:?}"),
+            }
+        }
+        let r = one(
+            "gate",
+            r#"{"seq":1,"in":1,"total_in":0,"total_out":0,"period_s":86400}"#,
+        )
+        .unwrap();
+        assert_eq!((r.total_entries, r.period_s), (Some(0), Some(86400)));
         for p in [
             r#"{"seq":1,"in":1,"in":2}"#,
             r#"{"in":1}"#,

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use crate::alerting::Wake;
 use crate::config::Config;
-use crate::core::seq::Verdict;
-use crate::core::{Batch, BatchStats, Core};
+use crate::core::seq::JumpBound;
+use crate::core::{Batch, BatchStats, Core, Pending, Recounted};
 use crate::decode::{self, CountReport, Limits, Reject, TopicKind};
 use crate::live::{Captured, Live};
 use crate::partition::{PartitionError, Scope};
@@ -187,7 +187,10 @@ impl Ingester {
                 }
             }
         }
-        let mut core = Core::new(Arc::clone(&self.registry));
+        let mut core = Core::new(Arc::clone(&self.registry)).with_jump_bound(JumpBound {
+            slack: self.cfg.ingest.seq_jump_slack,
+            per_second: self.cfg.ingest.seq_jump_per_second.max(0.0),
+        });
         tokio::time::timeout(limit, store::load_state(&db, &mut core))
             .await
             .map_err(bounded)??;
@@ -214,7 +217,13 @@ impl Ingester {
             // Handles resolved once per session, not looked up per report.
             messages: metrics::counter!(t::MQTT_MESSAGES),
             lag: metrics::histogram!(t::INGEST_LAG),
+            rejects: RejectLog::default(),
         };
+        // Head counts asked for through the API: this instance's API says so at once; another
+        // instance's are found on the periodic look.
+        let mut recount_tick = tokio::time::interval(RECOUNT_POLL);
+        recount_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recounts_due = true;
 
         // One batch commits while the next is received and applied: the database and this thread
         // work at the same time (the connection is lent to the commit task meanwhile). Batches
@@ -223,13 +232,47 @@ impl Ingester {
         let mut inflight: Option<InFlight> = None;
         let mut deadline: Option<Instant> = None;
         loop {
+            if recounts_due && inflight.is_none() {
+                recounts_due = false;
+                if let Some(client) = db.as_ref() {
+                    let found = tokio::time::timeout(
+                        limit,
+                        store::pending_recounts(client, &self.registry),
+                    )
+                    .await
+                    .map_err(|_| IngestError::CommitTimeout(limit))??;
+                    let at = Utc::now().trunc_subsecs(6);
+                    for r in found {
+                        let (before, delta) = core.recount(r.space, r.inside, at, &mut work.batch);
+                        tracing::info!(
+                            space = self.registry.space(r.space).id.as_str(),
+                            inside = r.inside,
+                            before,
+                            delta,
+                            "head count applied"
+                        );
+                        work.batch.recounts.push(Recounted {
+                            id: r.id,
+                            at,
+                            before,
+                            delta,
+                        });
+                    }
+                }
+            }
             let full = work.acks.len() >= max;
-            let due =
-                !work.acks.is_empty() && (full || deadline.is_some_and(|d| Instant::now() >= d));
+            let due = (!work.acks.is_empty()
+                && (full || deadline.is_some_and(|d| Instant::now() >= d)))
+                || !work.batch.recounts.is_empty();
             if due && inflight.is_none() {
                 let Some(client) = db.take() else {
                     return Err(IngestError::CommitTask("database connection lost".into()));
                 };
+                // What the window could not settle, the raw table does: one query for the
+                // batch, only when it holds such reports, after the previous commit landed.
+                if !work.batch.pending.is_empty() {
+                    self.settle(&mut core, &mut work, &client, limit).await?;
+                }
                 inflight =
                     Some(self.start_commit(&mut core, &mut work, &mut writer, client, limit));
                 deadline = None;
@@ -240,6 +283,8 @@ impl Ingester {
                 r = wait_commit(&mut inflight, limit) => Step::Committed(r),
                 ev = conn.events.recv(), if !full => Step::Event(ev),
                 _ = sleep_until_some(deadline), if !due => Step::Linger,
+                _ = self.live.recount_requested() => Step::Recount,
+                _ = recount_tick.tick() => Step::Recount,
             };
             match step {
                 Step::Committed(r) => {
@@ -255,8 +300,44 @@ impl Ingester {
                     }
                 }
                 Step::Linger => {}
+                Step::Recount => recounts_due = true,
             }
         }
+    }
+
+    /// Settles the batch's pending reports against the raw table; those beyond raw retention
+    /// (their copies may be gone) are refused instead.
+    async fn settle(
+        &self,
+        core: &mut Core,
+        work: &mut Work,
+        client: &tokio_postgres::Client,
+        limit: Duration,
+    ) -> Result<(), IngestError> {
+        let retention = self.cfg.database.raw_retention_days;
+        if retention > 0 {
+            let horizon = Utc::now() - chrono::TimeDelta::days(i64::from(retention));
+            let (keep, expired): (Vec<Pending>, Vec<Pending>) = work
+                .batch
+                .pending
+                .drain(..)
+                .partition(|p| p.report.ts >= horizon);
+            work.batch.pending = keep;
+            for p in expired {
+                let device = self.registry.device(p.device).id.as_str();
+                work.rejects.note(&Reject::SeqTooOld, device, "-");
+            }
+        }
+        let started = Instant::now();
+        let found = tokio::time::timeout(
+            limit,
+            store::lookup(client, &self.registry, &work.batch.pending),
+        )
+        .await
+        .map_err(|_| IngestError::CommitTimeout(limit))??;
+        metrics::histogram!(t::LOOKUP_SECONDS).record(started.elapsed().as_secs_f64());
+        core.settle(&mut work.batch, &found);
+        Ok(())
     }
 
     /// Finishes the current batch, takes what its commit writes and publishes, and starts its
@@ -275,6 +356,7 @@ impl Ingester {
         let captured = Captured::take(core, &batch.spaces, &batch.devices);
         let stats = std::mem::take(&mut batch.stats);
         batch.clear();
+        work.rejects.flush();
         let statements = writer.statements().clone();
         let started = Instant::now();
         let task = tokio::spawn(async move {
@@ -337,6 +419,8 @@ impl Ingester {
     /// rejected with a reason, logged with its topic and counted.
     fn process(&self, p: &Publish, received: DateTime<Utc>, core: &mut Core, work: &mut Work) {
         let batch = &mut work.batch;
+        let rejects = &mut work.rejects;
+        let mut reject = |r: &Reject, device: &str, topic: &str| rejects.note(r, device, topic);
         let topic = match decode::parse_topic(&self.cfg.mqtt.topic_prefix, &p.topic) {
             Ok(topic) => topic,
             Err(r) => return reject(&r, "-", &p.topic),
@@ -376,9 +460,7 @@ impl Ingester {
                     match item {
                         Ok(report) => {
                             let lag = (received - report.ts).as_seconds_f64().max(0.0);
-                            if core.apply(dev, &report, received, batch) == Verdict::TooOld {
-                                reject(&Reject::SeqTooOld, topic.device, &p.topic);
-                            } else {
+                            if core.apply(dev, &report, received, batch).counts() {
                                 work.lag.record(lag);
                             }
                         }
@@ -417,7 +499,11 @@ enum Step {
     Committed(Result<tokio_postgres::Client, IngestError>),
     Event(Option<SourceEvent>),
     Linger,
+    Recount,
 }
+
+/// How often an ingester looks for head counts asked for through another instance's API.
+const RECOUNT_POLL: Duration = Duration::from_secs(2);
 
 /// The in-flight commit's outcome (the connection comes back), or never when none is running.
 async fn wait_commit(
@@ -448,11 +534,69 @@ struct Work {
     scratch: Vec<Result<CountReport, Reject>>,
     messages: metrics::Counter,
     lag: metrics::Histogram,
+    rejects: RejectLog,
 }
 
-fn reject(r: &Reject, device: &str, topic: &str) {
-    tracing::warn!(device, topic, reason = r.as_str(), detail = %r, "rejected MQTT input");
-    metrics::counter!(t::REPORTS_REJECTED, "reason" => r.as_str()).increment(1);
+/// A batch's refusals, counted at once and logged grouped when the batch is finished: one line
+/// per device and reason with a count, at most [`RejectLog::LINES`] lines a batch (a device
+/// replaying its history must not flood the log with a line per report).
+#[derive(Default)]
+struct RejectLog {
+    groups: Vec<RejectGroup>,
+    index: std::collections::HashMap<(String, &'static str), usize>,
+}
+
+struct RejectGroup {
+    device: String,
+    topic: String,
+    reason: &'static str,
+    detail: String,
+    count: u64,
+}
+
+impl RejectLog {
+    const LINES: usize = 20;
+
+    fn note(&mut self, r: &Reject, device: &str, topic: &str) {
+        metrics::counter!(t::REPORTS_REJECTED, "reason" => r.as_str()).increment(1);
+        let key = (device.to_owned(), r.as_str());
+        match self.index.get(&key) {
+            Some(&i) => self.groups[i].count += 1,
+            None => {
+                self.index.insert(key, self.groups.len());
+                self.groups.push(RejectGroup {
+                    device: device.to_owned(),
+                    topic: topic.to_owned(),
+                    reason: r.as_str(),
+                    detail: r.to_string(),
+                    count: 1,
+                });
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for g in self.groups.iter().take(Self::LINES) {
+            tracing::warn!(
+                device = g.device,
+                topic = g.topic,
+                reason = g.reason,
+                detail = g.detail,
+                count = g.count,
+                "rejected MQTT input"
+            );
+        }
+        if self.groups.len() > Self::LINES {
+            let rest: u64 = self.groups[Self::LINES..].iter().map(|g| g.count).sum();
+            tracing::warn!(
+                devices = self.groups.len() - Self::LINES,
+                count = rest,
+                "rejected MQTT input from further devices (see visitorflow_reports_rejected_total)"
+            );
+        }
+        self.groups.clear();
+        self.index.clear();
+    }
 }
 
 fn record_stats(s: &BatchStats) {
@@ -464,6 +608,9 @@ fn record_stats(s: &BatchStats) {
         (t::REPORTS_REPAIRED, s.repaired_reports),
         (t::REPORTS_EARLIER_DAY, s.earlier_day),
         (t::DEVICE_RESTARTS, s.restarts),
+        (t::REPORTS_LOOKED_UP, s.looked_up),
+        (t::DEVICE_SEQ_JUMPS, s.jumps),
+        (t::RECOUNTS, s.recounts),
     ] {
         if v > 0 {
             metrics::counter!(name).increment(v);

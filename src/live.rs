@@ -33,6 +33,8 @@ pub struct SpaceNow {
     pub peak_today: u64,
     pub peak_at: Option<DateTime<Utc>>,
     pub last_report: Option<DateTime<Utc>>,
+    /// Head-count corrections today (occupancy = entries − exits + drift + corrections).
+    pub corrected_today: i64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -46,6 +48,9 @@ pub struct DeviceNow {
     pub gap_reports_total: u64,
     pub repaired_reports_total: u64,
     pub seq_restarts_total: u64,
+    /// Implausible forward jumps of seq, and the last one (timestamp, seq).
+    pub seq_jumps_total: u64,
+    pub last_seq_jump: Option<(DateTime<Utc>, u64)>,
 }
 
 pub struct Live {
@@ -143,6 +148,7 @@ impl Captured {
                     peak_today: peak,
                     peak_at,
                     last_report: c.last_report,
+                    corrected_today: c.corrected,
                 };
                 (s, now)
             })
@@ -161,6 +167,8 @@ impl Captured {
                     gap_reports_total: st.gaps_total,
                     repaired_reports_total: st.repaired_total,
                     seq_restarts_total: st.resets_total,
+                    seq_jumps_total: st.jumps_total,
+                    last_seq_jump: st.last_jump,
                 };
                 (d, now)
             })

@@ -59,6 +59,8 @@ pub struct Registry {
     pub tz: Tz,
     space_by_id: HashMap<SpaceId, SpaceIdx>,
     device_by_id: HashMap<DeviceId, DeviceIdx>,
+    /// Per space: counted by this registry's ingester (empty: all of them; see `restricted`).
+    counted: Vec<bool>,
 }
 
 /// One problem found in a config, with where it is.
@@ -391,6 +393,7 @@ impl Registry {
             tz,
             space_by_id,
             device_by_id,
+            counted: Vec::new(),
         })
     }
 
@@ -422,7 +425,18 @@ impl Registry {
         for d in &mut r.devices {
             d.targets.retain(|s| owned[s.get()] && !derived[s.get()]);
         }
+        r.counted = (0..self.spaces.len())
+            .map(|i| owned[i] && !derived[i])
+            .collect();
         r
+    }
+
+    /// The spaces a head count in `space` corrects: itself and those its counts roll up to, as
+    /// for a counter placed in it.
+    pub fn rollup(&self, space: SpaceIdx) -> Vec<SpaceIdx> {
+        let mut out = targets_of(&self.spaces, space);
+        out.retain(|s| self.counted.get(s.get()).copied().unwrap_or(true));
+        out
     }
 }
 

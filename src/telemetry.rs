@@ -16,6 +16,10 @@ pub const REPORTS_MISSING: &str = "visitorflow_reports_missing_total";
 pub const REPORTS_REPAIRED: &str = "visitorflow_reports_repaired_total";
 pub const REPORTS_EARLIER_DAY: &str = "visitorflow_reports_earlier_day_total";
 pub const DEVICE_RESTARTS: &str = "visitorflow_device_seq_restarts_total";
+pub const DEVICE_SEQ_JUMPS: &str = "visitorflow_device_seq_jumps_total";
+pub const REPORTS_LOOKED_UP: &str = "visitorflow_reports_looked_up_total";
+pub const LOOKUP_SECONDS: &str = "visitorflow_ingest_lookup_seconds";
+pub const RECOUNTS: &str = "visitorflow_recounts_total";
 pub const INGEST_LAG: &str = "visitorflow_ingest_lag_seconds";
 pub const BATCH_WRITE: &str = "visitorflow_batch_write_seconds";
 pub const BATCH_MESSAGES: &str = "visitorflow_batch_messages";
@@ -133,6 +137,20 @@ fn describe() {
         DEVICE_RESTARTS,
         "Devices whose sequence restarted (reboot with a lower seq)."
     );
+    describe_counter!(
+        DEVICE_SEQ_JUMPS,
+        "Reports whose seq jumped implausibly far ahead (counted once, flagged)."
+    );
+    describe_counter!(
+        REPORTS_LOOKED_UP,
+        "Reports the de-duplication window could not settle, settled against the raw table."
+    );
+    describe_histogram!(
+        LOOKUP_SECONDS,
+        Unit::Seconds,
+        "Time to look a batch's unsettled reports up in the raw table."
+    );
+    describe_counter!(RECOUNTS, "Head counts by hand applied to occupancy.");
     describe_histogram!(
         INGEST_LAG,
         Unit::Seconds,

@@ -115,6 +115,7 @@ async fn ingest_state_round_trips_through_the_database() {
                 period_s: Some(60),
                 total_entries: totals.then_some(seq[*d] * 50),
                 total_exits: totals.then_some(seq[*d] * 20),
+                ts_from_device: true,
             };
             core.apply(
                 registry.device_idx(devices[*d]).unwrap(),
@@ -286,6 +287,7 @@ async fn ingest(
                 period_s: Some(60),
                 total_entries: None,
                 total_exits: None,
+                ts_from_device: true,
             };
             core.apply(registry.device_idx(device).unwrap(), &r, ts, &mut batch);
         }

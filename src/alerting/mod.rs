@@ -222,6 +222,7 @@ impl Alerter {
                 period: None,
                 missing_reports: live.missing_reports,
                 clock_skew: None,
+                last_seq_jump: live.last_seq_jump,
             };
             let fresh = !engine.is_silent(&health, now);
             for &s in d.targets.iter().filter(|&&s| s != d.space) {

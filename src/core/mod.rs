@@ -17,7 +17,7 @@ use crate::decode::CountReport;
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 use occupancy::{Applied, SpaceCounts, unix_minute};
-use seq::{SeqState, Verdict};
+use seq::{Found, JumpBound, Lookup, RepairOwner, SeqState, Settled, Verdict};
 
 /// One accepted report as stored in the raw table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,14 +33,58 @@ pub struct RawRow {
     pub total_entries: Option<u64>,
     pub total_exits: Option<u64>,
     pub period_s: Option<u32>,
+    /// What `repaired_*` stands for (None: no repair): seqs from `gap_from` up to this one,
+    /// counted after `repair_from` (the device's newest timestamp before this report).
+    pub gap_from: Option<u64>,
+    pub repair_from: Option<DateTime<Utc>>,
 }
 
-/// A 1-minute bucket's change from one batch: counts to add; occupancy and peak where known.
+/// A 1-minute bucket's change from one batch: counts to add (negative where a late original
+/// moved counts out of a repair), head-count corrections, occupancy where known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BucketDelta {
-    pub entries: u64,
-    pub exits: u64,
+    pub entries: i64,
+    pub exits: i64,
     pub occupancy: Option<u64>,
+    pub correction: i64,
+}
+
+/// A report the window could not settle, waiting for the raw table's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub device: DeviceIdx,
+    pub report: CountReport,
+    pub received: DateTime<Utc>,
+    pub lookup: Lookup,
+}
+
+/// Counts taken out of a stored report's repair (its late originals arrived).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairMove {
+    pub device: DeviceIdx,
+    pub seq: u64,
+    pub ts: DateTime<Utc>,
+    pub entries: u32,
+    pub exits: u32,
+}
+
+/// Late counts that changed a finished local day of a space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revision {
+    pub space: SpaceIdx,
+    pub day: NaiveDate,
+    pub reports: u64,
+    pub entries: i64,
+    pub exits: i64,
+}
+
+/// A head count applied in this batch (its `recounts` row is completed with the batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recounted {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub before: u64,
+    pub delta: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,8 +95,11 @@ pub struct BatchStats {
     pub restarts: u64,
     pub gap_reports: u64,
     pub repaired_reports: u64,
-    pub too_old: u64,
     pub earlier_day: u64,
+    /// Reports settled by the raw table (below the window, earlier runs, repair originals).
+    pub looked_up: u64,
+    pub jumps: u64,
+    pub recounts: u64,
 }
 
 /// A batch's minute buckets by (space, unix minute), in the order they were first touched.
@@ -127,6 +174,11 @@ impl Buckets {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub rows: Vec<RawRow>,
+    /// Reports waiting for the raw table ([`Core::settle`] before the batch is finished).
+    pub pending: Vec<Pending>,
+    pub repair_moves: Vec<RepairMove>,
+    pub revisions: Vec<Revision>,
+    pub recounts: Vec<Recounted>,
     /// Hazard signals received in this batch, written with it.
     pub hazards: Vec<(SpaceIdx, crate::decode::HazardSignal, DateTime<Utc>)>,
     pub buckets: Buckets,
@@ -140,6 +192,10 @@ pub struct Batch {
 impl Batch {
     pub fn clear(&mut self) {
         self.rows.clear();
+        self.pending.clear();
+        self.repair_moves.clear();
+        self.revisions.clear();
+        self.recounts.clear();
         self.hazards.clear();
         self.buckets.clear();
         for s in self.spaces.drain(..) {
@@ -152,7 +208,31 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.spaces.is_empty() && self.devices.is_empty() && self.hazards.is_empty()
+        self.spaces.is_empty()
+            && self.devices.is_empty()
+            && self.hazards.is_empty()
+            && self.recounts.is_empty()
+    }
+
+    fn revise(&mut self, space: SpaceIdx, day: NaiveDate, reports: u64, e: i64, x: i64) {
+        match self
+            .revisions
+            .iter_mut()
+            .find(|r| r.space == space && r.day == day)
+        {
+            Some(r) => {
+                r.reports += reports;
+                r.entries += e;
+                r.exits += x;
+            }
+            None => self.revisions.push(Revision {
+                space,
+                day,
+                reports,
+                entries: e,
+                exits: x,
+            }),
+        }
     }
 
     fn touch_space(&mut self, s: SpaceIdx) {
@@ -184,6 +264,7 @@ pub struct Core {
     pub seq: Vec<SeqState>,
     pub counts: Vec<SpaceCounts>,
     pub seen: Vec<DeviceSeen>,
+    pub jump_bound: JumpBound,
 }
 
 impl Core {
@@ -193,7 +274,13 @@ impl Core {
             counts: vec![SpaceCounts::default(); registry.spaces.len()],
             seen: vec![DeviceSeen::default(); registry.devices.len()],
             registry,
+            jump_bound: JumpBound::default(),
         }
+    }
+
+    pub fn with_jump_bound(mut self, bound: JumpBound) -> Self {
+        self.jump_bound = bound;
+        self
     }
 
     pub fn new_batch(&self) -> Batch {
@@ -205,7 +292,8 @@ impl Core {
         }
     }
 
-    /// Applies one decoded report of `device`; accepted reports land in `batch`.
+    /// Applies one decoded report of `device`; accepted reports land in `batch`, those the
+    /// window cannot settle in `batch.pending` (see [`Core::settle`]).
     pub fn apply(
         &mut self,
         device: DeviceIdx,
@@ -213,17 +301,23 @@ impl Core {
         received: DateTime<Utc>,
         batch: &mut Batch,
     ) -> Verdict {
-        let verdict = self.seq[device.get()].observe(r);
+        let prev_ts = self.seq[device.get()].last_ts;
+        let verdict = self.seq[device.get()].observe(r, &self.jump_bound);
         self.seen[device.get()].last_received = Some(received);
         batch.touch_device(device);
         let stats = &mut batch.stats;
-        let (re, rx) = match verdict {
+        let (re, rx, repair) = match verdict {
             Verdict::Duplicate => {
                 stats.duplicates += 1;
                 return verdict;
             }
-            Verdict::TooOld => {
-                stats.too_old += 1;
+            Verdict::Lookup(lookup) => {
+                batch.pending.push(Pending {
+                    device,
+                    report: *r,
+                    received,
+                    lookup,
+                });
                 return verdict;
             }
             Verdict::New { gap, repaired } => {
@@ -231,18 +325,35 @@ impl Core {
                 if repaired.is_some() {
                     stats.repaired_reports += gap;
                 }
-                repaired.unwrap_or((0, 0))
+                match repaired {
+                    Some((e, x)) => (e, x, Some((r.seq - gap, prev_ts))),
+                    None => (0, 0, None),
+                }
             }
             Verdict::Late => {
                 stats.late += 1;
-                (0, 0)
+                (0, 0, None)
             }
             Verdict::Restarted => {
                 stats.restarts += 1;
-                (0, 0)
+                (0, 0, None)
             }
         };
-        stats.accepted += 1;
+        self.accept(device, r, received, (re, rx), repair, batch);
+        verdict
+    }
+
+    /// Stores and counts an accepted report, with what a repair added to it.
+    fn accept(
+        &mut self,
+        device: DeviceIdx,
+        r: &CountReport,
+        received: DateTime<Utc>,
+        (re, rx): (u32, u32),
+        repair: Option<(u64, Option<DateTime<Utc>>)>,
+        batch: &mut Batch,
+    ) {
+        batch.stats.accepted += 1;
         batch.rows.push(RawRow {
             device,
             seq: r.seq,
@@ -255,25 +366,185 @@ impl Core {
             total_entries: r.total_entries,
             total_exits: r.total_exits,
             period_s: r.period_s,
+            gap_from: repair.map(|g| g.0),
+            repair_from: repair.and_then(|g| g.1),
         });
         let (e, x) = (r.entries.saturating_add(re), r.exits.saturating_add(rx));
+        self.count(device, r.ts, e, x, batch);
+    }
+
+    /// Adds `e` entries and `x` exits counted by `device` before `ts` to every space it counts
+    /// in: the minute bucket, the day's figures, and a revision where that day is finished.
+    fn count(&mut self, device: DeviceIdx, ts: DateTime<Utc>, e: u32, x: u32, batch: &mut Batch) {
         // A report counts passages *before* its timestamp: a half-hour report stamped 00:00
         // belongs to the day and minute that just ended.
-        let at = r.ts - TimeDelta::microseconds(1);
+        let at = ts - TimeDelta::microseconds(1);
         let minute = unix_minute(at);
         let registry = &self.registry;
         for &s in &registry.device(device).targets {
             let space = registry.space(s);
             let day = business_day(registry.tz, space.opens_at, at);
-            if self.counts[s.get()].apply(day, minute, r.ts, e, x) == Applied::EarlierDay {
+            if self.counts[s.get()].apply(day, minute, ts, e, x) == Applied::EarlierDay {
                 batch.stats.earlier_day += 1;
+                batch.revise(s, day, 1, i64::from(e), i64::from(x));
             }
             let b = batch.buckets.get_mut(s, minute);
-            b.entries += u64::from(e);
-            b.exits += u64::from(x);
+            b.entries += i64::from(e);
+            b.exits += i64::from(x);
             batch.touch_space(s);
         }
-        verdict
+    }
+
+    /// Takes counts back out of the minute of the report stamped `ts` (a repair whose originals
+    /// arrived).
+    fn uncount(&mut self, device: DeviceIdx, ts: DateTime<Utc>, e: u32, x: u32, batch: &mut Batch) {
+        let at = ts - TimeDelta::microseconds(1);
+        let minute = unix_minute(at);
+        let registry = &self.registry;
+        for &s in &registry.device(device).targets {
+            let space = registry.space(s);
+            let day = business_day(registry.tz, space.opens_at, at);
+            if self.counts[s.get()].retract(day, e, x) == Applied::EarlierDay {
+                batch.revise(s, day, 0, -i64::from(e), -i64::from(x));
+            }
+            let b = batch.buckets.get_mut(s, minute);
+            b.entries -= i64::from(e);
+            b.exits -= i64::from(x);
+            batch.touch_space(s);
+        }
+    }
+
+    /// Settles the batch's pending reports with the raw table's answers (`found[i]` for
+    /// `batch.pending[i]`), in arrival order. Reports of this batch count as stored: a copy
+    /// within the batch is a duplicate, and a repair made in this batch is moved in memory.
+    pub fn settle(&mut self, batch: &mut Batch, found: &[Found]) {
+        let pending = std::mem::take(&mut batch.pending);
+        // This batch's reports by (device, seq), and those carrying a repair.
+        let mut stored: HashMap<(DeviceIdx, u64), Vec<DateTime<Utc>>> = HashMap::new();
+        for row in &batch.rows {
+            stored
+                .entry((row.device, row.seq))
+                .or_default()
+                .push(row.ts);
+        }
+        let repairs: Vec<usize> = (0..batch.rows.len())
+            .filter(|&i| batch.rows[i].gap_from.is_some())
+            .collect();
+        // What earlier reports of this batch already took out of a stored repair.
+        let mut taken: HashMap<(DeviceIdx, u64, DateTime<Utc>), (u32, u32)> = HashMap::new();
+        for (p, f) in pending.iter().zip(found.iter().copied()) {
+            let r = &p.report;
+            let run = p.lookup.run;
+            batch.stats.looked_up += 1;
+            let in_batch = stored.get(&(p.device, r.seq)).is_some_and(|ts| {
+                ts.iter()
+                    .any(|&t| p.lookup.exact.map_or(run.contains(t), |e| e == t))
+            });
+            // The repair covering this seq: the nearest one above it, stored or in this batch.
+            let mut owner = f.owner.map(|o| {
+                let t = taken
+                    .get(&(p.device, o.seq, o.ts))
+                    .copied()
+                    .unwrap_or((0, 0));
+                (
+                    RepairOwner {
+                        entries: o.entries.saturating_sub(t.0),
+                        exits: o.exits.saturating_sub(t.1),
+                        ..o
+                    },
+                    false,
+                )
+            });
+            for &i in &repairs {
+                let row = &batch.rows[i];
+                if row.device == p.device
+                    && covers(row, r, &p.lookup)
+                    && owner.is_none_or(|(o, _)| (row.ts, row.seq) < (o.ts, o.seq))
+                {
+                    let o = RepairOwner {
+                        seq: row.seq,
+                        ts: row.ts,
+                        entries: row.repaired_entries,
+                        exits: row.repaired_exits,
+                    };
+                    owner = Some((o, true));
+                }
+            }
+            let found = Found {
+                present: f.present || in_batch,
+                owner: owner.map(|(o, _)| o),
+            };
+            match self.seq[p.device.get()].settle(r, &p.lookup, found, &self.jump_bound) {
+                Settled::Duplicate => batch.stats.duplicates += 1,
+                Settled::Late => {
+                    batch.stats.late += 1;
+                    self.accept(p.device, r, p.received, (0, 0), None, batch);
+                }
+                Settled::Jump => {
+                    batch.stats.jumps += 1;
+                    self.accept(p.device, r, p.received, (0, 0), None, batch);
+                }
+                Settled::FillsRepair { owner: o, moved } => {
+                    batch.stats.late += 1;
+                    self.accept(p.device, r, p.received, (0, 0), None, batch);
+                    if moved != (0, 0) {
+                        let in_memory = owner.is_some_and(|(_, m)| m);
+                        if in_memory {
+                            if let Some(row) = batch.rows.iter_mut().find(|row| {
+                                row.device == p.device && row.seq == o.seq && row.ts == o.ts
+                            }) {
+                                row.repaired_entries -= moved.0;
+                                row.repaired_exits -= moved.1;
+                            }
+                        } else {
+                            let t = taken.entry((p.device, o.seq, o.ts)).or_default();
+                            t.0 += moved.0;
+                            t.1 += moved.1;
+                            batch.repair_moves.push(RepairMove {
+                                device: p.device,
+                                seq: o.seq,
+                                ts: o.ts,
+                                entries: moved.0,
+                                exits: moved.1,
+                            });
+                        }
+                        self.uncount(p.device, o.ts, moved.0, moved.1, batch);
+                    }
+                }
+            }
+            if let Some(row) = batch.rows.last()
+                && row.device == p.device
+                && row.seq == r.seq
+                && row.ts == r.ts
+            {
+                stored.entry((p.device, r.seq)).or_default().push(r.ts);
+            }
+        }
+    }
+
+    /// Sets `space`'s crowd to a head count made at `at`: the difference is kept as a correction
+    /// in the space and every space its counts roll up to (a zone's area, the county), so they
+    /// stay consistent. Returns the occupancy shown before and the correction.
+    pub fn recount(
+        &mut self,
+        space: SpaceIdx,
+        inside: u64,
+        at: DateTime<Utc>,
+        batch: &mut Batch,
+    ) -> (u64, i64) {
+        let minute = unix_minute(at);
+        let registry = Arc::clone(&self.registry);
+        let day_of = |s: SpaceIdx| business_day(registry.tz, registry.space(s).opens_at, at);
+        let (before, delta) = self.counts[space.get()].recount(day_of(space), minute, inside);
+        batch.stats.recounts += 1;
+        for s in registry.rollup(space) {
+            if s != space {
+                self.counts[s.get()].correct(day_of(s), minute, delta);
+            }
+            batch.buckets.get_mut(s, minute).correction += delta;
+            batch.touch_space(s);
+        }
+        (before, delta)
     }
 
     pub fn set_online(&mut self, device: DeviceIdx, online: bool, batch: &mut Batch) {
@@ -295,6 +566,57 @@ impl Core {
     }
 }
 
+/// The raw table's answer for `p` computed from rows in memory: what `store::lookup` answers
+/// from PostgreSQL (`tests/store.rs` checks the two agree), for models and replays without a
+/// database.
+pub fn lookup_rows<'a>(rows: impl IntoIterator<Item = &'a RawRow>, p: &Pending) -> Found {
+    let r = &p.report;
+    let mut found = Found::default();
+    for row in rows.into_iter().filter(|row| row.device == p.device) {
+        let same = row.seq == r.seq
+            && p.lookup
+                .exact
+                .map_or(p.lookup.run.contains(row.ts), |t| t == row.ts);
+        found.present |= same;
+        if covers(row, r, &p.lookup)
+            && found.owner.is_none_or(|o| (row.ts, row.seq) < (o.ts, o.seq))
+        {
+            found.owner = Some(RepairOwner {
+                seq: row.seq,
+                ts: row.ts,
+                entries: row.repaired_entries,
+                exits: row.repaired_exits,
+            });
+        }
+    }
+    found
+}
+
+/// Takes a batch's repair moves out of rows held in memory (what `store::sql::MOVE_REPAIRS`
+/// does in PostgreSQL).
+pub fn move_repairs(rows: &mut [RawRow], moves: &[RepairMove]) {
+    for m in moves {
+        if let Some(row) = rows
+            .iter_mut()
+            .find(|r| r.device == m.device && r.seq == m.seq && r.ts == m.ts)
+        {
+            row.repaired_entries -= m.entries;
+            row.repaired_exits -= m.exits;
+        }
+    }
+}
+
+/// Whether `row`'s repair stands for `r` (as `store::sql::LOOKUP_REPORTS` decides it).
+pub fn covers(row: &RawRow, r: &CountReport, lookup: &Lookup) -> bool {
+    let Some(gap_from) = row.gap_from else {
+        return false;
+    };
+    match lookup.exact {
+        Some(ts) => row.repair_from.is_some_and(|f| f < ts) && row.ts > ts,
+        None => row.seq > r.seq && gap_from <= r.seq && lookup.run.contains(row.ts),
+    }
+}
+
 /// The local business day a timestamp falls in: days roll at the space's opening time, in the
 /// county's time zone (storage stays UTC).
 pub fn business_day(tz: Tz, opens_at: NaiveTime, ts: DateTime<Utc>) -> NaiveDate {
@@ -303,149 +625,4 @@ pub fn business_day(tz: Tz, opens_at: NaiveTime, ts: DateTime<Utc>) -> NaiveDate
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-    use proptest::prelude::*;
-
-    const REG: &str = r#"
-        [[spaces]]
-        id = "county"
-        kind = "county"
-        name_zh = "县"
-        name_en = "County"
-        [[spaces]]
-        id = "area"
-        kind = "scenic_area"
-        parent = "county"
-        name_zh = "景区"
-        name_en = "Area"
-        opens_at = "06:00"
-        [[spaces]]
-        id = "zone"
-        kind = "zone"
-        parent = "area"
-        name_zh = "分区"
-        name_en = "Zone"
-        [[spaces]]
-        id = "park"
-        kind = "car_park"
-        parent = "area"
-        name_zh = "停车场"
-        name_en = "Car park"
-        [[devices]]
-        id = "gate"
-        space = "zone"
-        kind = "gate"
-        [[devices]]
-        id = "cam"
-        space = "zone"
-        kind = "camera"
-        direction = "reversed"
-        [[devices]]
-        id = "bar"
-        space = "park"
-        kind = "vehicle_counter"
-    "#;
-
-    fn core() -> Core {
-        Core::new(Arc::new(
-            Registry::build(&Config::from_toml(REG).unwrap()).unwrap(),
-        ))
-    }
-
-    fn rep(seq: u64, ts: DateTime<Utc>, e: u32, x: u32) -> CountReport {
-        CountReport {
-            seq,
-            ts,
-            entries: e,
-            exits: x,
-            period_s: None,
-            total_entries: None,
-            total_exits: None,
-        }
-    }
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn zone_counts_roll_up_to_area_and_county_but_not_car_park() {
-        let mut c = core();
-        let mut b = c.new_batch();
-        let gate = c.registry.device_idx("gate").unwrap();
-        c.apply(
-            gate,
-            &rep(1, t("2026-05-01T10:00:00+08:00"), 5, 1),
-            Utc::now(),
-            &mut b,
-        );
-        for id in ["zone", "area", "county"] {
-            let s = c.registry.space_idx(id).unwrap();
-            assert_eq!(c.counts[s.get()].occupancy(), 4, "{id}");
-        }
-        assert_eq!(
-            c.counts[c.registry.space_idx("park").unwrap().get()].entries,
-            0
-        );
-        assert_eq!(b.rows.len(), 1);
-        assert_eq!(b.spaces.len(), 3);
-    }
-
-    #[test]
-    fn day_rolls_at_opening_time_in_local_time() {
-        let tz = chrono_tz::Asia::Shanghai;
-        let six = NaiveTime::from_hms_opt(6, 0, 0).unwrap();
-        // 05:59 local on May 2 still belongs to May 1's business day.
-        assert_eq!(
-            business_day(tz, six, t("2026-05-02T05:59:00+08:00")),
-            NaiveDate::from_ymd_opt(2026, 5, 1).unwrap()
-        );
-        assert_eq!(
-            business_day(tz, six, t("2026-05-02T06:00:00+08:00")),
-            NaiveDate::from_ymd_opt(2026, 5, 2).unwrap()
-        );
-        // 23:30 UTC on May 1 is 07:30 local on May 2.
-        assert_eq!(
-            business_day(tz, six, t("2026-05-01T23:30:00Z")),
-            NaiveDate::from_ymd_opt(2026, 5, 2).unwrap()
-        );
-    }
-
-    proptest! {
-        /// Redelivering any reports any number of times never changes a figure.
-        #[test]
-        fn duplicates_never_change_the_result(
-            reports in proptest::collection::vec((0u32..30, 0u32..30), 1..40),
-            dups in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
-        ) {
-            let gate = {
-                let c = core();
-                c.registry.device_idx("gate").unwrap()
-            };
-            let start = t("2026-05-01T09:00:00+08:00");
-            let reps: Vec<_> = reports
-                .iter()
-                .enumerate()
-                .map(|(i, (e, x))| rep(i as u64 + 1, start + chrono::TimeDelta::seconds(i as i64 * 20), *e, *x))
-                .collect();
-            let mut once = core();
-            let mut b = once.new_batch();
-            for r in &reps {
-                once.apply(gate, r, Utc::now(), &mut b);
-            }
-            let mut twice = core();
-            let mut b2 = twice.new_batch();
-            for (i, r) in reps.iter().enumerate() {
-                twice.apply(gate, r, Utc::now(), &mut b2);
-                for d in &dups {
-                    let j = d.index(i + 1);
-                    twice.apply(gate, &reps[j], Utc::now(), &mut b2);
-                }
-            }
-            prop_assert_eq!(&once.counts, &twice.counts);
-            prop_assert_eq!(b.rows.len(), b2.rows.len());
-        }
-    }
-}
+mod tests;

@@ -4,7 +4,10 @@
 //! entries (missed entries, another door) the crowd shows 0 and the excess is kept as `drift`, so
 //! the problem is flagged instead of hidden. The reflection is applied at minute boundaries, never
 //! per report, so the order in which one minute's reports arrive cannot change any figure.
-//! Invariant: `occupancy() == entries - exits + drift()`.
+//!
+//! A head count by hand ([`SpaceCounts::recount`]) sets the crowd to what was counted; the
+//! difference is kept as the day's `corrected`, never folded into entries or exits.
+//! Invariant: `occupancy() == entries - exits + drift() + corrected`.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -26,6 +29,10 @@ pub struct SpaceCounts {
     pub peak: u64,
     pub peak_at: Option<DateTime<Utc>>,
     pub last_report: Option<DateTime<Utc>>,
+    /// Head-count corrections made in the open minute (folded into `base` when it closes).
+    pub adjust: i64,
+    /// The day's head-count corrections.
+    pub corrected: i64,
 }
 
 /// Where a report's counts went.
@@ -39,6 +46,7 @@ pub enum Applied {
 impl SpaceCounts {
     fn net(&self) -> i128 {
         i128::from(self.base) + i128::from(self.min_in) - i128::from(self.min_out)
+            + i128::from(self.adjust)
     }
 
     pub fn occupancy(&self) -> u64 {
@@ -69,6 +77,19 @@ impl SpaceCounts {
         entries: u32,
         exits: u32,
     ) -> Applied {
+        if self.enter(day, minute) == Applied::EarlierDay {
+            return Applied::EarlierDay;
+        }
+        self.entries += u64::from(entries);
+        self.exits += u64::from(exits);
+        self.min_in += u64::from(entries);
+        self.min_out += u64::from(exits);
+        self.last_report = Some(self.last_report.map_or(ts, |t| t.max(ts)));
+        Applied::Today
+    }
+
+    /// Moves to `day` and `minute` (a later day starts afresh; an earlier one is left alone).
+    fn enter(&mut self, day: NaiveDate, minute: i64) -> Applied {
         match self.day {
             Some(d) if day < d => return Applied::EarlierDay,
             Some(d) if day == d => {}
@@ -83,12 +104,48 @@ impl SpaceCounts {
         if minute > self.minute {
             self.close_minute(minute);
         }
-        self.entries += u64::from(entries);
-        self.exits += u64::from(exits);
-        self.min_in += u64::from(entries);
-        self.min_out += u64::from(exits);
-        self.last_report = Some(self.last_report.map_or(ts, |t| t.max(ts)));
         Applied::Today
+    }
+
+    /// Takes counts back out of `day` (a late original moved them from a repair to its own,
+    /// earlier day). The crowd shrinks by the entries and grows by the exits taken back.
+    pub fn retract(&mut self, day: NaiveDate, entries: u32, exits: u32) -> Applied {
+        if self.day != Some(day) {
+            return Applied::EarlierDay;
+        }
+        self.entries = self.entries.saturating_sub(u64::from(entries));
+        self.exits = self.exits.saturating_sub(u64::from(exits));
+        self.min_out += u64::from(entries);
+        self.min_in += u64::from(exits);
+        Applied::Today
+    }
+
+    /// Sets the crowd to a head count made at `minute` of `day`; returns the occupancy shown
+    /// just before and the correction (`inside − before`).
+    pub fn recount(&mut self, day: NaiveDate, minute: i64, inside: u64) -> (u64, i64) {
+        self.enter(day, minute);
+        // Exits that outran entries in the open minute are drift already (as they would be at
+        // the minute's close): the correction is then exactly what the operator sees change.
+        let net = self.net();
+        if net < 0 {
+            self.closed_drift += (-net) as u64;
+            self.adjust = self.adjust.saturating_add((-net) as i64);
+        }
+        let before = self.occupancy();
+        let delta = i64::try_from(i128::from(inside) - i128::from(before)).unwrap_or(i64::MAX);
+        self.shift(delta);
+        (before, delta)
+    }
+
+    /// Adds a correction made elsewhere (a head count in a zone also moves its area).
+    pub fn correct(&mut self, day: NaiveDate, minute: i64, delta: i64) {
+        self.enter(day, minute);
+        self.shift(delta);
+    }
+
+    fn shift(&mut self, delta: i64) {
+        self.adjust = self.adjust.saturating_add(delta);
+        self.corrected = self.corrected.saturating_add(delta);
     }
 
     fn close_minute(&mut self, next: i64) {
@@ -103,6 +160,7 @@ impl SpaceCounts {
         }
         self.min_in = 0;
         self.min_out = 0;
+        self.adjust = 0;
         self.minute = next;
     }
 }

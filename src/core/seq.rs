@@ -4,13 +4,50 @@
 //! when the device sends them; otherwise they stay open and are reported as missing.
 //!
 //! The window is a 128-bit map of which of the last 128 seqs were seen (IPsec's anti-replay
-//! window): constant memory per device, and late reports within it are still counted once.
+//! window): constant memory per device, and late reports within it are settled in memory. What the
+//! window cannot settle — a report below it, one from an earlier run of the counter, the original
+//! of a report a repair stands for, an implausible jump ahead — is returned as
+//! [`Verdict::Lookup`]: the ingester looks the report up in the raw table (the authority below the
+//! window) and hands the answer back to [`SeqState::settle`].
+//!
+//! A report's identity is its device, seq and timestamp (the raw table's key) when the device
+//! stamps its reports, and its device, seq and run when the report is stamped on receipt (then
+//! its time says nothing). A run starts when the seq goes back with a later device timestamp (a
+//! reboot, a restore from an old checkpoint); a report older than the current run belongs to an
+//! earlier one. A seq seen in the current run proves a copy only for reports stamped on receipt:
+//! a device-stamped one may come from a run that restarted unseen during an outage (its live
+//! reports overtook the old seqs before its backlog arrived), so the raw table decides.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::decode::CountReport;
 
 pub const WINDOW: u64 = 128;
+
+/// How far ahead a seq may plausibly jump: `slack` seqs plus `per_second` for every second since
+/// the device's newest timestamp. A jump beyond it (a flipped bit, a firmware bug) is an anomaly:
+/// counted once, flagged, and neither opens missing reports nor silences the counter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JumpBound {
+    pub slack: u64,
+    pub per_second: f64,
+}
+
+impl Default for JumpBound {
+    fn default() -> Self {
+        Self {
+            slack: 10_000,
+            per_second: 10.0,
+        }
+    }
+}
+
+impl JumpBound {
+    fn allows(&self, ahead: u64, elapsed: TimeDelta) -> bool {
+        let secs = elapsed.num_milliseconds().max(0) as f64 / 1000.0;
+        (ahead as f64) <= self.slack as f64 + secs * self.per_second
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SeqState {
@@ -18,11 +55,15 @@ pub struct SeqState {
     pub high: u64,
     /// Bit i set: seq `high - i` was seen (or covered by a gap repair).
     pub window: u128,
+    /// Bit i set: seq `high - i` is covered by a repair, not (yet) by its own report.
+    pub repaired: u128,
     pub started: bool,
     /// Newest report timestamp seen: tells a device restart (lower seq, later time) from a replay.
     pub last_ts: Option<DateTime<Utc>>,
-    /// Timestamp of the report that restarted the sequence, if it ever restarted.
+    /// Timestamp of the report that started the current run, if the sequence ever restarted.
     pub run_start: Option<DateTime<Utc>>,
+    /// Start of the run before the current one.
+    pub prev_run_start: Option<DateTime<Utc>>,
     /// Cumulative totals carried by the report at seq `high`, if it had them.
     pub totals: Option<(u64, u64)>,
     /// Reports known missing and not (yet) filled or repaired.
@@ -31,6 +72,53 @@ pub struct SeqState {
     pub gaps_total: u64,
     pub repaired_total: u64,
     pub resets_total: u64,
+    /// Implausible forward jumps seen, and the last one (its timestamp and seq).
+    pub jumps_total: u64,
+    pub last_jump: Option<(DateTime<Utc>, u64)>,
+}
+
+/// The timestamps bounding one run of a device's counter: `[from, until)`, open where `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Run {
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    pub fn contains(&self, ts: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|f| ts >= f) && self.until.is_none_or(|u| ts < u)
+    }
+}
+
+/// Why the raw table must decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupKind {
+    /// Below the window of the current run.
+    BelowWindow,
+    /// Older than the current run: a report of an earlier run of the counter.
+    EarlierRun,
+    /// Inside a gap that a later report's totals repaired: the original of what the repair
+    /// stands for, or a copy of it.
+    FillsRepair,
+    /// Far ahead of anything plausible.
+    Jump,
+    /// A seq seen in this run, with a device timestamp: a copy, or a report of a run that
+    /// restarted unseen.
+    Seen,
+    /// A late report within the window, of a device whose counts were ever repaired: a repair
+    /// may stand for it (by time, when a run restarted unseen).
+    LateInWindow,
+}
+
+/// What the raw table has to answer for one report: is `(device, seq)` stored within `run`, and
+/// if not, which stored report's repair covers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lookup {
+    pub kind: LookupKind,
+    pub run: Run,
+    /// The device's timestamp: stored with exactly this one, or not stored (None: any time in
+    /// `run`).
+    pub exact: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +133,8 @@ pub enum Verdict {
     /// The device's counter restarted (lower seq, later timestamp): count it, start a new run.
     Restarted,
     Duplicate,
-    /// Below the window: cannot tell a late report from a replay, so it is refused and counted.
-    TooOld,
+    /// The window cannot tell: look the report up, then [`SeqState::settle`].
+    Lookup(Lookup),
 }
 
 impl Verdict {
@@ -58,16 +146,85 @@ impl Verdict {
     }
 }
 
+/// A stored report whose repaired counts cover a given seq, with what is left of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairOwner {
+    pub seq: u64,
+    pub ts: DateTime<Utc>,
+    pub entries: u32,
+    pub exits: u32,
+}
+
+/// The raw table's answer for one [`Lookup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Found {
+    pub present: bool,
+    pub owner: Option<RepairOwner>,
+}
+
+/// What a looked-up report turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Duplicate,
+    /// Not stored: count it once, in its own minute.
+    Late,
+    /// The original of part of `owner`'s repair: count it in its own minute and take the same
+    /// counts (at most what is left) out of the repair.
+    FillsRepair {
+        owner: RepairOwner,
+        moved: (u32, u32),
+    },
+    /// An implausible jump ahead, not stored: counted once, flagged.
+    Jump,
+}
+
 impl SeqState {
-    pub fn observe(&mut self, r: &CountReport) -> Verdict {
-        let verdict = self.classify(r);
+    pub fn observe(&mut self, r: &CountReport, bound: &JumpBound) -> Verdict {
+        let verdict = self.classify(r, bound);
         if verdict.counts() {
             self.last_ts = Some(self.last_ts.map_or(r.ts, |t| t.max(r.ts)));
         }
         verdict
     }
 
-    fn classify(&mut self, r: &CountReport) -> Verdict {
+    /// The current run's bounds.
+    pub fn current_run(&self) -> Run {
+        Run {
+            from: self.run_start,
+            until: None,
+        }
+    }
+
+    /// The bounds of the run a report stamped `ts` belongs to (the current one, the one before,
+    /// or any earlier one).
+    pub fn run_of(&self, ts: DateTime<Utc>) -> Run {
+        match (self.run_start, self.prev_run_start) {
+            (Some(cur), _) if ts >= cur => self.current_run(),
+            (Some(cur), Some(prev)) if ts >= prev => Run {
+                from: Some(prev),
+                until: Some(cur),
+            },
+            (Some(_), Some(prev)) => Run {
+                from: None,
+                until: Some(prev),
+            },
+            (Some(cur), None) => Run {
+                from: None,
+                until: Some(cur),
+            },
+            (None, _) => Run::default(),
+        }
+    }
+
+    fn lookup(&self, r: &CountReport, kind: LookupKind, run: Run) -> Verdict {
+        Verdict::Lookup(Lookup {
+            kind,
+            run,
+            exact: r.ts_from_device.then_some(r.ts),
+        })
+    }
+
+    fn classify(&mut self, r: &CountReport, bound: &JumpBound) -> Verdict {
         if !self.started {
             self.start_run(r);
             return Verdict::New {
@@ -76,22 +233,38 @@ impl SeqState {
             };
         }
         if self.run_start.is_some_and(|t| r.ts < t) {
-            // Older than the current run: a replay from before the device restarted.
-            return Verdict::TooOld;
+            return self.lookup(r, LookupKind::EarlierRun, self.run_of(r.ts));
         }
         if r.seq > self.high {
-            let d = r.seq - self.high;
-            let gap = d - 1;
+            let ahead = r.seq - self.high;
+            let elapsed = self.last_ts.map_or(TimeDelta::zero(), |t| r.ts - t);
+            if !bound.allows(ahead, elapsed) {
+                // The device may really have moved to a new base: a report that plausibly
+                // follows the last jump (later seq, not earlier) starts a run from it.
+                if let Some((jts, jseq)) = self.last_jump
+                    && r.seq > jseq
+                    && r.ts >= jts
+                    && bound.allows(r.seq - jseq, r.ts - jts)
+                {
+                    self.rebase(jts, jseq);
+                    return self.classify(r, bound);
+                }
+                return self.lookup(r, LookupKind::Jump, self.current_run());
+            }
+            let gap = ahead - 1;
             let repaired = if gap > 0 { self.repair(r) } else { None };
-            self.window = if d >= WINDOW { 0 } else { self.window << d };
+            self.shift(ahead);
             self.window |= 1;
             if gap > 0 {
                 self.gaps_total += gap;
                 if repaired.is_some() {
                     self.repaired_total += gap;
-                    // The repaired reports are accounted for: a late original is now a duplicate.
+                    // The repair accounts for the gap: its originals, if they come, move their
+                    // counts out of the repair (via the raw table) instead of adding them again.
                     let covered = gap.min(WINDOW - 1);
-                    self.window |= ((1u128 << covered) - 1) << 1;
+                    let bits = ((1u128 << covered) - 1) << 1;
+                    self.window |= bits;
+                    self.repaired |= bits;
                 } else {
                     self.missing += gap;
                 }
@@ -101,32 +274,116 @@ impl SeqState {
             return Verdict::New { gap, repaired };
         }
         let off = self.high - r.seq;
-        // A device that reboots starts again from 0 or 1, or far below where it was, and stamps
-        // the new run later than anything seen. A re-stamped copy of a recent report is neither.
-        let newer = self.last_ts.is_none_or(|t| r.ts > t);
-        if newer && off > 0 && (r.seq <= 1 || off >= WINDOW) {
+        // The seq went back with a later device timestamp: the counter restarted (rebooted, or
+        // restored from an old checkpoint), from whatever value. A report without a timestamp of
+        // its own is stamped on receipt, so its time says nothing: it never restarts a run.
+        let newer = r.ts_from_device && self.last_ts.is_none_or(|t| r.ts > t);
+        if newer && off > 0 {
             self.resets_total += 1;
+            self.prev_run_start = self.run_start;
             self.start_run(r);
             self.run_start = Some(r.ts);
             return Verdict::Restarted;
         }
         if off < WINDOW {
             let bit = 1u128 << off;
+            if self.repaired & bit != 0 {
+                return self.lookup(r, LookupKind::FillsRepair, self.current_run());
+            }
             if self.window & bit != 0 {
+                if r.ts_from_device {
+                    return self.lookup(r, LookupKind::Seen, self.current_run());
+                }
                 return Verdict::Duplicate;
+            }
+            if r.ts_from_device && self.repaired_total > 0 {
+                return self.lookup(r, LookupKind::LateInWindow, self.current_run());
             }
             self.window |= bit;
             self.missing = self.missing.saturating_sub(1);
             return Verdict::Late;
         }
-        Verdict::TooOld
+        self.lookup(r, LookupKind::BelowWindow, self.current_run())
+    }
+
+    /// Applies the raw table's answer for a report that [`SeqState::observe`] could not settle.
+    pub fn settle(
+        &mut self,
+        r: &CountReport,
+        lookup: &Lookup,
+        found: Found,
+        bound: &JumpBound,
+    ) -> Settled {
+        if found.present {
+            return Settled::Duplicate;
+        }
+        // A seq far beyond the repair's own cannot be one of the reports it stands for.
+        let absurd =
+            |o: &RepairOwner| r.seq > o.seq && !bound.allows(r.seq - o.seq, TimeDelta::zero());
+        let settled = match (lookup.kind, found.owner) {
+            (LookupKind::Jump, _) => return self.flag_jump(r),
+            (_, Some(owner)) if absurd(&owner) => return self.flag_jump(r),
+            (_, Some(owner)) => Settled::FillsRepair {
+                owner,
+                moved: (r.entries.min(owner.entries), r.exits.min(owner.exits)),
+            },
+            (_, None) => Settled::Late,
+        };
+        // A late report closes a gap that was left missing.
+        if matches!(
+            lookup.kind,
+            LookupKind::BelowWindow | LookupKind::EarlierRun | LookupKind::LateInWindow
+        ) {
+            self.missing = self.missing.saturating_sub(1);
+        }
+        // Within the window the report is now its own: a copy of it is a plain duplicate.
+        if lookup.run == self.current_run() && r.seq <= self.high && self.high - r.seq < WINDOW {
+            let bit = 1u128 << (self.high - r.seq);
+            self.window |= bit;
+            self.repaired &= !bit;
+        }
+        self.last_ts = Some(self.last_ts.map_or(r.ts, |t| t.max(r.ts)));
+        settled
+    }
+
+    /// An implausible seq, not stored: counted once on its own and flagged.
+    fn flag_jump(&mut self, r: &CountReport) -> Settled {
+        self.jumps_total += 1;
+        if self.last_jump.is_none_or(|(t, _)| r.ts >= t) {
+            self.last_jump = Some((r.ts, r.seq));
+        }
+        Settled::Jump
+    }
+
+    fn shift(&mut self, by: u64) {
+        if by >= WINDOW {
+            self.window = 0;
+            self.repaired = 0;
+        } else {
+            self.window <<= by;
+            self.repaired <<= by;
+        }
     }
 
     fn start_run(&mut self, r: &CountReport) {
         self.started = true;
         self.high = r.seq;
         self.window = 1;
+        self.repaired = 0;
         self.totals = r.total_entries.zip(r.total_exits);
+    }
+
+    /// The counter continues from its last jump: that report starts the current run.
+    fn rebase(&mut self, ts: DateTime<Utc>, seq: u64) {
+        self.prev_run_start = self.run_start;
+        self.run_start = Some(ts);
+        self.high = seq;
+        self.window = 1;
+        self.repaired = 0;
+        self.totals = None;
+        self.last_jump = None;
+        self.resets_total += 1;
+        self.last_ts = Some(self.last_ts.map_or(ts, |t| t.max(ts)));
     }
 
     /// Entries/exits that the missing reports must have carried: this report's totals minus the
@@ -142,137 +399,4 @@ impl SeqState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn rep(seq: u64, minute: i64, e: u32, x: u32) -> CountReport {
-        CountReport {
-            seq,
-            ts: Utc.timestamp_opt(1_700_000_000 + minute * 60, 0).unwrap(),
-            entries: e,
-            exits: x,
-            period_s: None,
-            total_entries: None,
-            total_exits: None,
-        }
-    }
-
-    fn with_totals(mut r: CountReport, te: u64, tx: u64) -> CountReport {
-        r.total_entries = Some(te);
-        r.total_exits = Some(tx);
-        r
-    }
-
-    #[test]
-    fn in_order_reports_are_new_and_redeliveries_duplicates() {
-        let mut s = SeqState::default();
-        for i in 1..=5 {
-            assert_eq!(
-                s.observe(&rep(i, i as i64, 1, 0)),
-                Verdict::New {
-                    gap: 0,
-                    repaired: None
-                }
-            );
-        }
-        for i in 1..=5 {
-            assert_eq!(
-                s.observe(&rep(i, i as i64, 1, 0)),
-                Verdict::Duplicate,
-                "seq {i}"
-            );
-        }
-        assert_eq!(s.missing, 0);
-    }
-
-    #[test]
-    fn gap_without_totals_is_missing_until_filled() {
-        let mut s = SeqState::default();
-        s.observe(&rep(1, 1, 1, 0));
-        assert_eq!(
-            s.observe(&rep(4, 4, 1, 0)),
-            Verdict::New {
-                gap: 2,
-                repaired: None
-            }
-        );
-        assert_eq!(s.missing, 2);
-        assert_eq!(s.observe(&rep(2, 2, 1, 0)), Verdict::Late);
-        assert_eq!(s.observe(&rep(2, 2, 1, 0)), Verdict::Duplicate);
-        assert_eq!(s.missing, 1);
-        assert_eq!(s.gaps_total, 2);
-    }
-
-    #[test]
-    fn gap_with_totals_is_repaired_and_originals_become_duplicates() {
-        let mut s = SeqState::default();
-        s.observe(&with_totals(rep(1, 1, 2, 1), 10, 5));
-        // seqs 2 and 3 lost: they carried 7 entries and 3 exits between them.
-        let v = s.observe(&with_totals(rep(4, 4, 1, 1), 18, 9));
-        assert_eq!(
-            v,
-            Verdict::New {
-                gap: 2,
-                repaired: Some((7, 3))
-            }
-        );
-        assert_eq!(s.missing, 0);
-        assert_eq!(s.observe(&rep(2, 2, 4, 2)), Verdict::Duplicate);
-        assert_eq!(s.observe(&rep(3, 3, 3, 1)), Verdict::Duplicate);
-    }
-
-    #[test]
-    fn totals_going_backwards_repair_nothing() {
-        let mut s = SeqState::default();
-        s.observe(&with_totals(rep(1, 1, 2, 1), 100, 50));
-        let v = s.observe(&with_totals(rep(3, 3, 1, 1), 5, 5));
-        assert_eq!(
-            v,
-            Verdict::New {
-                gap: 1,
-                repaired: None
-            }
-        );
-        assert_eq!(s.missing, 1);
-    }
-
-    #[test]
-    fn restart_with_later_timestamp_starts_a_new_run() {
-        let mut s = SeqState::default();
-        for i in 1..=300 {
-            s.observe(&rep(i, i as i64, 1, 0));
-        }
-        assert_eq!(s.observe(&rep(1, 400, 1, 0)), Verdict::Restarted);
-        assert_eq!(
-            s.observe(&rep(2, 401, 1, 0)),
-            Verdict::New {
-                gap: 0,
-                repaired: None
-            }
-        );
-        // The old run's reports replayed after the restart are older than the new run.
-        assert_eq!(s.observe(&rep(2, 2, 1, 0)), Verdict::TooOld);
-        assert_eq!(s.observe(&rep(250, 250, 1, 0)), Verdict::TooOld);
-    }
-
-    #[test]
-    fn restamped_copy_of_a_recent_report_is_a_duplicate_not_a_restart() {
-        let mut s = SeqState::default();
-        for i in 1..=5 {
-            s.observe(&rep(i, i as i64, 1, 0));
-        }
-        assert_eq!(s.observe(&rep(5, 50, 1, 0)), Verdict::Duplicate);
-        assert_eq!(s.observe(&rep(3, 50, 1, 0)), Verdict::Duplicate);
-        assert_eq!(s.observe(&rep(1, 60, 1, 0)), Verdict::Restarted);
-    }
-
-    #[test]
-    fn far_below_window_is_too_old() {
-        let mut s = SeqState::default();
-        s.observe(&rep(1, 1, 1, 0));
-        s.observe(&rep(1000, 1000, 1, 0));
-        assert_eq!(s.observe(&rep(5, 5, 1, 0)), Verdict::TooOld);
-        assert_eq!(s.observe(&rep(999, 999, 1, 0)), Verdict::Late);
-    }
-}
+mod tests;

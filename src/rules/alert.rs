@@ -35,6 +35,9 @@ pub enum AlertKind {
     Drift,
     /// Reports known missing and not repaired.
     MissingReports,
+    /// A counter's seq jumped implausibly far ahead within the last day (counted once; the
+    /// counter may have a firmware or memory fault).
+    SeqJump,
     /// A device clock is off beyond the bound.
     ClockSkew,
     /// An external hazard; the space is closed for dispatch while it stands.
@@ -56,6 +59,7 @@ impl AlertKind {
             AlertKind::SilentDevices => "silent_devices".into(),
             AlertKind::Drift => "drift".into(),
             AlertKind::MissingReports => "missing_reports".into(),
+            AlertKind::SeqJump => "seq_jump".into(),
             AlertKind::ClockSkew => "clock_skew".into(),
             AlertKind::Hazard { hazard } => format!("hazard.{hazard}"),
             // As earlier versions stored it, so the open row in the database is the one resolved.
@@ -555,6 +559,40 @@ fn describe(
                 format!("{zh}有{n}份报告缺失未补（{list_zh}），人数可能不准"),
                 format!(
                     "{en}: {n} reports missing and not repaired ({list_en}); counts may be off"
+                ),
+            )
+        }
+        AlertKind::SeqJump => {
+            if change == Change::Resolve {
+                return (
+                    format!("{zh}计数器序号恢复正常"),
+                    format!("{en}: no seq anomalies in the last 24 h"),
+                );
+            }
+            let jumped = || {
+                ctx.input
+                    .devices
+                    .iter()
+                    .filter(|d| super::recent_jump(d, ctx.now))
+            };
+            let shown: Vec<String> = jumped()
+                .take(LISTED)
+                .filter_map(|d| {
+                    let (at, seq) = d.last_seq_jump?;
+                    Some(format!(
+                        "{} → {seq} ({})",
+                        d.device,
+                        at.format("%Y-%m-%d %H:%M UTC")
+                    ))
+                })
+                .collect();
+            let total = jumped().count();
+            let list_zh = listed(&shown, total, ", ", |k| format!("等，另有{k}台"));
+            let list_en = listed(&shown, total, ", ", |k| format!(", +{k} more"));
+            (
+                format!("{zh}计数器序号异常跳变（{list_zh}），该报告只计一次，请检查设备固件"),
+                format!(
+                    "{en}: counter seq jumped implausibly far ahead ({list_en}); the report was counted once and the counter goes on; check its firmware"
                 ),
             )
         }

@@ -68,6 +68,8 @@ pub struct DeviceHealth {
     /// Device clock minus server clock, as last observed.
     #[serde(rename = "clock_skew_s", serialize_with = "serde_secs::opt")]
     pub clock_skew: Option<TimeDelta>,
+    /// Its last implausible forward jump of seq: the report's timestamp and seq.
+    pub last_seq_jump: Option<(DateTime<Utc>, u64)>,
 }
 
 impl DeviceHealth {
@@ -79,6 +81,7 @@ impl DeviceHealth {
             period: None,
             missing_reports: 0,
             clock_skew: None,
+            last_seq_jump: None,
         }
     }
 }

@@ -499,6 +499,9 @@ impl Engine {
         if input.devices.iter().any(|d| d.missing_reports > 0) {
             condition(AlertKind::MissingReports, Severity::Warning);
         }
+        if input.devices.iter().any(|d| recent_jump(d, now)) {
+            condition(AlertKind::SeqJump, Severity::Warning);
+        }
         if !skewed.is_empty() {
             condition(AlertKind::ClockSkew, Severity::Info);
         }
@@ -602,6 +605,15 @@ impl Engine {
         }
         Ok((engine, resolves))
     }
+}
+
+/// How long a seq anomaly keeps its data-quality alert open.
+pub const SEQ_JUMP_HOLD: TimeDelta = TimeDelta::hours(24);
+
+/// Whether `d`'s seq jumped implausibly within [`SEQ_JUMP_HOLD`] of `now`.
+pub fn recent_jump(d: &DeviceHealth, now: DateTime<Utc>) -> bool {
+    d.last_seq_jump
+        .is_some_and(|(at, _)| now - at < SEQ_JUMP_HOLD)
 }
 
 /// Silent: nothing received for `silent_after_periods` periods (or ever).

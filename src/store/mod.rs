@@ -17,8 +17,8 @@ use futures_util::{SinkExt, pin_mut};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::core::occupancy::SpaceCounts;
-use crate::core::seq::SeqState;
-use crate::core::{Batch, Core, RawRow};
+use crate::core::seq::{Found, RepairOwner, SeqState};
+use crate::core::{Batch, Core, Pending, RawRow, Recounted, RepairMove, Revision};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 
@@ -194,20 +194,29 @@ pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreErr
         };
         let hi = row.get::<_, i64>(2) as u64;
         let lo = row.get::<_, i64>(3) as u64;
+        let rhi = row.get::<_, i64>(14) as u64;
+        let rlo = row.get::<_, i64>(15) as u64;
         let totals = row
             .get::<_, Option<i64>>(6)
             .zip(row.get::<_, Option<i64>>(7));
+        let jump = row
+            .get::<_, Option<DateTime<Utc>>>(18)
+            .zip(row.get::<_, Option<i64>>(19));
         core.seq[d.get()] = SeqState {
             high: u64_of(row.get(1)),
             window: (u128::from(hi) << 64) | u128::from(lo),
+            repaired: (u128::from(rhi) << 64) | u128::from(rlo),
             started: true,
             last_ts: row.get(4),
             run_start: row.get(5),
+            prev_run_start: row.get(16),
             totals: totals.map(|(a, b)| (u64_of(a), u64_of(b))),
             missing: u64_of(row.get(8)),
             gaps_total: u64_of(row.get(9)),
             repaired_total: u64_of(row.get(10)),
             resets_total: u64_of(row.get(11)),
+            jumps_total: u64_of(row.get(17)),
+            last_jump: jump.map(|(t, s)| (t, u64_of(s))),
         };
         core.seen[d.get()].last_received = row.get(12);
         core.seen[d.get()].online = row.get(13);
@@ -228,6 +237,8 @@ pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreErr
             peak: u64_of(row.get(9)),
             peak_at: row.get(10),
             last_report: row.get(11),
+            adjust: row.get(12),
+            corrected: row.get(13),
         };
     }
     Ok(())
@@ -252,6 +263,9 @@ pub struct BatchStatements {
     buckets: Statement,
     devices: Statement,
     spaces: Statement,
+    moves: Statement,
+    revisions: Statement,
+    recounts: Statement,
 }
 
 /// One batch as its commit writes it: raw reports already COPY-encoded, the minute buckets and the
@@ -263,6 +277,11 @@ pub struct EncodedBatch {
     devices: DeviceCols,
     spaces: SpaceCols,
     hazards: Vec<(SpaceIdx, crate::decode::HazardSignal, DateTime<Utc>)>,
+    moves: Vec<RepairMove>,
+    revisions: Vec<Revision>,
+    recounts: Vec<Recounted>,
+    /// When the batch was finished: a revised day says when.
+    finished: DateTime<Utc>,
 }
 
 impl BatchWriter {
@@ -273,6 +292,9 @@ impl BatchWriter {
                 buckets: client.prepare(sql::UPSERT_BUCKETS).await?,
                 devices: client.prepare(sql::UPSERT_DEVICE_STATE).await?,
                 spaces: client.prepare(sql::UPSERT_SPACE_STATE).await?,
+                moves: client.prepare(sql::MOVE_REPAIRS).await?,
+                revisions: client.prepare(sql::UPSERT_REVISIONS).await?,
+                recounts: client.prepare(sql::COMPLETE_RECOUNTS).await?,
             },
             buf: BytesMut::new(),
         })
@@ -295,9 +317,10 @@ impl BatchWriter {
             buckets
                 .start
                 .push(DateTime::<Utc>::from_timestamp(minute * 60, 0).unwrap_or_default());
-            buckets.entries.push(i64_of(d.entries));
-            buckets.exits.push(i64_of(d.exits));
+            buckets.entries.push(d.entries);
+            buckets.exits.push(d.exits);
             buckets.occupancy.push(d.occupancy.map(i64_of));
+            buckets.correction.push(d.correction);
         }
         let mut devices = DeviceCols::default();
         for &d in &batch.devices {
@@ -321,6 +344,10 @@ impl BatchWriter {
             devices,
             spaces,
             hazards: batch.hazards.clone(),
+            moves: batch.repair_moves.clone(),
+            revisions: batch.revisions.clone(),
+            recounts: batch.recounts.clone(),
+            finished: Utc::now(),
         }
     }
 
@@ -357,7 +384,14 @@ impl BatchStatements {
             let s = space_ids(&c.space);
             tx.execute(
                 &self.buckets,
-                &[&s, &c.start, &c.entries, &c.exits, &c.occupancy],
+                &[
+                    &s,
+                    &c.start,
+                    &c.entries,
+                    &c.exits,
+                    &c.occupancy,
+                    &c.correction,
+                ],
             )
             .await?;
         }
@@ -385,6 +419,12 @@ impl BatchStatements {
                     &c.resets,
                     &c.last_received,
                     &c.online,
+                    &c.rhi,
+                    &c.rlo,
+                    &c.prev_run_start,
+                    &c.jumps,
+                    &c.jump_at,
+                    &c.jump_seq,
                 ],
             )
             .await?;
@@ -407,9 +447,39 @@ impl BatchStatements {
                     &sc.peak,
                     &sc.peak_at,
                     &sc.last_report,
+                    &sc.adjust,
+                    &sc.corrected,
                 ],
             )
             .await?;
+        }
+        if !b.moves.is_empty() {
+            let m = &b.moves;
+            let id: Vec<&str> = m.iter().map(|m| reg.device(m.device).id.as_str()).collect();
+            let seq: Vec<i64> = m.iter().map(|m| i64_of(m.seq)).collect();
+            let ts: Vec<DateTime<Utc>> = m.iter().map(|m| m.ts).collect();
+            let e: Vec<i32> = m.iter().map(|m| count_i32(m.entries)).collect();
+            let x: Vec<i32> = m.iter().map(|m| count_i32(m.exits)).collect();
+            tx.execute(&self.moves, &[&id, &seq, &ts, &e, &x]).await?;
+        }
+        if !b.revisions.is_empty() {
+            let r = &b.revisions;
+            let space: Vec<&str> = r.iter().map(|r| reg.space(r.space).id.as_str()).collect();
+            let day: Vec<NaiveDate> = r.iter().map(|r| r.day).collect();
+            let n: Vec<i64> = r.iter().map(|r| i64_of(r.reports)).collect();
+            let e: Vec<i64> = r.iter().map(|r| r.entries).collect();
+            let x: Vec<i64> = r.iter().map(|r| r.exits).collect();
+            tx.execute(&self.revisions, &[&space, &day, &n, &e, &x, &b.finished])
+                .await?;
+        }
+        if !b.recounts.is_empty() {
+            let r = &b.recounts;
+            let id: Vec<i64> = r.iter().map(|r| r.id).collect();
+            let at: Vec<DateTime<Utc>> = r.iter().map(|r| r.at).collect();
+            let before: Vec<i64> = r.iter().map(|r| i64_of(r.before)).collect();
+            let delta: Vec<i64> = r.iter().map(|r| r.delta).collect();
+            tx.execute(&self.recounts, &[&id, &at, &before, &delta])
+                .await?;
         }
         for (space, h, received) in &b.hazards {
             let w = alerts::HazardWrite {
@@ -464,16 +534,14 @@ pub fn encode_reports(buf: &mut BytesMut, reg: &Registry, rows: &[RawRow]) {
     fn time(buf: &mut BytesMut, t: DateTime<Utc>) {
         int8(buf, t.timestamp_micros() - PG_EPOCH_MICROS);
     }
-    fn count(v: u32) -> i32 {
-        i32::try_from(v).unwrap_or(i32::MAX)
-    }
-    buf.reserve(19 + rows.len() * 128 + 2);
+    let count = count_i32;
+    buf.reserve(19 + rows.len() * 136 + 2);
     buf.put_slice(b"PGCOPY\n\xff\r\n\0");
     buf.put_i32(0); // flags
     buf.put_i32(0); // header extension length
     for r in rows {
         let dev = reg.device(r.device);
-        buf.put_i16(12);
+        buf.put_i16(14);
         text(buf, dev.id.as_str());
         int8(buf, i64_of(r.seq));
         time(buf, r.ts);
@@ -493,8 +561,20 @@ pub fn encode_reports(buf: &mut BytesMut, reg: &Registry, rows: &[RawRow]) {
             Some(p) => int4(buf, i32::try_from(p).unwrap_or(i32::MAX)),
             None => buf.put_i32(-1),
         }
+        match r.gap_from {
+            Some(g) => int8(buf, i64_of(g)),
+            None => buf.put_i32(-1),
+        }
+        match r.repair_from {
+            Some(t) => time(buf, t),
+            None => buf.put_i32(-1),
+        }
     }
     buf.put_i16(-1);
+}
+
+fn count_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
 }
 
 #[derive(Default)]
@@ -504,6 +584,7 @@ struct BucketCols {
     entries: Vec<i64>,
     exits: Vec<i64>,
     occupancy: Vec<Option<i64>>,
+    correction: Vec<i64>,
 }
 
 #[derive(Default)]
@@ -522,6 +603,12 @@ struct DeviceCols {
     resets: Vec<i64>,
     last_received: Vec<Option<DateTime<Utc>>>,
     online: Vec<Option<bool>>,
+    rhi: Vec<i64>,
+    rlo: Vec<i64>,
+    prev_run_start: Vec<Option<DateTime<Utc>>>,
+    jumps: Vec<i64>,
+    jump_at: Vec<Option<DateTime<Utc>>>,
+    jump_seq: Vec<Option<i64>>,
 }
 
 impl DeviceCols {
@@ -541,6 +628,12 @@ impl DeviceCols {
         self.resets.push(i64_of(st.resets_total));
         self.last_received.push(seen.last_received);
         self.online.push(seen.online);
+        self.rhi.push((st.repaired >> 64) as u64 as i64);
+        self.rlo.push(st.repaired as u64 as i64);
+        self.prev_run_start.push(st.prev_run_start);
+        self.jumps.push(i64_of(st.jumps_total));
+        self.jump_at.push(st.last_jump.map(|j| j.0));
+        self.jump_seq.push(st.last_jump.map(|j| i64_of(j.1)));
     }
 }
 
@@ -558,6 +651,8 @@ struct SpaceCols {
     peak: Vec<i64>,
     peak_at: Vec<Option<DateTime<Utc>>>,
     last_report: Vec<Option<DateTime<Utc>>>,
+    adjust: Vec<i64>,
+    corrected: Vec<i64>,
 }
 
 impl SpaceCols {
@@ -574,7 +669,84 @@ impl SpaceCols {
         self.peak.push(i64_of(c.peak));
         self.peak_at.push(c.peak_at);
         self.last_report.push(c.last_report);
+        self.adjust.push(c.adjust);
+        self.corrected.push(c.corrected);
     }
+}
+
+/// Asks the raw table about the reports the window could not settle (one round trip for the
+/// batch); the answers line up with `pending`.
+pub async fn lookup(
+    client: &Client,
+    registry: &Registry,
+    pending: &[Pending],
+) -> Result<Vec<Found>, StoreError> {
+    let mut found = vec![Found::default(); pending.len()];
+    if pending.is_empty() {
+        return Ok(found);
+    }
+    let d: Vec<&str> = pending
+        .iter()
+        .map(|p| registry.device(p.device).id.as_str())
+        .collect();
+    let s: Vec<i64> = pending.iter().map(|p| i64_of(p.report.seq)).collect();
+    let lo: Vec<Option<DateTime<Utc>>> = pending.iter().map(|p| p.lookup.run.from).collect();
+    let hi: Vec<Option<DateTime<Utc>>> = pending.iter().map(|p| p.lookup.run.until).collect();
+    let i: Vec<i32> = (0..pending.len() as i32).collect();
+    let e: Vec<Option<DateTime<Utc>>> = pending.iter().map(|p| p.lookup.exact).collect();
+    for row in client
+        .query(sql::LOOKUP_REPORTS, &[&d, &s, &lo, &hi, &i, &e])
+        .await?
+    {
+        let Some(f) = usize::try_from(row.get::<_, i32>(0))
+            .ok()
+            .and_then(|i| found.get_mut(i))
+        else {
+            continue;
+        };
+        f.present = row.get(1);
+        let seq: Option<i64> = row.get(2);
+        f.owner = seq.map(|seq| RepairOwner {
+            seq: u64_of(seq),
+            ts: row.get(3),
+            entries: u32::try_from(row.get::<_, i32>(4)).unwrap_or(0),
+            exits: u32::try_from(row.get::<_, i32>(5)).unwrap_or(0),
+        });
+    }
+    Ok(found)
+}
+
+/// A head count waiting for the ingester (`recounts` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRecount {
+    pub id: i64,
+    pub space: SpaceIdx,
+    pub inside: u64,
+}
+
+/// The head counts waiting for spaces this ingester counts (those `registry` answers for).
+pub async fn pending_recounts(
+    client: &Client,
+    registry: &Registry,
+) -> Result<Vec<PendingRecount>, StoreError> {
+    let spaces: Vec<&str> = registry
+        .spaces
+        .iter()
+        .filter(|s| registry.space_idx(s.id.as_str()).is_some())
+        .map(|s| s.id.as_str())
+        .collect();
+    Ok(client
+        .query(sql::PENDING_RECOUNTS, &[&spaces])
+        .await?
+        .iter()
+        .filter_map(|row| {
+            Some(PendingRecount {
+                id: row.get(0),
+                space: registry.space_idx(row.get::<_, &str>(1))?,
+                inside: u64_of(row.get(2)),
+            })
+        })
+        .collect())
 }
 
 /// Series resolution the API and Grafana read.

@@ -2,41 +2,93 @@
 //! a freshly migrated database, so a schema change that breaks a statement fails a test.
 
 pub const COPY_REPORTS: &str = "COPY reports (device_id, seq, ts, received_at, space_id, entries, exits, \
-     repaired_entries, repaired_exits, total_in, total_out, period_s) FROM STDIN (FORMAT binary)";
+     repaired_entries, repaired_exits, total_in, total_out, period_s, gap_from, repair_from) FROM STDIN (FORMAT binary)";
 
-pub const UPSERT_BUCKETS: &str = "INSERT INTO space_series_1m (space_id, bucket, entries, exits, occupancy, peak) \
-     SELECT s, b, e, x, o, o FROM unnest($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[]) \
-         AS t(s, b, e, x, o) \
+pub const UPSERT_BUCKETS: &str = "INSERT INTO space_series_1m (space_id, bucket, entries, exits, occupancy, peak, correction) \
+     SELECT s, b, e, x, o, o, c FROM unnest($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
+         AS t(s, b, e, x, o, c) \
      ON CONFLICT (space_id, bucket) DO UPDATE SET \
          entries = space_series_1m.entries + EXCLUDED.entries, \
          exits = space_series_1m.exits + EXCLUDED.exits, \
+         correction = space_series_1m.correction + EXCLUDED.correction, \
          occupancy = COALESCE(EXCLUDED.occupancy, space_series_1m.occupancy), \
          peak = GREATEST(space_series_1m.peak, EXCLUDED.peak)";
 
 pub const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device_id, high_seq, window_hi, window_lo, last_ts, \
-         run_start, totals_in, totals_out, missing, gaps_total, repaired_total, resets_total, last_received, online) \
+         run_start, totals_in, totals_out, missing, gaps_total, repaired_total, resets_total, last_received, online, \
+         repaired_hi, repaired_lo, prev_run_start, jumps_total, last_jump_at, last_jump_seq) \
      SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::timestamptz[], $6::timestamptz[], \
-         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::timestamptz[], $14::bool[]) \
+         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::timestamptz[], $14::bool[], \
+         $15::int8[], $16::int8[], $17::timestamptz[], $18::int8[], $19::timestamptz[], $20::int8[]) \
      ON CONFLICT (device_id) DO UPDATE SET high_seq = EXCLUDED.high_seq, window_hi = EXCLUDED.window_hi, \
          window_lo = EXCLUDED.window_lo, last_ts = EXCLUDED.last_ts, run_start = EXCLUDED.run_start, \
          totals_in = EXCLUDED.totals_in, totals_out = EXCLUDED.totals_out, missing = EXCLUDED.missing, \
          gaps_total = EXCLUDED.gaps_total, repaired_total = EXCLUDED.repaired_total, \
-         resets_total = EXCLUDED.resets_total, last_received = EXCLUDED.last_received, online = EXCLUDED.online";
+         resets_total = EXCLUDED.resets_total, last_received = EXCLUDED.last_received, online = EXCLUDED.online, \
+         repaired_hi = EXCLUDED.repaired_hi, repaired_lo = EXCLUDED.repaired_lo, \
+         prev_run_start = EXCLUDED.prev_run_start, jumps_total = EXCLUDED.jumps_total, \
+         last_jump_at = EXCLUDED.last_jump_at, last_jump_seq = EXCLUDED.last_jump_seq";
 
 pub const UPSERT_SPACE_STATE: &str = "INSERT INTO space_state (space_id, day, entries, exits, base, minute, min_in, \
-         min_out, closed_drift, peak, peak_at, last_report) \
+         min_out, closed_drift, peak, peak_at, last_report, adjust, corrected) \
      SELECT * FROM unnest($1::text[], $2::date[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], \
-         $8::int8[], $9::int8[], $10::int8[], $11::timestamptz[], $12::timestamptz[]) \
+         $8::int8[], $9::int8[], $10::int8[], $11::timestamptz[], $12::timestamptz[], $13::int8[], $14::int8[]) \
      ON CONFLICT (space_id) DO UPDATE SET day = EXCLUDED.day, entries = EXCLUDED.entries, exits = EXCLUDED.exits, \
          base = EXCLUDED.base, minute = EXCLUDED.minute, min_in = EXCLUDED.min_in, min_out = EXCLUDED.min_out, \
          closed_drift = EXCLUDED.closed_drift, peak = EXCLUDED.peak, peak_at = EXCLUDED.peak_at, \
-         last_report = EXCLUDED.last_report";
+         last_report = EXCLUDED.last_report, adjust = EXCLUDED.adjust, corrected = EXCLUDED.corrected";
 
 pub const LOAD_DEVICE_STATE: &str = "SELECT device_id, high_seq, window_hi, window_lo, last_ts, run_start, totals_in, \
-     totals_out, missing, gaps_total, repaired_total, resets_total, last_received, online FROM device_state";
+     totals_out, missing, gaps_total, repaired_total, resets_total, last_received, online, repaired_hi, repaired_lo, \
+     prev_run_start, jumps_total, last_jump_at, last_jump_seq FROM device_state";
 
 pub const LOAD_SPACE_STATE: &str = "SELECT space_id, day, entries, exits, base, minute, min_in, min_out, closed_drift, \
-     peak, peak_at, last_report FROM space_state";
+     peak, peak_at, last_report, adjust, corrected FROM space_state";
+
+/// The raw table settling what the de-duplication window cannot, for a batch's reports at once:
+/// per report (`i`), whether its `(device, seq)` is stored with timestamp `e` (or, for reports
+/// stamped on receipt, `e` NULL, anywhere within its run `[lo, hi)`), and
+/// otherwise the stored report whose repair covers it — by time for device-stamped reports (the
+/// repair stands for what the device counted between its previous report and this one), by seq
+/// for those stamped on receipt — with what is left of that repair. `reports_repairs` keeps the second part to the (few) rows that repaired a gap.
+pub const LOOKUP_REPORTS: &str = "SELECT q.i, \
+         EXISTS (SELECT 1 FROM reports r WHERE r.device_id = q.d AND r.seq = q.s AND CASE \
+             WHEN q.e IS NOT NULL THEN r.ts = q.e \
+             ELSE r.ts >= COALESCE(q.lo, '-infinity') AND r.ts < COALESCE(q.hi, 'infinity') END), \
+         o.seq, o.ts, o.repaired_entries, o.repaired_exits \
+     FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::timestamptz[], $5::int4[], $6::timestamptz[]) \
+         AS q(d, s, lo, hi, i, e) \
+     LEFT JOIN LATERAL (SELECT r.seq, r.ts, r.repaired_entries, r.repaired_exits FROM reports r \
+         WHERE r.device_id = q.d AND r.gap_from IS NOT NULL AND CASE WHEN q.e IS NOT NULL \
+             THEN r.repair_from < q.e AND r.ts > q.e \
+             ELSE r.seq > q.s AND r.gap_from <= q.s \
+                 AND r.ts >= COALESCE(q.lo, '-infinity') AND r.ts < COALESCE(q.hi, 'infinity') END \
+         ORDER BY r.ts, r.seq LIMIT 1) o ON true";
+
+/// Takes counts out of stored repairs whose late originals arrived (`$4`/`$5` never exceed what
+/// is left: the core takes at most that).
+pub const MOVE_REPAIRS: &str = "UPDATE reports r SET repaired_entries = r.repaired_entries - m.e, \
+         repaired_exits = r.repaired_exits - m.x \
+     FROM (SELECT d, s, t, sum(e)::int AS e, sum(x)::int AS x \
+         FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::int4[], $5::int4[]) AS u(d, s, t, e, x) \
+         GROUP BY d, s, t) m \
+     WHERE r.device_id = m.d AND r.seq = m.s AND r.ts = m.t";
+
+/// Finished days that late reports changed.
+pub const UPSERT_REVISIONS: &str = "INSERT INTO day_revisions (space_id, day, revised_at, reports, entries, exits) \
+     SELECT s, d, $6, n, e, x FROM unnest($1::text[], $2::date[], $3::int8[], $4::int8[], $5::int8[]) \
+         AS t(s, d, n, e, x) \
+     ON CONFLICT (space_id, day) DO UPDATE SET revised_at = EXCLUDED.revised_at, \
+         reports = day_revisions.reports + EXCLUDED.reports, entries = day_revisions.entries + EXCLUDED.entries, \
+         exits = day_revisions.exits + EXCLUDED.exits";
+
+/// Head counts waiting for the ingester of their space.
+pub const PENDING_RECOUNTS: &str = "SELECT id, space_id, inside, requested_at FROM recounts \
+     WHERE applied_at IS NULL AND space_id = ANY($1) ORDER BY id LIMIT 100";
+/// Completes the head counts a batch applied, in its transaction.
+pub const COMPLETE_RECOUNTS: &str = "UPDATE recounts r SET applied_at = u.at, before = u.b, delta = u.d \
+     FROM unnest($1::int8[], $2::timestamptz[], $3::int8[], $4::int8[]) AS u(id, at, b, d) \
+     WHERE r.id = u.id AND r.applied_at IS NULL";
 
 pub const SERIES_1M: &str = "SELECT bucket, entries, exits, occupancy, peak, correction FROM space_series_1m \
      WHERE space_id = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket LIMIT $4";
@@ -79,6 +131,11 @@ pub const ALL_PLAIN: &[&str] = &[
     UPSERT_SPACE_STATE,
     LOAD_DEVICE_STATE,
     LOAD_SPACE_STATE,
+    LOOKUP_REPORTS,
+    MOVE_REPAIRS,
+    UPSERT_REVISIONS,
+    PENDING_RECOUNTS,
+    COMPLETE_RECOUNTS,
     SERIES_1M,
     SERIES_1H,
     SERIES_1D,

@@ -17,8 +17,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeDelta, TimeZone, U
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use visitorflow::config::Config;
 use visitorflow::core::occupancy::unix_minute;
-use visitorflow::core::seq::Verdict;
-use visitorflow::core::{Core, business_day};
+use visitorflow::core::{Core, business_day, lookup_rows, move_repairs};
 use visitorflow::decode::{self, Limits};
 use visitorflow::registry::Registry;
 
@@ -215,6 +214,7 @@ impl Model {
         let mut core = Core::new(Arc::clone(&registry));
         let mut batch = core.new_batch();
         let mut keys = HashSet::new();
+        let mut rows = Vec::new();
         let mut out = Vec::new();
         let now = Utc::now();
         let (mut late, mut duplicates) = (0, 0);
@@ -232,13 +232,20 @@ impl Model {
             .expect("workload payload");
             for r in out.drain(..) {
                 let r = r.expect("workload report");
-                match core.apply(dev, &r, now, &mut batch) {
-                    Verdict::Late => late += 1,
-                    Verdict::Duplicate | Verdict::TooOld => duplicates += 1,
-                    _ => {}
-                }
+                core.apply(dev, &r, now, &mut batch);
                 keys.insert((t.device.to_string(), r.seq));
             }
+            // What the window cannot settle, the stored rows do (as the raw table does).
+            let found: Vec<_> = batch
+                .pending
+                .iter()
+                .map(|p| lookup_rows(&rows, p))
+                .collect();
+            core.settle(&mut batch, &found);
+            move_repairs(&mut rows, &batch.repair_moves);
+            rows.extend(batch.rows.iter().copied());
+            late += batch.stats.late;
+            duplicates += batch.stats.duplicates;
             batch.clear();
         }
         Model {

@@ -59,6 +59,8 @@ impl RawPath {
                     total_entries: Some(te),
                     total_exits: Some(tx),
                     period_s: Some(60),
+                    gap_from: None,
+                    repair_from: None,
                 }
             })
             .collect();
@@ -153,6 +155,7 @@ impl RawPath {
                         period_s: r.period_s,
                         total_entries: r.total_entries,
                         total_exits: r.total_exits,
+                        ts_from_device: true,
                     };
                     core.apply(r.device, &report, r.received, &mut batch);
                 }
