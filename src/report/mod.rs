@@ -8,10 +8,12 @@
 //!
 //! - here: the report's types and the pure parts (minutes at levels, tallies, CSV);
 //! - [`build`]: the thin async shell that reads the day's figures from the store;
+//! - [`integrity`]: head-count corrections and revised days (pure);
 //! - [`schedule`]: which days' pushes are due (pure);
 //! - [`push`]: the push's configuration and the worker that delivers it.
 
 pub mod build;
+pub mod integrity;
 pub mod push;
 pub mod schedule;
 
@@ -29,6 +31,7 @@ use crate::ids::SpaceIdx;
 use crate::registry::{Registry, Space};
 use crate::rules::Level;
 use crate::store::SeriesPoint;
+use crate::store::recounts::DayRevision;
 use crate::store::reports::{DayAdvice, DeliveryCounts, NoticeCounts};
 
 pub use build::{ReportError, build};
@@ -209,6 +212,13 @@ pub struct AreaDay {
     pub minutes_at_level: LevelMinutes,
     pub notices: Notices,
     pub dispatch: DispatchDay,
+    /// Head-count corrections by hand over the day (the sum of the series' `correction`): kept
+    /// apart from entries and exits, never folded into them.
+    pub corrections: i64,
+    /// When late reports last changed the day's figures after it ended (null: never).
+    pub revised_at: Option<DateTime<Utc>>,
+    /// How many late reports did (0: none).
+    pub revised_reports: i64,
 }
 
 /// The county's totals.
@@ -231,6 +241,12 @@ pub struct CountyDay {
     pub notices: Notices,
     pub dispatch: DispatchDay,
     pub advice: AdviceRecords,
+    /// The areas' head-count corrections added up.
+    pub corrections: i64,
+    /// When late reports last changed the county's figures of the day after it ended (null:
+    /// never), and how many.
+    pub revised_at: Option<DateTime<Utc>>,
+    pub revised_reports: i64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -264,6 +280,8 @@ pub struct DayFigures {
     pub advice_before: Vec<DayAdvice>,
     /// The day's advice, oldest first.
     pub advice: Vec<DayAdvice>,
+    /// The spaces whose figures of the day late reports changed after it ended.
+    pub revisions: Vec<DayRevision>,
 }
 
 /// The scenic area a space belongs to (itself, or the nearest scenic-area ancestor).
@@ -429,6 +447,7 @@ pub fn assemble(
         .map(|a| {
             let sp = a.space;
             let peak = peak(&a.points);
+            let revised = integrity::revision_of(registry, &figures.revisions, sp.idx);
             AreaDay {
                 space: sp.id.to_string(),
                 name_zh: sp.name_zh.clone(),
@@ -443,11 +462,15 @@ pub fn assemble(
                 minutes_at_level: minutes_at_levels(a.initial, &a.changes, from, until),
                 notices: notices.get(&sp.idx).cloned().unwrap_or_default(),
                 dispatch: dispatch.get(sp.id.as_str()).cloned().unwrap_or_default(),
+                corrections: integrity::corrections(&a.points),
+                revised_at: revised.map(|r| r.0),
+                revised_reports: revised.map_or(0, |r| r.1),
             }
         })
         .collect();
     let county = county.map(|(root, points)| {
         let peak = peak(&points);
+        let revised = integrity::revision_of(registry, &figures.revisions, root.idx);
         CountyDay {
             space: root.id.to_string(),
             name_zh: root.name_zh.clone(),
@@ -463,6 +486,9 @@ pub fn assemble(
             notices: county_notices,
             dispatch: county_dispatch,
             advice: records,
+            corrections: areas.iter().map(|a| a.corrections).sum(),
+            revised_at: revised.map(|r| r.0),
+            revised_reports: revised.map_or(0, |r| r.1),
         }
     });
     DailyReport {
@@ -489,7 +515,7 @@ const CSV_HEADER: &str = "day,space,name_zh,name_en,instant_capacity,daily_capac
      minutes_normal,minutes_blue,minutes_yellow,minutes_orange,minutes_red,peak_at_local,\
      notices_alerts,notices_art45,notices_art45_confirmed,deliveries_delivered,deliveries_dead,\
      deliveries_pending,shuttles_advised,shuttles_followed,shuttles_overridden,diversions_advised,\
-     visitors_to_divert,diversions_received\n";
+     visitors_to_divert,diversions_received,corrections,revised_at,revised_reports\n";
 
 /// One row per area, then (for a county report) the county's row: its sums, its own peak, and
 /// area-minutes in the minutes columns.
@@ -504,10 +530,11 @@ pub fn to_csv(r: &DailyReport) -> String {
         local: String,
         n: &Notices,
         d: &DispatchDay,
+        integrity: [String; 3],
     ) {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             head[0],
             head[1],
             head[2],
@@ -535,7 +562,10 @@ pub fn to_csv(r: &DailyReport) -> String {
             d.shuttles_overridden,
             d.diversions_advised,
             d.visitors_to_divert,
-            d.diversions_received
+            d.diversions_received,
+            integrity[0],
+            integrity[1],
+            integrity[2]
         );
     }
     for a in &r.areas {
@@ -557,6 +587,11 @@ pub fn to_csv(r: &DailyReport) -> String {
             opt(a.peak_at_local.clone()),
             &a.notices,
             &a.dispatch,
+            [
+                a.corrections.to_string(),
+                opt(utc(a.revised_at)),
+                a.revised_reports.to_string(),
+            ],
         );
     }
     if let Some(c) = &r.county {
@@ -578,6 +613,11 @@ pub fn to_csv(r: &DailyReport) -> String {
             opt(c.peak_at_local.clone()),
             &c.notices,
             &c.dispatch,
+            [
+                c.corrections.to_string(),
+                opt(utc(c.revised_at)),
+                c.revised_reports.to_string(),
+            ],
         );
     }
     out
