@@ -357,8 +357,13 @@ async fn public_fiware_csv_and_daily_report() {
     );
     let csv = r.text().await.unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("bucket,entries,exits,occupancy,peak"));
+    assert_eq!(
+        lines.next(),
+        Some("bucket,entries,exits,occupancy,peak,correction")
+    );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // No head count by hand here: every minute's correction is 0.
+    assert!(rows.iter().all(|r| r.len() == 6 && r[5] == "0"), "{csv}");
     assert_eq!(
         rows.iter()
             .map(|r| r[1].parse::<i64>().unwrap())
@@ -743,6 +748,8 @@ async fn the_openapi_document_matches_the_router() {
         "GET /api/v1/spaces",
         "GET /api/v1/spaces/{id}",
         "GET /api/v1/spaces/{id}/series",
+        "POST /api/v1/spaces/{id}/recount",
+        "GET /api/v1/spaces/{id}/recounts",
         "GET /api/v1/spaces/{id}/levels",
         "GET /api/v1/spaces/{id}/caps",
         "POST /api/v1/spaces/{id}/caps",
@@ -771,6 +778,36 @@ async fn the_openapi_document_matches_the_router() {
     .map(String::from)
     .into();
     assert_eq!(documented, expected);
+    // What a head count answers, the series' correction and the daily report's integrity figures
+    // are in the document's schemas.
+    let schemas = &doc["components"]["schemas"];
+    for field in [
+        "id",
+        "space",
+        "inside",
+        "reason",
+        "actor",
+        "requested_at",
+        "applied_at",
+        "before",
+        "delta",
+    ] {
+        assert!(
+            schemas["Recount"]["properties"][field].is_object(),
+            "Recount.{field}"
+        );
+    }
+    assert!(schemas["SeriesPoint"]["properties"]["correction"].is_object());
+    for field in ["corrections", "revised_at", "revised_reports"] {
+        assert!(
+            schemas["AreaDay"]["properties"][field].is_object(),
+            "AreaDay.{field}"
+        );
+        assert!(
+            schemas["CountyDay"]["properties"][field].is_object(),
+            "CountyDay.{field}"
+        );
+    }
 
     // Every documented operation is served: never the fallback's 404 nor a 405.
     let client = http();
