@@ -3,7 +3,8 @@
 //! county's areas, updates a tile live when counts arrive over MQTT (no reload), shows each
 //! distribution centre's dispatch advice and updates it from the live feed (queue, paused routes
 //! with reasons, shuttles, diversions, as the API has them), records a dispatcher's "followed"
-//! and acknowledges an alert with a click (both checked in the database). Screenshots go to
+//! and acknowledges an alert with a click (both checked in the database), and records a head count
+//! by hand from the area's detail (checked in the database and the audit log). Screenshots go to
 //! `target/screenshots/`.
 //!
 //! Needs Debian's `chromium` (`scripts/test` installs it when missing). Without it the test says
@@ -547,6 +548,21 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+    // The alerting loop resolves the hazard's alert on its next tick: wait for that, so the firing
+    // alert acknowledged below is never one about to resolve (a 409 under load).
+    eventually(15, "the hazard's alert resolved", || async {
+        let (_, v) = get_json(
+            addr,
+            "/api/v1/alerts?space=tianshan-canyon&state=firing&limit=1000",
+        )
+        .await;
+        let hazard_firing = v["alerts"]
+            .as_array()?
+            .iter()
+            .any(|a| a["kind"].as_str().is_some_and(|k| k.starts_with("hazard.")));
+        (!hazard_firing).then_some(())
+    })
+    .await;
     b.eval("window.scrollTo(0, 0); true").await;
 
     // The area's detail: its alerts, acknowledged with a click.
@@ -589,6 +605,89 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
     )
     .await;
     b.screenshot("control-room-area.png").await;
+
+    // A head count by hand from the detail view: refused in the page without a reason, then
+    // recorded as the operator. (Applied or still pending: the ingester applies it with its next
+    // batch, and no report arrives here; the result line says which.)
+    b.wait(
+        10,
+        "the recount box",
+        "document.querySelector('#recount-space option[value=\"tianshan-canyon\"]')",
+    )
+    .await;
+    b.eval(
+        "document.getElementById('recount-inside').value = '321'; \
+         document.getElementById('recount-reason').value = ' '; \
+         document.getElementById('recount-submit').click(); true",
+    )
+    .await;
+    b.wait(
+        5,
+        "the reason asked for",
+        "document.getElementById('recount-result').classList.contains('error')",
+    )
+    .await;
+    b.eval(
+        "document.getElementById('recount-reason').value = '闭园清场'; \
+         document.getElementById('recount-submit').click(); true",
+    )
+    .await;
+    let shown = b
+        .wait(
+            15,
+            "the recount's result",
+            "(() => { const p = document.getElementById('recount-result'); \
+             return /\\b(ok|pending)\\b/.test(p.className) && !p.textContent.includes('…') && p.textContent; })()",
+        )
+        .await;
+    let listed = b
+        .wait(
+            15,
+            "the recount in the list",
+            "document.querySelector('#recounts tr[data-recount-id]')?.dataset.recountId",
+        )
+        .await;
+    let recount: i64 = listed.as_str().unwrap().parse().unwrap();
+    let text = shown.as_str().unwrap();
+    assert!(
+        text.contains("321") || text.contains(&format!("#{recount}")),
+        "{text} (recount {recount})"
+    );
+    let row = db
+        .query_one(
+            "SELECT space_id, inside, reason, actor FROM recounts WHERE id = $1",
+            &[&recount],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, String>(2),
+            row.get::<_, String>(3)
+        ),
+        (
+            "tianshan-canyon".into(),
+            321,
+            "闭园清场".into(),
+            OPERATOR_ID.into()
+        )
+    );
+    let audited: i64 = db
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'recount' AND actor = $1 \
+             AND target = 'tianshan-canyon' AND (details->>'recount')::bigint = $2",
+            &[&OPERATOR_ID, &recount],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+    b.eval("document.getElementById('recount-panel').scrollIntoView(); true")
+        .await;
+    b.screenshot("control-room-recount.png").await;
+    b.eval("window.scrollTo(0, 0); true").await;
 
     // English, then a phone.
     b.eval("document.getElementById('lang').click(); true")

@@ -41,6 +41,7 @@ async fn every_statement_prepares_against_the_migrated_schema() {
         .chain(sql::ALL_ALERTS)
         .chain(sql::ALL_DISPATCH)
         .chain(sql::ALL_REPORTS)
+        .chain(sql::ALL_RECOUNTS)
     {
         db.prepare(stmt)
             .await
@@ -514,6 +515,7 @@ async fn timescaledb_path_matches_the_plain_views() {
         .chain(sql::ALL_ALERTS)
         .chain(sql::ALL_DISPATCH)
         .chain(sql::ALL_REPORTS)
+        .chain(sql::ALL_RECOUNTS)
     {
         db.prepare(stmt)
             .await

@@ -37,6 +37,12 @@ const TEXT = {
     x_road: (n) => `在途 ${n}`, x_inflow: (n) => `途中预计流入 ${n}`, x_queue: (n) => `候车 ${n}`,
     x_red: (m) => `${m}分钟后达红色`, x_travel: (m) => `车程 ${m}分钟`, x_full: '满',
     x_waiting: (n) => `${n}人待发`, x_to: (n) => `${n}人改往`, x_unit: (n) => `${n}辆`,
+    recount_title: '人工清点', recount_space: '清点范围', recount_inside: '当前在园人数', recount_reason: '原因',
+    recount_reason_ph: '如：闭园清场、入口人工点数', recount_submit: '提交清点', recount_latest: '最近校正',
+    recount_bad_inside: '请输入 0 至 10,000,000 的整数', recount_need_reason: '请填写清点原因',
+    recount_sending: '提交中…', recount_applied: (b, n, d) => `已校正：${b} → ${n}（${d}）`,
+    recount_pending: (id) => `已记录（#${id}），等待计数服务应用`, no_recounts: '暂无人工校正',
+    at: '时间', counted: '清点', correction: '校正', by: '操作人', pending: '待应用',
   },
   en: {
     title: 'Urumqi County visitor flow', subtitle: 'LB/T 034 capacity, live', inside: 'Inside now',
@@ -72,6 +78,14 @@ const TEXT = {
     x_road: (n) => `on the road ${n}`, x_inflow: (n) => `inflow on the way ${n}`, x_queue: (n) => `waiting ${n}`,
     x_red: (m) => `red in ${m} min`, x_travel: (m) => `${m} min ride`, x_full: 'full',
     x_waiting: (n) => `${n} waiting`, x_to: (n) => `${n} to send elsewhere`, x_unit: (n) => `${n}`,
+    recount_title: 'Recount', recount_space: 'Space', recount_inside: 'Inside now', recount_reason: 'Reason',
+    recount_reason_ph: 'e.g. closing sweep, count at the gate', recount_submit: 'Submit count',
+    recount_latest: 'Latest corrections', recount_bad_inside: 'Enter a whole number from 0 to 10,000,000',
+    recount_need_reason: 'Give the reason for the count', recount_sending: 'Sending…',
+    recount_applied: (b, n, d) => `Corrected: ${b} → ${n} (${d})`,
+    recount_pending: (id) => `Recorded (#${id}); waiting for the counter service to apply it`,
+    no_recounts: 'No corrections by hand', at: 'Time', counted: 'Counted', correction: 'Correction', by: 'By',
+    pending: 'pending',
   },
 };
 const DQ_KINDS = new Set(['silent_devices', 'silent', 'drift', 'missing_reports', 'clock_skew']);
@@ -127,7 +141,11 @@ async function api(path, opts = {}) {
   const r = await fetch(path, Object.assign({}, opts, { headers }));
   if (r.status === 401) throw new Unauthorized();
   const body = r.headers.get('content-type')?.includes('json') ? await r.json() : await r.text();
-  if (!r.ok) throw new Error(body?.error?.reason || `HTTP ${r.status}`);
+  if (!r.ok) {
+    const err = new Error(body?.error?.reason || `HTTP ${r.status}`);
+    err.status = r.status;
+    throw err;
+  }
   return body;
 }
 
@@ -539,6 +557,7 @@ function renderDetail() {
   if (!s) return;
   $('detail-head').replaceChildren(tile(s, true));
   renderChildren();
+  renderRecountTargets();
 }
 
 function renderChildren() {
@@ -665,6 +684,89 @@ async function loadCurve(id) {
   $('curve').replaceChildren(box);
 }
 
+// ---- head counts by hand ----
+
+const signed = (d) => (d == null ? '–' : d > 0 ? `+${fmt(d)}` : d < 0 ? `−${fmt(-d)}` : '±0');
+
+// The area and its parts: what a recount from this view can count.
+function renderRecountTargets() {
+  const box = $('recount-space');
+  const keep = box.value;
+  const area = S.spaces.get(S.view.area);
+  if (!area) return;
+  const targets = [area, ...S.order.map((id) => S.spaces.get(id)).filter((c) => c.parent === area.id)];
+  box.replaceChildren(...targets.map((c) => el('option', { value: c.id },
+    `${nameOf(c)} · ${t('space_kinds')[c.kind] || c.kind}`)));
+  box.value = targets.some((c) => c.id === keep) ? keep : area.id;
+}
+
+function showRecount(text, cls) {
+  const p = $('recount-result');
+  p.hidden = false;
+  p.className = `recount-result ${cls}`;
+  p.textContent = text;
+}
+
+async function submitRecount(e) {
+  e.preventDefault();
+  const space = $('recount-space').value;
+  const raw = $('recount-inside').value.trim();
+  const reason = $('recount-reason').value.trim();
+  if (!/^\d+$/.test(raw) || Number(raw) > 10000000) return showRecount(t('recount_bad_inside'), 'error');
+  if (!reason) return showRecount(t('recount_need_reason'), 'error');
+  const button = $('recount-submit');
+  button.disabled = true;
+  showRecount(t('recount_sending'), 'pending');
+  let r;
+  try {
+    r = await api(`/api/v1/spaces/${encodeURIComponent(space)}/recount`, {
+      method: 'POST', body: JSON.stringify({ inside: Number(raw), reason }),
+    });
+  } catch (err) {
+    button.disabled = false;
+    if (err instanceof Unauthorized) return logout(true);
+    // 403 (not this token's space), 404, 422: the server's reason.
+    return showRecount(err.message, 'error');
+  }
+  button.disabled = false;
+  if (r.applied_at) {
+    showRecount(t('recount_applied')(fmt(r.before), fmt(r.inside), signed(r.delta)), 'ok');
+    $('recount-inside').value = '';
+    $('recount-reason').value = '';
+  } else {
+    showRecount(t('recount_pending')(r.id), 'pending');
+    // The ingester applies it with its next batch: look again shortly.
+    setTimeout(() => { if ($('recount-space').value === space) loadRecounts(space); }, 5000);
+  }
+  loadRecounts(space);
+  if (S.view?.area) loadCurve(S.view.area);
+}
+
+async function loadRecounts(id) {
+  let r;
+  try {
+    r = await api(`/api/v1/spaces/${encodeURIComponent(id)}/recounts?limit=10`);
+  } catch (e) {
+    if (e instanceof Unauthorized) return logout(true);
+    return $('recounts').replaceChildren(el('p', { class: 'error' }, e.message));
+  }
+  if (!S.view || $('recount-space').value !== id) return;
+  if (!r.recounts.length) return $('recounts').replaceChildren(el('p', { class: 'empty' }, t('no_recounts')));
+  const time = (ts) => new Date(ts).toLocaleString(S.lang === 'zh' ? 'zh-CN' : 'en-GB', { month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  $('recounts').replaceChildren(el('table', {},
+    el('tr', {}, el('th', {}, t('at')), el('th', { class: 'num' }, t('counted')), el('th', {}, t('correction')),
+      el('th', {}, t('recount_reason')), el('th', { class: 'hide-narrow' }, t('by'))),
+    r.recounts.map((x) => el('tr', { 'data-recount-id': x.id, class: x.applied_at ? 'applied' : 'pending' },
+      el('td', {}, time(x.applied_at || x.requested_at)),
+      el('td', { class: 'num' }, fmt(x.inside)),
+      el('td', {}, x.applied_at
+        ? el('span', { class: x.delta > 0 ? 'delta-up' : x.delta < 0 ? 'delta-down' : '' },
+          `${fmt(x.before)} → ${fmt(x.inside)} (${signed(x.delta)})`)
+        : t('pending')),
+      el('td', {}, x.reason),
+      el('td', { class: 'hide-narrow' }, x.actor)))));
+}
+
 // 1, 2 or 5 times a power of ten, at least `x`: round axis labels.
 function niceStep(x) {
   const p = 10 ** Math.floor(Math.log10(Math.max(x, 1)));
@@ -683,6 +785,9 @@ function route() {
     loadAlerts(S.view.area);
     loadDevices(S.view.area);
     loadCurve(S.view.area);
+    $('recount-result').hidden = true;
+    $('recounts').replaceChildren();
+    if (S.spaces.has(S.view.area)) loadRecounts($('recount-space').value);
   }
   window.scrollTo(0, 0);
 }
@@ -693,10 +798,14 @@ function applyLang() {
   document.documentElement.lang = S.lang === 'zh' ? 'zh-CN' : 'en';
   document.title = `${t('title')} · visitorflow`;
   for (const n of document.querySelectorAll('[data-i18n]')) n.textContent = t(n.dataset.i18n);
+  for (const n of document.querySelectorAll('[data-i18n-ph]')) n.placeholder = t(n.dataset.i18nPh);
   $('lang').textContent = S.lang === 'zh' ? 'EN' : '中文';
   setLive($('live').dataset.state);
   render();
-  if (S.view) loadAlerts(S.view.area);
+  if (S.view) {
+    loadAlerts(S.view.area);
+    if (S.spaces.has(S.view.area)) loadRecounts($('recount-space').value);
+  }
 }
 
 function logout(expired) {
@@ -743,6 +852,11 @@ document.addEventListener('DOMContentLoaded', () => {
     start();
   });
   $('logout').addEventListener('click', () => logout(false));
+  $('recount-form').addEventListener('submit', submitRecount);
+  $('recount-space').addEventListener('change', () => {
+    $('recount-result').hidden = true;
+    loadRecounts($('recount-space').value);
+  });
   $('lang').addEventListener('click', () => {
     S.lang = S.lang === 'zh' ? 'en' : 'zh';
     localStorage.setItem('vf-lang', S.lang);

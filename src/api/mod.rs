@@ -16,6 +16,7 @@ pub mod openapi;
 mod ops;
 mod public;
 mod ratelimit;
+mod recount;
 mod reports;
 mod spaces;
 mod ui;
@@ -86,6 +87,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(spaces::list_spaces))
         .routes(routes!(spaces::get_space))
         .routes(routes!(spaces::get_series))
+        .routes(routes!(recount::recount))
+        .routes(routes!(recount::list))
         .routes(routes!(alerts::levels))
         .routes(routes!(alerts::list_caps, alerts::set_cap))
         .routes(routes!(alerts::revoke_cap))

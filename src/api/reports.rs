@@ -44,7 +44,8 @@ pub struct DailyQuery {
 }
 
 /// One local day per scenic area — entries, exits, peak and its local time, minutes at each
-/// level, notices sent, shuttles advised and followed, diversions — and the county's totals.
+/// level, notices sent, shuttles advised and followed, diversions, head-count corrections by hand
+/// and whether late reports revised the day — and the county's totals.
 #[utoipa::path(get, path = "/api/v1/reports/daily", tag = "reports", params(DailyQuery),
     responses((status = 200, description = "The day's report (JSON, or CSV with one row per area and a county row)",
             content((DailyReport = "application/json"), (String = "text/csv"))),

@@ -9,7 +9,7 @@ use crate::config::SpaceKind;
 use crate::ids::SpaceIdx;
 use crate::registry::Registry;
 use crate::rules::Level;
-use crate::store::{self, Step, StoreError, alerts, reports};
+use crate::store::{self, Step, StoreError, alerts, recounts, reports};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -78,6 +78,7 @@ pub async fn build(
         deliveries: reports::day_deliveries(&client, from, to).await?,
         advice_before: reports::advice_before(&client, from).await?,
         advice: reports::day_advice(&client, from, to).await?,
+        revisions: recounts::day_revisions(&**client, day).await?,
     };
     Ok(assemble(
         registry,

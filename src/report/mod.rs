@@ -1,22 +1,25 @@
 //! The daily county report: per scenic area one local day's entries and exits, the peak and its
 //! local time, minutes at each instantaneous level, notices sent (alert notices, Tourism Law art.
 //! 45 announcements, what the outbox delivered), shuttles advised against followed and diversions
-//! advised; and county totals. JSON or CSV, served at `/api/v1/reports/daily` and pushed upstream
+//! advised, head-count corrections by hand and late revisions of the day; and county totals. JSON or CSV, served at `/api/v1/reports/daily` and pushed upstream
 //! every day ([`push`]).
 //!
 //! Days are local to the county's time zone (midnight to midnight); storage is UTC.
 //!
-//! - here: the report's types and the pure parts (minutes at levels, tallies, CSV);
+//! - here: the report's types and the pure parts (minutes at levels, tallies);
+//! - [`csv`]: the report as CSV;
 //! - [`build`]: the thin async shell that reads the day's figures from the store;
+//! - [`integrity`]: head-count corrections and revised days (pure);
 //! - [`schedule`]: which days' pushes are due (pure);
 //! - [`push`]: the push's configuration and the worker that delivers it.
 
 pub mod build;
+pub mod csv;
+pub mod integrity;
 pub mod push;
 pub mod schedule;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -29,9 +32,11 @@ use crate::ids::SpaceIdx;
 use crate::registry::{Registry, Space};
 use crate::rules::Level;
 use crate::store::SeriesPoint;
+use crate::store::recounts::DayRevision;
 use crate::store::reports::{DayAdvice, DeliveryCounts, NoticeCounts};
 
 pub use build::{ReportError, build};
+pub use csv::{csv_field, to_csv};
 
 /// A local day's bounds in UTC: `[midnight, next midnight)` in `tz` (the earliest instant when a
 /// clock change repeats midnight). `None` out of range.
@@ -209,6 +214,13 @@ pub struct AreaDay {
     pub minutes_at_level: LevelMinutes,
     pub notices: Notices,
     pub dispatch: DispatchDay,
+    /// Head-count corrections by hand over the day (the sum of the series' `correction`): kept
+    /// apart from entries and exits, never folded into them.
+    pub corrections: i64,
+    /// When late reports last changed the day's figures after it ended (null: never).
+    pub revised_at: Option<DateTime<Utc>>,
+    /// How many late reports did (0: none).
+    pub revised_reports: i64,
 }
 
 /// The county's totals.
@@ -231,6 +243,12 @@ pub struct CountyDay {
     pub notices: Notices,
     pub dispatch: DispatchDay,
     pub advice: AdviceRecords,
+    /// The areas' head-count corrections added up.
+    pub corrections: i64,
+    /// When late reports last changed the county's figures of the day after it ended (null:
+    /// never), and how many.
+    pub revised_at: Option<DateTime<Utc>>,
+    pub revised_reports: i64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -264,6 +282,8 @@ pub struct DayFigures {
     pub advice_before: Vec<DayAdvice>,
     /// The day's advice, oldest first.
     pub advice: Vec<DayAdvice>,
+    /// The spaces whose figures of the day late reports changed after it ended.
+    pub revisions: Vec<DayRevision>,
 }
 
 /// The scenic area a space belongs to (itself, or the nearest scenic-area ancestor).
@@ -429,6 +449,7 @@ pub fn assemble(
         .map(|a| {
             let sp = a.space;
             let peak = peak(&a.points);
+            let revised = integrity::revision_of(registry, &figures.revisions, sp.idx);
             AreaDay {
                 space: sp.id.to_string(),
                 name_zh: sp.name_zh.clone(),
@@ -443,11 +464,15 @@ pub fn assemble(
                 minutes_at_level: minutes_at_levels(a.initial, &a.changes, from, until),
                 notices: notices.get(&sp.idx).cloned().unwrap_or_default(),
                 dispatch: dispatch.get(sp.id.as_str()).cloned().unwrap_or_default(),
+                corrections: integrity::corrections(&a.points),
+                revised_at: revised.map(|r| r.0),
+                revised_reports: revised.map_or(0, |r| r.1),
             }
         })
         .collect();
     let county = county.map(|(root, points)| {
         let peak = peak(&points);
+        let revised = integrity::revision_of(registry, &figures.revisions, root.idx);
         CountyDay {
             space: root.id.to_string(),
             name_zh: root.name_zh.clone(),
@@ -463,6 +488,9 @@ pub fn assemble(
             notices: county_notices,
             dispatch: county_dispatch,
             advice: records,
+            corrections: areas.iter().map(|a| a.corrections).sum(),
+            revised_at: revised.map(|r| r.0),
+            revised_reports: revised.map_or(0, |r| r.1),
         }
     });
     DailyReport {
@@ -473,114 +501,6 @@ pub fn assemble(
         areas,
         county,
     }
-}
-
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
-/// The first fifteen columns are the report's original ones; later ones were added after them so
-/// that readers addressing columns by position keep working.
-const CSV_HEADER: &str = "day,space,name_zh,name_en,instant_capacity,daily_capacity,entries,exits,peak,peak_at,\
-     minutes_normal,minutes_blue,minutes_yellow,minutes_orange,minutes_red,peak_at_local,\
-     notices_alerts,notices_art45,notices_art45_confirmed,deliveries_delivered,deliveries_dead,\
-     deliveries_pending,shuttles_advised,shuttles_followed,shuttles_overridden,diversions_advised,\
-     visitors_to_divert,diversions_received\n";
-
-/// One row per area, then (for a county report) the county's row: its sums, its own peak, and
-/// area-minutes in the minutes columns.
-pub fn to_csv(r: &DailyReport) -> String {
-    let mut out = String::from(CSV_HEADER);
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    let utc = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
-    fn row(
-        out: &mut String,
-        head: [String; 10],
-        m: &LevelMinutes,
-        local: String,
-        n: &Notices,
-        d: &DispatchDay,
-    ) {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            head[0],
-            head[1],
-            head[2],
-            head[3],
-            head[4],
-            head[5],
-            head[6],
-            head[7],
-            head[8],
-            head[9],
-            m.normal,
-            m.blue,
-            m.yellow,
-            m.orange,
-            m.red,
-            local,
-            n.alerts,
-            n.art45,
-            n.art45_confirmed,
-            n.delivered,
-            n.dead,
-            n.pending,
-            d.shuttles_advised,
-            d.shuttles_followed,
-            d.shuttles_overridden,
-            d.diversions_advised,
-            d.visitors_to_divert,
-            d.diversions_received
-        );
-    }
-    for a in &r.areas {
-        row(
-            &mut out,
-            [
-                r.day.to_string(),
-                csv_field(&a.space),
-                csv_field(&a.name_zh),
-                csv_field(&a.name_en),
-                opt(a.instant_capacity.map(|c| c.to_string())),
-                opt(a.daily_capacity.map(|c| c.to_string())),
-                a.entries.to_string(),
-                a.exits.to_string(),
-                opt(a.peak.map(|p| p.to_string())),
-                opt(utc(a.peak_at)),
-            ],
-            &a.minutes_at_level,
-            opt(a.peak_at_local.clone()),
-            &a.notices,
-            &a.dispatch,
-        );
-    }
-    if let Some(c) = &r.county {
-        row(
-            &mut out,
-            [
-                r.day.to_string(),
-                csv_field(&c.space),
-                csv_field(&c.name_zh),
-                csv_field(&c.name_en),
-                String::new(),
-                String::new(),
-                c.entries.to_string(),
-                c.exits.to_string(),
-                opt(c.peak.map(|p| p.to_string())),
-                opt(utc(c.peak_at)),
-            ],
-            &c.area_minutes_at_level,
-            opt(c.peak_at_local.clone()),
-            &c.notices,
-            &c.dispatch,
-        );
-    }
-    out
 }
 
 #[cfg(test)]

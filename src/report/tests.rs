@@ -268,6 +268,11 @@ fn the_report_assembles_areas_county_and_csv() {
         peak: Some(peak),
         correction: 0,
     };
+    // A closing sweep found 7 fewer inside than counted, a gate count 2 more.
+    let corrected = |min: i64, correction: i64| SeriesPoint {
+        correction,
+        ..p(min, 0, 10)
+    };
     let canyon = reg.space(reg.space_idx("canyon").unwrap());
     let village = reg.space(reg.space_idx("village").unwrap());
     let root = reg.space(reg.space_idx("county").unwrap());
@@ -281,11 +286,12 @@ fn the_report_assembles_areas_county_and_csv() {
         },
         AreaSeries {
             space: village,
-            points: vec![],
+            points: vec![corrected(1000, -7), corrected(1100, 2)],
             initial: Level::Normal,
             changes: vec![],
         },
     ];
+    let revised_at = to + TimeDelta::hours(5);
     let figures = DayFigures {
         notices: vec![NoticeCounts {
             space: "canyon-pines".into(),
@@ -296,6 +302,19 @@ fn the_report_assembles_areas_county_and_csv() {
         deliveries: vec![],
         advice_before: vec![],
         advice: vec![rec("hub", advice(&[("canyon", 3)], &[]), Some("followed"))],
+        // Late reports revised the canyon's day (and so the county's); the village's is as it was.
+        revisions: vec![
+            DayRevision {
+                space: "canyon".into(),
+                revised_at,
+                reports: 12,
+            },
+            DayRevision {
+                space: "county".into(),
+                revised_at,
+                reports: 12,
+            },
+        ],
     };
     let r = assemble(
         &reg,
@@ -316,21 +335,41 @@ fn the_report_assembles_areas_county_and_csv() {
     assert_eq!(c.minutes_at_level.normal, 600.0);
     assert_eq!(c.notices.art45, 1);
     assert_eq!(c.dispatch.shuttles_followed, 3);
+    assert_eq!(
+        (c.corrections, c.revised_at, c.revised_reports),
+        (0, Some(revised_at), 12)
+    );
     let v = &r.areas[1];
     assert_eq!(
         (v.entries, v.peak, v.peak_at_local.as_deref()),
-        (0, None, None)
+        (0, Some(10), Some("2026-10-02T16:40:00+08:00"))
     );
+    // The corrections are their own figure: entries and exits do not include them.
+    assert_eq!((v.exits, v.corrections), (2, -5));
+    assert_eq!((v.revised_at, v.revised_reports), (None, 0));
     let county = r.county.as_ref().unwrap();
     assert_eq!((county.entries, county.peak), (115, Some(120)));
     assert_eq!(county.area_minutes_at_level.normal, 600.0 + 1440.0);
     assert_eq!(county.advice.records, 1);
+    assert_eq!(county.corrections, -5);
+    assert_eq!(
+        (county.revised_at, county.revised_reports),
+        (Some(revised_at), 12)
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["areas"][1]["corrections"], -5);
+    assert_eq!(json["areas"][1]["revised_at"], serde_json::Value::Null);
+    assert_eq!(json["county"]["corrections"], -5);
 
     let csv = to_csv(&r);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
     let header: Vec<&str> = lines[0].split(',').collect();
-    assert_eq!(header.len(), 28);
+    assert_eq!(header.len(), 31);
+    assert_eq!(
+        &header[28..],
+        &["corrections", "revised_at", "revised_reports"]
+    );
     let row = |line: &str| -> Vec<String> {
         // The name with a comma is quoted: split outside quotes.
         let mut out = vec![String::new()];
@@ -345,7 +384,7 @@ fn the_report_assembles_areas_county_and_csv() {
         out
     };
     let canyon_row = row(lines[1]);
-    assert_eq!(canyon_row.len(), 28);
+    assert_eq!(canyon_row.len(), 31);
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
     assert_eq!(canyon_row[col("name_en")], "Canyon, the");
     assert_eq!(canyon_row[col("peak_at")], "2026-10-02T02:00:00Z");
@@ -360,4 +399,59 @@ fn the_report_assembles_areas_county_and_csv() {
     assert_eq!(county_row[col("space")], "county");
     assert_eq!(county_row[col("entries")], "115");
     assert_eq!(county_row[col("peak")], "120");
+    assert_eq!(canyon_row[col("corrections")], "0");
+    assert_eq!(canyon_row[col("revised_at")], "2026-10-02T21:00:00Z");
+    assert_eq!(canyon_row[col("revised_reports")], "12");
+    let village_row = row(lines[2]);
+    assert_eq!(village_row[col("corrections")], "-5");
+    assert_eq!(village_row[col("revised_at")], "");
+    assert_eq!(village_row[col("revised_reports")], "0");
+    assert_eq!(county_row[col("corrections")], "-5");
+    assert_eq!(county_row[col("revised_reports")], "12");
+}
+
+#[test]
+fn revisions_of_a_space_or_of_its_parts() {
+    let reg = registry();
+    let at = |h: i64| DateTime::<Utc>::from_timestamp(1_777_600_000 + h * 3600, 0).unwrap();
+    let rev = |space: &str, h: i64, reports: i64| DayRevision {
+        space: space.into(),
+        revised_at: at(h),
+        reports,
+    };
+    let idx = |id: &str| reg.space_idx(id).unwrap();
+    // Only zones revised: the area shows what they add up to, the latest time.
+    let zones = [rev("canyon-pines", 1, 3), rev("gone", 2, 4)];
+    assert_eq!(
+        integrity::revision_of(&reg, &zones, idx("canyon")),
+        Some((at(1), 3))
+    );
+    assert_eq!(integrity::revision_of(&reg, &zones, idx("village")), None);
+    // The county's root takes every revision, spaces no longer registered included.
+    assert_eq!(
+        integrity::revision_of(&reg, &zones, idx("county")),
+        Some((at(2), 7))
+    );
+    // A space's own revision wins over its parts' (no double counting).
+    let own = [rev("canyon-pines", 1, 3), rev("canyon", 3, 3)];
+    assert_eq!(
+        integrity::revision_of(&reg, &own, idx("canyon")),
+        Some((at(3), 3))
+    );
+    assert_eq!(integrity::revision_of(&reg, &[], idx("county")), None);
+}
+
+#[test]
+fn corrections_add_up_over_the_minutes() {
+    let from = DateTime::<Utc>::from_timestamp(1_777_600_000, 0).unwrap();
+    let p = |min: i64, correction: i64| SeriesPoint {
+        bucket: from + TimeDelta::minutes(min),
+        entries: 3,
+        exits: 1,
+        occupancy: None,
+        peak: None,
+        correction,
+    };
+    assert_eq!(integrity::corrections(&[]), 0);
+    assert_eq!(integrity::corrections(&[p(0, 0), p(1, -40), p(2, 15)]), -25);
 }

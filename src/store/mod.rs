@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod dispatch;
+pub mod recounts;
 pub mod reports;
 pub mod sql;
 pub mod timescale;

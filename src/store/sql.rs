@@ -387,3 +387,28 @@ pub const ALL_REPORTS: &[&str] = &[
     MARK_PUSH_DEAD,
     LIST_PUSHES,
 ];
+
+// ---- recounts (src/store/recounts.rs) ----
+
+/// A head count asked for through the API, pending until the ingester applies it.
+pub const INSERT_RECOUNT: &str = "INSERT INTO recounts (space_id, inside, reason, actor) VALUES ($1, $2, $3, $4) \
+     RETURNING id, space_id, inside, reason, actor, requested_at, applied_at, before, delta";
+pub const GET_RECOUNT: &str = "SELECT id, space_id, inside, reason, actor, requested_at, applied_at, before, delta \
+     FROM recounts WHERE id = $1";
+pub const LIST_RECOUNTS: &str = "SELECT id, space_id, inside, reason, actor, requested_at, applied_at, before, delta \
+     FROM recounts WHERE space_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3";
+/// Per space, the head-count corrections of the minutes in `[$1, $2)`.
+pub const DAY_CORRECTIONS: &str = "SELECT space_id, sum(correction)::bigint FROM space_series_1m \
+     WHERE bucket >= $1 AND bucket < $2 AND correction <> 0 GROUP BY space_id";
+/// The spaces whose figures of local day `$1` late reports changed after it ended.
+pub const DAY_REVISIONS: &str =
+    "SELECT space_id, revised_at, reports FROM day_revisions WHERE day = $1 ORDER BY space_id";
+
+/// Recount statements, for the prepare-everything test.
+pub const ALL_RECOUNTS: &[&str] = &[
+    INSERT_RECOUNT,
+    GET_RECOUNT,
+    LIST_RECOUNTS,
+    DAY_CORRECTIONS,
+    DAY_REVISIONS,
+];
