@@ -93,7 +93,7 @@ impl Demo {
                         Some(why) => {
                             let private = supervise::private_pg_dir(&dir)?;
                             notes.push(format!(
-                                "PostgreSQL keeps its data in {} ({why}, so not in {})",
+                                "PostgreSQL keeps its data in {}, not in {}: {why}",
                                 private.display(),
                                 d.display()
                             ));
