@@ -910,6 +910,15 @@ log_type information
                 source,
             })
             .map_err(Launch::Other)?;
+        // Recorded at once, so that a later start can stop it should our process die without
+        // stopping it, even while it is still starting (see `stop_stale_mosquitto`).
+        let pid_file = self.dir.join(MOSQUITTO_PID_FILE);
+        if let Err(e) = fs::write(&pid_file, format!("{}\n", child.id())) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let context = format!("writing {}", pid_file.display());
+            return Err(Launch::Other(io_err(context)(e)));
+        }
 
         let deadline = Instant::now() + BROKER_READY_TIMEOUT;
         loop {
@@ -937,17 +946,6 @@ log_type information
             // foreign process that grabbed the port from passing for our broker.
             if log_tail(&self.log, log_start).contains(" running") && accepts_connections(self.port)
             {
-                // Recorded so that a later start can stop it should our process die without
-                // stopping it (see `stop_stale_mosquitto`).
-                let pid_file = self.dir.join(MOSQUITTO_PID_FILE);
-                if let Err(e) = fs::write(&pid_file, format!("{}\n", child.id())) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(Launch::Other(io_err(format!(
-                        "writing {}",
-                        pid_file.display()
-                    ))(e)));
-                }
                 self.child = Some(child);
                 return Ok(());
             }
