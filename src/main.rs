@@ -47,7 +47,8 @@ enum Command {
     Demo {
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Where the demo keeps its database and broker files.
+        /// Where the demo keeps its broker files, and its database unless `--data-dir` says
+        /// otherwise or PostgreSQL's user cannot reach it.
         #[arg(long, default_value = ".demo")]
         dir: PathBuf,
         /// Where the PostgreSQL cluster lives (default DIR/postgres, or a private temporary
