@@ -331,14 +331,16 @@ fn after_a_sigkill_the_next_demo_in_the_directory_recovers() {
             "the killed demo's mosquitto (pid {pid}) is still running"
         );
     }
-    assert!(
-        !accepts(killed.banner.pg_port),
-        "the killed demo's PostgreSQL port"
-    );
+    if killed.banner.pg_port != demo.banner.pg_port {
+        assert!(
+            !accepts(killed.banner.pg_port),
+            "the killed demo's PostgreSQL port"
+        );
+    }
 
     let status = demo.stop_with("TERM");
     assert!(status.success(), "{status}");
+    // The same directories as the killed demo's, so its processes are covered too.
     assert_nothing_left(cwd.path(), &demo.banner);
-    assert_nothing_left(cwd.path(), &killed.banner);
     remove_cluster(cwd.path(), &demo.banner);
 }
