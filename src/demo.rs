@@ -1,10 +1,16 @@
 //! `visitorflow demo`: the main job on an embedded default. Starts whatever is missing on this
 //! machine (a private PostgreSQL cluster from the local binaries; Mosquitto, or an embedded broker
 //! when Mosquitto is not installed), runs the service on the county registry, and drives it with
-//! the traffic simulator. Everything it started stops when the demo stops.
+//! the traffic simulator. Everything it started stops when the demo stops; what a demo killed
+//! outright leaves running (its own process groups keep PostgreSQL and Mosquitto alive) is stopped
+//! by the next start in the same directory.
+//!
+//! It runs from any working directory, as root too: PostgreSQL then runs as user `postgres`, and
+//! when that user cannot reach `DIR/postgres` (a checkout in root's mode-700 home) the cluster
+//! goes to a private directory under the temporary directory instead, named in the banner.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
@@ -14,7 +20,10 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::run::{RunError, Service};
 use crate::sim::{self, SimStats, SimulateOptions};
-use crate::supervise::{Broker, PgCluster, SuperviseError};
+use crate::supervise::{self, Broker, PgCluster, SuperviseError};
+
+/// Where the demo serves unless told otherwise (and that port is free).
+pub const DEFAULT_HTTP: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -24,13 +33,22 @@ pub enum DemoError {
     Run(#[from] RunError),
     #[error("demo directory {0}: {1}")]
     Dir(PathBuf, std::io::Error),
+    #[error(
+        "another demo (pid {pid}) is running from {}; stop it first or use another --dir",
+        dir.display()
+    )]
+    Busy { pid: u32, dir: PathBuf },
 }
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// Where the private PostgreSQL cluster and broker keep their files (kept between runs).
     pub dir: PathBuf,
-    pub http: SocketAddr,
+    /// Where the cluster lives, used as given (an unreachable one is an error). Default
+    /// `dir/postgres`, or a private temporary directory when PostgreSQL's user cannot reach that.
+    pub data_dir: Option<PathBuf>,
+    /// Where the API listens, used as given; default [`DEFAULT_HTTP`], or a free port when taken.
+    pub http: Option<SocketAddr>,
     /// Simulated seconds per real second.
     pub speed: f64,
     /// Local day to simulate (default today); the simulation starts at 07:00 that day.
@@ -44,6 +62,8 @@ pub struct DemoOptions {
 pub struct Demo {
     pub service: Service,
     pub started: Vec<String>,
+    /// Choices made for the user that they should know about (where the data went, the port).
+    pub notes: Vec<String>,
     /// The admin token the demo configured, to print (none when the config brought its own).
     pub admin_token: Option<String>,
     sim_stop: watch::Sender<bool>,
@@ -51,6 +71,8 @@ pub struct Demo {
     // Kept for their Drop, which stops them: the service first (see `stop`), then these.
     _pg: Option<PgCluster>,
     _broker: Option<Broker>,
+    // Dropped last: the directory is free again only once everything above has stopped.
+    _lock: DirLock,
 }
 
 impl Demo {
@@ -58,9 +80,29 @@ impl Demo {
         std::fs::create_dir_all(&opts.dir).map_err(|e| DemoError::Dir(opts.dir.clone(), e))?;
         let dir =
             std::fs::canonicalize(&opts.dir).map_err(|e| DemoError::Dir(opts.dir.clone(), e))?;
+        let lock = DirLock::take(&dir)?;
         let mut started = Vec::new();
+        let mut notes = Vec::new();
         let pg = if cfg.database.url.is_empty() {
-            let pg = PgCluster::start(&dir.join("postgres"))?;
+            let pg_dir = match &opts.data_dir {
+                Some(d) => d.clone(),
+                None => {
+                    let d = dir.join("postgres");
+                    match supervise::pg_dir_unreachable(&d) {
+                        None => d,
+                        Some(why) => {
+                            let private = supervise::private_pg_dir(&dir)?;
+                            notes.push(format!(
+                                "PostgreSQL keeps its data in {}, not in {}: {why}",
+                                private.display(),
+                                d.display()
+                            ));
+                            private
+                        }
+                    }
+                }
+            };
+            let pg = PgCluster::start(&pg_dir)?;
             // Each demo simulates its day afresh: yesterday's demo data would make today's
             // reports look like replays (same devices, seqs and times) and they would be refused.
             fresh_database(&pg, "visitorflow").await?;
@@ -78,7 +120,9 @@ impl Demo {
             None
         } else {
             let mqtt_dir = dir.join("mqtt");
-            // Likewise the broker's persisted session from an earlier demo.
+            // A broker left by a killed demo first (it would rewrite its files on the way out),
+            // then likewise the persisted session from an earlier demo.
+            supervise::stop_stale_mosquitto(&mqtt_dir)?;
             if mqtt_dir.exists() {
                 std::fs::remove_dir_all(&mqtt_dir)
                     .map_err(|e| DemoError::Dir(mqtt_dir.clone(), e))?;
@@ -89,7 +133,8 @@ impl Demo {
             started.push(format!("{} on 127.0.0.1:{}", b.describe(), b.port()));
             Some(b)
         };
-        cfg.http.listen = opts.http;
+        let (listen, fell_back) = http_listen(opts.http, port_free(DEFAULT_HTTP));
+        cfg.http.listen = listen;
         // The simulated clock runs ahead of the wall clock; the demo accepts its timestamps.
         cfg.ingest.max_future_skew_s = 7 * 24 * 3600;
         let admin_token = if cfg.tokens.is_empty() {
@@ -107,6 +152,12 @@ impl Demo {
             None
         };
         let service = Service::start(cfg.clone()).await?;
+        if fell_back {
+            notes.push(format!(
+                "{DEFAULT_HTTP} is in use, so the API listens on {} (--http chooses)",
+                service.http_addr
+            ));
+        }
 
         let tz = service.registry.tz;
         let day = opts
@@ -138,11 +189,13 @@ impl Demo {
         Ok(Demo {
             service,
             started,
+            notes,
             admin_token,
             sim_stop,
             sim,
             _pg: pg,
             _broker: broker,
+            _lock: lock,
         })
     }
 
@@ -191,4 +244,66 @@ async fn broker_reachable(cfg: &Config) -> bool {
         tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
         Ok(Ok(_))
     )
+}
+
+/// The address to serve on and whether it is a fallback: one given is used as it is (a taken one
+/// fails loudly); the default only when `default_free`, else any free port of 127.0.0.1.
+fn http_listen(given: Option<SocketAddr>, default_free: bool) -> (SocketAddr, bool) {
+    match given {
+        Some(addr) => (addr, false),
+        None if default_free => (DEFAULT_HTTP, false),
+        None => ((Ipv4Addr::LOCALHOST, 0).into(), true),
+    }
+}
+
+/// Free a moment ago; the service binds it right after, and a lost race fails loudly.
+fn port_free(addr: SocketAddr) -> bool {
+    TcpListener::bind(addr).is_ok()
+}
+
+/// `DIR/demo.pid`: one demo per directory, since a start stops whatever servers it finds left
+/// in the directory, and another live demo's are not leftovers.
+struct DirLock {
+    path: PathBuf,
+}
+
+impl DirLock {
+    fn take(dir: &Path) -> Result<DirLock, DemoError> {
+        let path = dir.join("demo.pid");
+        let me = std::process::id();
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(pid) = text.trim().parse::<u32>()
+            && pid != me
+            && supervise::process_has_arg(pid, "demo".as_ref())
+        {
+            return Err(DemoError::Busy {
+                pid,
+                dir: dir.to_path_buf(),
+            });
+        }
+        std::fs::write(&path, format!("{me}\n")).map_err(|e| DemoError::Dir(path.clone(), e))?;
+        Ok(DirLock { path })
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_address_given_is_kept_default_falls_back_when_taken() {
+        let given: SocketAddr = "0.0.0.0:9000".parse().unwrap();
+        assert_eq!(http_listen(Some(given), true), (given, false));
+        assert_eq!(http_listen(Some(given), false), (given, false));
+        assert_eq!(http_listen(None, true), (DEFAULT_HTTP, false));
+        let (addr, fell_back) = http_listen(None, false);
+        assert!(fell_back);
+        assert_eq!(addr, "127.0.0.1:0".parse::<SocketAddr>().unwrap());
+    }
 }

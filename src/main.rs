@@ -47,11 +47,17 @@ enum Command {
     Demo {
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Where the demo keeps its database and broker files.
+        /// Where the demo keeps its broker files, and its database unless `--data-dir` says
+        /// otherwise or PostgreSQL's user cannot reach it.
         #[arg(long, default_value = ".demo")]
         dir: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http: std::net::SocketAddr,
+        /// Where the PostgreSQL cluster lives (default DIR/postgres, or a private temporary
+        /// directory when PostgreSQL's user cannot reach that); an unreachable one is an error.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where the API listens [default: 127.0.0.1:8080, or a free port when that is taken].
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
         /// Simulated seconds per real second (60: a day in 24 minutes).
         #[arg(long, default_value_t = 60.0)]
         speed: f64,
@@ -177,6 +183,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Demo {
             config,
             dir,
+            data_dir,
             http,
             speed,
             day,
@@ -184,22 +191,28 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             token,
         } => {
             let cfg = Config::load(config.as_deref()).context("loading config")?;
-            let demo = Demo::start(
-                cfg,
-                DemoOptions {
-                    dir,
-                    http,
-                    speed,
-                    day,
-                    seed,
-                    token,
-                },
-            )
-            .await
-            .context("starting the demo")?;
+            // Listening from the start: a Ctrl-C during start-up drops the half-started demo,
+            // which stops what it had started, instead of killing the process under it.
+            let mut signal = tokio::spawn(wait_for_signal());
+            let opts = DemoOptions {
+                dir,
+                data_dir,
+                http,
+                speed,
+                day,
+                seed,
+                token,
+            };
+            let demo = tokio::select! {
+                demo = Demo::start(cfg, opts) => demo.context("starting the demo")?,
+                _ = &mut signal => return Ok(ExitCode::SUCCESS),
+            };
             println!("visitorflow demo");
             for s in &demo.started {
                 println!("  started {s}");
+            }
+            for n in &demo.notes {
+                println!("  note: {n}");
             }
             let url = format!("http://{}", demo.service.http_addr);
             println!("  control room  {url}/");
@@ -210,7 +223,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 println!("  admin token   {t}");
             }
             println!("Press Ctrl-C to stop; everything started here stops with it.");
-            wait_for_signal().await;
+            let _ = signal.await;
             if let Some(stats) = demo.stop().await {
                 println!(
                     "simulated {} reports from {} to {}",

@@ -7,6 +7,9 @@
 //!   session backlogs;
 //! - [`EmbeddedBroker`]: an in-process `rumqttd` used by the demo when Mosquitto is not installed.
 //!
+//! Where a cluster can live when PostgreSQL runs as user `postgres` is decided in `pgdir`; servers
+//! left running by a process that died without stopping them are found and stopped via `process`.
+//!
 //! The API is synchronous (std::process); start-up takes a second or two, so async callers may call
 //! it directly. Nothing here touches system services or well-known ports.
 //!
@@ -35,6 +38,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod pgdir;
+mod process;
+
+pub use pgdir::{DirMode, first_unsearchable, pg_dir_unreachable, private_pg_dir};
+use pgdir::{existing_dirs, unsearchable_by};
+pub use process::process_has_arg;
+use process::{send_signal, stop_leftover};
 
 /// Role (and therefore user name in URLs) that owns the throwaway clusters.
 pub const PG_USER: &str = "visitorflow";
@@ -540,9 +551,12 @@ impl PgCluster {
             _ => Err(SuperviseError::BadDir {
                 dir: self.dir.clone(),
                 reason: format!(
-                    "PostgreSQL runs as user {} (initdb refuses root) and cannot write here; \
+                    "PostgreSQL runs as user {} (initdb refuses root) and cannot write here{}; \
                      use a directory whose parents are searchable by that user (e.g. under /tmp)",
-                    user.name
+                    user.name,
+                    unsearchable_by(&existing_dirs(&self.dir, false), user)
+                        .map(|why| format!(" ({why})"))
+                        .unwrap_or_default()
                 ),
             }),
         }
@@ -730,6 +744,7 @@ impl Mosquitto {
                 reason: "Mosquitto cannot use a path containing whitespace".into(),
             });
         }
+        stop_stale_mosquitto(&dir)?;
         let version = mosquitto_version(&binary);
         let mut broker = Mosquitto {
             binary,
@@ -781,15 +796,13 @@ impl Mosquitto {
     }
 
     /// Graceful stop: SIGTERM, after which Mosquitto writes its persistence file (sessions,
-    /// subscriptions, queued messages) and exits. The crate forbids `unsafe` (so no libc::kill);
-    /// the shell's builtin `kill` sends it, as a `kill` binary (procps) is not on every system.
+    /// subscriptions, queued messages) and exits.
     pub fn stop(&mut self) -> Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let mut cmd = Command::new("/bin/sh");
-        cmd.args(["-c", r#"kill -TERM "$1""#, "sh", &child.id().to_string()]);
-        if let Err(e) = run(&mut cmd) {
+        let _ = fs::remove_file(self.dir.join(MOSQUITTO_PID_FILE));
+        if let Err(e) = send_signal(child.id(), "TERM") {
             let _ = child.kill();
             let _ = child.wait();
             return Err(e);
@@ -817,6 +830,7 @@ impl Mosquitto {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
+        let _ = fs::remove_file(self.dir.join(MOSQUITTO_PID_FILE));
         child.kill().map_err(io_err("killing mosquitto"))?;
         child.wait().map_err(io_err("waiting for mosquitto"))?;
         Ok(())
@@ -896,6 +910,15 @@ log_type information
                 source,
             })
             .map_err(Launch::Other)?;
+        // Recorded at once, so that a later start can stop it should our process die without
+        // stopping it, even while it is still starting (see `stop_stale_mosquitto`).
+        let pid_file = self.dir.join(MOSQUITTO_PID_FILE);
+        if let Err(e) = fs::write(&pid_file, format!("{}\n", child.id())) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let context = format!("writing {}", pid_file.display());
+            return Err(Launch::Other(io_err(context)(e)));
+        }
 
         let deadline = Instant::now() + BROKER_READY_TIMEOUT;
         loop {
@@ -939,6 +962,30 @@ log_type information
             thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Where [`Mosquitto`] records its broker's pid while it runs.
+const MOSQUITTO_PID_FILE: &str = "mosquitto.pid";
+
+/// A broker runs in its own process group, so it outlives a process killed with SIGKILL (a demo
+/// or a test), keeping its port and writing to its files. A start in the same directory stops
+/// such a broker, found by the pid it recorded and its config path on the command line.
+pub fn stop_stale_mosquitto(dir: &Path) -> Result<()> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Ok(());
+    };
+    let pid_file = dir.join(MOSQUITTO_PID_FILE);
+    let Ok(text) = fs::read_to_string(&pid_file) else {
+        return Ok(());
+    };
+    let conf = dir.join("mosquitto.conf");
+    if let Ok(pid) = text.trim().parse::<u32>()
+        && process_has_arg(pid, conf.as_os_str())
+    {
+        tracing::warn!(pid, dir = %dir.display(), "stopping a mosquitto left running by an earlier process");
+        stop_leftover(pid, conf.as_os_str(), "mosquitto", Duration::from_secs(5))?;
+    }
+    fs::remove_file(&pid_file).map_err(io_err(format!("removing {}", pid_file.display())))
 }
 
 impl Drop for Mosquitto {

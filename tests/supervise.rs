@@ -233,3 +233,32 @@ async fn embedded_broker_routes_qos1_messages() {
     assert_eq!(publish.topic, "vf/embedded/gate-1");
     assert_eq!(&publish.payload[..], b"hello");
 }
+
+#[tokio::test]
+async fn a_start_stops_the_mosquitto_a_dead_process_left_in_its_directory() {
+    assert!(
+        mosquitto_available(),
+        "mosquitto is not installed; scripts/test installs it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let first = Mosquitto::start(dir.path()).unwrap();
+    let (pid, port) = (first.pid().unwrap(), first.port());
+    // As if our process had been killed: no Drop, so the broker keeps running.
+    std::mem::forget(first);
+    let conf = dir.path().canonicalize().unwrap().join("mosquitto.conf");
+    assert!(visitorflow::supervise::process_has_arg(
+        pid,
+        conf.as_os_str()
+    ));
+
+    let second = Mosquitto::start(dir.path()).unwrap();
+    assert!(
+        !visitorflow::supervise::process_has_arg(pid, conf.as_os_str()),
+        "the leftover broker (pid {pid}) must be stopped"
+    );
+    assert_ne!(second.pid(), Some(pid));
+    if second.port() != port {
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+    publish_one(second.port(), "vf/test/after-leftover", "fresh").await;
+}
