@@ -23,12 +23,17 @@ ALTER TABLE space_state ADD COLUMN corrected bigint NOT NULL DEFAULT 0;
 -- repair, not (yet) by its own report.
 ALTER TABLE device_state ADD COLUMN repaired_hi bigint NOT NULL DEFAULT 0;
 ALTER TABLE device_state ADD COLUMN repaired_lo bigint NOT NULL DEFAULT 0;
+-- Timestamp of the report at high_seq (a repair's time starts there).
+ALTER TABLE device_state ADD COLUMN high_ts timestamptz;
 -- Start of the run before the current one (a report older than `run_start` belongs to it).
 ALTER TABLE device_state ADD COLUMN prev_run_start timestamptz;
 ALTER TABLE device_state ADD COLUMN jumps_total bigint NOT NULL DEFAULT 0;
 -- The last implausible forward jump of seq, for the data-quality alert.
 ALTER TABLE device_state ADD COLUMN last_jump_at timestamptz;
 ALTER TABLE device_state ADD COLUMN last_jump_seq bigint;
+-- Counts of jump reports since the highest seq last moved (the next repair leaves them out).
+ALTER TABLE device_state ADD COLUMN jumped_in bigint NOT NULL DEFAULT 0;
+ALTER TABLE device_state ADD COLUMN jumped_out bigint NOT NULL DEFAULT 0;
 
 -- A head count ("inside now: N") asked for through the API; the ingester that counts the space
 -- applies it in the transaction of its next batch and fills in what it changed.

@@ -63,6 +63,111 @@ fn reg() -> Arc<Registry> {
     Arc::new(Registry::build(&Config::from_toml(REGISTRY).unwrap()).unwrap())
 }
 
+/// The raw table's answers (`store::lookup`, SQL) are the ones the core's in-memory model gives
+/// (`core::lookup_rows`, which the property tests use), batch after batch of a hostile stream:
+/// a backlog sent after live reports, reports lost for good (repaired from totals), replays far
+/// below the window, a reboot to an old seq, a seq jump. And the stream ends stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_raw_table_answers_as_the_core_models_it() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    use visitorflow::core::{lookup_rows, move_repairs};
+
+    let stack = Stack::start();
+    let url = stack.pg.url("vf");
+    store::migrate(&url, "Asia/Shanghai", want_timescaledb(), 30)
+        .await
+        .unwrap();
+    let mut db = stack.db().await;
+    let registry = reg();
+    let gate = registry.device_idx("gate-1").unwrap();
+    let mut core = Core::new(Arc::clone(&registry));
+    // Microseconds, as decoded reports carry (PostgreSQL keeps no more).
+    let start = chrono::SubsecRound::trunc_subsecs(Utc::now() - TimeDelta::hours(12), 6);
+    // 600 reports a minute apart with cumulative totals; a reboot back to seq 40 at report 450.
+    let (mut seq, mut total) = (0u64, 0u64);
+    let mut life: Vec<CountReport> = (0..600)
+        .map(|i| {
+            seq = if i == 450 { 40 } else { seq + 1 };
+            let e = (i % 7) as u32;
+            total += u64::from(e);
+            CountReport {
+                seq,
+                ts: start + TimeDelta::minutes(i),
+                entries: e,
+                exits: 0,
+                period_s: Some(60),
+                total_entries: Some(total),
+                total_exits: Some(0),
+                ts_from_device: true,
+            }
+        })
+        .collect();
+    life[300].seq += 1 << 40;
+    // Live: 0–99 and 400–599; then the backlog 100–399, less three lost reports; then the first
+    // 100 replayed.
+    let mut arrival: Vec<CountReport> = life[..100].to_vec();
+    arrival.extend_from_slice(&life[400..]);
+    arrival.extend(
+        life[100..400]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![50, 120, 250].contains(i))
+            .map(|(_, r)| *r),
+    );
+    arrival.extend_from_slice(&life[..100]);
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut rows = Vec::new();
+    let mut rest = &arrival[..];
+    let mut lookups = 0;
+    while !rest.is_empty() {
+        let n = rng.random_range(1..=64).min(rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut batch = core.new_batch();
+        for r in chunk {
+            core.apply(gate, r, r.ts, &mut batch);
+        }
+        let from_db = store::lookup(&db, &registry, &batch.pending).await.unwrap();
+        let modelled: Vec<_> = batch
+            .pending
+            .iter()
+            .map(|p| lookup_rows(&rows, p))
+            .collect();
+        assert_eq!(from_db, modelled, "pending {:?}", batch.pending);
+        lookups += from_db.len();
+        core.settle(&mut batch, &from_db);
+        core.finish_batch(&mut batch);
+        store::commit_batch(&mut db, &core, &batch).await.unwrap();
+        move_repairs(&mut rows, &batch.repair_moves);
+        rows.extend(batch.rows.iter().copied());
+    }
+    assert!(lookups > 300, "{lookups}");
+    let everything: u64 = life.iter().map(|r| u64::from(r.entries)).sum();
+    // The reboot uses seqs 40–189 again: distinct (device, seq) are the first run's 447 stored
+    // plus seq 151, lost in the first run and sent in the second.
+    let distinct = 448;
+    assert_eq!(stored(&db).await, (597, distinct, everything as i64, 0));
+    let stored_repairs: Vec<(i64, i32)> = db
+        .query(
+            "SELECT seq, repaired_entries FROM reports WHERE gap_from IS NOT NULL ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let modelled: Vec<(i64, i32)> = rows
+        .iter()
+        .filter(|r| r.gap_from.is_some())
+        .map(|r| (r.seq as i64, r.repaired_entries as i32))
+        .collect();
+    assert_eq!(stored_repairs, modelled);
+    // What remains in the repairs is what the lost reports carried.
+    let lost: u32 = [150, 220, 350].iter().map(|&i| life[i].entries).sum();
+    assert_eq!(stored_repairs.iter().map(|r| r.1 as u32).sum::<u32>(), lost);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_state_round_trips_through_the_database() {
     let stack = Stack::start();

@@ -301,7 +301,7 @@ impl Core {
         received: DateTime<Utc>,
         batch: &mut Batch,
     ) -> Verdict {
-        let prev_ts = self.seq[device.get()].last_ts;
+        let prev_ts = self.seq[device.get()].high_ts;
         let verdict = self.seq[device.get()].observe(r, &self.jump_bound);
         self.seen[device.get()].last_received = Some(received);
         batch.touch_device(device);
@@ -474,16 +474,18 @@ impl Core {
                 present: f.present || in_batch,
                 owner: owner.map(|(o, _)| o),
             };
-            match self.seq[p.device.get()].settle(r, &p.lookup, found, &self.jump_bound) {
+            let jumps = self.seq[p.device.get()].jumps_total;
+            let settled = self.seq[p.device.get()].settle(r, &p.lookup, found, &self.jump_bound);
+            if self.seq[p.device.get()].jumps_total > jumps {
+                batch.stats.jumps += 1;
+            }
+            match settled {
                 Settled::Duplicate => batch.stats.duplicates += 1,
                 Settled::Late => {
                     batch.stats.late += 1;
                     self.accept(p.device, r, p.received, (0, 0), None, batch);
                 }
-                Settled::Jump => {
-                    batch.stats.jumps += 1;
-                    self.accept(p.device, r, p.received, (0, 0), None, batch);
-                }
+                Settled::Jump => self.accept(p.device, r, p.received, (0, 0), None, batch),
                 Settled::FillsRepair { owner: o, moved } => {
                     batch.stats.late += 1;
                     self.accept(p.device, r, p.received, (0, 0), None, batch);
@@ -579,7 +581,9 @@ pub fn lookup_rows<'a>(rows: impl IntoIterator<Item = &'a RawRow>, p: &Pending) 
                 .map_or(p.lookup.run.contains(row.ts), |t| t == row.ts);
         found.present |= same;
         if covers(row, r, &p.lookup)
-            && found.owner.is_none_or(|o| (row.ts, row.seq) < (o.ts, o.seq))
+            && found
+                .owner
+                .is_none_or(|o| (row.ts, row.seq) < (o.ts, o.seq))
         {
             found.owner = Some(RepairOwner {
                 seq: row.seq,

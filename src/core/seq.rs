@@ -60,6 +60,8 @@ pub struct SeqState {
     pub started: bool,
     /// Newest report timestamp seen: tells a device restart (lower seq, later time) from a replay.
     pub last_ts: Option<DateTime<Utc>>,
+    /// Timestamp of the report at `high`: where a repair's time begins.
+    pub high_ts: Option<DateTime<Utc>>,
     /// Timestamp of the report that started the current run, if the sequence ever restarted.
     pub run_start: Option<DateTime<Utc>>,
     /// Start of the run before the current one.
@@ -75,6 +77,9 @@ pub struct SeqState {
     /// Implausible forward jumps seen, and the last one (its timestamp and seq).
     pub jumps_total: u64,
     pub last_jump: Option<(DateTime<Utc>, u64)>,
+    /// Entries/exits of jump reports counted since `high` last moved: the next repair's totals
+    /// include them, so it leaves them out.
+    pub jumped: (u32, u32),
 }
 
 /// The timestamps bounding one run of a device's counter: `[from, until)`, open where `None`.
@@ -253,6 +258,7 @@ impl SeqState {
             }
             let gap = ahead - 1;
             let repaired = if gap > 0 { self.repair(r) } else { None };
+            self.jumped = (0, 0);
             self.shift(ahead);
             self.window |= 1;
             if gap > 0 {
@@ -270,6 +276,7 @@ impl SeqState {
                 }
             }
             self.high = r.seq;
+            self.high_ts = Some(r.ts);
             self.totals = r.total_entries.zip(r.total_exits);
             return Verdict::New { gap, repaired };
         }
@@ -317,17 +324,31 @@ impl SeqState {
         if found.present {
             return Settled::Duplicate;
         }
-        // A seq far beyond the repair's own cannot be one of the reports it stands for.
-        let absurd =
-            |o: &RepairOwner| r.seq > o.seq && !bound.allows(r.seq - o.seq, TimeDelta::zero());
-        let settled = match (lookup.kind, found.owner) {
-            (LookupKind::Jump, _) => return self.flag_jump(r),
-            (_, Some(owner)) if absurd(&owner) => return self.flag_jump(r),
-            (_, Some(owner)) => Settled::FillsRepair {
+        // A seq far beyond anything plausible is flagged wherever it turns up; its counts are
+        // real (a flipped bit spoils the seq, not the count), so a repair standing for its time
+        // gives them back as for any late original.
+        let absurd = lookup.kind == LookupKind::Jump
+            || found
+                .owner
+                .is_some_and(|o| r.seq > o.seq && !bound.allows(r.seq - o.seq, TimeDelta::zero()));
+        if absurd {
+            self.flag_jump(r);
+        }
+        let settled = match found.owner {
+            Some(owner) => Settled::FillsRepair {
                 owner,
                 moved: (r.entries.min(owner.entries), r.exits.min(owner.exits)),
             },
-            (_, None) => Settled::Late,
+            None if absurd => {
+                // After the report at `high`: the next repair's totals include it.
+                if self.high_ts.is_none_or(|t| r.ts > t) {
+                    self.jumped.0 = self.jumped.0.saturating_add(r.entries);
+                    self.jumped.1 = self.jumped.1.saturating_add(r.exits);
+                }
+                self.last_ts = Some(self.last_ts.map_or(r.ts, |t| t.max(r.ts)));
+                return Settled::Jump;
+            }
+            None => Settled::Late,
         };
         // A late report closes a gap that was left missing.
         if matches!(
@@ -346,13 +367,12 @@ impl SeqState {
         settled
     }
 
-    /// An implausible seq, not stored: counted once on its own and flagged.
-    fn flag_jump(&mut self, r: &CountReport) -> Settled {
+    /// An implausible seq: counted once, flagged.
+    fn flag_jump(&mut self, r: &CountReport) {
         self.jumps_total += 1;
         if self.last_jump.is_none_or(|(t, _)| r.ts >= t) {
             self.last_jump = Some((r.ts, r.seq));
         }
-        Settled::Jump
     }
 
     fn shift(&mut self, by: u64) {
@@ -370,6 +390,8 @@ impl SeqState {
         self.high = r.seq;
         self.window = 1;
         self.repaired = 0;
+        self.jumped = (0, 0);
+        self.high_ts = Some(r.ts);
         self.totals = r.total_entries.zip(r.total_exits);
     }
 
@@ -378,6 +400,7 @@ impl SeqState {
         self.prev_run_start = self.run_start;
         self.run_start = Some(ts);
         self.high = seq;
+        self.high_ts = Some(ts);
         self.window = 1;
         self.repaired = 0;
         self.totals = None;
@@ -392,8 +415,13 @@ impl SeqState {
     fn repair(&self, r: &CountReport) -> Option<(u32, u32)> {
         let (pe, px) = self.totals?;
         let (te, tx) = r.total_entries.zip(r.total_exits)?;
-        let me = te.checked_sub(pe)?.checked_sub(u64::from(r.entries))?;
-        let mx = tx.checked_sub(px)?.checked_sub(u64::from(r.exits))?;
+        let (je, jx) = self.jumped;
+        let me = te
+            .checked_sub(pe)?
+            .checked_sub(u64::from(r.entries) + u64::from(je))?;
+        let mx = tx
+            .checked_sub(px)?
+            .checked_sub(u64::from(r.exits) + u64::from(jx))?;
         Some((u32::try_from(me).ok()?, u32::try_from(mx).ok()?))
     }
 }

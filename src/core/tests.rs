@@ -251,24 +251,22 @@ proptest! {
         };
         let life = device_life(&counts, &restarts, totals);
         let n = life.len();
-        // A one-off jump: a report whose seq is absurd, between two others in time.
-        let mut sent: Vec<CountReport> = life.clone();
-        let mut jumps: Vec<(usize, u32)> = jumps.iter().map(|(at, bits)| (at.index(n), *bits)).collect();
-        jumps.sort();
-        jumps.dedup_by_key(|j| j.0);
-        // Two flips of the same high bit look exactly like a counter moving to a new base (the
-        // second plausibly follows the first): one per bit.
+        // One-off jumps: a flipped bit spoils a report's seq (its counts are real, and in the
+        // totals). Two flips of the same high bit would look exactly like a counter moving to a
+        // new base (the second plausibly follows the first): one per bit.
+        let mut life = life;
+        // Not the very first report: a jump is far ahead of something seen.
+        let mut jumps: Vec<(usize, u32)> =
+            jumps.iter().map(|(at, bits)| (1 + at.index(n - 1), *bits)).collect();
         jumps.sort_by_key(|j| j.1);
         jumps.dedup_by_key(|j| j.1);
-        jumps.sort();
-        for &(i, bits) in jumps.iter().rev() {
-            let mut bogus = life[i];
-            bogus.seq = life[i].seq + (1u64 << bits);
-            bogus.ts += TimeDelta::seconds(30);
-            bogus.total_entries = None;
-            bogus.total_exits = None;
-            sent.insert(i + 1, bogus);
+        // Nor the first report after a reboot (then the next one would be seen as the reboot).
+        jumps.retain(|j| !restarts.iter().any(|r| r.0 == j.0));
+        for &(i, bits) in &jumps {
+            life[i].seq += 1u64 << bits;
         }
+        let life = life;
+        let sent: Vec<CountReport> = life.clone();
         // Lost for good (only where totals repair them): never published. Never the first or
         // last of a run, so a later report's totals cover them.
         let run_edges: Vec<usize> = std::iter::once(0)
@@ -278,7 +276,12 @@ proptest! {
         let lost: Vec<(u64, DateTime<Utc>)> = if totals {
             lost.iter()
                 .map(|i| i.index(n))
-                .filter(|&i| i + 1 < n && !run_edges.iter().any(|&e| e == i || e == i + 1))
+                .filter(|&i| {
+                    // The next report that moves the seq on (not a jump) repairs it, in the
+                    // same run.
+                    let next = (i + 1..n).find(|k| !jumps.iter().any(|j| j.0 == *k));
+                    next.is_some_and(|k| !run_edges.iter().any(|&e| e >= i && e <= k))
+                })
                 .map(|i| (life[i].seq, life[i].ts))
                 .collect()
         } else {

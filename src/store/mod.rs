@@ -209,6 +209,7 @@ pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreErr
             repaired: (u128::from(rhi) << 64) | u128::from(rlo),
             started: true,
             last_ts: row.get(4),
+            high_ts: row.get(22),
             run_start: row.get(5),
             prev_run_start: row.get(16),
             totals: totals.map(|(a, b)| (u64_of(a), u64_of(b))),
@@ -218,6 +219,10 @@ pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreErr
             resets_total: u64_of(row.get(11)),
             jumps_total: u64_of(row.get(17)),
             last_jump: jump.map(|(t, s)| (t, u64_of(s))),
+            jumped: (
+                u32::try_from(row.get::<_, i64>(20)).unwrap_or(0),
+                u32::try_from(row.get::<_, i64>(21)).unwrap_or(0),
+            ),
         };
         core.seen[d.get()].last_received = row.get(12);
         core.seen[d.get()].online = row.get(13);
@@ -426,6 +431,9 @@ impl BatchStatements {
                     &c.jumps,
                     &c.jump_at,
                     &c.jump_seq,
+                    &c.jumped_in,
+                    &c.jumped_out,
+                    &c.high_ts,
                 ],
             )
             .await?;
@@ -610,6 +618,9 @@ struct DeviceCols {
     jumps: Vec<i64>,
     jump_at: Vec<Option<DateTime<Utc>>>,
     jump_seq: Vec<Option<i64>>,
+    jumped_in: Vec<i64>,
+    jumped_out: Vec<i64>,
+    high_ts: Vec<Option<DateTime<Utc>>>,
 }
 
 impl DeviceCols {
@@ -635,6 +646,9 @@ impl DeviceCols {
         self.jumps.push(i64_of(st.jumps_total));
         self.jump_at.push(st.last_jump.map(|j| j.0));
         self.jump_seq.push(st.last_jump.map(|j| i64_of(j.1)));
+        self.jumped_in.push(i64::from(st.jumped.0));
+        self.jumped_out.push(i64::from(st.jumped.1));
+        self.high_ts.push(st.high_ts);
     }
 }
 

@@ -16,10 +16,11 @@ pub const UPSERT_BUCKETS: &str = "INSERT INTO space_series_1m (space_id, bucket,
 
 pub const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device_id, high_seq, window_hi, window_lo, last_ts, \
          run_start, totals_in, totals_out, missing, gaps_total, repaired_total, resets_total, last_received, online, \
-         repaired_hi, repaired_lo, prev_run_start, jumps_total, last_jump_at, last_jump_seq) \
+         repaired_hi, repaired_lo, prev_run_start, jumps_total, last_jump_at, last_jump_seq, jumped_in, jumped_out, high_ts) \
      SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::timestamptz[], $6::timestamptz[], \
          $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::timestamptz[], $14::bool[], \
-         $15::int8[], $16::int8[], $17::timestamptz[], $18::int8[], $19::timestamptz[], $20::int8[]) \
+         $15::int8[], $16::int8[], $17::timestamptz[], $18::int8[], $19::timestamptz[], $20::int8[], $21::int8[], \
+         $22::int8[], $23::timestamptz[]) \
      ON CONFLICT (device_id) DO UPDATE SET high_seq = EXCLUDED.high_seq, window_hi = EXCLUDED.window_hi, \
          window_lo = EXCLUDED.window_lo, last_ts = EXCLUDED.last_ts, run_start = EXCLUDED.run_start, \
          totals_in = EXCLUDED.totals_in, totals_out = EXCLUDED.totals_out, missing = EXCLUDED.missing, \
@@ -27,7 +28,8 @@ pub const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device_id, high
          resets_total = EXCLUDED.resets_total, last_received = EXCLUDED.last_received, online = EXCLUDED.online, \
          repaired_hi = EXCLUDED.repaired_hi, repaired_lo = EXCLUDED.repaired_lo, \
          prev_run_start = EXCLUDED.prev_run_start, jumps_total = EXCLUDED.jumps_total, \
-         last_jump_at = EXCLUDED.last_jump_at, last_jump_seq = EXCLUDED.last_jump_seq";
+         last_jump_at = EXCLUDED.last_jump_at, last_jump_seq = EXCLUDED.last_jump_seq, \
+         jumped_in = EXCLUDED.jumped_in, jumped_out = EXCLUDED.jumped_out, high_ts = EXCLUDED.high_ts";
 
 pub const UPSERT_SPACE_STATE: &str = "INSERT INTO space_state (space_id, day, entries, exits, base, minute, min_in, \
          min_out, closed_drift, peak, peak_at, last_report, adjust, corrected) \
@@ -40,7 +42,7 @@ pub const UPSERT_SPACE_STATE: &str = "INSERT INTO space_state (space_id, day, en
 
 pub const LOAD_DEVICE_STATE: &str = "SELECT device_id, high_seq, window_hi, window_lo, last_ts, run_start, totals_in, \
      totals_out, missing, gaps_total, repaired_total, resets_total, last_received, online, repaired_hi, repaired_lo, \
-     prev_run_start, jumps_total, last_jump_at, last_jump_seq FROM device_state";
+     prev_run_start, jumps_total, last_jump_at, last_jump_seq, jumped_in, jumped_out, high_ts FROM device_state";
 
 pub const LOAD_SPACE_STATE: &str = "SELECT space_id, day, entries, exits, base, minute, min_in, min_out, closed_drift, \
      peak, peak_at, last_report, adjust, corrected FROM space_state";
