@@ -283,6 +283,7 @@ impl Bench {
         let mut ours = Vec::new();
         let mut full = Vec::new();
         let mut ratio = Vec::new();
+        let (mut lookup_us, mut backfill_ratio) = (Vec::new(), Vec::new());
         let mut r = rawpath::RawPath::prepare(&db.url, &dir, rows).await?;
         for run in 0..self.runs {
             // Alternate the order so neither side always meets a warmer cache.
@@ -294,6 +295,9 @@ impl Bench {
                 (r.psql_copy(self.env.pg.port(), &db.name).await?, o)
             };
             let f = r.batched_copy(true).await?;
+            let (lookup, backfill) = r.backfill().await?;
+            lookup_us.push(lookup / rows as f64 * 1e6);
+            backfill_ratio.push(backfill / f);
             copy.push(rows as f64 / c);
             ours.push(rows as f64 / o);
             full.push(rows as f64 / f);
@@ -319,6 +323,18 @@ impl Bench {
             &format!("service commit_batch ({batch} reports + buckets + state)"),
             "rows/s",
             full,
+        );
+        self.figure(
+            "4 raw path",
+            "backfill below the window: raw-table lookup per report",
+            "µs",
+            lookup_us,
+        );
+        self.figure(
+            "4 raw path",
+            "backfill below the window ÷ in-order commit_batch (time per report)",
+            "×",
+            backfill_ratio,
         );
         let m = crate::stats::median(&ratio);
         self.figure_t(
