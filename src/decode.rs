@@ -35,7 +35,9 @@ pub enum Reject {
     FutureTimestamp,
     #[error("timestamp older than the configured maximum age")]
     TooOld,
-    #[error("seq below the de-duplication window: cannot tell a late report from a replay")]
+    #[error(
+        "below the de-duplication window and older than raw retention: cannot tell a late report from a replay"
+    )]
     SeqTooOld,
     #[error("array holds more reports than allowed")]
     TooManyReports,

@@ -66,6 +66,12 @@ fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError
             ],
         )?
         .set_buckets_for_metric(
+            Matcher::Full(LOOKUP_SECONDS.into()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ],
+        )?
+        .set_buckets_for_metric(
             Matcher::Full(BATCH_MESSAGES.into()),
             &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0],
         )?

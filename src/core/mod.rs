@@ -376,40 +376,46 @@ impl Core {
     /// Adds `e` entries and `x` exits counted by `device` before `ts` to every space it counts
     /// in: the minute bucket, the day's figures, and a revision where that day is finished.
     fn count(&mut self, device: DeviceIdx, ts: DateTime<Utc>, e: u32, x: u32, batch: &mut Batch) {
-        // A report counts passages *before* its timestamp: a half-hour report stamped 00:00
-        // belongs to the day and minute that just ended.
-        let at = ts - TimeDelta::microseconds(1);
-        let minute = unix_minute(at);
-        let registry = &self.registry;
-        for &s in &registry.device(device).targets {
-            let space = registry.space(s);
-            let day = business_day(registry.tz, space.opens_at, at);
-            if self.counts[s.get()].apply(day, minute, ts, e, x) == Applied::EarlierDay {
-                batch.stats.earlier_day += 1;
-                batch.revise(s, day, 1, i64::from(e), i64::from(x));
-            }
-            let b = batch.buckets.get_mut(s, minute);
-            b.entries += i64::from(e);
-            b.exits += i64::from(x);
-            batch.touch_space(s);
-        }
+        self.book(device, ts, (e, x), true, batch);
     }
 
     /// Takes counts back out of the minute of the report stamped `ts` (a repair whose originals
     /// arrived).
     fn uncount(&mut self, device: DeviceIdx, ts: DateTime<Utc>, e: u32, x: u32, batch: &mut Batch) {
+        self.book(device, ts, (e, x), false, batch);
+    }
+
+    fn book(
+        &mut self,
+        device: DeviceIdx,
+        ts: DateTime<Utc>,
+        (e, x): (u32, u32),
+        add: bool,
+        batch: &mut Batch,
+    ) {
+        // A report counts passages *before* its timestamp: a half-hour report stamped 00:00
+        // belongs to the day and minute that just ended.
         let at = ts - TimeDelta::microseconds(1);
         let minute = unix_minute(at);
+        let sign = if add { 1 } else { -1 };
+        let (de, dx) = (sign * i64::from(e), sign * i64::from(x));
         let registry = &self.registry;
         for &s in &registry.device(device).targets {
             let space = registry.space(s);
             let day = business_day(registry.tz, space.opens_at, at);
-            if self.counts[s.get()].retract(day, e, x) == Applied::EarlierDay {
-                batch.revise(s, day, 0, -i64::from(e), -i64::from(x));
+            let counts = &mut self.counts[s.get()];
+            let applied = if add {
+                counts.apply(day, minute, ts, e, x)
+            } else {
+                counts.retract(day, e, x)
+            };
+            if applied == Applied::EarlierDay {
+                batch.stats.earlier_day += u64::from(add);
+                batch.revise(s, day, u64::from(add), de, dx);
             }
             let b = batch.buckets.get_mut(s, minute);
-            b.entries -= i64::from(e);
-            b.exits -= i64::from(x);
+            b.entries += de;
+            b.exits += dx;
             batch.touch_space(s);
         }
     }

@@ -147,17 +147,7 @@ impl RawPath {
         for chunk in self.rows.chunks(BATCH) {
             if full {
                 for r in chunk {
-                    let report = CountReport {
-                        seq: r.seq,
-                        ts: r.ts,
-                        entries: r.entries,
-                        exits: r.exits,
-                        period_s: r.period_s,
-                        total_entries: r.total_entries,
-                        total_exits: r.total_exits,
-                        ts_from_device: true,
-                    };
-                    core.apply(r.device, &report, r.received, &mut batch);
+                    core.apply(r.device, &report_of(r), r.received, &mut batch);
                 }
                 core.finish_batch(&mut batch);
             } else {
@@ -201,17 +191,7 @@ impl RawPath {
         for chunk in self.rows.chunks(BATCH) {
             let t = Instant::now();
             for r in chunk {
-                let report = CountReport {
-                    seq: r.seq,
-                    ts: r.ts,
-                    entries: r.entries,
-                    exits: r.exits,
-                    period_s: r.period_s,
-                    total_entries: r.total_entries,
-                    total_exits: r.total_exits,
-                    ts_from_device: true,
-                };
-                core.apply(r.device, &report, r.received, &mut batch);
+                core.apply(r.device, &report_of(r), r.received, &mut batch);
             }
             anyhow::ensure!(batch.pending.len() == chunk.len(), "not below the window");
             let l = Instant::now();
@@ -240,6 +220,20 @@ impl RawPath {
         let got: i64 = r.get(0);
         anyhow::ensure!(got as usize == n, "raw path stored {got} of {n} rows");
         Ok(())
+    }
+}
+
+/// The report a stored row was made from.
+fn report_of(r: &RawRow) -> CountReport {
+    CountReport {
+        seq: r.seq,
+        ts: r.ts,
+        entries: r.entries,
+        exits: r.exits,
+        period_s: r.period_s,
+        total_entries: r.total_entries,
+        total_exits: r.total_exits,
+        ts_from_device: true,
     }
 }
 

@@ -1,0 +1,597 @@
+//! The ingester's side of the store: the restart state it loads, the batch commit it pipelines
+//! (binary COPY of the raw reports, `unnest` upserts of buckets and state, repair moves, revised
+//! days, applied head counts), the raw-table lookups behind the de-duplication window, and the
+//! head counts waiting for it.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::{SinkExt, pin_mut};
+use tokio_postgres::{Client, Statement};
+
+use super::{StoreError, alerts, i64_of, sql, u64_of};
+use crate::core::occupancy::SpaceCounts;
+use crate::core::seq::{Found, RepairOwner, SeqState};
+use crate::core::{Batch, Core, Pending, RawRow, Recounted, RepairMove, Revision};
+use crate::ids::{DeviceIdx, SpaceIdx};
+use crate::registry::Registry;
+
+/// Restores the ingest state written by earlier batches, so a restart neither resets occupancy
+/// nor counts a redelivered report twice. Rows for ids no longer in the registry are skipped.
+pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreError> {
+    let registry = std::sync::Arc::clone(&core.registry);
+    for row in client.query(sql::LOAD_DEVICE_STATE, &[]).await? {
+        let Some(d) = registry.device_idx(row.get::<_, &str>(0)) else {
+            continue;
+        };
+        let hi = row.get::<_, i64>(2) as u64;
+        let lo = row.get::<_, i64>(3) as u64;
+        let rhi = row.get::<_, i64>(14) as u64;
+        let rlo = row.get::<_, i64>(15) as u64;
+        let totals = row
+            .get::<_, Option<i64>>(6)
+            .zip(row.get::<_, Option<i64>>(7));
+        let jump = row
+            .get::<_, Option<DateTime<Utc>>>(18)
+            .zip(row.get::<_, Option<i64>>(19));
+        core.seq[d.get()] = SeqState {
+            high: u64_of(row.get(1)),
+            window: (u128::from(hi) << 64) | u128::from(lo),
+            repaired: (u128::from(rhi) << 64) | u128::from(rlo),
+            started: true,
+            last_ts: row.get(4),
+            high_ts: row.get(22),
+            run_start: row.get(5),
+            prev_run_start: row.get(16),
+            totals: totals.map(|(a, b)| (u64_of(a), u64_of(b))),
+            missing: u64_of(row.get(8)),
+            gaps_total: u64_of(row.get(9)),
+            repaired_total: u64_of(row.get(10)),
+            resets_total: u64_of(row.get(11)),
+            jumps_total: u64_of(row.get(17)),
+            last_jump: jump.map(|(t, s)| (t, u64_of(s))),
+            jumped: (
+                u32::try_from(row.get::<_, i64>(20)).unwrap_or(0),
+                u32::try_from(row.get::<_, i64>(21)).unwrap_or(0),
+            ),
+        };
+        core.seen[d.get()].last_received = row.get(12);
+        core.seen[d.get()].online = row.get(13);
+    }
+    for row in client.query(sql::LOAD_SPACE_STATE, &[]).await? {
+        let Some(s) = registry.space_idx(row.get::<_, &str>(0)) else {
+            continue;
+        };
+        core.counts[s.get()] = SpaceCounts {
+            day: Some(row.get::<_, NaiveDate>(1)),
+            entries: u64_of(row.get(2)),
+            exits: u64_of(row.get(3)),
+            base: u64_of(row.get(4)),
+            minute: row.get(5),
+            min_in: u64_of(row.get(6)),
+            min_out: u64_of(row.get(7)),
+            closed_drift: u64_of(row.get(8)),
+            peak: u64_of(row.get(9)),
+            peak_at: row.get(10),
+            last_report: row.get(11),
+            adjust: row.get(12),
+            corrected: row.get(13),
+        };
+    }
+    Ok(())
+}
+
+/// The ingester's batch commit. Its statements are prepared once per session (not parsed and
+/// planned again for every batch), and the raw reports' binary COPY stream is encoded directly
+/// into one reused buffer and sent as a single message.
+///
+/// Encoding and writing are separate steps so the ingester can pipeline: [`BatchWriter::encode`]
+/// takes everything a batch's commit writes out of the core (an [`EncodedBatch`] owns it), after
+/// which the core moves on to the next batch while [`BatchStatements::write`] commits this one.
+pub struct BatchWriter {
+    statements: BatchStatements,
+    buf: BytesMut,
+}
+
+/// The commit's prepared statements (cheap to clone: a statement is a handle).
+#[derive(Clone)]
+pub struct BatchStatements {
+    copy: Statement,
+    buckets: Statement,
+    devices: Statement,
+    spaces: Statement,
+    moves: Statement,
+    revisions: Statement,
+    recounts: Statement,
+}
+
+/// One batch as its commit writes it: raw reports already COPY-encoded, the minute buckets and the
+/// device and space state *as they were when the batch was finished*, and its hazard signals.
+pub struct EncodedBatch {
+    registry: Arc<Registry>,
+    copy: Option<Bytes>,
+    buckets: BucketCols,
+    devices: DeviceCols,
+    spaces: SpaceCols,
+    hazards: Vec<(SpaceIdx, crate::decode::HazardSignal, DateTime<Utc>)>,
+    moves: Vec<RepairMove>,
+    revisions: Vec<Revision>,
+    recounts: Vec<Recounted>,
+    /// When the batch was finished: a revised day says when.
+    finished: DateTime<Utc>,
+}
+
+impl BatchWriter {
+    pub async fn prepare(client: &Client) -> Result<Self, StoreError> {
+        Ok(Self {
+            statements: BatchStatements {
+                copy: client.prepare(sql::COPY_REPORTS).await?,
+                buckets: client.prepare(sql::UPSERT_BUCKETS).await?,
+                devices: client.prepare(sql::UPSERT_DEVICE_STATE).await?,
+                spaces: client.prepare(sql::UPSERT_SPACE_STATE).await?,
+                moves: client.prepare(sql::MOVE_REPAIRS).await?,
+                revisions: client.prepare(sql::UPSERT_REVISIONS).await?,
+                recounts: client.prepare(sql::COMPLETE_RECOUNTS).await?,
+            },
+            buf: BytesMut::new(),
+        })
+    }
+
+    pub fn statements(&self) -> &BatchStatements {
+        &self.statements
+    }
+
+    /// Takes what `batch`'s commit writes out of `core` (call after [`Core::finish_batch`]).
+    pub fn encode(&mut self, core: &Core, batch: &Batch) -> EncodedBatch {
+        let reg = &core.registry;
+        let copy = (!batch.rows.is_empty()).then(|| {
+            encode_reports(&mut self.buf, reg, &batch.rows);
+            self.buf.split().freeze()
+        });
+        let mut buckets = BucketCols::default();
+        for (space, minute, d) in batch.buckets.iter() {
+            buckets.space.push(space);
+            buckets
+                .start
+                .push(DateTime::<Utc>::from_timestamp(minute * 60, 0).unwrap_or_default());
+            buckets.entries.push(d.entries);
+            buckets.exits.push(d.exits);
+            buckets.occupancy.push(d.occupancy.map(i64_of));
+            buckets.correction.push(d.correction);
+        }
+        let mut devices = DeviceCols::default();
+        for &d in &batch.devices {
+            let st = &core.seq[d.get()];
+            if !st.started && core.seen[d.get()].online.is_none() {
+                continue;
+            }
+            devices.push(d, st, &core.seen[d.get()]);
+        }
+        let mut spaces = SpaceCols::default();
+        for &s in &batch.spaces {
+            let c = &core.counts[s.get()];
+            if let Some(day) = c.day {
+                spaces.push(s, day, c);
+            }
+        }
+        EncodedBatch {
+            registry: Arc::clone(reg),
+            copy,
+            buckets,
+            devices,
+            spaces,
+            hazards: batch.hazards.clone(),
+            moves: batch.repair_moves.clone(),
+            revisions: batch.revisions.clone(),
+            recounts: batch.recounts.clone(),
+            finished: Utc::now(),
+        }
+    }
+
+    /// Writes one batch atomically: raw reports (binary COPY), minute buckets, and the device and
+    /// space state they lead to. Acknowledging the batch's messages is only safe after this
+    /// returns.
+    pub async fn commit(
+        &mut self,
+        client: &mut Client,
+        core: &Core,
+        batch: &Batch,
+    ) -> Result<(), StoreError> {
+        let encoded = self.encode(core, batch);
+        self.statements.write(client, &encoded).await
+    }
+}
+
+impl BatchStatements {
+    /// Commits an encoded batch in one transaction.
+    pub async fn write(&self, client: &mut Client, b: &EncodedBatch) -> Result<(), StoreError> {
+        let reg = &b.registry;
+        let space_ids = |idx: &[SpaceIdx]| -> Vec<&str> {
+            idx.iter().map(|&s| reg.space(s).id.as_str()).collect()
+        };
+        let tx = client.transaction().await?;
+        if let Some(copy) = &b.copy {
+            let sink = tx.copy_in::<_, Bytes>(&self.copy).await?;
+            pin_mut!(sink);
+            sink.send(copy.clone()).await?;
+            sink.finish().await?;
+        }
+        if !b.buckets.space.is_empty() {
+            let c = &b.buckets;
+            let s = space_ids(&c.space);
+            tx.execute(
+                &self.buckets,
+                &[
+                    &s,
+                    &c.start,
+                    &c.entries,
+                    &c.exits,
+                    &c.occupancy,
+                    &c.correction,
+                ],
+            )
+            .await?;
+        }
+        if !b.devices.device.is_empty() {
+            let c = &b.devices;
+            let id: Vec<&str> = c
+                .device
+                .iter()
+                .map(|&d| reg.device(d).id.as_str())
+                .collect();
+            tx.execute(
+                &self.devices,
+                &[
+                    &id,
+                    &c.high,
+                    &c.hi,
+                    &c.lo,
+                    &c.last_ts,
+                    &c.run_start,
+                    &c.tin,
+                    &c.tout,
+                    &c.missing,
+                    &c.gaps,
+                    &c.repaired,
+                    &c.resets,
+                    &c.last_received,
+                    &c.online,
+                    &c.rhi,
+                    &c.rlo,
+                    &c.prev_run_start,
+                    &c.jumps,
+                    &c.jump_at,
+                    &c.jump_seq,
+                    &c.jumped_in,
+                    &c.jumped_out,
+                    &c.high_ts,
+                ],
+            )
+            .await?;
+        }
+        if !b.spaces.space.is_empty() {
+            let sc = &b.spaces;
+            let id = space_ids(&sc.space);
+            tx.execute(
+                &self.spaces,
+                &[
+                    &id,
+                    &sc.day,
+                    &sc.entries,
+                    &sc.exits,
+                    &sc.base,
+                    &sc.minute,
+                    &sc.min_in,
+                    &sc.min_out,
+                    &sc.drift,
+                    &sc.peak,
+                    &sc.peak_at,
+                    &sc.last_report,
+                    &sc.adjust,
+                    &sc.corrected,
+                ],
+            )
+            .await?;
+        }
+        if !b.moves.is_empty() {
+            let m = &b.moves;
+            let id: Vec<&str> = m.iter().map(|m| reg.device(m.device).id.as_str()).collect();
+            let seq: Vec<i64> = m.iter().map(|m| i64_of(m.seq)).collect();
+            let ts: Vec<DateTime<Utc>> = m.iter().map(|m| m.ts).collect();
+            let e: Vec<i32> = m.iter().map(|m| count_i32(m.entries)).collect();
+            let x: Vec<i32> = m.iter().map(|m| count_i32(m.exits)).collect();
+            tx.execute(&self.moves, &[&id, &seq, &ts, &e, &x]).await?;
+        }
+        if !b.revisions.is_empty() {
+            let r = &b.revisions;
+            let space: Vec<&str> = r.iter().map(|r| reg.space(r.space).id.as_str()).collect();
+            let day: Vec<NaiveDate> = r.iter().map(|r| r.day).collect();
+            let n: Vec<i64> = r.iter().map(|r| i64_of(r.reports)).collect();
+            let e: Vec<i64> = r.iter().map(|r| r.entries).collect();
+            let x: Vec<i64> = r.iter().map(|r| r.exits).collect();
+            tx.execute(&self.revisions, &[&space, &day, &n, &e, &x, &b.finished])
+                .await?;
+        }
+        if !b.recounts.is_empty() {
+            let r = &b.recounts;
+            let id: Vec<i64> = r.iter().map(|r| r.id).collect();
+            let at: Vec<DateTime<Utc>> = r.iter().map(|r| r.at).collect();
+            let before: Vec<i64> = r.iter().map(|r| i64_of(r.before)).collect();
+            let delta: Vec<i64> = r.iter().map(|r| r.delta).collect();
+            tx.execute(&self.recounts, &[&id, &at, &before, &delta])
+                .await?;
+        }
+        for (space, h, received) in &b.hazards {
+            let w = alerts::HazardWrite {
+                space: reg.space(*space).id.as_str(),
+                kind: &h.kind,
+                severity: &h.severity,
+                message: &h.message,
+                since: *received,
+                until: h.until.map(|u| u.with_timezone(&Utc)),
+                source: "mqtt",
+                active: h.active,
+            };
+            alerts::write_hazard(&tx, &w).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// One batch with statements prepared for it alone; the ingester keeps a [`BatchWriter`].
+pub async fn commit_batch(
+    client: &mut Client,
+    core: &Core,
+    batch: &Batch,
+) -> Result<(), StoreError> {
+    BatchWriter::prepare(client)
+        .await?
+        .commit(client, core, batch)
+        .await
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Appends `rows` as a complete PostgreSQL binary COPY stream (header, one tuple per row,
+/// trailer) in the column order of [`sql::COPY_REPORTS`]: device_id text, seq int8, ts and
+/// received_at timestamptz, space_id text, entries, exits, repaired_entries, repaired_exits int4,
+/// total_in, total_out int8 (nullable), period_s int4 (nullable).
+pub fn encode_reports(buf: &mut BytesMut, reg: &Registry, rows: &[RawRow]) {
+    fn text(buf: &mut BytesMut, s: &str) {
+        buf.put_i32(s.len() as i32);
+        buf.put_slice(s.as_bytes());
+    }
+    fn int8(buf: &mut BytesMut, v: i64) {
+        buf.put_i32(8);
+        buf.put_i64(v);
+    }
+    fn int4(buf: &mut BytesMut, v: i32) {
+        buf.put_i32(4);
+        buf.put_i32(v);
+    }
+    fn time(buf: &mut BytesMut, t: DateTime<Utc>) {
+        int8(buf, t.timestamp_micros() - PG_EPOCH_MICROS);
+    }
+    let count = count_i32;
+    buf.reserve(19 + rows.len() * 136 + 2);
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0); // flags
+    buf.put_i32(0); // header extension length
+    for r in rows {
+        let dev = reg.device(r.device);
+        buf.put_i16(14);
+        text(buf, dev.id.as_str());
+        int8(buf, i64_of(r.seq));
+        time(buf, r.ts);
+        time(buf, r.received);
+        text(buf, reg.space(dev.space).id.as_str());
+        int4(buf, count(r.entries));
+        int4(buf, count(r.exits));
+        int4(buf, count(r.repaired_entries));
+        int4(buf, count(r.repaired_exits));
+        for total in [r.total_entries, r.total_exits] {
+            match total {
+                Some(v) => int8(buf, i64_of(v)),
+                None => buf.put_i32(-1),
+            }
+        }
+        match r.period_s {
+            Some(p) => int4(buf, i32::try_from(p).unwrap_or(i32::MAX)),
+            None => buf.put_i32(-1),
+        }
+        match r.gap_from {
+            Some(g) => int8(buf, i64_of(g)),
+            None => buf.put_i32(-1),
+        }
+        match r.repair_from {
+            Some(t) => time(buf, t),
+            None => buf.put_i32(-1),
+        }
+    }
+    buf.put_i16(-1);
+}
+
+fn count_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+#[derive(Default)]
+struct BucketCols {
+    space: Vec<SpaceIdx>,
+    start: Vec<DateTime<Utc>>,
+    entries: Vec<i64>,
+    exits: Vec<i64>,
+    occupancy: Vec<Option<i64>>,
+    correction: Vec<i64>,
+}
+
+#[derive(Default)]
+struct DeviceCols {
+    device: Vec<DeviceIdx>,
+    high: Vec<i64>,
+    hi: Vec<i64>,
+    lo: Vec<i64>,
+    last_ts: Vec<Option<DateTime<Utc>>>,
+    run_start: Vec<Option<DateTime<Utc>>>,
+    tin: Vec<Option<i64>>,
+    tout: Vec<Option<i64>>,
+    missing: Vec<i64>,
+    gaps: Vec<i64>,
+    repaired: Vec<i64>,
+    resets: Vec<i64>,
+    last_received: Vec<Option<DateTime<Utc>>>,
+    online: Vec<Option<bool>>,
+    rhi: Vec<i64>,
+    rlo: Vec<i64>,
+    prev_run_start: Vec<Option<DateTime<Utc>>>,
+    jumps: Vec<i64>,
+    jump_at: Vec<Option<DateTime<Utc>>>,
+    jump_seq: Vec<Option<i64>>,
+    jumped_in: Vec<i64>,
+    jumped_out: Vec<i64>,
+    high_ts: Vec<Option<DateTime<Utc>>>,
+}
+
+impl DeviceCols {
+    fn push(&mut self, d: DeviceIdx, st: &SeqState, seen: &crate::core::DeviceSeen) {
+        self.device.push(d);
+        self.high.push(i64_of(st.high));
+        // The window's bits are stored as two bigints, bit patterns preserved.
+        self.hi.push((st.window >> 64) as u64 as i64);
+        self.lo.push(st.window as u64 as i64);
+        self.last_ts.push(st.last_ts);
+        self.run_start.push(st.run_start);
+        self.tin.push(st.totals.map(|t| i64_of(t.0)));
+        self.tout.push(st.totals.map(|t| i64_of(t.1)));
+        self.missing.push(i64_of(st.missing));
+        self.gaps.push(i64_of(st.gaps_total));
+        self.repaired.push(i64_of(st.repaired_total));
+        self.resets.push(i64_of(st.resets_total));
+        self.last_received.push(seen.last_received);
+        self.online.push(seen.online);
+        self.rhi.push((st.repaired >> 64) as u64 as i64);
+        self.rlo.push(st.repaired as u64 as i64);
+        self.prev_run_start.push(st.prev_run_start);
+        self.jumps.push(i64_of(st.jumps_total));
+        self.jump_at.push(st.last_jump.map(|j| j.0));
+        self.jump_seq.push(st.last_jump.map(|j| i64_of(j.1)));
+        self.jumped_in.push(i64::from(st.jumped.0));
+        self.jumped_out.push(i64::from(st.jumped.1));
+        self.high_ts.push(st.high_ts);
+    }
+}
+
+#[derive(Default)]
+struct SpaceCols {
+    space: Vec<SpaceIdx>,
+    day: Vec<NaiveDate>,
+    entries: Vec<i64>,
+    exits: Vec<i64>,
+    base: Vec<i64>,
+    minute: Vec<i64>,
+    min_in: Vec<i64>,
+    min_out: Vec<i64>,
+    drift: Vec<i64>,
+    peak: Vec<i64>,
+    peak_at: Vec<Option<DateTime<Utc>>>,
+    last_report: Vec<Option<DateTime<Utc>>>,
+    adjust: Vec<i64>,
+    corrected: Vec<i64>,
+}
+
+impl SpaceCols {
+    fn push(&mut self, s: SpaceIdx, day: NaiveDate, c: &SpaceCounts) {
+        self.space.push(s);
+        self.day.push(day);
+        self.entries.push(i64_of(c.entries));
+        self.exits.push(i64_of(c.exits));
+        self.base.push(i64_of(c.base));
+        self.minute.push(c.minute);
+        self.min_in.push(i64_of(c.min_in));
+        self.min_out.push(i64_of(c.min_out));
+        self.drift.push(i64_of(c.closed_drift));
+        self.peak.push(i64_of(c.peak));
+        self.peak_at.push(c.peak_at);
+        self.last_report.push(c.last_report);
+        self.adjust.push(c.adjust);
+        self.corrected.push(c.corrected);
+    }
+}
+
+/// Asks the raw table about the reports the window could not settle (one round trip for the
+/// batch); the answers line up with `pending`.
+pub async fn lookup(
+    client: &Client,
+    registry: &Registry,
+    pending: &[Pending],
+) -> Result<Vec<Found>, StoreError> {
+    let mut found = vec![Found::default(); pending.len()];
+    if pending.is_empty() {
+        return Ok(found);
+    }
+    let d: Vec<&str> = pending
+        .iter()
+        .map(|p| registry.device(p.device).id.as_str())
+        .collect();
+    let s: Vec<i64> = pending.iter().map(|p| i64_of(p.report.seq)).collect();
+    let lo: Vec<Option<DateTime<Utc>>> = pending.iter().map(|p| p.lookup.run.from).collect();
+    let hi: Vec<Option<DateTime<Utc>>> = pending.iter().map(|p| p.lookup.run.until).collect();
+    let i: Vec<i32> = (0..pending.len() as i32).collect();
+    let e: Vec<Option<DateTime<Utc>>> = pending.iter().map(|p| p.lookup.exact).collect();
+    for row in client
+        .query(sql::LOOKUP_REPORTS, &[&d, &s, &lo, &hi, &i, &e])
+        .await?
+    {
+        let Some(f) = usize::try_from(row.get::<_, i32>(0))
+            .ok()
+            .and_then(|i| found.get_mut(i))
+        else {
+            continue;
+        };
+        f.present = row.get(1);
+        let seq: Option<i64> = row.get(2);
+        f.owner = seq.map(|seq| RepairOwner {
+            seq: u64_of(seq),
+            ts: row.get(3),
+            entries: u32::try_from(row.get::<_, i32>(4)).unwrap_or(0),
+            exits: u32::try_from(row.get::<_, i32>(5)).unwrap_or(0),
+        });
+    }
+    Ok(found)
+}
+
+/// A head count waiting for the ingester (`recounts` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRecount {
+    pub id: i64,
+    pub space: SpaceIdx,
+    pub inside: u64,
+}
+
+/// The head counts waiting for spaces this ingester counts (those `registry` answers for).
+pub async fn pending_recounts(
+    client: &Client,
+    registry: &Registry,
+) -> Result<Vec<PendingRecount>, StoreError> {
+    let spaces: Vec<&str> = registry
+        .spaces
+        .iter()
+        .filter(|s| registry.space_idx(s.id.as_str()).is_some())
+        .map(|s| s.id.as_str())
+        .collect();
+    Ok(client
+        .query(sql::PENDING_RECOUNTS, &[&spaces])
+        .await?
+        .iter()
+        .filter_map(|row| {
+            Some(PendingRecount {
+                id: row.get(0),
+                space: registry.space_idx(row.get::<_, &str>(1))?,
+                inside: u64_of(row.get(2)),
+            })
+        })
+        .collect())
+}
