@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{NaiveTime, TimeDelta, TimeZone, Utc};
@@ -12,14 +11,11 @@ use common::*;
 use visitorflow::registry::Registry;
 use visitorflow::sim::{self, ReplayOptions};
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("VISITORFLOW_DATA_DIR")
-        .map_or_else(|| PathBuf::from("../shared/data"), PathBuf::from)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calit2_replay_stores_the_dataset_totals_and_never_a_negative_crowd() {
-    let file = data_dir().join("calit2/calit2_inout_merged.csv");
+    let Some(file) = data::dataset("calit2/calit2_inout_merged.csv") else {
+        return;
+    };
     let text = std::fs::read_to_string(&file)
         .unwrap_or_else(|e| panic!("{}: {e} (set VISITORFLOW_DATA_DIR)", file.display()));
     let slots = sim::parse_calit2(&text).unwrap();

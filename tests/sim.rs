@@ -2,9 +2,11 @@
 //! temporary directory: a rumqttc subscriber must receive exactly what `replay` and `simulate`
 //! say they published.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,17 +23,6 @@ const COUNTY: &str = include_str!("data/sim-county.toml");
 
 fn registry() -> Registry {
     Registry::build(&Config::from_toml(COUNTY).unwrap()).unwrap()
-}
-
-fn data_path(rel: &str) -> PathBuf {
-    let dir = std::env::var("VISITORFLOW_DATA_DIR").unwrap_or_else(|_| "/work/shared/data".into());
-    let p = Path::new(&dir).join(rel);
-    assert!(
-        p.exists(),
-        "dataset {} missing; set VISITORFLOW_DATA_DIR",
-        p.display()
-    );
-    p
 }
 
 /// A private Mosquitto; killed (by its own pid) when dropped.
@@ -179,11 +170,14 @@ fn native_reports(payload: &[u8]) -> Vec<NativeReport> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calit2_replay_arrives_exactly() {
+    let Some(data) = common::data::dataset("calit2/calit2_inout_merged.csv") else {
+        return;
+    };
     let broker = Broker::start();
     let (rx, sub) = subscribe(&broker).await;
     let reg = registry();
     let start = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap() - TimeDelta::weeks(15);
-    let mut opts = ReplayOptions::new(data_path("calit2/calit2_inout_merged.csv"));
+    let mut opts = ReplayOptions::new(data);
     opts.device = Some("hub-g1".into());
     opts.rebase = Some(start);
     let stats = sim::replay(opts, &reg, &broker.mqtt()).await.unwrap();
@@ -223,10 +217,13 @@ async fn calit2_replay_arrives_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dublin_replay_in_batches_arrives_exactly() {
+    let Some(data) = common::data::dataset("dublin/dublin_footfall_2023_hourly.csv") else {
+        return;
+    };
     let broker = Broker::start();
     let (rx, sub) = subscribe(&broker).await;
     let reg = registry();
-    let mut opts = ReplayOptions::new(data_path("dublin/dublin_footfall_2023_hourly.csv"));
+    let mut opts = ReplayOptions::new(data);
     opts.devices = vec!["canyon-g1".into(), "cave-cam".into()];
     opts.batch = 48;
     let stats = sim::replay(opts, &reg, &broker.mqtt()).await.unwrap();
@@ -393,6 +390,9 @@ async fn paced_simulation_stops_on_shutdown() {
 
 #[tokio::test]
 async fn unreachable_broker_is_an_error() {
+    let Some(data) = common::data::dataset("calit2/calit2_inout_merged.csv") else {
+        return;
+    };
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -402,7 +402,7 @@ async fn unreachable_broker_is_an_error() {
         port,
         ..MqttConfig::default()
     };
-    let opts = ReplayOptions::new(data_path("calit2/calit2_inout_merged.csv"));
+    let opts = ReplayOptions::new(data);
     let err = sim::replay(opts, &registry(), &mqtt).await.unwrap_err();
     assert!(matches!(err, SimError::Connection { .. }), "{err}");
     let err = sim::replay(ReplayOptions::new("/nonexistent.csv"), &registry(), &mqtt)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod check;
+pub mod data;
 pub mod proxy;
 
 use std::collections::HashSet;
