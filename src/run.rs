@@ -42,10 +42,11 @@ pub enum RunError {
     Partition(#[from] PartitionError),
     #[error("database.url is empty: set it in the config or VISITORFLOW__DATABASE__URL")]
     NoDatabase,
-    #[error("cannot listen on {addr}: {source}")]
+    // The cause is in the message, not also a `source`: `{:#}` would print it twice.
+    #[error("cannot listen on {addr}: {error}")]
     Listen {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("metrics recorder: {0}")]
     Metrics(String),
@@ -194,13 +195,13 @@ impl Service {
 
         let listener = tokio::net::TcpListener::bind(cfg.http.listen)
             .await
-            .map_err(|source| RunError::Listen {
+            .map_err(|error| RunError::Listen {
                 addr: cfg.http.listen,
-                source,
+                error,
             })?;
-        let http_addr = listener.local_addr().map_err(|source| RunError::Listen {
+        let http_addr = listener.local_addr().map_err(|error| RunError::Listen {
             addr: cfg.http.listen,
-            source,
+            error,
         })?;
         let feed = Arc::new(Feed::new(
             Arc::clone(&registry),
