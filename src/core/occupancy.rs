@@ -265,5 +265,40 @@ mod tests {
                 prop_assert!(s.peak_now().0 >= s.occupancy());
             }
         }
+
+        /// Counts given back (a repair's originals arrived), head counts and corrections from a
+        /// zone keep the books: occupancy = entries − exits + drift + corrections.
+        #[test]
+        fn books_balance_with_give_backs_and_head_counts(
+            ops in proptest::collection::vec((0u8..4, 0u32..50, 0u32..50, 0i64..3), 0..200),
+        ) {
+            let mut s = SpaceCounts::default();
+            let mut min = 0;
+            for (op, a, b, step) in ops {
+                min += step;
+                let m = unix_minute(at(min, 0));
+                match op {
+                    0 | 1 => {
+                        s.apply(day(), m, at(min, 0), a, b);
+                    }
+                    // Give back at most what was counted (as a repair never holds more).
+                    2 => {
+                        let (e, x) = (a.min(s.entries as u32), b.min(s.exits as u32));
+                        s.retract(day(), e, x);
+                    }
+                    _ if a % 2 == 0 => {
+                        s.recount(day(), m, u64::from(b));
+                        prop_assert_eq!(s.occupancy(), u64::from(b));
+                    }
+                    _ => s.correct(day(), m, i64::from(b) - 25),
+                }
+                prop_assert_eq!(
+                    i128::from(s.occupancy()),
+                    i128::from(s.entries) - i128::from(s.exits)
+                        + i128::from(s.drift())
+                        + i128::from(s.corrected)
+                );
+            }
+        }
     }
 }
