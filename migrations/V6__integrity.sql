@@ -73,7 +73,7 @@ DECLARE
     is_cagg boolean;
 BEGIN
     IF caggs THEN
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = ''space_series_1h'')'
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_schema = current_schema() AND view_name = ''space_series_1h'')'
             INTO is_cagg;
     ELSE
         is_cagg := false;
@@ -91,7 +91,7 @@ BEGIN
         GROUP BY 1, 2;
     END IF;
     IF caggs THEN
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = ''space_series_1d'')'
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_schema = current_schema() AND view_name = ''space_series_1d'')'
             INTO is_cagg;
     ELSE
         is_cagg := false;

@@ -301,7 +301,10 @@ impl Core {
         received: DateTime<Utc>,
         batch: &mut Batch,
     ) -> Verdict {
-        let prev_ts = self.seq[device.get()].high_ts;
+        // Before V6 the report at `high` had no timestamp of its own: the newest seen stands in.
+        let prev_ts = self.seq[device.get()]
+            .high_ts
+            .or(self.seq[device.get()].last_ts);
         let verdict = self.seq[device.get()].observe(r, &self.jump_bound);
         self.seen[device.get()].last_received = Some(received);
         batch.touch_device(device);

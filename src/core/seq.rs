@@ -285,7 +285,10 @@ impl SeqState {
         // restored from an old checkpoint), from whatever value. A report without a timestamp of
         // its own is stamped on receipt, so its time says nothing: it never restarts a run.
         let newer = r.ts_from_device && self.last_ts.is_none_or(|t| r.ts > t);
-        if newer && off > 0 {
+        // Stamped on receipt, only a seq back at its very start, far below the window, says
+        // reboot (a LoRaWAN rejoin resets its frame counter to 0).
+        let rebooted = !r.ts_from_device && r.seq <= 1 && off >= WINDOW;
+        if (newer && off > 0) || rebooted {
             self.resets_total += 1;
             self.prev_run_start = self.run_start;
             self.start_run(r);
@@ -350,11 +353,13 @@ impl SeqState {
             }
             None => Settled::Late,
         };
-        // A late report closes a gap that was left missing.
-        if matches!(
-            lookup.kind,
-            LookupKind::BelowWindow | LookupKind::EarlierRun | LookupKind::LateInWindow
-        ) {
+        // A late report closes a gap that was left missing (a repaired one was never missing).
+        if found.owner.is_none()
+            && matches!(
+                lookup.kind,
+                LookupKind::BelowWindow | LookupKind::EarlierRun | LookupKind::LateInWindow
+            )
+        {
             self.missing = self.missing.saturating_sub(1);
         }
         // Within the window the report is now its own: a copy of it is a plain duplicate.

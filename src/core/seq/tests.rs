@@ -307,3 +307,20 @@ fn a_long_outage_is_plausible_at_the_device_rate() {
         })
     ));
 }
+
+#[test]
+fn a_counter_without_timestamps_that_rejoins_at_zero_starts_a_new_run() {
+    let mut s = SeqState::default();
+    let stamped = |seq: u64| {
+        let mut r = rep(seq, seq as i64, 1, 0);
+        r.ts_from_device = false;
+        r
+    };
+    for i in 1..=5000 {
+        observe(&mut s, &stamped(i));
+    }
+    assert_eq!(observe(&mut s, &stamped(0)), Verdict::Restarted);
+    assert_eq!(observe(&mut s, &stamped(1)), new(0));
+    assert_eq!(observe(&mut s, &stamped(2)), new(0));
+    assert_eq!(s.high, 2);
+}
