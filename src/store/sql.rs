@@ -54,14 +54,16 @@ pub const LOAD_SPACE_STATE: &str = "SELECT space_id, day, entries, exits, base, 
 /// repair stands for what the device counted between its previous report and this one), by seq
 /// for those stamped on receipt — with what is left of that repair. `reports_repairs` keeps the second part to the (few) rows that repaired a gap.
 pub const LOOKUP_REPORTS: &str = "SELECT q.i, \
-         EXISTS (SELECT 1 FROM reports r WHERE r.device_id = q.d AND r.seq = q.s AND CASE \
+         EXISTS (SELECT 1 FROM reports r WHERE r.device_id = q.d AND r.seq = q.s \
+             AND r.ts >= COALESCE(q.e, q.lo, '-infinity') AND r.ts <= COALESCE(q.e, 'infinity') AND CASE \
              WHEN q.e IS NOT NULL THEN r.ts = q.e \
              ELSE r.ts >= COALESCE(q.lo, '-infinity') AND r.ts < COALESCE(q.hi, 'infinity') END), \
          o.seq, o.ts, o.repaired_entries, o.repaired_exits \
      FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::timestamptz[], $5::int4[], $6::timestamptz[]) \
          AS q(d, s, lo, hi, i, e) \
      LEFT JOIN LATERAL (SELECT r.seq, r.ts, r.repaired_entries, r.repaired_exits FROM reports r \
-         WHERE r.device_id = q.d AND r.gap_from IS NOT NULL AND CASE WHEN q.e IS NOT NULL \
+         WHERE r.device_id = q.d AND r.gap_from IS NOT NULL \
+             AND r.ts >= COALESCE(q.e, q.lo, '-infinity') AND CASE WHEN q.e IS NOT NULL \
              THEN r.repair_from < q.e AND r.ts > q.e \
              ELSE r.seq > q.s AND r.gap_from <= q.s \
                  AND r.ts >= COALESCE(q.lo, '-infinity') AND r.ts < COALESCE(q.hi, 'infinity') END \
