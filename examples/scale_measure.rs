@@ -155,7 +155,7 @@ fn limits() -> Limits {
 fn apply(sizes: &[usize], n: usize, runs: usize) {
     if sizes.len() == 1 && runs == 0 {
         // One pass and nothing else: what callgrind counts.
-        let reg = Arc::new(Registry::build(&county(sizes[0], DEVICES)).expect("registry"));
+        let reg = Arc::new(county(sizes[0], DEVICES).registry().expect("registry"));
         let msgs = stream(&reg, n, Utc::now() - TimeDelta::hours(1));
         let decode_only = std::env::var_os("DECODE_ONLY").is_some();
         println!(
@@ -173,7 +173,7 @@ fn apply(sizes: &[usize], n: usize, runs: usize) {
     );
     let mut base = None;
     for &spaces in sizes {
-        let reg = Arc::new(Registry::build(&county(spaces, DEVICES)).expect("registry"));
+        let reg = Arc::new(county(spaces, DEVICES).registry().expect("registry"));
         let msgs = stream(&reg, n, start);
         let best = |decode_only| {
             (0..runs)
@@ -202,7 +202,7 @@ fn storage(n: usize) -> anyhow::Result<()> {
         visitorflow::store::migrate(&url, "Asia/Shanghai", false, 30).await?;
         let mut db = visitorflow::store::connect(&url).await?;
         // The province-sized registry: 10,000 spaces, 100,000 devices.
-        let reg = Arc::new(Registry::build(&county(10_000, DEVICES)).expect("registry"));
+        let reg = Arc::new(county(10_000, DEVICES).registry().expect("registry"));
         let start = Utc::now() - TimeDelta::hours(2);
         let msgs = stream(&reg, n, start);
         let limits = Limits::from(&visitorflow::config::IngestConfig {
@@ -296,7 +296,7 @@ async fn compression(pg: &visitorflow::supervise::PgCluster) -> anyhow::Result<(
         "TimescaleDB did not load"
     );
     let mut db = visitorflow::store::connect(&url).await?;
-    let reg = Arc::new(Registry::build(&county(1_000, 1_000)).expect("registry"));
+    let reg = Arc::new(county(1_000, 1_000).registry().expect("registry"));
     let start = Utc::now() - TimeDelta::days(2);
     let (per_device, limits) = (100usize, limits());
     let mut core = Core::new(Arc::clone(&reg));

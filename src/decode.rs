@@ -6,8 +6,7 @@ use chrono::{DateTime, FixedOffset, SubsecRound, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::{Direction, IngestConfig, PayloadFormat};
-use crate::registry::Device;
+use crate::registry::{Device, Direction, PayloadFormat};
 
 /// Why an input was refused. The `as_str` names are the `reason` label of
 /// `visitorflow_reports_rejected_total`, so the set is closed.
@@ -135,7 +134,7 @@ pub struct CountReport {
     pub ts_from_device: bool,
 }
 
-/// Limits a payload is checked against; from [`IngestConfig`].
+/// Limits a payload is checked against (the ingester builds them from its `[ingest]` section).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_future: TimeDelta,
@@ -143,18 +142,6 @@ pub struct Limits {
     pub max_count: u32,
     pub max_payload: usize,
     pub max_array: usize,
-}
-
-impl From<&IngestConfig> for Limits {
-    fn from(c: &IngestConfig) -> Self {
-        Self {
-            max_future: TimeDelta::seconds(c.max_future_skew_s),
-            max_age: TimeDelta::days(c.max_age_days),
-            max_count: c.max_count_per_report,
-            max_payload: c.max_payload_bytes,
-            max_array: 10_000,
-        }
-    }
 }
 
 /// Largest cumulative total accepted: far above any counter's life, far below where `bigint` and
@@ -523,7 +510,7 @@ mod tests {
     "#;
 
     fn reg() -> Registry {
-        Registry::build(&Config::from_toml(REG).unwrap()).unwrap()
+        Config::from_toml(REG).unwrap().registry().unwrap()
     }
 
     fn now() -> DateTime<Utc> {

@@ -1,31 +1,62 @@
 //! visitorflow: live visitor-flow monitoring for a county's scenic areas.
 //!
-//! The modules follow the data: `source` (MQTT) → `decode` → `core` (de-duplication, occupancy,
-//! buckets; pure) → `store` (PostgreSQL) → `api` (HTTP). `alerting` runs the capacity rules and
-//! `dispatch` advises the distribution centres; `report` builds the daily county report and pushes
-//! it upstream. `run` wires them; `partition` shares the
-//! ingest among several instances; `supervise` starts local PostgreSQL and Mosquitto for the demo
-//! and the tests; `sim` publishes simulated or replayed traffic.
+//! Modules are declared bottom-up in the order the data flows; each may import only the ones
+//! above it in this list (docs/architecture.md draws the layers).
+//!
+//! Foundations
+//! - `ids`: typed identifiers and dense indices.
+//! - `telemetry`: metric names, logging set-up and typed internal events.
+//!
+//! The county and the pure cores (no I/O)
+//! - `registry`: the validated space tree and devices, and their `[[spaces]]`/`[[devices]]` sections.
+//! - `decode`: device payloads (native JSON, Milesight) to count reports, within limits.
+//! - `core`: de-duplication and repair per device, occupancy per space, minute buckets, snapshots.
+//! - `rules`: capacity levels, dwell and hysteresis, forecasts, data-quality alerts.
+//! - `dispatch`: distribution centres' shuttle and diversion advice.
+//!
+//! State and storage
+//! - `store`: PostgreSQL/TimescaleDB: schema, every SQL statement, batch writes, reads.
+//! - `live`: the latest committed figures the API and the rules read, and the live feed's marks.
+//!
+//! Workers (thin async shells over the cores)
+//! - `source`: the MQTT session the ingester reads from.
+//! - `partition`: which instance ingests which scenic areas; leader election for alerting.
+//! - `ingest`: batches from the source through `decode` and `core` into `store` and `live`.
+//! - `webhook`: alert formats, signatures and HTTP delivery attempts.
+//! - `alerting`: runs `rules` and `dispatch` on `live`, records transitions, fills the outbox.
+//! - `report`: the daily county report, its schedule and its push upstream.
+//! - `api`: the HTTP API, the live feed, the control room and the public board.
+//!
+//! Assembly and tools
+//! - `config`: the aggregate configuration file and its environment overrides.
+//! - `run`: builds and starts every component from a `Config`, and stops them.
+//! - `supervise`: private PostgreSQL and Mosquitto processes for the demo and the tests.
+//! - `sim`: simulated and replayed device traffic.
+//! - `demo`: `visitorflow demo`: everything above on one machine.
 #![forbid(unsafe_code)]
 
-pub mod alerting;
-pub mod api;
-pub mod config;
-pub mod core;
-pub mod decode;
-pub mod demo;
-pub mod dispatch;
 pub mod ids;
-pub mod ingest;
-pub mod live;
-pub mod partition;
-pub mod registry;
-pub mod report;
-pub mod rules;
-pub mod run;
-pub mod sim;
-pub mod source;
-pub mod store;
-pub mod supervise;
 pub mod telemetry;
+
+pub mod registry;
+pub mod decode;
+pub mod core;
+pub mod rules;
+pub mod dispatch;
+
+pub mod store;
+pub mod live;
+
+pub mod source;
+pub mod partition;
+pub mod ingest;
 pub mod webhook;
+pub mod alerting;
+pub mod report;
+pub mod api;
+
+pub mod config;
+pub mod run;
+pub mod supervise;
+pub mod sim;
+pub mod demo;

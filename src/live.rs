@@ -11,46 +11,31 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::core::Core;
+pub use crate::core::snapshot::{DeviceNow, SpaceNow};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 use crate::rules::Status;
 use crate::store::dispatch::AdviceRow;
 use crate::telemetry;
 
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct SpaceNow {
-    pub day: Option<NaiveDate>,
-    pub occupancy: u64,
-    pub entries_today: u64,
-    pub exits_today: u64,
-    /// Exits today that had no matching entry (counter drift); > 0 deserves a look.
-    pub drift_today: u64,
-    pub peak_today: u64,
-    pub peak_at: Option<DateTime<Utc>>,
-    pub last_report: Option<DateTime<Utc>>,
-    /// Head-count corrections today (occupancy = entries − exits + drift + corrections).
-    pub corrected_today: i64,
-}
+/// Wakes the alerting loop after an ingest commit or an operator's change (cap, hazard).
+/// Wakes coalesce: one pending wake covers any number of changes.
+#[derive(Default)]
+pub struct Wake(Notify);
 
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct DeviceNow {
-    pub last_seq: Option<u64>,
-    pub last_report: Option<DateTime<Utc>>,
-    pub last_received: Option<DateTime<Utc>>,
-    pub online: Option<bool>,
-    /// Reports known missing and not repaired: a data-quality problem.
-    pub missing_reports: u64,
-    pub gap_reports_total: u64,
-    pub repaired_reports_total: u64,
-    pub seq_restarts_total: u64,
-    /// Implausible forward jumps of seq, and the last one (timestamp, seq).
-    pub seq_jumps_total: u64,
-    pub last_seq_jump: Option<(DateTime<Utc>, u64)>,
+impl Wake {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    pub async fn notified(&self) {
+        self.0.notified().await
+    }
 }
 
 pub struct Live {

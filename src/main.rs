@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use visitorflow::api::auth::generate;
 use visitorflow::config::{Config, Role};
 use visitorflow::demo::{Demo, DemoOptions};
-use visitorflow::registry::Registry;
 use visitorflow::run::Service;
 use visitorflow::sim::{self, ReplayOptions, SimulateOptions};
 use visitorflow::telemetry;
@@ -241,7 +240,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             intensity,
         } => {
             let cfg = Config::load(config.as_deref()).context("loading config")?;
-            let registry = Registry::build(&cfg)?;
+            let registry = cfg.registry()?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 wait_for_signal().await;
@@ -273,7 +272,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             batch,
         } => {
             let cfg = Config::load(config.as_deref()).context("loading config")?;
-            let registry = Registry::build(&cfg)?;
+            let registry = cfg.registry()?;
             let mut opts = ReplayOptions::new(&file);
             opts.device = device;
             opts.devices = devices;
@@ -338,7 +337,7 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match Registry::build(&cfg) {
+    match cfg.registry() {
         Ok(r) => {
             let mut problems: Vec<String> = Vec::new();
             if let Err(e) = visitorflow::api::Tokens::build(&cfg.tokens, &r) {

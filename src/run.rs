@@ -8,11 +8,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::alerting::{Alerter, Wake, outbox};
+use crate::alerting::{Alerter, outbox};
 use crate::api::{self, AppState, Feed, RateLimiter, Tokens};
 use crate::config::Config;
 use crate::ingest::Ingester;
 use crate::live::Live;
+use crate::live::Wake;
 use crate::partition::{self, PartitionError, PartitionMap};
 use crate::registry::{Registry, RegistryError};
 use crate::report::push::{PushHandle, Pusher};
@@ -66,7 +67,7 @@ pub struct Service {
 
 impl Service {
     pub async fn start(cfg: Config) -> Result<Service, RunError> {
-        let registry = Arc::new(Registry::build(&cfg)?);
+        let registry = Arc::new(cfg.registry()?);
         // Refuse a bad rules, dispatch or tokens section before touching anything.
         Engine::for_registry(cfg.rules.clone(), &registry)?;
         crate::dispatch::DispatchModel::build(&cfg.dispatch, &registry)?;
@@ -127,12 +128,13 @@ impl Service {
         }
         let wake = Arc::new(Wake::default());
         let mut alerter = Alerter::new(
-            Arc::clone(&cfg),
+            Arc::new(cfg.alerter()),
             Arc::clone(&registry),
             Arc::clone(&live),
             Arc::clone(&wake),
             outbox,
         );
+        let ingest_cfg = Arc::new(cfg.ingester());
         match (partitions, &cfg.partition) {
             (Some(map), Some(pcfg)) => {
                 alerter = alerter.with_leader(partition::Leader {
@@ -143,7 +145,7 @@ impl Service {
                 for scope in shared.scopes(pcfg, &cfg.mqtt) {
                     let span = tracing::info_span!("partition", n = scope.partition);
                     let ingester = Ingester::new(
-                        Arc::clone(&cfg),
+                        Arc::clone(&ingest_cfg),
                         Arc::clone(&scope.registry),
                         Arc::clone(&live),
                         Arc::clone(&wake),
@@ -163,7 +165,7 @@ impl Service {
             }
             _ => {
                 let ingester = Ingester::new(
-                    Arc::clone(&cfg),
+                    Arc::clone(&ingest_cfg),
                     Arc::clone(&registry),
                     Arc::clone(&live),
                     Arc::clone(&wake),

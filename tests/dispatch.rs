@@ -3,11 +3,10 @@
 
 use visitorflow::config::Config;
 use visitorflow::dispatch::{DispatchModel, Inputs, advise};
-use visitorflow::registry::Registry;
 
 fn example() -> DispatchModel {
     let cfg = Config::load(None).expect("embedded default loads");
-    let registry = Registry::build(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let registry = cfg.registry().unwrap_or_else(|e| panic!("{e}"));
     DispatchModel::build(&cfg.dispatch, &registry).unwrap_or_else(|e| panic!("{e}"))
 }
 

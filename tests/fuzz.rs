@@ -60,7 +60,7 @@ struct Target {
 impl Target {
     fn new() -> Target {
         Target {
-            registry: Registry::build(&Config::from_toml(DEVICES).unwrap()).unwrap(),
+            registry: Config::from_toml(DEVICES).unwrap().registry().unwrap(),
             limits: Limits::from(&IngestConfig::default()),
             received: Utc::now().trunc_subsecs(6),
             accepted: AtomicU64::new(0),
@@ -407,7 +407,7 @@ fn load(text: &str) -> Result<(), TestCaseError> {
     let Ok(cfg) = Config::from_toml(text) else {
         return Ok(());
     };
-    if let Ok(reg) = Registry::build(&cfg) {
+    if let Ok(reg) = cfg.registry() {
         for d in &reg.devices {
             prop_assert_eq!(d.targets.first(), Some(&d.space));
             prop_assert_eq!(reg.device_idx(d.id.as_str()), Some(d.idx));

@@ -13,7 +13,6 @@ use std::process::Command;
 use ops_support::*;
 use serde_yaml_ng::Value;
 use visitorflow::config::Config;
-use visitorflow::registry::Registry;
 
 const COMPOSE: &str = "docker-compose.yml";
 
@@ -483,7 +482,8 @@ fn service_environment_maps_to_real_config_keys() {
     // Loaded exactly as `visitorflow run` loads it; unknown keys are errors (deny_unknown_fields).
     let cfg = Config::load_with_vars(&repo().join(&src), vars.clone())
         .unwrap_or_else(|e| panic!("config with the compose environment: {e}"));
-    Registry::build(&cfg).unwrap_or_else(|e| panic!("registry in {src}: {e}"));
+    cfg.registry()
+        .unwrap_or_else(|e| panic!("registry in {src}: {e}"));
     // And each variable arrived where its name says.
     let json = serde_json::to_value(&cfg).unwrap();
     for (k, v) in &vars {
@@ -810,7 +810,7 @@ fn container_config_carries_the_county_registry() {
     );
     assert_eq!(j(&deploy.county), j(&county.county));
     assert_eq!(j(&deploy.ingest), j(&county.ingest));
-    Registry::build(&deploy).expect("deploy registry is valid");
+    deploy.registry().expect("deploy registry is valid");
     assert_eq!(deploy.mqtt.host, "mosquitto");
     assert!(deploy.http.listen.ip().is_unspecified());
     assert!(

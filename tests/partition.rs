@@ -473,7 +473,6 @@ async fn a_map_that_moves_areas_waits_for_every_old_session_to_stop() {
     use std::sync::Arc;
     use visitorflow::live::Live;
     use visitorflow::partition::{PartitionError, PartitionMap, Shared};
-    use visitorflow::registry::Registry;
 
     let stack = Stack::start();
     let url = stack.pg.url("vf");
@@ -486,7 +485,7 @@ async fn a_map_that_moves_areas_waits_for_every_old_session_to_stop() {
         let mut cfg = Config::load(Some(&path)).unwrap();
         let mut p = cfg.partition.take().unwrap();
         p.assign.insert("canyon".into(), canyon_in);
-        let reg = Arc::new(Registry::build(&cfg).unwrap());
+        let reg = Arc::new(cfg.registry().unwrap());
         let map = PartitionMap::build(&reg, &p).unwrap();
         let live = Arc::new(Live::new(reg.spaces.len(), reg.devices.len()));
         let shared = Shared::new(reg, live, map, &p);

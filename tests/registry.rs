@@ -7,7 +7,8 @@ use visitorflow::registry::{Problem, Registry, Unit};
 fn shipped() -> Registry {
     let cfg =
         Config::from_toml(visitorflow::config::EMBEDDED_DEFAULT).expect("shipped TOML parses");
-    Registry::build(&cfg).unwrap_or_else(|e| panic!("shipped registry is invalid: {e}"))
+    cfg.registry()
+        .unwrap_or_else(|e| panic!("shipped registry is invalid: {e}"))
 }
 
 /// A small valid county; tests append to it.
@@ -34,7 +35,7 @@ opens_at = "08:00"
 
 fn problems(toml: &str) -> Vec<Problem> {
     let cfg = Config::from_toml(toml).expect("test TOML parses");
-    match Registry::build(&cfg) {
+    match cfg.registry() {
         Ok(_) => panic!("expected problems, the registry built"),
         Err(e) => e.0,
     }
@@ -42,7 +43,7 @@ fn problems(toml: &str) -> Vec<Problem> {
 
 fn build(toml: &str) -> Registry {
     let cfg = Config::from_toml(toml).expect("test TOML parses");
-    Registry::build(&cfg).unwrap_or_else(|e| panic!("{e}"))
+    cfg.registry().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Asserts that exactly one problem sits at `location` and its message mentions `needle`.
@@ -77,7 +78,7 @@ fn shipped_default_loads_through_config_load_and_validates() {
     // `Config::load(None)` is what `demo` uses; it also layers VISITORFLOW__ variables.
     let cfg = Config::load(None).expect("embedded default loads");
     assert_eq!(cfg.county.time_zone, "Asia/Shanghai");
-    let reg = Registry::build(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let reg = cfg.registry().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reg.tz, chrono_tz::Asia::Shanghai);
 }
 
@@ -660,7 +661,7 @@ fn the_error_lists_every_problem_with_its_location() {
         "{BASE}\n[[devices]]\nid = \"a+\"\nspace = \"x\"\nkind = \"gate\"\n"
     ))
     .unwrap();
-    let text = Registry::build(&cfg).unwrap_err().to_string();
+    let text = cfg.registry().unwrap_err().to_string();
     assert!(text.starts_with("2 problem(s)"), "{text}");
     assert!(
         text.contains(r#"devices[0] (id = "a+"): id must be"#),

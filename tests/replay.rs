@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use chrono::{NaiveTime, TimeDelta, TimeZone, Utc};
 use common::*;
-use visitorflow::registry::Registry;
 use visitorflow::sim::{self, ReplayOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +22,7 @@ async fn calit2_replay_stores_the_dataset_totals_and_never_a_negative_crowd() {
 
     let stack = Stack::start();
     let cfg = stack.config("vf-calit2");
-    let registry = Registry::build(&cfg).unwrap();
+    let registry = cfg.registry().unwrap();
     let svc = start_service(cfg.clone()).await;
 
     // Align the dataset's midnights with local midnights, ending before today, so its days are

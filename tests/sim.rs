@@ -22,7 +22,7 @@ use visitorflow::sim::{self, ReplayOptions, SimError, SimulateOptions};
 const COUNTY: &str = include_str!("data/sim-county.toml");
 
 fn registry() -> Registry {
-    Registry::build(&Config::from_toml(COUNTY).unwrap()).unwrap()
+    Config::from_toml(COUNTY).unwrap().registry().unwrap()
 }
 
 /// A private Mosquitto; killed (by its own pid) when dropped.

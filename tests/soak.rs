@@ -19,7 +19,6 @@ use common::check;
 use common::proxy::{Mode, Proxy};
 use common::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use visitorflow::registry::Registry;
 use visitorflow::sim::{self, ReplayOptions};
 
 fn dublin() -> PathBuf {
@@ -154,7 +153,7 @@ async fn soak_replay_under_random_faults() {
 
     // The 2023 year, rebased so that it ends before today's local midnight; paced to end at
     // three quarters of the run, the last quarter left for the final faults and recovery.
-    let registry = Registry::build(&cfg).unwrap();
+    let registry = cfg.registry().unwrap();
     let file = dublin();
     let text = std::fs::read_to_string(&file).unwrap();
     let dataset = sim::parse_dublin(&text).unwrap();

@@ -60,7 +60,7 @@ async fn every_statement_prepares_against_the_migrated_schema() {
 }
 
 fn reg() -> Arc<Registry> {
-    Arc::new(Registry::build(&Config::from_toml(REGISTRY).unwrap()).unwrap())
+    Arc::new(Config::from_toml(REGISTRY).unwrap().registry().unwrap())
 }
 
 /// The raw table's answers (`store::lookup`, SQL) are the ones the core's in-memory model gives

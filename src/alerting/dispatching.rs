@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::config::SpaceKind;
 use crate::dispatch::{
     AdviceChange, AreaInput, CarParkInput, DispatchModel, HubAdvice, HubInput, Inputs, advise, diff,
 };
 use crate::ids::SpaceId;
 use crate::live::SpaceNow;
 use crate::registry::Registry;
+use crate::registry::SpaceKind;
 use crate::rules::{Level, Severity, Status};
 use crate::webhook::model::{AlertEvent, AlertState};
 

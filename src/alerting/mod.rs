@@ -3,6 +3,7 @@
 //! deliveries in one transaction (the outbox), escalates what nobody acknowledged, and publishes
 //! each space's rule status for the API. Delivery itself is in [`outbox`].
 
+mod config;
 pub mod dispatching;
 pub mod event;
 pub mod outbox;
@@ -13,10 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use tokio::sync::{Notify, watch};
 
-use crate::config::Config;
 use crate::dispatch::{DispatchModel, HubAdvice};
 use crate::ids::SpaceIdx;
-use crate::live::{AlertNote, Live};
+use crate::live::{AlertNote, Live, Wake};
 use crate::registry::Registry;
 use crate::rules::{
     AlertKind, CapLimit, CapScope, DeviceHealth, Engine, EngineState, Hazard, PartDevices,
@@ -25,6 +25,7 @@ use crate::rules::{
 use crate::store::{self, StoreError, alerts as db};
 use crate::telemetry as t;
 use crate::webhook::SubscriptionConfig;
+pub use config::{AlerterSettings, AlertingConfig};
 use dispatching::Dispatcher;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,18 +39,8 @@ pub enum AlertingError {
 /// Evaluations start at most every this many times their duration (within the tick).
 const EVALUATION_SHARE: u32 = 5;
 
-/// Wakes the alerting loop (after an ingest commit or an operator's change).
-#[derive(Default)]
-pub struct Wake(Notify);
-
-impl Wake {
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
-}
-
 pub struct Alerter {
-    cfg: Arc<Config>,
+    cfg: Arc<AlerterSettings>,
     registry: Arc<Registry>,
     live: Arc<Live>,
     wake: Arc<Wake>,
@@ -63,7 +54,7 @@ pub struct Alerter {
 
 impl Alerter {
     pub fn new(
-        cfg: Arc<Config>,
+        cfg: Arc<AlerterSettings>,
         registry: Arc<Registry>,
         live: Arc<Live>,
         wake: Arc<Wake>,
@@ -160,7 +151,7 @@ impl Alerter {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
-                _ = self.wake.0.notified() => {}
+                _ = self.wake.notified() => {}
             }
             let now = Utc::now();
             let started = std::time::Instant::now();

@@ -10,7 +10,7 @@ use chrono::Utc;
 use deadpool_postgres::Pool;
 use tokio::sync::{Notify, watch};
 
-use crate::config::AlertingConfig;
+use super::AlertingConfig;
 use crate::store::alerts as db;
 use crate::telemetry as t;
 use crate::webhook::deliver::{Deliverer, Outcome, Target, backoff};

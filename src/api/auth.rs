@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 
 use super::ratelimit::RateLimiter;
 use super::{ApiError, AppState};
-use crate::config::{Role, TokenConfig};
+use super::{Role, TokenConfig};
 use crate::ids::SpaceIdx;
 use crate::registry::Registry;
 
@@ -277,7 +277,7 @@ name_en = "Village"
 "#,
         )
         .unwrap();
-        Registry::build(&cfg).unwrap()
+        cfg.registry().unwrap()
     }
 
     fn entry(id: &str, role: Role, spaces: &[&str], token: &str) -> TokenConfig {

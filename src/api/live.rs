@@ -339,7 +339,7 @@ name_en = "Village"
 "#,
         )
         .unwrap();
-        let reg = Arc::new(Registry::build(&cfg).unwrap());
+        let reg = Arc::new(cfg.registry().unwrap());
         let live = Arc::new(Live::new(3, 0));
         let (stop_tx, stop) = watch::channel(false);
         (

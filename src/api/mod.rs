@@ -10,6 +10,7 @@
 
 mod alerts;
 pub mod auth;
+mod config;
 mod dispatch;
 pub mod live;
 pub mod openapi;
@@ -55,11 +56,11 @@ pub use live::Feed;
 pub use ratelimit::RateLimiter;
 pub use spaces::{SpaceView, space_view};
 
-use crate::alerting::Wake;
-use crate::config::HttpConfig;
 use crate::live::Live;
+use crate::live::Wake;
 use crate::registry::Registry;
 use crate::store::{self, Mode};
+pub use config::{HttpConfig, Role, TokenConfig};
 
 #[derive(Clone)]
 pub struct AppState {

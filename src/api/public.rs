@@ -12,8 +12,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::config::SpaceKind;
 use crate::live::SpaceNow;
+use crate::registry::SpaceKind;
 use crate::rules::{Level, Reading, Status};
 
 /// How crowded an area feels, from its level: what a visitor needs to decide.

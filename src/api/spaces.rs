@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, AppState, ErrorBody, time_param, wants_csv};
-use crate::config::{DeviceKind, PayloadFormat, SpaceKind};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::live::{DeviceNow, Live, SpaceNow};
+use crate::registry::{DeviceKind, PayloadFormat, SpaceKind};
 use crate::registry::{Registry, Unit};
 use crate::rules::Status;
 use crate::store::{self, SeriesPoint, Step};

@@ -6,6 +6,7 @@
 
 pub mod occupancy;
 pub mod seq;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -44,7 +44,7 @@ const REG: &str = r#"
 
 fn core() -> Core {
     Core::new(Arc::new(
-        Registry::build(&Config::from_toml(REG).unwrap()).unwrap(),
+        Config::from_toml(REG).unwrap().registry().unwrap(),
     ))
 }
 

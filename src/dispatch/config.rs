@@ -19,8 +19,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::advisor::Level;
-use crate::config::SpaceKind;
 use crate::ids::SpaceId;
+use crate::registry::SpaceKind;
 use crate::registry::{Problem, Registry};
 
 /// `[dispatch]`: the policy, the hubs with their fleets and routes, per-area extras.

@@ -181,7 +181,7 @@ pub fn evaluate(seed: u64) -> Comparison {
 /// The shipped registry and the example dispatch model (both validated by tests).
 pub fn shipped() -> (Registry, DispatchModel) {
     let cfg = Config::from_toml(EMBEDDED_DEFAULT).expect("the embedded config parses");
-    let registry = Registry::build(&cfg).expect("the embedded registry is valid");
+    let registry = cfg.registry().expect("the embedded registry is valid");
     let model = DispatchModel::build(&cfg.dispatch, &registry)
         .expect("the shipped dispatch model is valid");
     (registry, model)

@@ -114,7 +114,10 @@ car_parks = ["p1"]
 "#;
 
 fn registry() -> Registry {
-    Registry::build(&Config::from_toml(REGISTRY).expect("parses")).expect("valid")
+    Config::from_toml(REGISTRY)
+        .expect("parses")
+        .registry()
+        .expect("valid")
 }
 
 fn model() -> DispatchModel {

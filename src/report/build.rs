@@ -5,9 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Pool;
 
 use super::{AreaSeries, DailyReport, DayFigures, assemble, local_day, parse_level};
-use crate::config::SpaceKind;
 use crate::ids::SpaceIdx;
 use crate::registry::Registry;
+use crate::registry::SpaceKind;
 use crate::rules::Level;
 use crate::store::{self, Step, StoreError, alerts, recounts, reports};
 

@@ -26,9 +26,9 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::config::SpaceKind;
 use crate::dispatch::HubAdvice;
 use crate::ids::SpaceIdx;
+use crate::registry::SpaceKind;
 use crate::registry::{Registry, Space};
 use crate::rules::Level;
 use crate::store::SeriesPoint;

@@ -79,7 +79,7 @@ name_en = "Hub"
 "#,
     )
     .unwrap();
-    Registry::build(&cfg).unwrap()
+    cfg.registry().unwrap()
 }
 
 #[test]

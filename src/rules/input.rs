@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::level::Severity;
 use super::serde_secs;
+use crate::core::snapshot::SpaceNow;
 use crate::ids::DeviceId;
-use crate::live::SpaceNow;
 use crate::registry::Space;
 
 /// One space's figures at the moment of evaluation.

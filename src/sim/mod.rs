@@ -71,7 +71,7 @@ pub(crate) mod testutil {
     pub(crate) const COUNTY: &str = include_str!("../../tests/data/sim-county.toml");
 
     pub(crate) fn registry() -> Registry {
-        Registry::build(&Config::from_toml(COUNTY).unwrap()).unwrap()
+        Config::from_toml(COUNTY).unwrap().registry().unwrap()
     }
 
     /// A file of the shared datasets (`$VISITORFLOW_DATA_DIR`, default `/work/shared/data`).

@@ -19,9 +19,9 @@ use tokio::time::Instant;
 use super::SimError;
 use super::report::{self, DeviceCounter};
 use super::traffic::{Clock, TrafficModel};
-use crate::config::MqttConfig;
 use crate::ids::{DeviceId, SpaceId};
 use crate::registry::{Device, Registry};
+use crate::source::MqttConfig;
 
 /// Unacknowledged QoS 1 publishes per connection before rumqttc holds new ones back: high enough
 /// that a replay is limited by the broker, not by round trips.

@@ -25,9 +25,10 @@ use tokio::time::Instant;
 use super::SimError;
 use super::publish::{Link, stop_flagged, stop_requested};
 use super::report::{self, NativeReport};
-use crate::config::{MqttConfig, PayloadFormat};
 use crate::ids::{DeviceId, DeviceIdx, SpaceId};
+use crate::registry::PayloadFormat;
 use crate::registry::{Registry, Unit};
+use crate::source::MqttConfig;
 
 const CALIT2_HEADER: &str = "slot_start,in_count,out_count";
 

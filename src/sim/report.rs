@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::traffic::Flow;
-use crate::config::{Direction, PayloadFormat};
 use crate::registry::Device;
+use crate::registry::{Direction, PayloadFormat};
 
 /// Retained on `…/status` when a device starts.
 pub const ONLINE: &[u8] = br#"{"online":true}"#;
@@ -115,7 +115,7 @@ impl DeviceCounter {
                 })?
             }
             PayloadFormat::MilesightVs13x => {
-                let default_line = [crate::config::LineConfig {
+                let default_line = [crate::registry::LineConfig {
                     line: 1,
                     direction: Direction::Normal,
                 }];

@@ -28,9 +28,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::SimError;
-use crate::config::SpaceKind;
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
+use crate::registry::SpaceKind;
 
 /// Peak occupancy of an ordinary weekday as a share of instantaneous capacity.
 const WEEKDAY_PEAK_SHARE: f64 = 0.31;

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 mod batch;
+mod config;
 pub mod dispatch;
 pub mod recounts;
 pub mod reports;
@@ -173,6 +174,7 @@ pub use batch::{
     BatchStatements, BatchWriter, EncodedBatch, PendingRecount, commit_batch, encode_reports,
     load_state, lookup, pending_recounts,
 };
+pub use config::DatabaseConfig;
 
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)

@@ -27,7 +27,7 @@ pub type Key = (String, u64);
 pub type Msg = (String, String);
 
 pub fn registry() -> Arc<Registry> {
-    Arc::new(Registry::build(&Config::from_toml(REGISTRY).unwrap()).unwrap())
+    Arc::new(Config::from_toml(REGISTRY).unwrap().registry().unwrap())
 }
 
 /// Devices of the test registry a workload publishes as: (space, device, mounted reversed).

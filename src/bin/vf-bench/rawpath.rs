@@ -38,7 +38,7 @@ impl RawPath {
         let mut cfg = Config::from_toml("")?;
         cfg.spaces = layout.spaces;
         cfg.devices = layout.devices;
-        let registry = Arc::new(Registry::build(&cfg)?);
+        let registry = Arc::new(cfg.registry()?);
         let devices = registry.devices.len();
         let start = Utc::now() - TimeDelta::hours(1);
         let received = Utc::now();

@@ -243,7 +243,7 @@ mod tests {
             let mut cfg = Config::from_toml("").unwrap();
             cfg.spaces = l.spaces;
             cfg.devices = l.devices;
-            let reg = visitorflow::registry::Registry::build(&cfg).unwrap();
+            let reg = cfg.registry().unwrap();
             assert_eq!(
                 reg.device(reg.device_idx("cam-000000").unwrap())
                     .targets

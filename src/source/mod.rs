@@ -23,7 +23,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
-use crate::config::MqttConfig;
+mod config;
+
+pub use config::MqttConfig;
 
 /// What the reader task hands to the ingester.
 #[derive(Debug)]

@@ -8,10 +8,13 @@ use std::fmt;
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 
-use crate::config::{
-    Config, DeviceKind, Direction, LineConfig, PayloadFormat, SpaceConfig, SpaceKind,
-};
+mod config;
+
 use crate::ids::{DeviceId, DeviceIdx, SpaceId, SpaceIdx};
+pub use config::{
+    CountyConfig, DeviceConfig, DeviceKind, Direction, LineConfig, PayloadFormat, SpaceConfig,
+    SpaceKind,
+};
 
 /// What a space counts: people or vehicles. Counts never roll up across units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -95,19 +98,25 @@ fn is_valid_id(id: &str) -> bool {
 }
 
 impl Registry {
-    pub fn build(cfg: &Config) -> Result<Self, RegistryError> {
+    /// Validates the registry's sections of the configuration (`[county]`, `[[spaces]]`,
+    /// `[[devices]]`); `Config::registry` calls it with the file's.
+    pub fn build(
+        county: &CountyConfig,
+        space_cfgs: &[SpaceConfig],
+        device_cfgs: &[DeviceConfig],
+    ) -> Result<Self, RegistryError> {
         let mut problems = Vec::new();
         let mut push =
             |location: String, message: String| problems.push(Problem { location, message });
 
-        let tz: Tz = match cfg.county.time_zone.parse() {
+        let tz: Tz = match county.time_zone.parse() {
             Ok(tz) => tz,
             Err(_) => {
                 push(
                     "county.time_zone".into(),
                     format!(
                         "unknown time zone {:?} (use an IANA name such as \"Asia/Shanghai\")",
-                        cfg.county.time_zone
+                        county.time_zone
                     ),
                 );
                 chrono_tz::Asia::Shanghai
@@ -115,8 +124,8 @@ impl Registry {
         };
 
         let mut space_by_id: HashMap<SpaceId, SpaceIdx> = HashMap::new();
-        let mut spaces: Vec<Space> = Vec::with_capacity(cfg.spaces.len());
-        for (i, s) in cfg.spaces.iter().enumerate() {
+        let mut spaces: Vec<Space> = Vec::with_capacity(space_cfgs.len());
+        for (i, s) in space_cfgs.iter().enumerate() {
             let loc = space_loc(i, s);
             if !is_valid_id(&s.id) {
                 push(
@@ -181,7 +190,7 @@ impl Registry {
 
         // Resolve parents in a second pass so a parent may be declared after its child.
         let mut cfg_of_idx = Vec::with_capacity(spaces.len());
-        for (i, s) in cfg.spaces.iter().enumerate() {
+        for (i, s) in space_cfgs.iter().enumerate() {
             let Some(&idx) = space_by_id.get(s.id.as_str()) else {
                 continue;
             };
@@ -239,7 +248,7 @@ impl Registry {
                 seen += 1;
                 if p.get() == i || seen > spaces.len() {
                     push(
-                        space_loc(cfg_of_idx[i], &cfg.spaces[cfg_of_idx[i]]),
+                        space_loc(cfg_of_idx[i], &space_cfgs[cfg_of_idx[i]]),
                         "parents form a cycle".into(),
                     );
                     spaces[i].parent = None;
@@ -277,7 +286,7 @@ impl Registry {
                             "{}.{field}",
                             space_loc(
                                 cfg_of_idx[s.idx.get()],
-                                &cfg.spaces[cfg_of_idx[s.idx.get()]]
+                                &space_cfgs[cfg_of_idx[s.idx.get()]]
                             )
                         ),
                         format!("{m} exceeds the {t} of its parent {:?}", parent.id.as_str()),
@@ -297,10 +306,10 @@ impl Registry {
         }
 
         let mut device_by_id: HashMap<DeviceId, DeviceIdx> = HashMap::new();
-        let mut devices: Vec<Device> = Vec::with_capacity(cfg.devices.len());
+        let mut devices: Vec<Device> = Vec::with_capacity(device_cfgs.len());
         // Every id seen, including devices rejected below, so a later duplicate is still reported.
         let mut seen_device_ids: HashSet<&str> = HashSet::new();
-        for (i, d) in cfg.devices.iter().enumerate() {
+        for (i, d) in device_cfgs.iter().enumerate() {
             let loc = format!("devices[{i}] (id = {:?})", d.id);
             if !is_valid_id(&d.id) {
                 push(

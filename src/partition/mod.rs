@@ -26,13 +26,17 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
-use crate::config::{MqttConfig, PartitionConfig};
+use crate::source::MqttConfig;
+
+mod config;
+
 use crate::core::{Core, business_day};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::live::{Live, SpaceNow};
 use crate::registry::Registry;
 use crate::store::{self, StoreError};
 use crate::telemetry;
+pub use config::PartitionConfig;
 
 /// Advisory-lock key spaces (the two-`int4` form, so they cannot collide with one-key locks).
 const PARTITION_LOCKS: i32 = 0x5646_0001;
@@ -696,10 +700,7 @@ mod tests {
         }
         t.push_str(&format!("[partition]\ncount = 3\n{assign}\n"));
         let cfg = Config::from_toml(&t).unwrap();
-        (
-            Registry::build(&cfg).unwrap(),
-            cfg.partition.clone().unwrap(),
-        )
+        (cfg.registry().unwrap(), cfg.partition.clone().unwrap())
     }
 
     #[test]

@@ -12,8 +12,9 @@ use rumqttc::Publish;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::alerting::Wake;
-use crate::config::Config;
+use crate::live::Wake;
+mod config;
+
 use crate::core::seq::JumpBound;
 use crate::core::{Batch, BatchStats, Core, Pending, Recounted};
 use crate::decode::{self, CountReport, Limits, Reject, TopicKind};
@@ -23,6 +24,7 @@ use crate::registry::Registry;
 use crate::source::{self, Acks, SourceEvent};
 use crate::store::{self, StoreError};
 use crate::telemetry as t;
+pub use config::{IngestConfig, IngesterSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -54,7 +56,7 @@ impl IngestError {
 }
 
 pub struct Ingester {
-    cfg: Arc<Config>,
+    cfg: Arc<IngesterSettings>,
     registry: Arc<Registry>,
     live: Arc<Live>,
     limits: Limits,
@@ -66,7 +68,7 @@ pub struct Ingester {
 
 impl Ingester {
     pub fn new(
-        cfg: Arc<Config>,
+        cfg: Arc<IngesterSettings>,
         registry: Arc<Registry>,
         live: Arc<Live>,
         committed: Arc<Wake>,

@@ -1,0 +1,37 @@
+//! Snapshots of a space's and a device's figures as last committed: what the live view publishes,
+//! the API shows and the rules engine reads. Plain data, so the pure rules take them as input
+//! without depending on the live view's locks and notifications.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct SpaceNow {
+    pub day: Option<NaiveDate>,
+    pub occupancy: u64,
+    pub entries_today: u64,
+    pub exits_today: u64,
+    /// Exits today that had no matching entry (counter drift); > 0 deserves a look.
+    pub drift_today: u64,
+    pub peak_today: u64,
+    pub peak_at: Option<DateTime<Utc>>,
+    pub last_report: Option<DateTime<Utc>>,
+    /// Head-count corrections today (occupancy = entries − exits + drift + corrections).
+    pub corrected_today: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct DeviceNow {
+    pub last_seq: Option<u64>,
+    pub last_report: Option<DateTime<Utc>>,
+    pub last_received: Option<DateTime<Utc>>,
+    pub online: Option<bool>,
+    /// Reports known missing and not repaired: a data-quality problem.
+    pub missing_reports: u64,
+    pub gap_reports_total: u64,
+    pub repaired_reports_total: u64,
+    pub seq_restarts_total: u64,
+    /// Implausible forward jumps of seq, and the last one (timestamp, seq).
+    pub seq_jumps_total: u64,
+    pub last_seq_jump: Option<(DateTime<Utc>, u64)>,
+}

@@ -1,0 +1,111 @@
+//! The registry's sections of the TOML file: `[county]`, `[[spaces]]` and `[[devices]]` (kinds,
+//! payload formats, counting lines and directions). Validated by [`super::Registry::build`].
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CountyConfig {
+    /// IANA time zone in which days roll and local times are shown (storage is UTC).
+    pub time_zone: String,
+}
+
+impl Default for CountyConfig {
+    fn default() -> Self {
+        Self {
+            time_zone: "Asia/Shanghai".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpaceKind {
+    County,
+    ScenicArea,
+    Zone,
+    CarPark,
+    Hub,
+}
+
+impl SpaceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpaceKind::County => "county",
+            SpaceKind::ScenicArea => "scenic_area",
+            SpaceKind::Zone => "zone",
+            SpaceKind::CarPark => "car_park",
+            SpaceKind::Hub => "hub",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceConfig {
+    pub id: String,
+    pub kind: SpaceKind,
+    #[serde(default)]
+    pub parent: Option<String>,
+    pub name_zh: String,
+    pub name_en: String,
+    /// LB/T 034 瞬时最大承载量 (people; vehicles for a car park).
+    #[serde(default)]
+    pub instant_capacity: Option<u32>,
+    /// LB/T 034 日最大承载量 (people per local day).
+    #[serde(default)]
+    pub daily_capacity: Option<u32>,
+    /// Local time at which this space's day starts ("06:00"); counts reset then.
+    #[serde(default)]
+    pub opens_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Gate,
+    Camera,
+    VehicleCounter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    /// `{"seq","ts","in","out",…}` as in the README's MQTT contract.
+    #[default]
+    Native,
+    /// Milesight VS133/VS135 decoded uplink (`line_N_period_in`, `line_N_total_in`, …).
+    MilesightVs13x,
+}
+
+/// Whether a device's "in" means entering its space (`normal`) or leaving it (`reversed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    Normal,
+    Reversed,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    pub line: u8,
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub id: String,
+    pub space: String,
+    pub kind: DeviceKind,
+    #[serde(default)]
+    pub format: PayloadFormat,
+    #[serde(default)]
+    pub direction: Direction,
+    /// Milesight only: which counting lines to use, each with its own direction (default: line 1).
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+}
