@@ -13,8 +13,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::shutdown::{self, Trigger};
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -66,7 +66,7 @@ pub struct Demo {
     pub notes: Vec<String>,
     /// The admin token the demo configured, to print (none when the config brought its own).
     pub admin_token: Option<String>,
-    sim_stop: watch::Sender<bool>,
+    sim_stop: Trigger,
     sim: JoinHandle<Result<SimStats, sim::SimError>>,
     // Kept for their Drop, which stops them: the service first (see `stop`), then these.
     _pg: Option<PgCluster>,
@@ -170,7 +170,7 @@ impl Demo {
             .earliest()
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_else(Utc::now);
-        let (sim_stop, stop_rx) = watch::channel(false);
+        let (sim_stop, stop_rx) = shutdown::channel();
         let registry = service.registry.clone();
         let mqtt = cfg.mqtt.clone();
         let sim_opts = SimulateOptions {
@@ -201,7 +201,7 @@ impl Demo {
 
     /// Stops the simulator and the service, then (on drop) the broker and database it started.
     pub async fn stop(mut self) -> Option<SimStats> {
-        let _ = self.sim_stop.send(true);
+        self.sim_stop.trigger();
         // The simulator finishes its tick and waits for acknowledgements; a broker that is
         // already gone must not hold the demo open.
         let stats = match tokio::time::timeout(Duration::from_secs(15), &mut self.sim).await {

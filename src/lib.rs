@@ -6,6 +6,7 @@
 //! Foundations
 //! - `ids`: typed identifiers and dense indices.
 //! - `telemetry`: metric names, logging set-up and typed internal events.
+//! - `shutdown`: the one stop signal every long-running task listens to.
 //!
 //! The county and the pure cores (no I/O)
 //! - `registry`: the validated space tree and devices, and their `[[spaces]]`/`[[devices]]` sections.
@@ -37,6 +38,7 @@
 
 pub mod ids;
 pub mod telemetry;
+pub mod shutdown;
 
 pub mod registry;
 pub mod decode;

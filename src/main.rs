@@ -241,10 +241,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = Config::load(config.as_deref()).context("loading config")?;
             let registry = cfg.registry()?;
-            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let (stop, stopped) = visitorflow::shutdown::channel();
             tokio::spawn(async move {
                 wait_for_signal().await;
-                let _ = stop.send(true);
+                stop.trigger();
             });
             let opts = SimulateOptions {
                 seed,

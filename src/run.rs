@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use crate::shutdown::{self, Trigger};
 use tokio::task::JoinHandle;
 
 use crate::alerting::{Alerter, outbox};
@@ -61,7 +61,7 @@ pub struct Service {
     pub live: Arc<Live>,
     pub mode: Mode,
     pub http_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: Trigger,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -100,7 +100,7 @@ impl Service {
         tracing::info!(mode = mode.as_str(), "storage ready");
         let pool = store::pool(&cfg.database.url, cfg.database.pool_size)?;
         let live = Arc::new(Live::new(registry.spaces.len(), registry.devices.len()));
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = shutdown::channel();
         let cfg = Arc::new(cfg);
         let mut tasks = Vec::new();
 
@@ -249,7 +249,7 @@ impl Service {
                 loop {
                     tokio::select! {
                         _ = every.tick() => {}
-                        _ = stop_rx.wait_for(|s| *s) => return,
+                        _ = stop_rx.recv() => return,
                     }
                     let cutoff = chrono::Utc::now() - chrono::TimeDelta::days(days);
                     match store::prune_reports(&pool, mode, cutoff).await {
@@ -275,7 +275,7 @@ impl Service {
     /// Stops the ingester (an uncommitted batch is simply not acknowledged), the API and
     /// maintenance, and waits for them.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.trigger();
         for t in self.tasks {
             let _ = t.await;
         }

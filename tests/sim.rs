@@ -359,7 +359,7 @@ async fn simulated_county_arrives_exactly() {
 async fn paced_simulation_stops_on_shutdown() {
     let broker = Broker::start();
     let reg = registry();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = visitorflow::shutdown::channel();
     let opts = SimulateOptions {
         // One simulated hour per real second, ten-second ticks.
         speed: 3600.0,
@@ -374,7 +374,7 @@ async fn paced_simulation_stops_on_shutdown() {
         async move { sim::simulate(opts, &reg, &mqtt).await }
     });
     tokio::time::sleep(Duration::from_millis(600)).await;
-    stop_tx.send(true).unwrap();
+    stop_tx.trigger();
     let stats = run.await.unwrap().unwrap();
     assert!(stats.stopped);
     assert!(t0.elapsed() < Duration::from_secs(5));

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+
+use crate::shutdown::Shutdown;
 
 use crate::dispatch::{DispatchModel, HubAdvice};
 use crate::ids::SpaceIdx;
@@ -81,18 +83,18 @@ impl Alerter {
         self
     }
 
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: Shutdown) {
         loop {
             let r = tokio::select! {
                 r = self.session() => r,
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = shutdown.recv() => return,
             };
             if let Err(e) = r {
                 tracing::warn!(error = %e, "alerting session ended; restarting from the stored rule state");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = shutdown.recv() => return,
             }
         }
     }

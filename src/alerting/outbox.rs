@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use deadpool_postgres::Pool;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+
+use crate::shutdown::Shutdown;
 
 use super::AlertingConfig;
 use crate::store::alerts as db;
@@ -26,7 +28,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: Shutdown) {
         loop {
             let idle = match self.round().await {
                 Ok(delivered_any) => !delivered_any,
@@ -42,7 +44,7 @@ impl Worker {
             tokio::select! {
                 _ = self.notify.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = shutdown.recv() => return,
             }
         }
     }

@@ -23,7 +23,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
+
+use crate::shutdown::Shutdown;
 use tokio::time::Instant;
 
 use super::AppState;
@@ -60,18 +62,18 @@ pub struct Feed {
     ring: Mutex<Ring>,
     ring_len: usize,
     tx: broadcast::Sender<Arc<FeedEvent>>,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
 }
 
 impl Feed {
-    pub fn new(registry: Arc<Registry>, live: Arc<Live>, stop: watch::Receiver<bool>) -> Self {
+    pub fn new(registry: Arc<Registry>, live: Arc<Live>, stop: Shutdown) -> Self {
         Self::with_sizes(registry, live, stop, RING, CHANNEL)
     }
 
     fn with_sizes(
         registry: Arc<Registry>,
         live: Arc<Live>,
-        stop: watch::Receiver<bool>,
+        stop: Shutdown,
         ring_len: usize,
         channel: usize,
     ) -> Self {
@@ -119,7 +121,7 @@ impl Feed {
         loop {
             tokio::select! {
                 _ = self.live.changed() => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.recv() => return,
             }
             self.flush_notes();
             // Coalesce: wait out the interval, then send every space marked meanwhile once.
@@ -127,7 +129,7 @@ impl Feed {
             if Instant::now() < due {
                 tokio::select! {
                     _ = tokio::time::sleep_until(due) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.recv() => return,
                 }
                 self.flush_notes();
             }
@@ -230,7 +232,7 @@ struct Client {
     feed: Arc<Feed>,
     rx: Option<broadcast::Receiver<Arc<FeedEvent>>>,
     pending: VecDeque<Frame>,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
 }
 
 impl Client {
@@ -289,7 +291,7 @@ impl Client {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 // Ends the stream so that graceful shutdown is not held up by open clients.
-                _ = self.stop.wait_for(|s| *s) => return None,
+                _ = self.stop.recv() => return None,
             }
         }
     }
@@ -315,7 +317,7 @@ mod tests {
     use crate::config::Config;
     use crate::live::AlertNote;
 
-    fn feed(ring: usize, channel: usize) -> (Arc<Feed>, watch::Sender<bool>) {
+    fn feed(ring: usize, channel: usize) -> (Arc<Feed>, crate::shutdown::Trigger) {
         let cfg = Config::from_toml(
             r#"
 [[spaces]]
@@ -341,7 +343,7 @@ name_en = "Village"
         .unwrap();
         let reg = Arc::new(cfg.registry().unwrap());
         let live = Arc::new(Live::new(3, 0));
-        let (stop_tx, stop) = watch::channel(false);
+        let (stop_tx, stop) = crate::shutdown::channel();
         (
             Arc::new(Feed::with_sizes(reg, live, stop, ring, channel)),
             stop_tx,
@@ -464,7 +466,7 @@ name_en = "Village"
         let (kind, _, data) = next(&mut a).await;
         assert_eq!(kind, "alert");
         assert!(data.contains("\"alert_id\":7"), "{data}");
-        stop.send(true).unwrap();
+        stop.trigger();
         task.await.unwrap();
         // Stopping ends the clients' streams too.
         assert!(a.next().await.is_none());
@@ -538,7 +540,7 @@ name_en = "Village"
             (v["id"].as_i64(), v["decision"].as_str()),
             (Some(4), Some("overridden"))
         );
-        stop.send(true).unwrap();
+        stop.trigger();
         task.await.unwrap();
     }
 }

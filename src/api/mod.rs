@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -42,7 +43,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::sync::watch;
 use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -209,7 +209,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -244,9 +244,9 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
 }
 
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+async fn stopped(stop: &mut Shutdown) {
     // The guard `wait_for` returns is not Send: drop it here, not across the caller's await.
-    let _ = stop.wait_for(|s| *s).await;
+    let _ = stop.recv().await;
 }
 
 /// The one error shape of this boundary: `{"error": {"status": 404, "reason": "…"}}`.

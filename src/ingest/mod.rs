@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use chrono::{DateTime, SubsecRound, Utc};
 use rumqttc::Publish;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::live::Wake;
@@ -107,7 +107,7 @@ impl Ingester {
     /// single-threaded runtime of its own thread: its tasks hand work to each other hundreds of
     /// times a second, and on a shared multi-threaded runtime every hand-off woke another worker
     /// thread (futex, context switch), which cost more CPU than decoding the reports.
-    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: Shutdown) {
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name("ingest".into())
@@ -129,14 +129,14 @@ impl Ingester {
         }
     }
 
-    async fn sessions(self, mut shutdown: watch::Receiver<bool>) {
+    async fn sessions(self, mut shutdown: Shutdown) {
         let base = Duration::from_millis(self.cfg.mqtt.reconnect_delay_ms.max(1));
         let mut failures = 0u32;
         loop {
             let started = Instant::now();
             let result = tokio::select! {
                 r = self.session() => r,
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = shutdown.recv() => return,
             };
             // Back off while the broker or database stays down (doubling, at most 30x the base),
             // but retry at once after a session that ran for a while.
@@ -153,7 +153,7 @@ impl Ingester {
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = shutdown.recv() => return,
             }
         }
     }

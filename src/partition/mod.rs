@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use chrono::{DateTime, NaiveDate, Utc};
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
@@ -590,12 +590,7 @@ impl Scope {
 
 /// Keeps the live view of partitions held elsewhere (and of derived spaces) fresh: every
 /// `every`, the committed state is read from the database, as the owner's restart would read it.
-pub async fn refresh(
-    shared: Arc<Shared>,
-    url: String,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn refresh(shared: Arc<Shared>, url: String, every: Duration, mut stop: Shutdown) {
     let mut core = Core::new(Arc::clone(&shared.registry));
     let mut client: Option<Client> = None;
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
@@ -603,7 +598,7 @@ pub async fn refresh(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.recv() => return,
         }
         if client.as_ref().is_none_or(Client::is_closed) {
             client = match store::connect(&url).await {

@@ -19,7 +19,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+
+use crate::shutdown::Shutdown;
 
 use super::{DailyReport, ReportError, schedule};
 use crate::registry::{Problem, Registry};
@@ -280,7 +282,7 @@ pub struct Pusher {
 const POLL: Duration = Duration::from_secs(60);
 
 impl Pusher {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: Shutdown) {
         tracing::info!(
             url = %redacted_url(&self.plan.target.url),
             send_at = %self.plan.send_at,
@@ -298,7 +300,7 @@ impl Pusher {
             tokio::select! {
                 _ = self.handle.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = shutdown.recv() => return,
             }
         }
     }

@@ -13,6 +13,8 @@ use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
 };
 use tokio::sync::watch;
+
+use crate::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -206,18 +208,16 @@ async fn drive(
     }
 }
 
-/// Resolves once `shutdown` holds `true`; never when there is no receiver or its senders are gone.
-pub(crate) async fn stop_requested(shutdown: &mut Option<watch::Receiver<bool>>) {
-    if let Some(rx) = shutdown
-        && rx.wait_for(|&stop| stop).await.is_ok()
-    {
-        return;
+/// Resolves once `shutdown` is signalled; never when there is none (the run ends by itself).
+pub(crate) async fn stop_requested(shutdown: &mut Option<Shutdown>) {
+    match shutdown {
+        Some(s) => s.recv().await,
+        None => std::future::pending::<()>().await,
     }
-    std::future::pending::<()>().await;
 }
 
-pub(crate) fn stop_flagged(shutdown: &Option<watch::Receiver<bool>>) -> bool {
-    shutdown.as_ref().is_some_and(|rx| *rx.borrow())
+pub(crate) fn stop_flagged(shutdown: &Option<Shutdown>) -> bool {
+    shutdown.as_ref().is_some_and(Shutdown::is_shutdown)
 }
 
 /// How `simulate` runs.
@@ -247,7 +247,7 @@ pub struct SimulateOptions {
     /// At the end, how long to wait for the broker to acknowledge outstanding publishes.
     pub ack_timeout: Duration,
     /// Stops the run (after the current tick) once it holds `true`.
-    pub shutdown: Option<watch::Receiver<bool>>,
+    pub shutdown: Option<Shutdown>,
 }
 
 impl Default for SimulateOptions {

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::SimError;
@@ -487,7 +486,7 @@ pub struct ReplayOptions {
     /// After the last publish, how long to wait for the broker's acknowledgements.
     pub ack_timeout: Duration,
     /// Stops publishing once it holds `true` (what was published is still awaited).
-    pub shutdown: Option<watch::Receiver<bool>>,
+    pub shutdown: Option<crate::shutdown::Shutdown>,
 }
 
 impl ReplayOptions {
