@@ -21,6 +21,7 @@ pub mod live;
 pub mod partition;
 pub mod registry;
 pub mod report;
+pub mod retry;
 pub mod rules;
 pub mod run;
 pub mod sim;
