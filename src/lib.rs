@@ -7,6 +7,7 @@
 //! - `ids`: typed identifiers and dense indices.
 //! - `telemetry`: metric names, logging set-up and typed internal events.
 //! - `shutdown`: the one stop signal every long-running task listens to.
+//! - `retry`: the one retry policy of outbound deliveries (backoff, `Retry-After`, dead letters).
 //!
 //! The county and the pure cores (no I/O)
 //! - `registry`: the validated space tree and devices, and their `[[spaces]]`/`[[devices]]` sections.
@@ -39,6 +40,7 @@
 pub mod ids;
 pub mod telemetry;
 pub mod shutdown;
+pub mod retry;
 
 pub mod registry;
 pub mod decode;

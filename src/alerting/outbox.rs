@@ -1,7 +1,8 @@
 //! Webhook delivery from the outbox: one worker per subscription (a slow or dead receiver never
-//! holds up ingest or the other receivers), timeouts, retries with exponential backoff and jitter
-//! (honouring `Retry-After`), the same delivery id on every retry, dead letters after
-//! `max_attempts`, and metrics per subscription.
+//! holds up ingest or the other receivers), timeouts, the same delivery id on every retry, and
+//! metrics per subscription. When to retry (exponential backoff with jitter, honouring
+//! `Retry-After`) and when to give up (a dead letter after `max_attempts`) is
+//! [`RetryPolicy::next_step`]'s to say; the worker stores, counts and logs the step.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +11,12 @@ use chrono::Utc;
 use deadpool_postgres::Pool;
 use tokio::sync::Notify;
 
-use crate::shutdown::Shutdown;
-
 use super::AlertingConfig;
+use crate::retry::{RetryPolicy, Step};
+use crate::shutdown::Shutdown;
 use crate::store::alerts as db;
 use crate::telemetry as t;
-use crate::webhook::deliver::{Deliverer, Outcome, Target, backoff};
+use crate::webhook::deliver::{Deliverer, Target};
 use crate::webhook::model::AlertEvent;
 
 pub struct Worker {
@@ -72,6 +73,11 @@ impl Worker {
             return Ok(false);
         }
         let sub = self.subscription.as_str();
+        let policy = RetryPolicy::new(
+            Duration::from_millis(self.cfg.backoff_base_ms),
+            Duration::from_millis(self.cfg.backoff_max_ms),
+            self.cfg.max_attempts,
+        );
         for d in due {
             let Ok(event) = serde_json::from_value::<AlertEvent>(d.event) else {
                 db::mark_dead(&client, d.id, None, "stored event does not decode").await?;
@@ -79,8 +85,10 @@ impl Worker {
             };
             let attempt = self.deliverer.deliver_once(&self.target, &event).await;
             let attempts = u32::try_from(d.attempts).unwrap_or(0) + 1;
-            match attempt.outcome {
-                Outcome::Delivered { status, latency } => {
+            let step =
+                policy.next_step(attempts, attempt.outcome.into_response(), &mut rand::rng());
+            match step {
+                Step::Done((status, latency)) => {
                     db::mark_delivered(&client, d.id, status, latency.as_secs_f64() * 1000.0)
                         .await?;
                     metrics::counter!(t::WEBHOOK_DELIVERIES, "subscription" => sub.to_owned(), "outcome" => "delivered").increment(1);
@@ -91,12 +99,10 @@ impl Worker {
                     metrics::histogram!(t::ALERT_DELIVERY_DELAY, "subscription" => sub.to_owned())
                         .record(end_to_end);
                 }
-                Outcome::Retry { after, reason } if attempts < self.cfg.max_attempts => {
-                    let base = Duration::from_millis(self.cfg.backoff_base_ms);
-                    let max = Duration::from_millis(self.cfg.backoff_max_ms);
-                    let computed = backoff(attempts, base, max, 0.5, &mut rand::rng());
-                    // The receiver's Retry-After wins; otherwise exponential backoff with jitter.
-                    let wait = after.unwrap_or(computed);
+                Step::Retry {
+                    after: wait,
+                    failure: reason,
+                } => {
                     db::mark_retry(
                         &client,
                         d.id,
@@ -108,7 +114,9 @@ impl Worker {
                     metrics::counter!(t::WEBHOOK_DELIVERIES, "subscription" => sub.to_owned(), "outcome" => "retried").increment(1);
                     tracing::info!(subscription = sub, delivery = %d.delivery_id, attempts, retry_in = ?wait, reason, "webhook delivery will be retried");
                 }
-                Outcome::Retry { reason, .. } | Outcome::Fail { reason } => {
+                Step::Dead {
+                    failure: reason, ..
+                } => {
                     db::mark_dead(&client, d.id, attempt.http_status, &reason).await?;
                     metrics::counter!(t::WEBHOOK_DELIVERIES, "subscription" => sub.to_owned(), "outcome" => "dead").increment(1);
                     tracing::warn!(subscription = sub, delivery = %d.delivery_id, attempts, reason, "webhook delivery is a dead letter");

@@ -131,21 +131,20 @@ impl Ingester {
 
     async fn sessions(self, mut shutdown: Shutdown) {
         let base = Duration::from_millis(self.cfg.mqtt.reconnect_delay_ms.max(1));
-        let mut failures = 0u32;
+        let mut backoff = crate::retry::Backoff::new(base, base.saturating_mul(16));
         loop {
             let started = Instant::now();
             let result = tokio::select! {
                 r = self.session() => r,
                 _ = shutdown.recv() => return,
             };
-            // Back off while the broker or database stays down (doubling, at most 30x the base),
-            // but retry at once after a session that ran for a while.
-            failures = if started.elapsed() > Duration::from_secs(30) {
-                0
+            // Back off while the broker or database stays down (doubling, at most 16x the base),
+            // but start again from the base after a session that ran for a while.
+            let delay = if started.elapsed() > Duration::from_secs(30) {
+                backoff.reset()
             } else {
-                (failures + 1).min(5)
+                backoff.failed()
             };
-            let delay = (base * 2u32.pow(failures.saturating_sub(1))).min(base * 30);
             self.set_ready(false);
             if let Err(e) = result {
                 tracing::warn!(error = %e, "ingest session ended; reloading state and reconnecting");

@@ -4,11 +4,12 @@
 //! At `send_at` local time the previous day's report is built, recorded in `report_push` with the
 //! exact body, and POSTed with the webhooks' machinery ([`Deliverer::post_once`]): the SSRF
 //! guard, Standard Webhooks signature, the same delivery id (`webhook-id`, `Idempotency-Key`) on
-//! every retry, exponential backoff with jitter honouring `Retry-After` (`[alerting]`'s
-//! `backoff_base_ms` and `backoff_max_ms`), a dead letter after `max_attempts`. Every attempt is
-//! recorded. Which days are due comes from [`super::schedule`] and the latest day recorded, so a
-//! service down at the scheduled time pushes on start-up and a day delivered is never pushed
-//! again by the schedule; an admin may push a day again by hand (a delivery of its own).
+//! every retry; and retried by the webhooks' [`RetryPolicy`]: exponential backoff with jitter
+//! honouring `Retry-After` (`[alerting]`'s `backoff_base_ms` and `backoff_max_ms`), a dead letter
+//! after `[report_push]`'s `max_attempts`. Every attempt is recorded. Which days are due comes
+//! from [`super::schedule`] and the latest day recorded, so a service down at the scheduled time
+//! pushes on start-up and a day delivered is never pushed again by the schedule; an admin may
+//! push a day again by hand (a delivery of its own).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,10 +26,11 @@ use crate::shutdown::Shutdown;
 
 use super::{DailyReport, ReportError, schedule};
 use crate::registry::{Problem, Registry};
+use crate::retry::{RetryPolicy, Step};
 use crate::store::StoreError;
 use crate::store::reports::{self as db, AttemptRecord, NewPush, PushOutcome};
 use crate::telemetry as t;
-use crate::webhook::deliver::{Deliverer, Outcome, Target, backoff, redacted_url};
+use crate::webhook::deliver::{Deliverer, Target, redacted_url};
 use crate::webhook::{Format, Secret, SubscriptionConfig, SubscriptionError};
 
 /// The body's format.
@@ -354,27 +356,18 @@ impl Pusher {
             .post_once(&self.plan.target, &p.delivery_id, &p.content_type, p.body)
             .await;
         let attempts = u32::try_from(p.attempts).unwrap_or(0) + 1;
-        let (outcome, error, latency) = match attempt.outcome {
-            Outcome::Delivered { latency, .. } => (
+        let policy = RetryPolicy::new(self.backoff_base, self.backoff_max, self.plan.max_attempts);
+        let step = policy.next_step(attempts, attempt.outcome.into_response(), &mut rand::rng());
+        let (outcome, error, latency) = match step {
+            Step::Done((_, latency)) => (
                 PushOutcome::Delivered,
                 None,
                 Some(latency.as_secs_f64() * 1000.0),
             ),
-            Outcome::Retry { after, reason } if attempts < self.plan.max_attempts => {
-                let computed = backoff(
-                    attempts,
-                    self.backoff_base,
-                    self.backoff_max,
-                    0.5,
-                    &mut rand::rng(),
-                );
-                // The receiver's Retry-After wins; otherwise exponential backoff with jitter.
-                let wait = after.unwrap_or(computed);
-                (PushOutcome::Retry(wait.as_secs_f64()), Some(reason), None)
+            Step::Retry { after, failure } => {
+                (PushOutcome::Retry(after.as_secs_f64()), Some(failure), None)
             }
-            Outcome::Retry { reason, .. } | Outcome::Fail { reason } => {
-                (PushOutcome::Dead, Some(reason), None)
-            }
+            Step::Dead { failure, .. } => (PushOutcome::Dead, Some(failure), None),
         };
         db::record_attempt(
             client,

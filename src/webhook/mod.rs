@@ -2,13 +2,14 @@
 //! and WeCom group robots, anything that speaks Alertmanager.
 //!
 //! - [`model`]: the [`AlertEvent`] handed in (one transition of one alert, self-contained).
-//! - [`format`]: the bodies (Json v1, Alertmanager v4, DingTalk, WeCom markdown). Pure.
+//! - [`mod@format`]: the bodies (Json v1, Alertmanager v4, DingTalk, WeCom markdown). Pure.
 //! - [`sign`]: Standard Webhooks signatures (sign and verify) and DingTalk URL signing. Pure.
-//! - [`deliver`]: one HTTP attempt and what to do next, the retry delay, the SSRF guard.
+//! - [`deliver`]: one HTTP attempt and what its reply means, the SSRF guard.
 //! - here: [`Secret`] and a subscription's configuration ([`SubscriptionConfig`]).
 //!
-//! Not here: deciding what fires (the rule engine), nor storing and scheduling attempts (the
-//! outbox, which calls [`deliver::Deliverer::deliver_once`] and [`deliver::backoff`]).
+//! Not here: deciding what fires (the rule engine), when to retry and when to give up
+//! ([`crate::retry`]), nor storing and scheduling attempts (the outbox, which calls
+//! [`deliver::Deliverer::deliver_once`] and acts on [`crate::retry::RetryPolicy::next_step`]).
 
 pub mod deliver;
 pub mod format;
