@@ -1,27 +1,32 @@
-//! Wires the parts into the running service: registry → migrations → ingester → HTTP API →
-//! maintenance, with one shutdown signal. `main` and the integration tests both start it here.
+//! Wires the parts into the running service (the shape of zero2prod's `startup.rs`): check every
+//! section before touching anything → migrate → start alerting, ingest, the report push, the HTTP
+//! API and retention, all on one shutdown signal. `main` and the integration tests both start it
+//! here. Each step is one function taking the sections it needs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::shutdown::{self, Trigger};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::alerting::{Alerter, outbox};
 use crate::api::{self, AppState, Feed, RateLimiter, Tokens};
 use crate::config::Config;
+use crate::dispatch::DispatchModel;
 use crate::ingest::Ingester;
 use crate::live::Live;
 use crate::live::Wake;
 use crate::partition::{self, PartitionError, PartitionMap};
 use crate::registry::{Registry, RegistryError};
-use crate::report::push::{PushHandle, Pusher};
+use crate::report::push::{PushHandle, PushPlan, Pusher};
 use crate::rules::{Engine, RulesError};
+use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{self, Mode, StoreError};
 use crate::telemetry;
 use crate::webhook::SubscriptionError;
 use crate::webhook::deliver::{DeliverError, Deliverer, DeliveryOptions};
+use deadpool_postgres::Pool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -65,202 +70,100 @@ pub struct Service {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What [`checked`] proved about a configuration before anything was started.
+struct Checked {
+    registry: Arc<Registry>,
+    push_plan: Option<PushPlan>,
+    tokens: Arc<Tokens>,
+    partitions: Option<PartitionMap>,
+}
+
+/// The tasks of a service, all stopped by one signal.
+struct Tasks {
+    stopped: Shutdown,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Tasks {
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.handles.push(tokio::spawn(task));
+    }
+
+    /// A listener for a task about to be spawned.
+    fn stopped(&self) -> Shutdown {
+        self.stopped.clone()
+    }
+}
+
 impl Service {
     pub async fn start(cfg: Config) -> Result<Service, RunError> {
-        let registry = Arc::new(cfg.registry()?);
-        // Refuse a bad rules, dispatch or tokens section before touching anything.
-        Engine::for_registry(cfg.rules.clone(), &registry)?;
-        crate::dispatch::DispatchModel::build(&cfg.dispatch, &registry)?;
-        let push_plan = cfg.report_push.plan()?;
-        let tokens = Arc::new(Tokens::build(&cfg.tokens, &registry).map_err(RunError::Tokens)?);
-        if tokens.is_empty() {
-            tracing::warn!(
-                "no [[tokens]] configured: /api/v1 answers 401 except /api/v1/public (make one with `visitorflow token --role admin`)"
-            );
-        }
-        if cfg.database.url.is_empty() {
-            return Err(RunError::NoDatabase);
-        }
-        let partitions = match &cfg.partition {
-            Some(p) => Some(PartitionMap::build(&registry, p)?),
-            None => None,
-        };
+        let checked = checked(&cfg)?;
         let metrics = telemetry::handle().map_err(|e| RunError::Metrics(e.to_string()))?;
-        let (url, tz, ts) = (
-            &cfg.database.url,
-            &cfg.county.time_zone,
-            cfg.database.timescaledb,
-        );
-        let max_age = cfg.ingest.max_age_days;
-        let mode = match partitions {
-            // Instances starting together must not race on the schema.
-            Some(_) => partition::migrate(url, tz, ts, max_age).await?,
-            None => store::migrate(url, tz, ts, max_age).await?,
-        };
+        let mode = migrate(&cfg, checked.partitions.is_some()).await?;
         tracing::info!(mode = mode.as_str(), "storage ready");
         let pool = store::pool(&cfg.database.url, cfg.database.pool_size)?;
+        let registry = checked.registry;
         let live = Arc::new(Live::new(registry.spaces.len(), registry.devices.len()));
         let (stop, stopped) = shutdown::channel();
-        let cfg = Arc::new(cfg);
-        let mut tasks = Vec::new();
-
-        // Alerting: one delivery worker per subscription, the rules loop woken by every commit.
+        let mut tasks = Tasks {
+            stopped,
+            handles: Vec::new(),
+        };
         let deliverer = Arc::new(Deliverer::new(DeliveryOptions {
             timeout: Duration::from_millis(cfg.alerting.delivery_timeout_ms),
             external_url: cfg.alerting.external_url.clone(),
             ..DeliveryOptions::default()
         })?);
-        let mut outbox = Vec::new();
-        let mut by_subscription = std::collections::HashMap::new();
-        for sub in &cfg.webhooks {
-            let notify = Arc::new(tokio::sync::Notify::new());
-            let worker = outbox::Worker {
-                subscription: sub.id.clone(),
-                target: sub.target()?,
-                deliverer: Arc::clone(&deliverer),
-                pool: pool.clone(),
-                cfg: cfg.alerting.clone(),
-                notify: Arc::clone(&notify),
-            };
-            tasks.push(tokio::spawn(worker.run(stopped.clone())));
-            by_subscription.insert(sub.id.clone(), Arc::clone(&notify));
-            outbox.push(notify);
-        }
         let wake = Arc::new(Wake::default());
+        let outbox = start_outbox(&cfg, &pool, &deliverer, &mut tasks)?;
         let mut alerter = Alerter::new(
             Arc::new(cfg.alerter()),
             Arc::clone(&registry),
             Arc::clone(&live),
             Arc::clone(&wake),
-            outbox,
+            outbox.iter().map(|(_, n)| Arc::clone(n)).collect(),
         );
-        let ingest_cfg = Arc::new(cfg.ingester());
-        match (partitions, &cfg.partition) {
-            (Some(map), Some(pcfg)) => {
-                alerter = alerter.with_leader(partition::Leader {
-                    poll: Duration::from_millis(pcfg.standby_poll_ms.max(50)),
-                });
-                let shared =
-                    partition::Shared::new(Arc::clone(&registry), Arc::clone(&live), map, pcfg);
-                for scope in shared.scopes(pcfg, &cfg.mqtt) {
-                    let span = tracing::info_span!("partition", n = scope.partition);
-                    let ingester = Ingester::new(
-                        Arc::clone(&ingest_cfg),
-                        Arc::clone(&scope.registry),
-                        Arc::clone(&live),
-                        Arc::clone(&wake),
-                    )
-                    .with_scope(scope);
-                    tasks.push(tokio::spawn(tracing::Instrument::instrument(
-                        ingester.run(stopped.clone()),
-                        span,
-                    )));
-                }
-                tasks.push(tokio::spawn(partition::refresh(
-                    shared,
-                    cfg.database.url.clone(),
-                    Duration::from_millis(pcfg.refresh_ms),
-                    stopped.clone(),
-                )));
-            }
-            _ => {
-                let ingester = Ingester::new(
-                    Arc::clone(&ingest_cfg),
-                    Arc::clone(&registry),
-                    Arc::clone(&live),
-                    Arc::clone(&wake),
-                );
-                tasks.push(tokio::spawn(ingester.run(stopped.clone())));
-            }
+        if let Some(leader) = start_ingest(
+            &cfg,
+            checked.partitions,
+            &registry,
+            &live,
+            &wake,
+            &mut tasks,
+        ) {
+            alerter = alerter.with_leader(leader);
         }
-        tasks.push(tokio::spawn(alerter.run(stopped.clone())));
-
-        // The daily report upstream: one worker, scheduled by the recorded days.
-        let report_push = push_plan.map(|plan| {
-            let handle = Arc::new(PushHandle {
-                format: plan.format,
-                wake: tokio::sync::Notify::new(),
-            });
-            let pusher = Pusher {
-                plan,
-                registry: Arc::clone(&registry),
-                pool: pool.clone(),
-                deliverer: Arc::clone(&deliverer),
-                backoff_base: Duration::from_millis(cfg.alerting.backoff_base_ms),
-                backoff_max: Duration::from_millis(cfg.alerting.backoff_max_ms),
-                timeout: Duration::from_millis(cfg.alerting.delivery_timeout_ms),
-                handle: Arc::clone(&handle),
-            };
-            tasks.push(tokio::spawn(pusher.run(stopped.clone())));
-            handle
-        });
-
-        let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-            .await
-            .map_err(|error| RunError::Listen {
-                addr: cfg.http.listen,
-                error,
-            })?;
-        let http_addr = listener.local_addr().map_err(|error| RunError::Listen {
-            addr: cfg.http.listen,
-            error,
-        })?;
-        let feed = Arc::new(Feed::new(
-            Arc::clone(&registry),
-            Arc::clone(&live),
-            stopped.clone(),
-        ));
-        tasks.push(tokio::spawn(Arc::clone(&feed).run()));
-        let app = api::router(
-            AppState {
-                registry: Arc::clone(&registry),
-                wake: Arc::clone(&wake),
-                outbox: Arc::new(by_subscription),
-                live: Arc::clone(&live),
-                pool: pool.clone(),
-                metrics,
-                mode,
-                tokens,
-                limiter: Arc::new(RateLimiter::new(
-                    cfg.http.rate_per_token,
-                    cfg.http.rate_per_ip,
-                    cfg.http.rate_burst,
-                )),
-                feed,
-                report_push,
-                openapi: Arc::default(),
-            },
-            &cfg.http,
-        );
-        let header_timeout = Duration::from_millis(cfg.http.header_read_timeout_ms.max(1));
-        tasks.push(tokio::spawn(api::serve(
-            listener,
-            app,
-            header_timeout,
-            stopped.clone(),
-        )));
+        tasks.spawn(alerter.run(tasks.stopped()));
+        let report_push = checked
+            .push_plan
+            .map(|plan| start_report_push(&cfg, plan, &registry, &pool, &deliverer, &mut tasks));
+        let state = AppState {
+            registry: Arc::clone(&registry),
+            wake,
+            outbox: Arc::new(outbox.into_iter().collect()),
+            live: Arc::clone(&live),
+            pool: pool.clone(),
+            metrics,
+            mode,
+            tokens: checked.tokens,
+            limiter: Arc::new(RateLimiter::new(
+                cfg.http.rate_per_token,
+                cfg.http.rate_per_ip,
+                cfg.http.rate_burst,
+            )),
+            feed: Arc::new(Feed::new(
+                Arc::clone(&registry),
+                Arc::clone(&live),
+                tasks.stopped(),
+            )),
+            report_push,
+            openapi: Arc::default(),
+        };
+        let http_addr = start_http(&cfg, state, &mut tasks).await?;
         tracing::info!(%http_addr, spaces = registry.spaces.len(), devices = registry.devices.len(), "visitorflow running");
-
         if cfg.database.raw_retention_days > 0 {
             let days = i64::from(cfg.database.raw_retention_days);
-            let mut stop_rx = stopped.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(3600));
-                loop {
-                    tokio::select! {
-                        _ = every.tick() => {}
-                        _ = stop_rx.recv() => return,
-                    }
-                    let cutoff = chrono::Utc::now() - chrono::TimeDelta::days(days);
-                    match store::prune_reports(&pool, mode, cutoff).await {
-                        Ok(n) if n > 0 => {
-                            tracing::info!(removed = n, %cutoff, "raw report retention")
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "raw report retention failed"),
-                    }
-                }
-            }));
+            tasks.spawn(retention(pool, mode, days, tasks.stopped()));
         }
         Ok(Service {
             registry,
@@ -268,7 +171,7 @@ impl Service {
             mode,
             http_addr,
             stop,
-            tasks,
+            tasks: tasks.handles,
         })
     }
 
@@ -278,6 +181,178 @@ impl Service {
         self.stop.trigger();
         for t in self.tasks {
             let _ = t.await;
+        }
+    }
+}
+
+/// Refuses a bad registry, rules, dispatch, report push, tokens or partition section before
+/// anything is touched.
+fn checked(cfg: &Config) -> Result<Checked, RunError> {
+    let registry = Arc::new(cfg.registry()?);
+    Engine::for_registry(cfg.rules.clone(), &registry)?;
+    DispatchModel::build(&cfg.dispatch, &registry)?;
+    let push_plan = cfg.report_push.plan()?;
+    let tokens = Arc::new(Tokens::build(&cfg.tokens, &registry).map_err(RunError::Tokens)?);
+    if tokens.is_empty() {
+        tracing::warn!(
+            "no [[tokens]] configured: /api/v1 answers 401 except /api/v1/public (make one with `visitorflow token --role admin`)"
+        );
+    }
+    if cfg.database.url.is_empty() {
+        return Err(RunError::NoDatabase);
+    }
+    let partitions = match &cfg.partition {
+        Some(p) => Some(PartitionMap::build(&registry, p)?),
+        None => None,
+    };
+    Ok(Checked {
+        registry,
+        push_plan,
+        tokens,
+        partitions,
+    })
+}
+
+async fn migrate(cfg: &Config, partitioned: bool) -> Result<Mode, RunError> {
+    let db = &cfg.database;
+    let (url, tz, max_age) = (&db.url, &cfg.county.time_zone, cfg.ingest.max_age_days);
+    Ok(if partitioned {
+        // Instances starting together must not race on the schema.
+        partition::migrate(url, tz, db.timescaledb, max_age).await?
+    } else {
+        store::migrate(url, tz, db.timescaledb, max_age).await?
+    })
+}
+
+/// One delivery worker per webhook subscription (a slow receiver holds up nobody else); returns
+/// each subscription's wake-up, in `[[webhooks]]` order.
+fn start_outbox(
+    cfg: &Config,
+    pool: &Pool,
+    deliverer: &Arc<Deliverer>,
+    tasks: &mut Tasks,
+) -> Result<Vec<(String, Arc<Notify>)>, RunError> {
+    let mut outbox = Vec::new();
+    for sub in &cfg.webhooks {
+        let notify = Arc::new(Notify::new());
+        let worker = outbox::Worker {
+            subscription: sub.id.clone(),
+            target: sub.target()?,
+            deliverer: Arc::clone(deliverer),
+            pool: pool.clone(),
+            cfg: cfg.alerting.clone(),
+            notify: Arc::clone(&notify),
+        };
+        tasks.spawn(worker.run(tasks.stopped()));
+        outbox.push((sub.id.clone(), notify));
+    }
+    Ok(outbox)
+}
+
+/// One ingester, or one per partition this instance runs (then alerting runs only on the
+/// leader, which is returned).
+fn start_ingest(
+    cfg: &Config,
+    partitions: Option<PartitionMap>,
+    registry: &Arc<Registry>,
+    live: &Arc<Live>,
+    wake: &Arc<Wake>,
+    tasks: &mut Tasks,
+) -> Option<partition::Leader> {
+    let ingest_cfg = Arc::new(cfg.ingester());
+    let ingester = |registry: &Arc<Registry>| {
+        Ingester::new(
+            Arc::clone(&ingest_cfg),
+            Arc::clone(registry),
+            Arc::clone(live),
+            Arc::clone(wake),
+        )
+    };
+    let (Some(map), Some(pcfg)) = (partitions, &cfg.partition) else {
+        tasks.spawn(ingester(registry).run(tasks.stopped()));
+        return None;
+    };
+    let shared = partition::Shared::new(Arc::clone(registry), Arc::clone(live), map, pcfg);
+    for scope in shared.scopes(pcfg, &cfg.mqtt) {
+        let span = tracing::info_span!("partition", n = scope.partition);
+        let run = ingester(&scope.registry)
+            .with_scope(scope)
+            .run(tasks.stopped());
+        tasks.spawn(tracing::Instrument::instrument(run, span));
+    }
+    tasks.spawn(partition::refresh(
+        shared,
+        cfg.database.url.clone(),
+        Duration::from_millis(pcfg.refresh_ms),
+        tasks.stopped(),
+    ));
+    Some(partition::Leader {
+        poll: Duration::from_millis(pcfg.standby_poll_ms.max(50)),
+    })
+}
+
+/// The daily report upstream: one worker, scheduled by the recorded days.
+fn start_report_push(
+    cfg: &Config,
+    plan: PushPlan,
+    registry: &Arc<Registry>,
+    pool: &Pool,
+    deliverer: &Arc<Deliverer>,
+    tasks: &mut Tasks,
+) -> Arc<PushHandle> {
+    let handle = Arc::new(PushHandle {
+        format: plan.format,
+        wake: Notify::new(),
+    });
+    let pusher = Pusher {
+        plan,
+        registry: Arc::clone(registry),
+        pool: pool.clone(),
+        deliverer: Arc::clone(deliverer),
+        backoff_base: Duration::from_millis(cfg.alerting.backoff_base_ms),
+        backoff_max: Duration::from_millis(cfg.alerting.backoff_max_ms),
+        timeout: Duration::from_millis(cfg.alerting.delivery_timeout_ms),
+        handle: Arc::clone(&handle),
+    };
+    tasks.spawn(pusher.run(tasks.stopped()));
+    handle
+}
+
+/// Binds the listener (a busy port is an error naming it) and serves the API and the live feed.
+async fn start_http(
+    cfg: &Config,
+    state: AppState,
+    tasks: &mut Tasks,
+) -> Result<SocketAddr, RunError> {
+    let listen = cfg.http.listen;
+    let listen_err = |error| RunError::Listen {
+        addr: listen,
+        error,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(listen_err)?;
+    let http_addr = listener.local_addr().map_err(listen_err)?;
+    tasks.spawn(Arc::clone(&state.feed).run());
+    let app = api::router(state, &cfg.http);
+    let header_timeout = Duration::from_millis(cfg.http.header_read_timeout_ms.max(1));
+    tasks.spawn(api::serve(listener, app, header_timeout, tasks.stopped()));
+    Ok(http_addr)
+}
+
+/// Deletes raw reports older than `days`, hourly.
+async fn retention(pool: Pool, mode: Mode, days: i64, mut stopped: Shutdown) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopped.recv() => return,
+        }
+        let cutoff = chrono::Utc::now() - chrono::TimeDelta::days(days);
+        match store::prune_reports(&pool, mode, cutoff).await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, %cutoff, "raw report retention"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "raw report retention failed"),
         }
     }
 }
