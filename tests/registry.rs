@@ -46,22 +46,6 @@ fn build(toml: &str) -> Registry {
     cfg.registry().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Asserts that exactly one problem sits at `location` and its message mentions `needle`.
-#[track_caller]
-fn assert_problem(problems: &[Problem], location: &str, needle: &str) {
-    let at: Vec<_> = problems.iter().filter(|p| p.location == location).collect();
-    assert_eq!(
-        at.len(),
-        1,
-        "expected one problem at {location:?}, got {problems:#?}"
-    );
-    assert!(
-        at[0].message.contains(needle),
-        "problem at {location:?} should mention {needle:?}: {:?}",
-        at[0].message
-    );
-}
-
 fn target_ids(reg: &Registry, device: &str) -> Vec<String> {
     let d = reg.device(reg.device_idx(device).expect("device exists"));
     d.targets
@@ -290,219 +274,173 @@ fn shipped_default_has_milesight_and_reversed_devices() {
 // ---------------------------------------------------------------------------------------------
 // Problems, each with its location
 
-#[test]
-fn unknown_parent() {
-    let p = problems(&format!(
-        r#"{BASE}
-[[spaces]]
-id = "z"
-kind = "zone"
-parent = "nowhere"
-name_zh = "区"
-name_en = "Z"
-"#
-    ));
-    assert_problem(
-        &p,
-        r#"spaces[2] (id = "z").parent"#,
-        "unknown parent \"nowhere\"",
-    );
-    assert_eq!(p.len(), 1, "{p:#?}");
+/// One configuration mistake: the TOML (the base registry plus or with something changed), and
+/// every problem it must produce (location, a word of the message). `exact`: no other problem.
+struct Case {
+    name: &'static str,
+    toml: String,
+    expect: Vec<(String, &'static str)>,
+    exact: bool,
 }
 
-#[test]
-fn duplicate_space_id() {
-    let p = problems(&format!(
-        r#"{BASE}
-[[spaces]]
-id = "area"
-kind = "scenic_area"
-parent = "county"
-name_zh = "又一个"
-name_en = "Again"
-"#
-    ));
-    assert_problem(&p, r#"spaces[2] (id = "area")"#, "duplicate space id");
-    assert_eq!(p.len(), 1, "{p:#?}");
-}
-
-#[test]
-fn duplicate_device_id() {
-    let p = problems(&format!(
-        r#"{BASE}
-[[devices]]
-id = "g1"
-space = "area"
-kind = "gate"
-
-[[devices]]
-id = "g1"
-space = "county"
-kind = "camera"
-"#
-    ));
-    assert_problem(&p, r#"devices[1] (id = "g1")"#, "duplicate device id");
-    assert_eq!(p.len(), 1, "{p:#?}");
-}
-
-#[test]
-fn duplicate_of_a_device_rejected_for_its_space() {
-    // The first "g1" is refused (unknown space); its twin must still be flagged in the same run.
-    let p = problems(&format!(
-        r#"{BASE}
-[[devices]]
-id = "g1"
-space = "nowhere"
-kind = "gate"
-
-[[devices]]
-id = "g1"
-space = "area"
-kind = "gate"
-"#
-    ));
-    assert_problem(&p, r#"devices[0] (id = "g1").space"#, "\"nowhere\"");
-    assert_problem(&p, r#"devices[1] (id = "g1")"#, "duplicate device id");
-    assert_eq!(p.len(), 2, "{p:#?}");
-}
-
-#[test]
-fn zone_capacity_over_its_area() {
-    let p = problems(&format!(
-        r#"{BASE}
-[[spaces]]
-id = "z"
-kind = "zone"
-parent = "area"
-name_zh = "区"
-name_en = "Z"
-instant_capacity = 1001
-daily_capacity = 4000
-"#
-    ));
-    assert_problem(
-        &p,
-        r#"spaces[2] (id = "z").instant_capacity"#,
-        "1001 exceeds the 1000",
-    );
-    assert_eq!(p.len(), 1, "equal daily capacity is fine: {p:#?}");
-}
-
-#[test]
-fn nested_zone_over_its_parent_zone() {
-    let p = problems(&format!(
-        r#"{BASE}
-[[spaces]]
-id = "z"
-kind = "zone"
-parent = "area"
-name_zh = "区"
-name_en = "Z"
-daily_capacity = 2000
-
-[[spaces]]
-id = "z2"
-kind = "zone"
-parent = "z"
-name_zh = "小区"
-name_en = "Z2"
-daily_capacity = 2500
-"#
-    ));
-    assert_problem(&p, r#"spaces[3] (id = "z2").daily_capacity"#, "\"z\"");
-    assert_eq!(p.len(), 1, "{p:#?}");
-}
-
-#[test]
-fn device_bound_to_unknown_space() {
-    let p = problems(&format!(
-        r#"{BASE}
-[[devices]]
-id = "g1"
-space = "aera"
-kind = "gate"
-"#
-    ));
-    assert_problem(&p, r#"devices[0] (id = "g1").space"#, "\"aera\"");
-    assert_eq!(p.len(), 1, "{p:#?}");
-}
-
-#[test]
-fn vehicle_counter_outside_a_car_park_and_people_counter_in_one() {
-    let p = problems(&format!(
-        r#"{BASE}
-[[spaces]]
-id = "park"
-kind = "car_park"
-parent = "area"
-name_zh = "停车场"
-name_en = "Car park"
-instant_capacity = 300
-
-[[devices]]
-id = "v1"
-space = "area"
-kind = "vehicle_counter"
-
-[[devices]]
-id = "g1"
-space = "park"
-kind = "gate"
-"#
-    ));
-    assert_problem(
-        &p,
-        r#"devices[0] (id = "v1").kind"#,
-        "belongs in a car_park",
-    );
-    assert_problem(&p, r#"devices[1] (id = "g1").kind"#, "vehicle_counter");
-    assert_eq!(p.len(), 2, "{p:#?}");
-}
-
-#[test]
-fn bad_time_zone() {
-    let p = problems(&BASE.replace("Asia/Shanghai", "Asia/Urumqi_Local"));
-    assert_problem(&p, "county.time_zone", "Asia/Urumqi_Local");
-    assert_eq!(p.len(), 1, "{p:#?}");
-}
-
-#[test]
-fn bad_opens_at() {
-    for bad in ["8am", "25:00", "08:00:00", ""] {
-        let p = problems(&BASE.replace("\"08:00\"", &format!("{bad:?}")));
-        assert_problem(&p, r#"spaces[1] (id = "area").opens_at"#, "HH:MM");
-        assert_eq!(p.len(), 1, "{bad:?}: {p:#?}");
+fn case(name: &'static str, extra: &str, expect: &[(&str, &'static str)]) -> Case {
+    Case {
+        name,
+        toml: format!("{BASE}\n{extra}"),
+        expect: expect.iter().map(|(l, n)| (l.to_string(), *n)).collect(),
+        exact: true,
     }
 }
 
-#[test]
-fn milesight_line_out_of_range() {
-    let p = problems(&format!(
-        r#"{BASE}
-[[devices]]
-id = "vs1"
-space = "area"
-kind = "camera"
-format = "milesight_vs13x"
-lines = [{{ line = 1 }}, {{ line = 5, direction = "reversed" }}]
-"#
-    ));
-    assert_problem(&p, r#"devices[0] (id = "vs1").lines[1]"#, "line 5");
-    assert_eq!(p.len(), 1, "{p:#?}");
+fn replaced(name: &'static str, from: &str, to: &str, expect: &[(&str, &'static str)]) -> Case {
+    Case {
+        toml: BASE.replace(from, to),
+        ..case(name, "", expect)
+    }
+}
+
+/// The registry's configuration problems, one row each.
+fn config_problems() -> Vec<Case> {
+    let zone = |id: &str, parent: &str, more: &str| {
+        format!(
+            "[[spaces]]\nid = {id:?}\nkind = \"zone\"\nparent = {parent:?}\nname_zh = \"区\"\nname_en = \"Z\"\n{more}\n"
+        )
+    };
+    let device = |id: &str, space: &str, more: &str| {
+        format!("[[devices]]\nid = {id:?}\nspace = {space:?}\n{more}\n")
+    };
+    let mut cases = vec![
+        case(
+            "unknown parent",
+            &zone("z", "nowhere", ""),
+            &[(r#"spaces[2] (id = "z").parent"#, "unknown parent \"nowhere\"")],
+        ),
+        case(
+            "duplicate space id",
+            "[[spaces]]\nid = \"area\"\nkind = \"scenic_area\"\nparent = \"county\"\nname_zh = \"又一个\"\nname_en = \"Again\"\n",
+            &[(r#"spaces[2] (id = "area")"#, "duplicate space id")],
+        ),
+        case(
+            "duplicate device id",
+            &(device("g1", "area", "kind = \"gate\"") + &device("g1", "county", "kind = \"camera\"")),
+            &[(r#"devices[1] (id = "g1")"#, "duplicate device id")],
+        ),
+        // The first "g1" is refused (unknown space); its twin must still be flagged in the same run.
+        case(
+            "duplicate of a device rejected for its space",
+            &(device("g1", "nowhere", "kind = \"gate\"") + &device("g1", "area", "kind = \"gate\"")),
+            &[
+                (r#"devices[0] (id = "g1").space"#, "\"nowhere\""),
+                (r#"devices[1] (id = "g1")"#, "duplicate device id"),
+            ],
+        ),
+        // An equal daily capacity is fine.
+        case(
+            "zone capacity over its area",
+            &zone("z", "area", "instant_capacity = 1001\ndaily_capacity = 4000"),
+            &[(r#"spaces[2] (id = "z").instant_capacity"#, "1001 exceeds the 1000")],
+        ),
+        case(
+            "nested zone over its parent zone",
+            &(zone("z", "area", "daily_capacity = 2000") + &zone("z2", "z", "daily_capacity = 2500")),
+            &[(r#"spaces[3] (id = "z2").daily_capacity"#, "\"z\"")],
+        ),
+        case(
+            "device bound to an unknown space",
+            &device("g1", "aera", "kind = \"gate\""),
+            &[(r#"devices[0] (id = "g1").space"#, "\"aera\"")],
+        ),
+        case(
+            "vehicle counter outside a car park and a people counter in one",
+            &("[[spaces]]\nid = \"park\"\nkind = \"car_park\"\nparent = \"area\"\nname_zh = \"停车场\"\nname_en = \"Car park\"\ninstant_capacity = 300\n".to_owned()
+                + &device("v1", "area", "kind = \"vehicle_counter\"")
+                + &device("g1", "park", "kind = \"gate\"")),
+            &[
+                (r#"devices[0] (id = "v1").kind"#, "belongs in a car_park"),
+                (r#"devices[1] (id = "g1").kind"#, "vehicle_counter"),
+            ],
+        ),
+        replaced(
+            "bad time zone",
+            "Asia/Shanghai",
+            "Asia/Urumqi_Local",
+            &[("county.time_zone", "Asia/Urumqi_Local")],
+        ),
+        case(
+            "milesight line out of range",
+            &device(
+                "vs1",
+                "area",
+                "kind = \"camera\"\nformat = \"milesight_vs13x\"\nlines = [{ line = 1 }, { line = 5, direction = \"reversed\" }]",
+            ),
+            &[(r#"devices[0] (id = "vs1").lines[1]"#, "line 5")],
+        ),
+        Case {
+            exact: false,
+            ..case(
+                "lines on a native device",
+                &device("c1", "area", "kind = \"camera\"\nlines = [{ line = 1 }]"),
+                &[(r#"devices[0] (id = "c1").lines"#, "milesight")],
+            )
+        },
+        case(
+            "zone that is its own parent",
+            &zone("a", "a", ""),
+            &[(r#"spaces[2] (id = "a")"#, "cycle")],
+        ),
+    ];
+    for bad in ["8am", "25:00", "08:00:00", ""] {
+        cases.push(replaced(
+            "bad opens_at",
+            "\"08:00\"",
+            &format!("{bad:?}"),
+            &[(r#"spaces[1] (id = "area").opens_at"#, "HH:MM")],
+        ));
+    }
+    for bad in ["a+b", "a/b", "a#", "a b", "景区", "", ".."] {
+        let mut space = replaced(
+            "space id that would break MQTT topics",
+            "id = \"area\"",
+            &format!("id = {bad:?}"),
+            &[],
+        );
+        space.expect = vec![(format!("spaces[1] (id = {bad:?})"), "topic")];
+        space.exact = false;
+        cases.push(space);
+        let mut dev = case(
+            "device id that would break MQTT topics",
+            &format!("[[devices]]\nid = {bad:?}\nspace = \"area\"\nkind = \"gate\"\n"),
+            &[],
+        );
+        dev.expect = vec![(format!("devices[0] (id = {bad:?})"), "topic")];
+        cases.push(dev);
+    }
+    cases
 }
 
 #[test]
-fn lines_on_a_native_device() {
-    let p = problems(&format!(
-        r#"{BASE}
-[[devices]]
-id = "c1"
-space = "area"
-kind = "camera"
-lines = [{{ line = 1 }}]
-"#
-    ));
-    assert_problem(&p, r#"devices[0] (id = "c1").lines"#, "milesight");
+fn every_config_problem_is_found_where_it_is() {
+    for c in config_problems() {
+        let p = problems(&c.toml);
+        for (location, needle) in &c.expect {
+            let at: Vec<_> = p.iter().filter(|p| &p.location == location).collect();
+            assert_eq!(
+                at.len(),
+                1,
+                "{}: one problem at {location:?}, got {p:#?}",
+                c.name
+            );
+            assert!(
+                at[0].message.contains(needle),
+                "{}: problem at {location:?} should mention {needle:?}: {:?}",
+                c.name,
+                at[0].message
+            );
+        }
+        if c.exact {
+            assert_eq!(p.len(), c.expect.len(), "{}: {p:#?}", c.name);
+        }
+    }
 }
 
 #[test]
@@ -531,36 +469,6 @@ name_en = "B"
             pr.location == r#"spaces[2] (id = "a")"# || pr.location == r#"spaces[3] (id = "b")"#,
             "{pr}"
         );
-    }
-}
-
-#[test]
-fn zone_that_is_its_own_parent() {
-    let p = problems(&format!(
-        r#"{BASE}
-[[spaces]]
-id = "a"
-kind = "zone"
-parent = "a"
-name_zh = "甲"
-name_en = "A"
-"#
-    ));
-    assert_problem(&p, r#"spaces[2] (id = "a")"#, "cycle");
-    assert_eq!(p.len(), 1, "{p:#?}");
-}
-
-#[test]
-fn ids_that_would_break_mqtt_topics() {
-    for bad in ["a+b", "a/b", "a#", "a b", "景区", "", ".."] {
-        let space = problems(&BASE.replace("id = \"area\"", &format!("id = {bad:?}")));
-        assert_problem(&space, &format!("spaces[1] (id = {bad:?})"), "topic");
-
-        let device = problems(&format!(
-            "{BASE}\n[[devices]]\nid = {bad:?}\nspace = \"area\"\nkind = \"gate\"\n"
-        ));
-        assert_problem(&device, &format!("devices[0] (id = {bad:?})"), "topic");
-        assert_eq!(device.len(), 1, "{bad:?}: {device:#?}");
     }
 }
 
