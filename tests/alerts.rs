@@ -748,29 +748,7 @@ async fn dispatch_advice_pauses_a_filling_area_diverts_and_is_recorded() {
     let stack = Stack::start();
     let inbox = Arc::new(Mutex::new(Inbox::default()));
     let hook = receiver(Arc::clone(&inbox)).await;
-    let extra = r#"
-[[spaces]]
-id = "centre"
-kind = "hub"
-parent = "county"
-name_zh = "游客中心"
-name_en = "Visitor centre"
-instant_capacity = 2000
-
-[[devices]]
-id = "hall-cam"
-space = "centre"
-kind = "camera"
-
-[dispatch.policy]
-max_hold_min = 0
-
-[[dispatch.hubs]]
-hub = "centre"
-fleet = [{ vehicles = 10, seats = 45 }]
-routes = [{ area = "canyon", travel_min = 20 }, { area = "village", travel_min = 15 }]
-"#;
-    let mut cfg = visitorflow::config::Config::from_toml(&format!("{REGISTRY}{extra}")).unwrap();
+    let mut cfg = visitorflow::config::Config::from_toml(&format!("{REGISTRY}{CENTRE}")).unwrap();
     let base = stack.config("vf-dispatch");
     cfg.database = base.database;
     cfg.mqtt = base.mqtt;

@@ -458,29 +458,6 @@ async fn accepting_receiver() -> (
     (addr, got)
 }
 
-const DISPATCH: &str = r#"
-[[spaces]]
-id = "centre"
-kind = "hub"
-parent = "county"
-name_zh = "游客中心"
-name_en = "Visitor centre"
-instant_capacity = 2000
-
-[[devices]]
-id = "hall-cam"
-space = "centre"
-kind = "camera"
-
-[dispatch.policy]
-max_hold_min = 0
-
-[[dispatch.hubs]]
-hub = "centre"
-fleet = [{ vehicles = 10, seats = 45 }]
-routes = [{ area = "canyon", travel_min = 20 }, { area = "village", travel_min = 15 }]
-"#;
-
 /// The centre's entry of `GET /api/v1/dispatch`.
 async fn current_advice(addr: std::net::SocketAddr) -> Value {
     let (_, v) = get_json(addr, "/api/v1/dispatch").await;
@@ -497,7 +474,7 @@ async fn current_advice(addr: std::net::SocketAddr) -> Value {
 async fn dispatch_advice_on_the_live_feed_and_in_the_daily_report() {
     let stack = Stack::start();
     let (hook, hooks) = accepting_receiver().await;
-    let mut cfg = stack.config_from(&format!("{REGISTRY}{DISPATCH}"), "vf-feed-dispatch");
+    let mut cfg = stack.config_from(&format!("{REGISTRY}{CENTRE}"), "vf-feed-dispatch");
     cfg.alerting.tick_ms = 100;
     cfg.webhooks = vec![
         serde_json::from_value(serde_json::json!({

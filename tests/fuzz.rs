@@ -20,34 +20,7 @@ use visitorflow::config::{Config, EMBEDDED_DEFAULT, IngestConfig};
 use visitorflow::decode::{self, CountReport, Limits, Reject, TopicKind};
 use visitorflow::registry::Registry;
 
-const DEVICES: &str = r#"
-[[spaces]]
-id = "county"
-kind = "county"
-name_zh = "县"
-name_en = "County"
-[[spaces]]
-id = "area"
-kind = "scenic_area"
-parent = "county"
-name_zh = "景区"
-name_en = "Area"
-[[devices]]
-id = "gate"
-space = "area"
-kind = "gate"
-[[devices]]
-id = "backwards"
-space = "area"
-kind = "camera"
-direction = "reversed"
-[[devices]]
-id = "vs133"
-space = "area"
-kind = "camera"
-format = "milesight_vs13x"
-lines = [{ line = 1 }, { line = 2, direction = "reversed" }]
-"#;
+const DEVICES: &str = include_str!("data/one-area.toml");
 
 struct Target {
     registry: Registry,

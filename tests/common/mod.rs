@@ -17,79 +17,10 @@ use visitorflow::api::auth;
 use visitorflow::config::{Config, Role, TokenConfig};
 use visitorflow::supervise::{Mosquitto, PgCluster};
 
-pub const REGISTRY: &str = r#"
-[county]
-time_zone = "Asia/Shanghai"
-
-[ingest]
-batch_linger_ms = 10
-max_age_days = 7300
-
-[[spaces]]
-id = "county"
-kind = "county"
-name_zh = "县"
-name_en = "County"
-
-[[spaces]]
-id = "canyon"
-kind = "scenic_area"
-parent = "county"
-name_zh = "天山大峡谷"
-name_en = "Tianshan Grand Canyon"
-instant_capacity = 1000
-daily_capacity = 4000
-
-[[spaces]]
-id = "canyon-pines"
-kind = "zone"
-parent = "canyon"
-name_zh = "天山松林"
-name_en = "Pine forest"
-instant_capacity = 300
-
-[[spaces]]
-id = "village"
-kind = "scenic_area"
-parent = "county"
-name_zh = "天山杏花村"
-name_en = "Apricot village"
-instant_capacity = 400
-
-[[spaces]]
-id = "park"
-kind = "car_park"
-parent = "canyon"
-name_zh = "停车场"
-name_en = "Car park"
-instant_capacity = 200
-
-[[devices]]
-id = "gate-1"
-space = "canyon"
-kind = "gate"
-
-[[devices]]
-id = "gate-2"
-space = "canyon"
-kind = "gate"
-
-[[devices]]
-id = "cam-pines"
-space = "canyon-pines"
-kind = "camera"
-direction = "reversed"
-
-[[devices]]
-id = "door"
-space = "village"
-kind = "camera"
-
-[[devices]]
-id = "barrier"
-space = "park"
-kind = "vehicle_counter"
-"#;
+/// The county of the integration tests (`tests/data/county.toml`).
+pub const REGISTRY: &str = include_str!("../data/county.toml");
+/// A distribution centre with a camera and a dispatch model, added to [`REGISTRY`].
+pub const CENTRE: &str = include_str!("../data/centre.toml");
 
 /// The admin token of every test service ([`Stack::config`]); [`http`] and the get helpers send it.
 pub const ADMIN_TOKEN: &str = "vf_test-admin-token";
