@@ -16,7 +16,7 @@ fn main() {
             },
         }
     }
-    let c = visitorflow::dispatch::evaluate(seed);
+    let c = visitorflow::sim::dispatch::evaluate(seed);
     if json {
         println!(
             "{}",

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::advisor::{Diversion, HubAdvice, Mode, PausedRoute, Reason};
+use super::advice::{Diversion, HubAdvice, Mode, PausedRoute, Reason};
 use crate::ids::SpaceId;
 
 /// `diff` ignores shuttle changes of up to this many vehicles.

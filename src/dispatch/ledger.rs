@@ -6,8 +6,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::advisor::{HubAdvice, VehicleUse};
-use super::config::{DispatchModel, Route};
+use super::advice::{HubAdvice, VehicleUse};
+use super::model::{DispatchModel, Route};
 use crate::ids::SpaceId;
 
 /// Trips are kept this long after arriving, so [`OnRoad::arrived_to`] covers a forecast window.
@@ -99,7 +99,7 @@ impl OnRoad {
 
     /// Visitors who arrived at `area` by shuttle in `(since, now]`. The rule engine's net inflow is
     /// measured at the gates and so contains them; subtracting them gives the inflow *other than*
-    /// shuttles, which is what [`super::AreaInput::net_inflow_per_min`] should carry, since the
+    /// shuttles, which is what [`super::inputs::AreaInput::net_inflow_per_min`] should carry, since the
     /// shuttles still coming are already counted on the road.
     pub fn arrived_to(&self, area: &str, since: DateTime<Utc>, now: DateTime<Utc>) -> u32 {
         self.trips

@@ -8,10 +8,13 @@
 //!   `direction` / Milesight line swaps;
 //! - [`mod@replay`]: pure dataset parsers (CalIt2, Dublin footfall) and the replay publisher;
 //! - [`publish`]: the MQTT shell (rumqttc client + event loop task, PubAck accounting) and
-//!   [`simulate`].
+//!   [`simulate`];
+//! - [`dispatch`]: the dispatch advisor's evaluation, a seeded Golden-Week day of the county with
+//!   and without the advice followed (pure; `examples/dispatch_eval`).
 //!
 //! The CLI lives elsewhere: callers fill an options struct and await [`simulate`] or [`replay()`].
 
+pub mod dispatch;
 pub mod publish;
 pub mod replay;
 pub mod report;
