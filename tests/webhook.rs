@@ -13,10 +13,11 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{TimeZone, Utc};
 use url::Url;
+use visitorflow::rules::Severity;
 use visitorflow::webhook::deliver::{check_url, check_url_resolved};
 use visitorflow::webhook::sign::{self, DEFAULT_TOLERANCE, VerifyError};
 use visitorflow::webhook::{
-    AlertEvent, AlertState, Deliverer, DeliveryOptions, Format, Outcome, Secret, Severity,
+    AlertEvent, AlertState, Deliverer, DeliveryOptions, Format, Outcome, Secret,
     SubscriptionConfig, Target,
 };
 

@@ -237,7 +237,7 @@ impl ReportPushConfig {
             secret: self.secret.clone(),
             secret_file: self.secret_file.clone(),
             spaces: Vec::new(),
-            min_severity: crate::webhook::Severity::Info,
+            min_severity: crate::rules::Severity::Info,
             kinds: Vec::new(),
             language: Default::default(),
             allow_private_network: self.allow_private_network,

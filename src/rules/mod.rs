@@ -58,6 +58,7 @@ mod config;
 mod forecast;
 mod input;
 mod level;
+mod replay;
 #[cfg(test)]
 mod tests;
 
@@ -68,11 +69,10 @@ use serde::{Deserialize, Serialize};
 
 pub use alert::{AlertKind, Change, OpenAlert, Transition};
 pub use config::{RulesConfig, RulesError, SpaceRules};
-pub use forecast::{
-    Crossing, Forecast, ForecastReport, ForecastSummary, WarningEvent, replay_forecast,
-};
+pub use forecast::Forecast;
 pub use input::{CapLimit, CapScope, DeviceHealth, Hazard, PartDevices, PolicyCap, SpaceInput};
 pub use level::{Action, ActionsConfig, Ladder, LadderConfig, Level, LevelActions, Severity};
+pub use replay::{Crossing, ForecastReport, ForecastSummary, WarningEvent, replay_forecast};
 
 use alert::{Ctx, Want};
 use config::Params;

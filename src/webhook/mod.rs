@@ -25,7 +25,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use deliver::{Attempt, Deliverer, DeliveryOptions, Outcome, Target, UrlError};
 pub use format::{Format, Language, RenderOptions, Rendered, render};
-pub use model::{AlertEvent, AlertState, Severity};
+pub use model::{AlertEvent, AlertState};
+
+use crate::rules::Severity;
 
 /// A secret (signing key, header token). Never shown: `Debug` and `Display` print `***`, and it
 /// serializes as `"***"`, so a dumped configuration leaks nothing; reading `"***"` back is refused

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// How urgent an alert is: the rule engine's severity, ordered so subscriptions can ask for
 /// "`warning` and above".
-pub use crate::rules::Severity;
+use crate::rules::Severity;
 
 /// Where the alert stands after this transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use super::Language;
 use super::text::{Lang, fields, title};
-use crate::webhook::model::{AlertEvent, AlertState, Severity};
+use crate::rules::Severity;
+use crate::webhook::model::{AlertEvent, AlertState};
 
 pub(super) fn dingtalk(e: &AlertEvent, language: Language) -> Value {
     let block = |lang: Lang| {

@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 
 use super::alertmanager::Fnv1a64;
 use super::*;
+use crate::rules::Severity;
+use crate::webhook::model::AlertState;
 use crate::webhook::model::tests::orange;
-use crate::webhook::model::{AlertState, Severity};
 
 fn value(format: Format, e: &AlertEvent, opts: &RenderOptions) -> Value {
     let r = render(format, e, opts);

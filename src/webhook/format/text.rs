@@ -6,7 +6,8 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, FixedOffset, Utc};
 
-use crate::webhook::model::{AlertEvent, AlertState, Severity};
+use crate::rules::Severity;
+use crate::webhook::model::{AlertEvent, AlertState};
 
 /// One language of a text block ([`super::Language::Both`] is two blocks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
