@@ -6,6 +6,8 @@
 mod config;
 pub mod dispatching;
 pub mod event;
+pub mod fanout;
+pub mod inputs;
 pub mod outbox;
 
 use std::sync::Arc;
@@ -20,15 +22,13 @@ use crate::dispatch::{DispatchModel, HubAdvice};
 use crate::ids::SpaceIdx;
 use crate::live::{AlertNote, Live, Wake};
 use crate::registry::Registry;
-use crate::rules::{
-    AlertKind, CapLimit, CapScope, DeviceHealth, Engine, EngineState, Hazard, PartDevices,
-    PolicyCap, RulesError, SpaceDef, SpaceInput, Transition,
-};
+use crate::rules::{AlertKind, Engine, EngineState, RulesError, SpaceDef, Transition};
 use crate::store::{self, StoreError, alerts as db};
 use crate::telemetry as t;
-use crate::webhook::SubscriptionConfig;
+use crate::webhook::model::AlertEvent;
 pub use config::{AlerterSettings, AlertingConfig};
 use dispatching::Dispatcher;
+use fanout::{Source, Wakes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertingError {
@@ -48,8 +48,6 @@ pub struct Alerter {
     wake: Arc<Wake>,
     /// One per subscription, in `cfg.webhooks` order.
     outbox: Vec<Arc<Notify>>,
-    /// How many devices are registered in each space.
-    own_devices: Vec<usize>,
     /// With several instances, only the holder of the leader lock evaluates (`crate::partition`).
     leader: Option<crate::partition::Leader>,
 }
@@ -62,17 +60,12 @@ impl Alerter {
         wake: Arc<Wake>,
         outbox: Vec<Arc<Notify>>,
     ) -> Self {
-        let mut own_devices = vec![0; registry.spaces.len()];
-        for d in &registry.devices {
-            own_devices[d.space.get()] += 1;
-        }
         Self {
             cfg,
             registry,
             live,
             wake,
             outbox,
-            own_devices,
             leader: None,
         }
     }
@@ -199,61 +192,17 @@ impl Alerter {
         let hazards = db::active_hazards(client).await?;
         let spaces = self.live.spaces();
         let devices = self.live.devices();
-        // Each device once: its health goes to its own space, a tally of its freshness to every
-        // other space it counts in (the county root must not carry 100,000 devices).
-        let mut own: Vec<Vec<DeviceHealth>> = self
-            .own_devices
-            .iter()
-            .map(|&n| Vec::with_capacity(n))
-            .collect();
-        let mut parts = vec![PartDevices::default(); self.registry.spaces.len()];
-        for d in &self.registry.devices {
-            let live = devices[d.idx.get()];
-            let health = DeviceHealth {
-                device: d.id.clone(),
-                last_received: live.last_received,
-                period: None,
-                missing_reports: live.missing_reports,
-                clock_skew: None,
-                last_seq_jump: live.last_seq_jump,
-            };
-            let fresh = !engine.is_silent(&health, now);
-            for &s in d.targets.iter().filter(|&&s| s != d.space) {
-                parts[s.get()].add(fresh);
-            }
-            own[d.space.get()].push(health);
-        }
+        let read = inputs::Read {
+            spaces: &spaces,
+            devices: &devices,
+            caps: &caps,
+            hazards: &hazards,
+        };
+        let all = inputs::space_inputs(&self.registry, &read, |h| engine.is_silent(h, now));
         let mut transitions = Vec::new();
         let mut statuses = Vec::with_capacity(spaces.len());
-        for space in &self.registry.spaces {
-            let i = space.idx;
-            let mut input = SpaceInput::from_live(space, &spaces[i.get()]);
-            input.devices = std::mem::take(&mut own[i.get()]);
-            input.parts = parts[i.get()];
-            input.caps = caps
-                .iter()
-                .filter(|c| c.space_id == space.id.as_str())
-                .map(|c| PolicyCap {
-                    limit: CapLimit::Percent(c.percent),
-                    applies_to: CapScope::Both,
-                    reason: c.reason.clone(),
-                    starts: c.starts_at,
-                    ends: c.ends_at,
-                })
-                .collect();
-            input.hazards = hazards
-                .iter()
-                .filter(|h| h.space_id == space.id.as_str())
-                .map(|h| Hazard {
-                    kind: h.kind.clone(),
-                    severity: severity_of(&h.severity),
-                    message_zh: h.message.clone(),
-                    message_en: h.message.clone(),
-                    since: h.since,
-                    until: h.until,
-                })
-                .collect();
-            let ev = engine.evaluate(SpaceIdx(i.0), now, &input);
+        for (i, input) in all.iter().enumerate() {
+            let ev = engine.evaluate(SpaceIdx(i as u32), now, input);
             // One status shared by all of the space's transitions rather than a copy per transition.
             let status = Arc::new(ev.status);
             for tr in ev.transitions {
@@ -292,7 +241,7 @@ impl Alerter {
             return Ok(());
         }
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        let mut woken = vec![false; self.cfg.webhooks.len()];
+        let mut wakes = Wakes::new(self.cfg.webhooks.len());
         let mut rows = Vec::with_capacity(changed.len());
         for (advice, change) in &changed {
             let json = serde_json::to_value(advice).unwrap_or_default();
@@ -321,27 +270,15 @@ impl Alerter {
                 decision_reason: None,
             });
             let ev = dispatching::event(advice, &self.registry, id);
-            for (n, sub) in self.cfg.webhooks.iter().enumerate() {
-                if !sub.matches(&ev) {
-                    continue;
-                }
-                let mut e = ev.clone();
-                e.delivery_id = format!("vf-dispatch-{id}-{}", sub.id);
-                let json = serde_json::to_value(&e).unwrap_or_default();
-                db::enqueue(&tx, &e.delivery_id, &sub.id, None, &e.space_id, &json).await?;
-                woken[n] = true;
-            }
+            let source = Source::Advice { advice_id: id };
+            self.enqueue(&tx, &ev, &source, None, &mut wakes).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         // Only committed advice reaches the live feed.
         for row in rows {
             self.live.note_dispatch(row);
         }
-        for (n, w) in woken.iter().enumerate() {
-            if *w {
-                self.outbox[n].notify_one();
-            }
-        }
+        self.wake_outbox(&wakes);
         Ok(())
     }
 
@@ -372,7 +309,7 @@ impl Alerter {
     ) -> Result<(), AlertingError> {
         let external = self.cfg.alerting.external_url.as_deref();
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        let mut woken = vec![false; self.cfg.webhooks.len()];
+        let mut wakes = Wakes::new(self.cfg.webhooks.len());
         let mut notes = Vec::with_capacity(transitions.len());
         for (tr, status) in transitions {
             let Some(s) = self.registry.space_idx(tr.space.as_str()) else {
@@ -398,29 +335,13 @@ impl Alerter {
             });
             metrics::counter!(t::ALERT_TRANSITIONS, "severity" => tr.severity.as_str(), "change" => event::change_str(tr.change)).increment(1);
             tracing::info!(space = %tr.space, kind = %tr.kind.key(), change = event::change_str(tr.change), severity = tr.severity.as_str(), "alert transition");
-            for (n, sub) in self.cfg.webhooks.iter().enumerate() {
-                if !sub.matches(&ev) {
-                    continue;
-                }
-                let mut e = ev.clone();
-                e.delivery_id = event::delivery_id(rec.transition_id, &sub.id);
-                if rec.state == "acknowledged"
-                    && e.state == crate::webhook::model::AlertState::Firing
-                {
-                    e.state = crate::webhook::model::AlertState::Acknowledged;
-                }
-                let json = serde_json::to_value(&e).unwrap_or_default();
-                db::enqueue(
-                    &tx,
-                    &e.delivery_id,
-                    &sub.id,
-                    Some(rec.transition_id),
-                    space.id.as_str(),
-                    &json,
-                )
+            let source = Source::Transition {
+                transition_id: rec.transition_id,
+                acknowledged: rec.state == "acknowledged",
+            };
+            let transition = Some(rec.transition_id);
+            self.enqueue(&tx, &ev, &source, transition, &mut wakes)
                 .await?;
-                woken[n] = true;
-            }
         }
         for (alert_id, details) in escalations {
             let Ok(ev) =
@@ -428,47 +349,46 @@ impl Alerter {
             else {
                 continue;
             };
-            for (n, sub) in self
-                .cfg
-                .webhooks
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.escalation)
-            {
-                if !subscription_wants(sub, &ev) {
-                    continue;
-                }
-                let e = event::escalation(ev.clone(), *alert_id, &sub.id, now);
-                let json = serde_json::to_value(&e).unwrap_or_default();
-                db::enqueue(&tx, &e.delivery_id, &sub.id, None, &e.space_id, &json).await?;
-                woken[n] = true;
-            }
+            let source = Source::Escalation {
+                alert_id: *alert_id,
+                at: now,
+            };
+            self.enqueue(&tx, &ev, &source, None, &mut wakes).await?;
             db::mark_escalated(&tx, *alert_id, now).await?;
         }
         let state = serde_json::to_value(engine.snapshot()).unwrap_or_default();
         db::save_rule_state(&tx, &state, now).await?;
         tx.commit().await.map_err(StoreError::from)?;
         self.live.note_alerts(notes);
-        for (n, w) in woken.iter().enumerate() {
-            if *w {
-                self.outbox[n].notify_one();
-            }
+        self.wake_outbox(&wakes);
+        Ok(())
+    }
+
+    /// Queues `ev`'s deliveries (as [`fanout::deliveries`] decides) in `tx`.
+    async fn enqueue(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        ev: &AlertEvent,
+        source: &Source,
+        transition: Option<i64>,
+        wakes: &mut Wakes,
+    ) -> Result<(), AlertingError> {
+        for d in fanout::deliveries(&self.cfg.webhooks, ev, source) {
+            let sub = &self.cfg.webhooks[d.subscription].id;
+            let e = &d.event;
+            let json = serde_json::to_value(e).unwrap_or_default();
+            db::enqueue(tx, &e.delivery_id, sub, transition, &e.space_id, &json).await?;
+            wakes.mark(d.subscription);
         }
         Ok(())
     }
-}
 
-/// Escalations go to escalation subscriptions for the alert's space, whatever their kinds filter.
-fn subscription_wants(sub: &SubscriptionConfig, ev: &crate::webhook::model::AlertEvent) -> bool {
-    sub.spaces.is_empty() || sub.spaces.contains(&ev.space_id)
-}
-
-pub fn severity_of(s: &str) -> crate::rules::Severity {
-    use crate::rules::Severity;
-    match s {
-        "critical" => Severity::Critical,
-        "major" => Severity::Major,
-        "warning" => Severity::Warning,
-        _ => Severity::Info,
+    /// After the commit: wakes the outbox workers that have new rows.
+    fn wake_outbox(&self, wakes: &Wakes) {
+        for n in wakes.marked() {
+            self.outbox[n].notify_one();
+        }
     }
 }
+
+pub use inputs::severity_of;
