@@ -15,7 +15,7 @@ use super::AlertingConfig;
 use crate::retry::{RetryPolicy, Step};
 use crate::shutdown::Shutdown;
 use crate::store::alerts as db;
-use crate::telemetry as t;
+use crate::telemetry::events::{DeliveryOutcome, InternalEvent, WebhookDelivery};
 use crate::webhook::deliver::{Deliverer, Target};
 use crate::webhook::model::AlertEvent;
 
@@ -91,13 +91,17 @@ impl Worker {
                 Step::Done((status, latency)) => {
                     db::mark_delivered(&client, d.id, status, latency.as_secs_f64() * 1000.0)
                         .await?;
-                    metrics::counter!(t::WEBHOOK_DELIVERIES, "subscription" => sub.to_owned(), "outcome" => "delivered").increment(1);
-                    metrics::histogram!(t::WEBHOOK_LATENCY, "subscription" => sub.to_owned())
-                        .record(latency.as_secs_f64());
                     // Time from the transition to its confirmed delivery: the alert latency.
-                    let end_to_end = (Utc::now() - event.at).as_seconds_f64().max(0.0);
-                    metrics::histogram!(t::ALERT_DELIVERY_DELAY, "subscription" => sub.to_owned())
-                        .record(end_to_end);
+                    let end_to_end_s = (Utc::now() - event.at).as_seconds_f64().max(0.0);
+                    WebhookDelivery {
+                        subscription: sub,
+                        delivery: &d.delivery_id,
+                        outcome: DeliveryOutcome::Delivered {
+                            latency,
+                            end_to_end_s,
+                        },
+                    }
+                    .emit();
                 }
                 Step::Retry {
                     after: wait,
@@ -111,15 +115,30 @@ impl Worker {
                         &reason,
                     )
                     .await?;
-                    metrics::counter!(t::WEBHOOK_DELIVERIES, "subscription" => sub.to_owned(), "outcome" => "retried").increment(1);
-                    tracing::info!(subscription = sub, delivery = %d.delivery_id, attempts, retry_in = ?wait, reason, "webhook delivery will be retried");
+                    WebhookDelivery {
+                        subscription: sub,
+                        delivery: &d.delivery_id,
+                        outcome: DeliveryOutcome::Retried {
+                            attempts,
+                            after: wait,
+                            reason: &reason,
+                        },
+                    }
+                    .emit();
                 }
                 Step::Dead {
                     failure: reason, ..
                 } => {
                     db::mark_dead(&client, d.id, attempt.http_status, &reason).await?;
-                    metrics::counter!(t::WEBHOOK_DELIVERIES, "subscription" => sub.to_owned(), "outcome" => "dead").increment(1);
-                    tracing::warn!(subscription = sub, delivery = %d.delivery_id, attempts, reason, "webhook delivery is a dead letter");
+                    WebhookDelivery {
+                        subscription: sub,
+                        delivery: &d.delivery_id,
+                        outcome: DeliveryOutcome::Dead {
+                            attempts,
+                            reason: &reason,
+                        },
+                    }
+                    .emit();
                 }
             }
         }

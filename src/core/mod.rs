@@ -5,6 +5,7 @@
 //! routes a device's report to every space it counts in and collects the batch's rows and buckets.
 
 pub mod occupancy;
+pub mod route;
 pub mod seq;
 pub mod snapshot;
 

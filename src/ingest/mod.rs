@@ -14,17 +14,21 @@ use tokio::time::Instant;
 
 use crate::live::Wake;
 mod config;
+mod cut;
 
+use crate::core::route::{Routed, Router};
 use crate::core::seq::JumpBound;
 use crate::core::{Batch, BatchStats, Core, Pending, Recounted};
-use crate::decode::{self, CountReport, Limits, Reject, TopicKind};
+use crate::decode::{CountReport, Limits, Reject};
 use crate::live::{Captured, Live};
 use crate::partition::{PartitionError, Scope};
 use crate::registry::Registry;
 use crate::source::{self, Acks, SourceEvent};
 use crate::store::{self, StoreError};
 use crate::telemetry as t;
+use crate::telemetry::events::{IngestSessionEnded, InternalEvent, Rejections};
 pub use config::{IngestConfig, IngesterSettings};
+use cut::{BatchCut, Decision};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -147,8 +151,11 @@ impl Ingester {
             };
             self.set_ready(false);
             if let Err(e) = result {
-                tracing::warn!(error = %e, "ingest session ended; reloading state and reconnecting");
-                metrics::counter!(t::INGEST_RESTARTS, "cause" => e.cause()).increment(1);
+                IngestSessionEnded {
+                    error: &e,
+                    cause: e.cause(),
+                }
+                .emit();
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -159,52 +166,12 @@ impl Ingester {
 
     async fn session(&self) -> Result<(), IngestError> {
         let limit = Duration::from_millis(self.cfg.ingest.commit_timeout_ms.max(1));
-        // Bounded like a commit: tokio-postgres's connect_timeout covers only the TCP connect, so a
-        // database that accepts but never answers (a black hole) would hang the start-up forever.
-        let bounded = |e: tokio::time::error::Elapsed| {
-            let _ = e;
-            IngestError::SetupTimeout(limit)
-        };
-        let mut db = tokio::time::timeout(
-            limit,
-            store::connect_ingester(&self.cfg.database.url, &self.cfg.mqtt.client_id),
-        )
-        .await
-        .map_err(bounded)??;
-        match &self.scope {
-            // Before any state is read: the partition's lock lives on this connection. Another
-            // instance may hold it legitimately (this one then waits as a standby, unbounded), so
-            // nothing of its is ended here.
-            Some(scope) => scope.claim(&mut db).await?,
-            None => {
-                let fenced = tokio::time::timeout(limit, store::fence(&db))
-                    .await
-                    .map_err(bounded)??;
-                if fenced > 0 {
-                    tracing::warn!(
-                        fenced,
-                        "ended database connections an earlier session left open"
-                    );
-                }
-            }
-        }
-        let mut core = Core::new(Arc::clone(&self.registry)).with_jump_bound(JumpBound {
-            slack: self.cfg.ingest.seq_jump_slack,
-            per_second: self.cfg.ingest.seq_jump_per_second.max(0.0),
-        });
-        tokio::time::timeout(limit, store::load_state(&db, &mut core))
-            .await
-            .map_err(bounded)??;
-        let mut writer = tokio::time::timeout(limit, store::BatchWriter::prepare(&db))
-            .await
-            .map_err(bounded)??;
-        match &self.scope {
-            Some(scope) => scope.publish_loaded(&core),
-            None => self.live.publish_all(&core),
-        }
+        let (db, mut core, mut writer) = self.open(limit).await?;
 
-        let max = self.cfg.ingest.batch_max_messages.max(1);
-        let linger = Duration::from_millis(self.cfg.ingest.batch_linger_ms);
+        let cut = BatchCut {
+            max: self.cfg.ingest.batch_max_messages,
+            linger: Duration::from_millis(self.cfg.ingest.batch_linger_ms),
+        };
         // Each event is one socket read's worth of publishes; a few dozen keep the reader ahead
         // of a batch commit without holding much memory.
         let mut conn = match &self.scope {
@@ -218,7 +185,7 @@ impl Ingester {
             // Handles resolved once per session, not looked up per report.
             messages: metrics::counter!(t::MQTT_MESSAGES),
             lag: metrics::histogram!(t::INGEST_LAG),
-            rejects: RejectLog::default(),
+            rejects: Rejections::default(),
         };
         // Head counts asked for through the API: this instance's API says so at once; another
         // instance's are found on the periodic look.
@@ -236,35 +203,13 @@ impl Ingester {
             if recounts_due && inflight.is_none() {
                 recounts_due = false;
                 if let Some(client) = db.as_ref() {
-                    let found = tokio::time::timeout(
-                        limit,
-                        store::pending_recounts(client, &self.registry),
-                    )
-                    .await
-                    .map_err(|_| IngestError::CommitTimeout(limit))??;
-                    let at = Utc::now().trunc_subsecs(6);
-                    for r in found {
-                        let (before, delta) = core.recount(r.space, r.inside, at, &mut work.batch);
-                        tracing::info!(
-                            space = self.registry.space(r.space).id.as_str(),
-                            inside = r.inside,
-                            before,
-                            delta,
-                            "head count applied"
-                        );
-                        work.batch.recounts.push(Recounted {
-                            id: r.id,
-                            at,
-                            before,
-                            delta,
-                        });
-                    }
+                    self.apply_recounts(client, &mut core, &mut work, limit)
+                        .await?;
                 }
             }
-            let full = work.acks.len() >= max;
-            let due = (!work.acks.is_empty()
-                && (full || deadline.is_some_and(|d| Instant::now() >= d)))
-                || !work.batch.recounts.is_empty();
+            let recounts = !work.batch.recounts.is_empty();
+            let Decision { full, due } =
+                cut.decide(work.acks.len(), deadline, recounts, Instant::now());
             if due && inflight.is_none() {
                 let Some(client) = db.take() else {
                     return Err(IngestError::CommitTask("database connection lost".into()));
@@ -296,9 +241,7 @@ impl Ingester {
                 }
                 Step::Event(ev) => {
                     self.handle(ev, &mut core, &mut work)?;
-                    if deadline.is_none() && !work.acks.is_empty() {
-                        deadline = Some(Instant::now() + linger);
-                    }
+                    deadline = cut.deadline(deadline, work.acks.len(), Instant::now());
                 }
                 Step::Linger => {}
                 Step::Recount => recounts_due = true,
@@ -308,6 +251,87 @@ impl Ingester {
 
     /// Settles the batch's pending reports against the raw table; those beyond raw retention
     /// (their copies may be gone) are refused instead.
+    /// A session's start: the database connection (fenced, or holding the partition's lock), the
+    /// committed state loaded into a new [`Core`], the prepared batch writer, and the loaded
+    /// figures published. Each step is bounded by `limit`.
+    async fn open(
+        &self,
+        limit: Duration,
+    ) -> Result<(tokio_postgres::Client, Core, store::BatchWriter), IngestError> {
+        // Bounded like a commit: tokio-postgres's connect_timeout covers only the TCP connect, so a
+        // database that accepts but never answers (a black hole) would hang the start-up forever.
+        let bounded = |_: tokio::time::error::Elapsed| IngestError::SetupTimeout(limit);
+        let mut db = tokio::time::timeout(
+            limit,
+            store::connect_ingester(&self.cfg.database.url, &self.cfg.mqtt.client_id),
+        )
+        .await
+        .map_err(bounded)??;
+        match &self.scope {
+            // Before any state is read: the partition's lock lives on this connection. Another
+            // instance may hold it legitimately (this one then waits as a standby, unbounded), so
+            // nothing of its is ended here.
+            Some(scope) => scope.claim(&mut db).await?,
+            None => {
+                let fenced = tokio::time::timeout(limit, store::fence(&db))
+                    .await
+                    .map_err(bounded)??;
+                if fenced > 0 {
+                    tracing::warn!(
+                        fenced,
+                        "ended database connections an earlier session left open"
+                    );
+                }
+            }
+        }
+        let mut core = Core::new(Arc::clone(&self.registry)).with_jump_bound(JumpBound {
+            slack: self.cfg.ingest.seq_jump_slack,
+            per_second: self.cfg.ingest.seq_jump_per_second.max(0.0),
+        });
+        tokio::time::timeout(limit, store::load_state(&db, &mut core))
+            .await
+            .map_err(bounded)??;
+        let writer = tokio::time::timeout(limit, store::BatchWriter::prepare(&db))
+            .await
+            .map_err(bounded)??;
+        match &self.scope {
+            Some(scope) => scope.publish_loaded(&core),
+            None => self.live.publish_all(&core),
+        }
+        Ok((db, core, writer))
+    }
+
+    /// Head counts asked for through the API (any instance's), applied to this batch.
+    async fn apply_recounts(
+        &self,
+        client: &tokio_postgres::Client,
+        core: &mut Core,
+        work: &mut Work,
+        limit: Duration,
+    ) -> Result<(), IngestError> {
+        let found = tokio::time::timeout(limit, store::pending_recounts(client, &self.registry))
+            .await
+            .map_err(|_| IngestError::CommitTimeout(limit))??;
+        let at = Utc::now().trunc_subsecs(6);
+        for r in found {
+            let (before, delta) = core.recount(r.space, r.inside, at, &mut work.batch);
+            tracing::info!(
+                space = self.registry.space(r.space).id.as_str(),
+                inside = r.inside,
+                before,
+                delta,
+                "head count applied"
+            );
+            work.batch.recounts.push(Recounted {
+                id: r.id,
+                at,
+                before,
+                delta,
+            });
+        }
+        Ok(())
+    }
+
     async fn settle(
         &self,
         core: &mut Core,
@@ -326,7 +350,7 @@ impl Ingester {
             work.batch.pending = keep;
             for p in expired {
                 let device = self.registry.device(p.device).id.as_str();
-                work.rejects.note(&Reject::SeqTooOld, device, "-");
+                note(&mut work.rejects, &Reject::SeqTooOld, device, "-");
             }
         }
         let started = Instant::now();
@@ -418,54 +442,34 @@ impl Ingester {
 
     /// Decodes and applies one message. Nothing here can fail the session: bad input is
     /// rejected with a reason, logged with its topic and counted.
+    /// One message: the router decides, this applies what it accepted and notes what it refused.
     fn process(&self, p: &Publish, received: DateTime<Utc>, core: &mut Core, work: &mut Work) {
+        let router = Router {
+            registry: &self.registry,
+            prefix: &self.cfg.mqtt.topic_prefix,
+            limits: &self.limits,
+        };
         let batch = &mut work.batch;
-        let rejects = &mut work.rejects;
-        let mut reject = |r: &Reject, device: &str, topic: &str| rejects.note(r, device, topic);
-        let topic = match decode::parse_topic(&self.cfg.mqtt.topic_prefix, &p.topic) {
-            Ok(topic) => topic,
-            Err(r) => return reject(&r, "-", &p.topic),
-        };
-        if topic.kind == TopicKind::Hazard {
-            let Some(space) = self.registry.space_idx(topic.space) else {
-                return reject(&Reject::UnknownSpace, "-", &p.topic);
-            };
-            match decode::decode_hazard(&p.payload) {
-                Ok(h) => batch.hazards.push((space, h, received)),
-                Err(r) => reject(&r, "-", &p.topic),
-            }
-            return;
-        }
-        let Some(dev) = self.registry.device_idx(topic.device) else {
-            return reject(&Reject::UnknownDevice, topic.device, &p.topic);
-        };
-        let device = self.registry.device(dev);
-        if self.registry.space(device.space).id.as_str() != topic.space {
-            return reject(&Reject::SpaceMismatch, topic.device, &p.topic);
-        }
-        match topic.kind {
-            TopicKind::Hazard => {}
-            TopicKind::Status => match decode::decode_status(&p.payload) {
-                Ok(s) => core.set_online(dev, s.online, batch),
-                Err(r) => reject(&r, topic.device, &p.topic),
-            },
-            TopicKind::Counts => {
-                let scratch = &mut work.scratch;
-                scratch.clear();
-                if let Err(r) =
-                    decode::decode_counts(device, &p.payload, received, &self.limits, scratch)
-                {
-                    return reject(&r, topic.device, &p.topic);
-                }
-                for item in scratch.drain(..) {
+        match router.route(&p.topic, &p.payload, received, &mut work.scratch) {
+            Routed::Rejected(r) => note(
+                &mut work.rejects,
+                &r.reason,
+                r.device.unwrap_or("-"),
+                r.topic,
+            ),
+            Routed::Hazard { space, signal } => batch.hazards.push((space, signal, received)),
+            Routed::Status { device, online } => core.set_online(device, online, batch),
+            Routed::Counts { device } => {
+                let name = self.registry.device(device).id.as_str();
+                for item in work.scratch.drain(..) {
                     match item {
                         Ok(report) => {
                             let lag = (received - report.ts).as_seconds_f64().max(0.0);
-                            if core.apply(dev, &report, received, batch).counts() {
+                            if core.apply(device, &report, received, batch).counts() {
                                 work.lag.record(lag);
                             }
                         }
-                        Err(r) => reject(&r, topic.device, &p.topic),
+                        Err(r) => note(&mut work.rejects, &r, name, &p.topic),
                     }
                 }
             }
@@ -535,69 +539,12 @@ struct Work {
     scratch: Vec<Result<CountReport, Reject>>,
     messages: metrics::Counter,
     lag: metrics::Histogram,
-    rejects: RejectLog,
+    rejects: Rejections,
 }
 
-/// A batch's refusals, counted at once and logged grouped when the batch is finished: one line
-/// per device and reason with a count, at most [`RejectLog::LINES`] lines a batch (a device
-/// replaying its history must not flood the log with a line per report).
-#[derive(Default)]
-struct RejectLog {
-    groups: Vec<RejectGroup>,
-    index: std::collections::HashMap<(String, &'static str), usize>,
-}
-
-struct RejectGroup {
-    device: String,
-    topic: String,
-    reason: &'static str,
-    detail: String,
-    count: u64,
-}
-
-impl RejectLog {
-    const LINES: usize = 20;
-
-    fn note(&mut self, r: &Reject, device: &str, topic: &str) {
-        metrics::counter!(t::REPORTS_REJECTED, "reason" => r.as_str()).increment(1);
-        let key = (device.to_owned(), r.as_str());
-        match self.index.get(&key) {
-            Some(&i) => self.groups[i].count += 1,
-            None => {
-                self.index.insert(key, self.groups.len());
-                self.groups.push(RejectGroup {
-                    device: device.to_owned(),
-                    topic: topic.to_owned(),
-                    reason: r.as_str(),
-                    detail: r.to_string(),
-                    count: 1,
-                });
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        for g in self.groups.iter().take(Self::LINES) {
-            tracing::warn!(
-                device = g.device,
-                topic = g.topic,
-                reason = g.reason,
-                detail = g.detail,
-                count = g.count,
-                "rejected MQTT input"
-            );
-        }
-        if self.groups.len() > Self::LINES {
-            let rest: u64 = self.groups[Self::LINES..].iter().map(|g| g.count).sum();
-            tracing::warn!(
-                devices = self.groups.len() - Self::LINES,
-                count = rest,
-                "rejected MQTT input from further devices (see visitorflow_reports_rejected_total)"
-            );
-        }
-        self.groups.clear();
-        self.index.clear();
-    }
+/// One refusal into the batch's [`Rejections`].
+fn note(rejects: &mut Rejections, r: &Reject, device: &str, topic: &str) {
+    rejects.note(r.as_str(), || r.to_string(), device, topic);
 }
 
 fn record_stats(s: &BatchStats) {

@@ -29,7 +29,7 @@ use crate::registry::{Problem, Registry};
 use crate::retry::{RetryPolicy, Step};
 use crate::store::StoreError;
 use crate::store::reports::{self as db, AttemptRecord, NewPush, PushOutcome};
-use crate::telemetry as t;
+use crate::telemetry::events::{self, InternalEvent, ReportPush};
 use crate::webhook::deliver::{Deliverer, Target, redacted_url};
 use crate::webhook::{Format, Secret, SubscriptionConfig, SubscriptionError};
 
@@ -381,18 +381,18 @@ impl Pusher {
             },
         )
         .await?;
-        metrics::counter!(t::REPORT_PUSHES, "outcome" => outcome.as_str()).increment(1);
-        match outcome {
-            PushOutcome::Delivered => {
-                tracing::info!(day = %p.day, delivery = %p.delivery_id, attempts, "daily report delivered")
-            }
-            PushOutcome::Retry(in_s) => {
-                tracing::info!(day = %p.day, delivery = %p.delivery_id, attempts, retry_in_s = in_s, reason = error.as_deref(), "daily report push will be retried")
-            }
-            PushOutcome::Dead => {
-                tracing::warn!(day = %p.day, delivery = %p.delivery_id, attempts, reason = error.as_deref(), "daily report push is a dead letter")
-            }
+        let reason = error.as_deref();
+        ReportPush {
+            day: &p.day,
+            delivery: &p.delivery_id,
+            attempts,
+            outcome: match outcome {
+                PushOutcome::Delivered => events::PushOutcome::Delivered,
+                PushOutcome::Retry(in_s) => events::PushOutcome::Retried { in_s, reason },
+                PushOutcome::Dead => events::PushOutcome::Dead { reason },
+            },
         }
+        .emit();
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! Helpers shared by the operations tests (ops, dashboards, ops_mosquitto, ops_metrics): repository
-//! paths, YAML loading, the metric names `src/telemetry.rs` defines, PromQL name checks, and
+//! paths, YAML loading, the metric names `src/telemetry/mod.rs` defines, PromQL name checks, and
 //! locating external linters.
 #![allow(dead_code)]
 
@@ -21,7 +21,7 @@ pub fn yaml(rel: &str) -> serde_yaml_ng::Value {
 }
 
 /// Metric names exported by the service: every `pub const X: &str = "visitorflow_…";` in
-/// src/telemetry.rs, and which of them are histograms (`describe_histogram!(X, …)`).
+/// src/telemetry/mod.rs, and which of them are histograms (`describe_histogram!(X, …)`).
 pub struct Metrics {
     pub names: HashSet<String>,
     pub counters: HashSet<String>,
@@ -30,7 +30,7 @@ pub struct Metrics {
 }
 
 pub fn telemetry_metrics() -> Metrics {
-    let src = read("src/telemetry.rs");
+    let src = read("src/telemetry/mod.rs");
     let mut consts = std::collections::HashMap::new();
     for line in src.lines() {
         let line = line.trim();
@@ -66,11 +66,11 @@ pub fn telemetry_metrics() -> Metrics {
     assert_eq!(
         counters.len() + gauges.len() + histograms.len(),
         consts.len(),
-        "every metric constant in src/telemetry.rs is described exactly once"
+        "every metric constant in src/telemetry/mod.rs is described exactly once"
     );
     assert!(
         consts.len() >= 10 && !histograms.is_empty(),
-        "src/telemetry.rs changed shape: found {consts:?}"
+        "src/telemetry/mod.rs changed shape: found {consts:?}"
     );
     Metrics {
         names: consts.into_values().collect(),

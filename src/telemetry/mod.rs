@@ -2,6 +2,8 @@
 //! follow Prometheus conventions: `visitorflow_` prefix, base units, counters end in `_total`,
 //! labels bounded (reason, space — never a device id).
 
+pub mod events;
+
 use std::sync::OnceLock;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};

@@ -1,0 +1,201 @@
+//! Typed internal events (the shape of vector's `internal_events`): where something worth both a
+//! log line and a metric happens, the code emits one event, and the event's `emit` writes both,
+//! so the line and the counter cannot drift apart. Fields are plain values: this module sits
+//! below every component.
+
+use std::time::Duration;
+
+use super as t;
+
+/// Something that happened inside the service, logged and counted in one place.
+pub trait InternalEvent {
+    fn emit(self);
+}
+
+/// An ingest session ended on an error; the ingester reloads its state and reconnects.
+pub struct IngestSessionEnded<'a> {
+    pub error: &'a dyn std::fmt::Display,
+    /// `broker`, `database` or `partition`: the label of `visitorflow_ingester_restarts_total`.
+    pub cause: &'static str,
+}
+
+impl InternalEvent for IngestSessionEnded<'_> {
+    fn emit(self) {
+        tracing::warn!(error = %self.error, "ingest session ended; reloading state and reconnecting");
+        metrics::counter!(t::INGEST_RESTARTS, "cause" => self.cause).increment(1);
+    }
+}
+
+/// What became of one webhook delivery attempt.
+pub enum DeliveryOutcome<'a> {
+    Delivered {
+        /// The request's own time, and the time from the alert to its confirmed delivery.
+        latency: Duration,
+        end_to_end_s: f64,
+    },
+    Retried {
+        attempts: u32,
+        after: Duration,
+        reason: &'a str,
+    },
+    Dead {
+        attempts: u32,
+        reason: &'a str,
+    },
+}
+
+/// One webhook delivery attempt's outcome, for `subscription`'s outbox.
+pub struct WebhookDelivery<'a> {
+    pub subscription: &'a str,
+    pub delivery: &'a str,
+    pub outcome: DeliveryOutcome<'a>,
+}
+
+impl InternalEvent for WebhookDelivery<'_> {
+    fn emit(self) {
+        let sub = self.subscription;
+        let count = |outcome: &'static str| {
+            metrics::counter!(t::WEBHOOK_DELIVERIES, "subscription" => sub.to_owned(), "outcome" => outcome)
+                .increment(1);
+        };
+        match self.outcome {
+            DeliveryOutcome::Delivered {
+                latency,
+                end_to_end_s,
+            } => {
+                count("delivered");
+                metrics::histogram!(t::WEBHOOK_LATENCY, "subscription" => sub.to_owned())
+                    .record(latency.as_secs_f64());
+                metrics::histogram!(t::ALERT_DELIVERY_DELAY, "subscription" => sub.to_owned())
+                    .record(end_to_end_s);
+            }
+            DeliveryOutcome::Retried {
+                attempts,
+                after,
+                reason,
+            } => {
+                count("retried");
+                tracing::info!(subscription = sub, delivery = self.delivery, attempts, retry_in = ?after, reason, "webhook delivery will be retried");
+            }
+            DeliveryOutcome::Dead { attempts, reason } => {
+                count("dead");
+                tracing::warn!(
+                    subscription = sub,
+                    delivery = self.delivery,
+                    attempts,
+                    reason,
+                    "webhook delivery is a dead letter"
+                );
+            }
+        }
+    }
+}
+
+/// What became of one attempt to push the daily report upstream.
+pub enum PushOutcome<'a> {
+    Delivered,
+    Retried { in_s: f64, reason: Option<&'a str> },
+    Dead { reason: Option<&'a str> },
+}
+
+/// One attempt to push `day`'s report.
+pub struct ReportPush<'a> {
+    pub day: &'a dyn std::fmt::Display,
+    pub delivery: &'a str,
+    pub attempts: u32,
+    pub outcome: PushOutcome<'a>,
+}
+
+impl InternalEvent for ReportPush<'_> {
+    fn emit(self) {
+        let (day, delivery, attempts) = (self.day, self.delivery, self.attempts);
+        let label = match self.outcome {
+            PushOutcome::Delivered => "delivered",
+            PushOutcome::Retried { .. } => "retried",
+            PushOutcome::Dead { .. } => "dead",
+        };
+        metrics::counter!(t::REPORT_PUSHES, "outcome" => label).increment(1);
+        match self.outcome {
+            PushOutcome::Delivered => {
+                tracing::info!(day = %day, delivery, attempts, "daily report delivered")
+            }
+            PushOutcome::Retried { in_s, reason } => {
+                tracing::info!(day = %day, delivery, attempts, retry_in_s = in_s, reason, "daily report push will be retried")
+            }
+            PushOutcome::Dead { reason } => {
+                tracing::warn!(day = %day, delivery, attempts, reason, "daily report push is a dead letter")
+            }
+        }
+    }
+}
+
+/// Ingest refusals of one batch, grouped by device and reason: one `visitorflow_reports_rejected_total`
+/// increment per refusal at once, one WARN line per group when the batch is finished
+/// ([`Rejections::flush`]), at most [`Rejections::LINES`] lines a batch (a device replaying its
+/// history must not flood the log with a line per report).
+#[derive(Default)]
+pub struct Rejections {
+    groups: Vec<RejectGroup>,
+    index: std::collections::HashMap<(String, &'static str), usize>,
+}
+
+struct RejectGroup {
+    device: String,
+    topic: String,
+    reason: &'static str,
+    detail: String,
+    count: u64,
+}
+
+impl Rejections {
+    pub const LINES: usize = 20;
+
+    /// One refusal: `reason` is the metric label, `detail` the message (built only for the first
+    /// refusal of a group).
+    pub fn note(
+        &mut self,
+        reason: &'static str,
+        detail: impl FnOnce() -> String,
+        device: &str,
+        topic: &str,
+    ) {
+        metrics::counter!(t::REPORTS_REJECTED, "reason" => reason).increment(1);
+        let key = (device.to_owned(), reason);
+        match self.index.get(&key) {
+            Some(&i) => self.groups[i].count += 1,
+            None => {
+                self.index.insert(key, self.groups.len());
+                self.groups.push(RejectGroup {
+                    device: device.to_owned(),
+                    topic: topic.to_owned(),
+                    reason,
+                    detail: detail(),
+                    count: 1,
+                });
+            }
+        }
+    }
+
+    pub fn flush(&mut self) {
+        for g in self.groups.iter().take(Self::LINES) {
+            tracing::warn!(
+                device = g.device,
+                topic = g.topic,
+                reason = g.reason,
+                detail = g.detail,
+                count = g.count,
+                "rejected MQTT input"
+            );
+        }
+        if self.groups.len() > Self::LINES {
+            let rest: u64 = self.groups[Self::LINES..].iter().map(|g| g.count).sum();
+            tracing::warn!(
+                devices = self.groups.len() - Self::LINES,
+                count = rest,
+                "rejected MQTT input from further devices (see visitorflow_reports_rejected_total)"
+            );
+        }
+        self.groups.clear();
+        self.index.clear();
+    }
+}
