@@ -2,10 +2,10 @@
 //! art. 45 compliance log; webhook deliveries and dead-letter replay; the audit log. Changes are
 //! made as the caller's token (its id is the actor recorded), within the spaces it may operate.
 
+use super::extract::{ApiJson, ApiPath, ApiQuery, DbConn};
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -18,16 +18,7 @@ use super::auth::Caller;
 use super::spaces::find_space;
 use super::{ApiError, AppState, ErrorBody, day_param, page, text_ok, time_param};
 use crate::live::AlertNote;
-use crate::store::StoreError;
 use crate::store::alerts::{self as db, AlertFilter, HazardWrite, NewCap};
-
-fn bad_query(e: QueryRejection) -> ApiError {
-    ApiError::BadRequest(e.body_text())
-}
-
-fn bad_json(e: JsonRejection) -> ApiError {
-    ApiError::Unprocessable(e.body_text())
-}
 
 /// A time in a request body: as [`time_param`], but the body's error (422).
 fn body_time(
@@ -97,9 +88,9 @@ const SEVERITIES: [&str; 4] = ["info", "warning", "major", "critical"];
         (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn list(
     State(st): State<AppState>,
-    q: Result<Query<AlertQuery>, QueryRejection>,
+    client: DbConn,
+    ApiQuery(q): ApiQuery<AlertQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(bad_query)?;
     let (limit, offset) = page(q.limit, q.offset)?;
     if let Some(s) = &q.state
         && !["firing", "acknowledged", "resolved"].contains(&s.as_str())
@@ -130,7 +121,6 @@ pub async fn list(
         limit,
         offset,
     };
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let rows = db::list_alerts(&client, &f).await?;
     Ok(
         Json(serde_json::json!({ "alerts": rows, "limit": limit, "offset": offset }))
@@ -145,11 +135,10 @@ pub async fn list(
         (status = 400, description = "Bad id", body = ErrorBody),
         (status = 404, description = "No such alert", body = ErrorBody)))]
 pub async fn show(
-    State(st): State<AppState>,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    State(_st): State<AppState>,
+    client: DbConn,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
-    let Path(id) = id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let (alert, transitions) = db::get_alert(&client, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
@@ -177,12 +166,11 @@ pub struct AckBody {
         (status = 422, description = "Bad body", body = ErrorBody)))]
 pub async fn acknowledge(
     State(st): State<AppState>,
+    mut client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-    body: Result<Json<AckBody>, JsonRejection>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(b): ApiJson<AckBody>,
 ) -> Result<Response, ApiError> {
-    let Path(id) = id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let mut client = st.pool.get().await.map_err(StoreError::from)?;
     let Some((alert, _)) = db::get_alert(&client, id).await? else {
         return Err(ApiError::NotFound(format!("no alert {id}")));
     };
@@ -191,7 +179,6 @@ pub async fn acknowledge(
         // A space removed from the registry since: only an admin may close its alerts.
         None => caller.admin()?,
     }
-    let Json(b) = body.map_err(bad_json)?;
     text_ok(&b.comment, "comment", 2000, ApiError::Unprocessable)?;
     let now = Utc::now();
     if !db::acknowledge(&mut client, id, &caller.id, &b.comment, now).await? {
@@ -242,10 +229,10 @@ pub struct LevelsQuery {
         (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn levels(
     State(st): State<AppState>,
+    client: DbConn,
     Path(id): Path<String>,
-    q: Result<Query<LevelsQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<LevelsQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(bad_query)?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let space = space_id(&st, &id)?;
     let to = time_param(q.to, "to")?.unwrap_or_else(Utc::now);
@@ -253,7 +240,6 @@ pub async fn levels(
     if from >= to {
         return Err(ApiError::BadRequest("`from` must be before `to`".into()));
     }
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let rows = db::level_history(&client, &space, from, to, limit, offset).await?;
     Ok(Json(serde_json::json!({ "space": space, "from": from, "to": to, "changes": rows, "limit": limit, "offset": offset }))
         .into_response())
@@ -280,9 +266,9 @@ pub struct ComplianceQuery {
         (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn compliance(
     State(st): State<AppState>,
-    q: Result<Query<ComplianceQuery>, QueryRejection>,
+    client: DbConn,
+    ApiQuery(q): ApiQuery<ComplianceQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(bad_query)?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let space = space_id(&st, &q.space)?;
     let tz = st.registry.tz;
@@ -291,7 +277,6 @@ pub async fn compliance(
         None => Utc::now().with_timezone(&tz).date_naive(),
     };
     let (from, to) = local_day(tz, day)?;
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let rows = db::compliance(&client, &space, from, to, limit, offset).await?;
     Ok(Json(serde_json::json!({ "space": space, "day": day, "time_zone": tz.name(), "announcements": rows, "limit": limit, "offset": offset })).into_response())
 }
@@ -316,13 +301,12 @@ pub struct PageQuery {
         (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn list_caps(
     State(st): State<AppState>,
+    client: DbConn,
     Path(id): Path<String>,
-    q: Result<Query<PageQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(bad_query)?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let space = space_id(&st, &id)?;
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let caps = db::list_caps(&client, &space, limit, offset).await?;
     Ok(
         Json(serde_json::json!({ "space": space, "caps": caps, "limit": limit, "offset": offset }))
@@ -355,12 +339,12 @@ pub struct CapBody {
         (status = 422, description = "Bad body", body = ErrorBody)))]
 pub async fn set_cap(
     State(st): State<AppState>,
+    mut client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
-    body: Result<Json<CapBody>, JsonRejection>,
+    ApiJson(b): ApiJson<CapBody>,
 ) -> Result<Response, ApiError> {
     let space = operated_space(&st, &caller, &id)?;
-    let Json(b) = body.map_err(bad_json)?;
     let starts = body_time(b.starts, "starts")?.unwrap_or_else(Utc::now);
     let ends = body_time(b.ends, "ends")?;
     if !(b.percent.is_finite() && b.percent > 0.0 && b.percent <= 100.0) {
@@ -377,7 +361,6 @@ pub async fn set_cap(
         return Err(ApiError::Unprocessable("`reason` is required".into()));
     }
     text_ok(&b.reason, "reason", 2000, ApiError::Unprocessable)?;
-    let mut client = st.pool.get().await.map_err(StoreError::from)?;
     let cap = NewCap {
         space: &space,
         percent: b.percent,
@@ -404,12 +387,11 @@ pub async fn set_cap(
         (status = 404, description = "No such space or active cap", body = ErrorBody)))]
 pub async fn revoke_cap(
     State(st): State<AppState>,
+    mut client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
-    p: Result<Path<(String, i64)>, axum::extract::rejection::PathRejection>,
+    ApiPath((id, cap)): ApiPath<(String, i64)>,
 ) -> Result<Response, ApiError> {
-    let Path((id, cap)) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let space = operated_space(&st, &caller, &id)?;
-    let mut client = st.pool.get().await.map_err(StoreError::from)?;
     if !db::revoke_cap(&mut client, &space, cap, &caller.id).await? {
         return Err(ApiError::NotFound(format!(
             "no active cap {cap} on {space}"
@@ -426,11 +408,11 @@ pub async fn revoke_cap(
         (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn list_hazards(
     State(st): State<AppState>,
+    client: DbConn,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let space = space_id(&st, &id)?;
-    let client = st.pool.get().await.map_err(StoreError::from)?;
-    let rows: Vec<_> = db::active_hazards(&**client)
+    let rows: Vec<_> = db::active_hazards(&*client)
         .await?
         .into_iter()
         .filter(|h| h.space_id == space)
@@ -470,12 +452,12 @@ fn default_hazard_severity() -> String {
         (status = 422, description = "Bad body", body = ErrorBody)))]
 pub async fn set_hazard(
     State(st): State<AppState>,
+    client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
-    body: Result<Json<HazardBody>, JsonRejection>,
+    ApiJson(b): ApiJson<HazardBody>,
 ) -> Result<Response, ApiError> {
     let space = operated_space(&st, &caller, &id)?;
-    let Json(b) = body.map_err(bad_json)?;
     if !SEVERITIES.contains(&b.severity.as_str()) {
         return Err(ApiError::Unprocessable(
             "severity must be info, warning, major or critical".into(),
@@ -488,7 +470,6 @@ pub async fn set_hazard(
     }
     text_ok(&b.message, "message", 2000, ApiError::Unprocessable)?;
     let until = body_time(b.until, "until")?;
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let h = HazardWrite {
         space: &space,
         kind: &b.kind,
@@ -499,9 +480,9 @@ pub async fn set_hazard(
         source: &caller.id,
         active: true,
     };
-    let hid = db::write_hazard(&**client, &h).await?;
+    let hid = db::write_hazard(&*client, &h).await?;
     db::audit(
-        &**client,
+        &*client,
         &caller.id,
         "set_hazard",
         &space,
@@ -532,19 +513,18 @@ pub fn valid_kind(k: &str) -> bool {
         (status = 404, description = "No such space or active hazard", body = ErrorBody)))]
 pub async fn clear_hazard(
     State(st): State<AppState>,
+    client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
-    p: Result<Path<(String, i64)>, axum::extract::rejection::PathRejection>,
+    ApiPath((id, hazard)): ApiPath<(String, i64)>,
 ) -> Result<Response, ApiError> {
-    let Path((id, hazard)) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let space = operated_space(&st, &caller, &id)?;
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     if !db::clear_hazard(&client, &space, hazard).await? {
         return Err(ApiError::NotFound(format!(
             "no active hazard {hazard} on {space}"
         )));
     }
     db::audit(
-        &**client,
+        &*client,
         &caller.id,
         "clear_hazard",
         &space,
@@ -577,12 +557,12 @@ pub struct DeliveryQuery {
         (status = 400, description = "Bad filter", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody)))]
 pub async fn deliveries(
-    State(st): State<AppState>,
+    State(_st): State<AppState>,
+    client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
-    q: Result<Query<DeliveryQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> Result<Response, ApiError> {
     caller.admin()?;
-    let Query(q) = q.map_err(bad_query)?;
     let (limit, offset) = page(q.limit, q.offset)?;
     if let Some(sub) = &q.subscription {
         text_ok(sub, "subscription", 200, ApiError::BadRequest)?;
@@ -594,7 +574,6 @@ pub async fn deliveries(
             "status must be pending, delivered or dead".into(),
         ));
     }
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let rows = db::list_deliveries(
         &client,
         q.status.as_deref(),
@@ -618,17 +597,16 @@ pub async fn deliveries(
         (status = 404, description = "No such dead letter", body = ErrorBody)))]
 pub async fn replay(
     State(st): State<AppState>,
+    client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     caller.admin()?;
-    let Path(id) = id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let Some(sub) = db::replay_dead(&client, id).await? else {
         return Err(ApiError::NotFound(format!("no dead letter {id}")));
     };
     db::audit(
-        &**client,
+        &*client,
         &caller.id,
         "replay_delivery",
         &id.to_string(),
@@ -647,14 +625,13 @@ pub async fn replay(
         (status = 400, description = "Bad paging", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody)))]
 pub async fn audit(
-    State(st): State<AppState>,
+    State(_st): State<AppState>,
+    client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
-    q: Result<Query<PageQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     caller.admin()?;
-    let Query(q) = q.map_err(bad_query)?;
     let (limit, offset) = page(q.limit, q.offset)?;
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let entries = db::list_audit(&client, limit, offset).await?;
     Ok(
         Json(serde_json::json!({ "entries": entries, "limit": limit, "offset": offset }))

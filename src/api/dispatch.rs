@@ -2,10 +2,10 @@
 //! the advice history, and dispatchers marking advice as followed or overridden — as the caller's
 //! token, for the hubs it operates.
 
+use super::extract::{ApiJson, ApiPath, ApiQuery, DbConn};
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
@@ -14,13 +14,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody, page};
-use crate::store::{StoreError, dispatch as db};
+use crate::store::dispatch as db;
 
 /// Each hub's newest advice.
 #[utoipa::path(get, path = "/api/v1/dispatch", tag = "dispatch",
     responses((status = 200, description = "`{hubs: [{id, at, hub, advice, change, decision, …}]}`", body = Object)))]
-pub async fn current(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let client = st.pool.get().await.map_err(StoreError::from)?;
+pub async fn current(client: DbConn) -> Result<Response, ApiError> {
     Ok(Json(serde_json::json!({ "hubs": db::latest(&client).await? })).into_response())
 }
 
@@ -44,9 +43,9 @@ pub struct HistoryQuery {
         (status = 404, description = "No such hub", body = ErrorBody)))]
 pub async fn history(
     State(st): State<AppState>,
-    q: Result<Query<HistoryQuery>, QueryRejection>,
+    client: DbConn,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (limit, offset) = page(q.limit, q.offset)?;
     if let Some(h) = &q.hub
         && st.registry.space_idx(h).is_none()
@@ -61,7 +60,6 @@ pub async fn history(
     if from >= to {
         return Err(ApiError::BadRequest("`from` must be before `to`".into()));
     }
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let rows = db::history(&client, q.hub.as_deref(), from, to, limit, offset).await?;
     Ok(Json(serde_json::json!({ "advice": rows, "from": from, "to": to, "limit": limit, "offset": offset }))
         .into_response())
@@ -90,12 +88,11 @@ pub struct DecisionBody {
         (status = 422, description = "Bad body", body = ErrorBody)))]
 pub async fn decide(
     State(st): State<AppState>,
+    client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-    body: Result<Json<DecisionBody>, JsonRejection>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(b): ApiJson<DecisionBody>,
 ) -> Result<Response, ApiError> {
-    let Path(id) = id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let Json(b) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
     if !["followed", "overridden"].contains(&b.decision.as_str()) {
         return Err(ApiError::Unprocessable(
             "decision must be followed or overridden".into(),
@@ -111,7 +108,6 @@ pub async fn decide(
             "`reason` is at most 2000 characters".into(),
         ));
     }
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     // The hub decides on its own advice: check the caller may operate it before recording.
     let hub = db::hub_of(&client, id)
         .await?
@@ -131,7 +127,7 @@ pub async fn decide(
         )));
     }
     crate::store::alerts::audit(
-        &**client,
+        &*client,
         &by,
         "decide_dispatch_advice",
         &hub,

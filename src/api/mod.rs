@@ -11,6 +11,7 @@
 mod alerts;
 pub mod auth;
 mod config;
+mod extract;
 mod dispatch;
 pub mod live;
 pub mod openapi;

@@ -5,11 +5,11 @@
 //! and its ancestors. The POST waits briefly for that and answers with what was applied (200), or
 //! with the pending record (202).
 
+use super::extract::{ApiJson, ApiQuery, DbConn};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -87,17 +87,16 @@ pub(super) fn validate(
         (status = 422, description = "Bad body", body = ErrorBody)))]
 pub async fn recount(
     State(st): State<AppState>,
+    mut client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
-    body: Result<Json<RecountBody>, JsonRejection>,
+    ApiJson(b): ApiJson<RecountBody>,
 ) -> Result<Response, ApiError> {
     // 404 before 403: space ids are no secret.
     let s = find_space(&st, &id)?;
     caller.operate(&st.registry, s)?;
     let space = st.registry.space(s).id.as_str();
-    let Json(b) = body.map_err(|e| ApiError::Unprocessable(e.body_text()))?;
     let (inside, reason) = validate(&b.inside, &b.reason)?;
-    let mut client = st.pool.get().await.map_err(StoreError::from)?;
     let rec = db::insert(
         &mut client,
         &NewRecount {
@@ -211,15 +210,14 @@ pub struct RecountPage {
         (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn list(
     State(st): State<AppState>,
+    client: DbConn,
     Path(id): Path<String>,
-    q: Result<Query<RecountsQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<RecountsQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (limit, offset) = page(q.limit, q.offset)?;
     let s = find_space(&st, &id)?;
     let space = st.registry.space(s).id.to_string();
-    let client = st.pool.get().await.map_err(StoreError::from)?;
-    let recounts = db::list(&**client, &space, limit, offset).await?;
+    let recounts = db::list(&*client, &space, limit, offset).await?;
     Ok(Json(RecountPage {
         space,
         recounts,

@@ -2,10 +2,10 @@
 //! [`crate::report`]), its push upstream by hand (`POST /api/v1/reports/daily/{date}/push`,
 //! admins) and the record of pushes (`GET /api/v1/reports/pushes`, admins).
 
+use super::extract::{ApiPath, ApiQuery, DbConn};
 use std::sync::Arc;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -17,7 +17,7 @@ use super::auth::Caller;
 use super::spaces::{Format, csv_response};
 use super::{ApiError, AppState, ErrorBody, page, wants_csv};
 use crate::report::{self, DailyReport, ReportError, push};
-use crate::store::{StoreError, alerts as audit_db, reports as db};
+use crate::store::{alerts as audit_db, reports as db};
 
 impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {
@@ -54,9 +54,8 @@ pub struct DailyQuery {
 pub async fn daily(
     State(st): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<DailyQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<DailyQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let now = Utc::now();
     let day = match q.day {
         Some(d) => super::day_param(d)?,
@@ -87,10 +86,10 @@ pub async fn daily(
         (status = 422, description = "The day is not over yet", body = ErrorBody)))]
 pub async fn push_day(
     State(st): State<AppState>,
+    client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
-    date: Result<Path<NaiveDate>, PathRejection>,
+    ApiPath(day): ApiPath<NaiveDate>,
 ) -> Result<Response, ApiError> {
-    let Path(day) = date.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let day = super::day_param(day)?;
     caller.admin()?;
     let Some(handle) = st.report_push.as_ref() else {
@@ -106,10 +105,9 @@ pub async fn push_day(
     }
     let report = report::build(&st.pool, &st.registry, day, None, now).await?;
     let body = push::render(&report, handle.format);
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let by = caller.id.to_string();
     let Some((id, delivery_id)) = db::insert_manual(
-        &**client,
+        &*client,
         &db::NewPush {
             day,
             format: handle.format.as_str(),
@@ -125,7 +123,7 @@ pub async fn push_day(
         )));
     };
     audit_db::audit(
-        &**client,
+        &*client,
         &by,
         "push_daily_report",
         &day.to_string(),
@@ -159,14 +157,13 @@ pub struct PushesQuery {
         (status = 400, description = "Bad paging", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody)))]
 pub async fn pushes(
-    State(st): State<AppState>,
+    State(_st): State<AppState>,
+    client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
-    q: Result<Query<PushesQuery>, QueryRejection>,
+    ApiQuery(q): ApiQuery<PushesQuery>,
 ) -> Result<Response, ApiError> {
     caller.admin()?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (limit, offset) = page(q.limit, q.offset)?;
-    let client = st.pool.get().await.map_err(StoreError::from)?;
     let pushes = db::list_pushes(&client, limit, offset).await?;
     Ok(
         Json(serde_json::json!({ "pushes": pushes, "limit": limit, "offset": offset }))

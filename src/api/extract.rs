@@ -1,0 +1,84 @@
+//! The API's extractors: axum's `Query`, `Path` and `Json` with their refusals as [`ApiError`]s
+//! (400 for a query or path, 422 for a body, the reason in the usual error body), and a pooled
+//! database connection ([`DbConn`], 503 when the pool cannot give one). Handlers take these and
+//! never map a rejection themselves (the shape of axum's `customize-extractor-error` and
+//! `tokio-postgres` examples, without the macro).
+
+use std::ops::{Deref, DerefMut};
+
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, AppState};
+use crate::store::StoreError;
+
+/// A query string, or 400 with axum's reason.
+pub struct ApiQuery<T>(pub T);
+
+/// Path parameters, or 400 with axum's reason.
+pub struct ApiPath<T>(pub T);
+
+/// A JSON body, or 422 with axum's reason (413 beyond the body limit stays the limit layer's).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Self(v)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(Self(v)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(e) => Err(ApiError::Unprocessable(e.body_text())),
+        }
+    }
+}
+
+/// A connection from the service's pool for the length of a request.
+pub struct DbConn(pub deadpool_postgres::Object);
+
+impl FromRequestParts<AppState> for DbConn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let conn = st.pool.get().await.map_err(StoreError::from)?;
+        Ok(Self(conn))
+    }
+}
+
+/// The connection itself: handlers pass `&*conn` where a `GenericClient` is asked for.
+impl Deref for DbConn {
+    type Target = tokio_postgres::Client;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for DbConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
