@@ -8,15 +8,12 @@
 //! loss). Acknowledgements and keep-alive
 //! pings go through the writer, never through the reader, so a full channel can never hold back
 //! the acknowledgements that would drain it, and a batch's PUBACKs leave in one write instead of
-//! one write (and one TCP segment) per message.
+//! one write (and one TCP segment) per message. What each packet means is decided in `state.rs`.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use rumqttc::{
-    ConnectReturnCode, Packet, PingReq, PubAck, Publish, QoS, Subscribe, SubscribeFilter,
-    SubscribeReasonCode,
-};
+use rumqttc::{Packet, PingReq, PubAck, Publish, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -24,8 +21,10 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
 mod config;
+mod state;
 
 pub use config::MqttConfig;
+pub use state::{SessionError, SessionState, Step};
 
 /// What the reader task hands to the ingester.
 #[derive(Debug)]
@@ -114,10 +113,6 @@ pub fn connect(cfg: &MqttConfig, capacity: usize) -> Connection {
     connect_with(cfg, capacity, subscriptions(&cfg.topic_prefix).into())
 }
 
-/// Filters per SUBSCRIBE packet: a partition subscribes three filters per space it owns, which
-/// must not make one huge packet.
-const FILTERS_PER_SUBSCRIBE: usize = 64;
-
 /// As [`connect`], subscribed to `subs` instead of every space (an ingest partition's own).
 pub fn connect_with(cfg: &MqttConfig, capacity: usize, subs: Vec<String>) -> Connection {
     let (tx, events) = mpsc::channel(capacity.max(16));
@@ -162,40 +157,16 @@ async fn session(
     let (mut rd, mut wr) = stream.into_split();
     let keep_alive = Duration::from_secs(cfg.keep_alive_s.clamp(5, u64::from(u16::MAX)));
 
-    let mut connect = rumqttc::Connect::new(cfg.client_id.as_str());
-    connect.keep_alive = keep_alive.as_secs() as u16;
-    connect.clean_session = false;
-    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-        connect.set_login(u.as_str(), p.as_str());
-    }
+    let mut state = SessionState::default();
+    let connect = state::connect_packet(cfg, keep_alive.as_secs() as u16);
     send(&mut wr, &Packet::Connect(connect)).await?;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let session_present = match timeout(CONNECT_TIMEOUT, next_packet(&mut rd, &mut buf)).await {
+    match timeout(CONNECT_TIMEOUT, next_packet(&mut rd, &mut buf)).await {
         Err(_) => return Err(format!("no CONNACK from {broker} in {CONNECT_TIMEOUT:?}")),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
-            ack.session_present
-        }
-        Ok(Ok(Packet::ConnAck(ack))) => {
-            return Err(format!("broker refused the connection: {:?}", ack.code));
-        }
-        Ok(Ok(_)) => return Err("the broker's first packet was not a CONNACK".into()),
+        Ok(packet) => state.on_packet(packet?).map_err(|e| e.to_string())?,
     };
-    // Subscribing again on a resumed session is harmless and brings retained statuses.
-    let mut unacked_subscribes = 0usize;
-    for (i, chunk) in subs.chunks(FILTERS_PER_SUBSCRIBE).enumerate() {
-        let mut subscribe = Subscribe::new_many(
-            chunk
-                .iter()
-                .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
-        );
-        // Packet ids 1..=n are free: nothing else is in flight from this side yet.
-        subscribe.pkid = u16::try_from(i + 1).map_err(|_| "too many subscriptions".to_owned())?;
+    for subscribe in state.subscribe(subs).map_err(|e| e.to_string())? {
         send(&mut wr, &Packet::Subscribe(subscribe)).await?;
-        unacked_subscribes += 1;
-    }
-    if unacked_subscribes == 0 {
-        return Err("nothing to subscribe to".into());
     }
 
     let mut writer = AbortOnDrop(tokio::spawn(write_loop(wr, outgoing, keep_alive)));
@@ -212,20 +183,10 @@ async fn session(
                 Err(rumqttc::Error::InsufficientBytes(n)) => break n,
                 Err(e) => return Err(format!("bad packet from the broker: {e}")),
             };
-            match packet {
-                Packet::Publish(p) if p.qos == QoS::ExactlyOnce => {
-                    // Subscribed at QoS 1, so the broker must downgrade; QoS 2 would need PUBREC.
-                    return Err("broker sent a QoS 2 publish to a QoS 1 subscription".into());
-                }
-                Packet::Publish(p) => publishes.push(p),
-                Packet::SubAck(ack) => {
-                    if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
-                        return Err("broker refused a subscription (ACL?)".into());
-                    }
-                    unacked_subscribes = unacked_subscribes.saturating_sub(1);
-                    if unacked_subscribes > 0 {
-                        continue;
-                    }
+            match state.on_packet(packet).map_err(|e| e.to_string())? {
+                Step::Nothing => {}
+                Step::Publish(p) => publishes.push(p),
+                Step::Ready { session_present } => {
                     let earlier = std::mem::take(&mut publishes);
                     if (!earlier.is_empty()
                         && tx.send(SourceEvent::Publish(earlier)).await.is_err())
@@ -237,8 +198,6 @@ async fn session(
                         return Ok(());
                     }
                 }
-                Packet::Disconnect => return Err("broker sent DISCONNECT".into()),
-                _ => {}
             }
         };
         if !publishes.is_empty() && tx.send(SourceEvent::Publish(publishes)).await.is_err() {
