@@ -256,7 +256,7 @@ async fn partitions_survive_the_loss_of_an_instance() {
         [(0, "A".into()), (1, "B".into()), (2, "B".into())],
         "each instance holds the partitions it runs"
     );
-    for stmt in visitorflow::partition::ALL {
+    for stmt in visitorflow::store::sql::ALL_PARTITION {
         db.prepare(stmt).await.expect(stmt);
     }
 

@@ -42,6 +42,7 @@ async fn every_statement_prepares_against_the_migrated_schema() {
         .chain(sql::ALL_DISPATCH)
         .chain(sql::ALL_REPORTS)
         .chain(sql::ALL_RECOUNTS)
+        .chain(sql::ALL_PARTITION)
     {
         db.prepare(stmt)
             .await
@@ -621,6 +622,7 @@ async fn timescaledb_path_matches_the_plain_views() {
         .chain(sql::ALL_DISPATCH)
         .chain(sql::ALL_REPORTS)
         .chain(sql::ALL_RECOUNTS)
+        .chain(sql::ALL_PARTITION)
     {
         db.prepare(stmt)
             .await

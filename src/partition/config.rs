@@ -68,3 +68,36 @@ fn partition_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u32>, D:
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn partition_lists_come_from_toml_or_the_environment() {
+        let p = |s: &str| {
+            Config::from_toml(&format!("[partition]\ncount = 4\n{s}"))
+                .unwrap()
+                .partition
+                .unwrap()
+        };
+        assert_eq!(p("run = [0, 2]").run, [0, 2]);
+        assert_eq!(p("run = 3").run, [3]);
+        assert_eq!(p("run = \"1, 2\"\nstandby = \"0\"").run, [1, 2]);
+        assert_eq!(p("standby = \"0,3\"").standby, [0, 3]);
+        let mut vars = std::collections::HashMap::new();
+        vars.insert("VISITORFLOW__PARTITION__RUN".to_string(), "1,3".to_string());
+        vars.insert(
+            "VISITORFLOW__PARTITION__STANDBY".to_string(),
+            "2".to_string(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[partition]\ncount = 4\n").unwrap();
+        let c = Config::load_with_vars(&path, vars)
+            .unwrap()
+            .partition
+            .unwrap();
+        assert_eq!((c.run, c.standby), (vec![1, 3], vec![2]));
+    }
+}

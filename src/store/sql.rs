@@ -416,3 +416,31 @@ pub const ALL_RECOUNTS: &[&str] = &[
     DAY_CORRECTIONS,
     DAY_REVISIONS,
 ];
+
+// ---- partitioned ingest: advisory locks and the partition map (src/partition/mod.rs) ----
+
+pub const TRY_LOCK: &str = "SELECT pg_try_advisory_lock($1::int4, $2::int4)";
+pub const LOCK: &str = "SELECT pg_advisory_lock($1::int4, $2::int4)";
+pub const LOCK_UNITS: &str = "LOCK TABLE partition_units IN SHARE ROW EXCLUSIVE MODE";
+pub const LOAD_UNITS: &str = "SELECT unit, partition FROM partition_units";
+/// Partitions held by sessions other than this one.
+pub const OTHER_HOLDERS: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+     AND classid::int8 = $1::int8 AND objsubid = 2 AND granted AND pid <> pg_backend_pid()";
+pub const SAVE_UNITS: &str = "INSERT INTO partition_units (unit, partition) \
+     SELECT * FROM unnest($1::text[], $2::int4[]) \
+     ON CONFLICT (unit) DO UPDATE SET partition = EXCLUDED.partition \
+     WHERE partition_units.partition <> EXCLUDED.partition";
+pub const SAVE_OWNER: &str = "INSERT INTO partition_owner (partition, holder, since, spaces, devices) \
+     VALUES ($1, $2, now(), $3, $4) ON CONFLICT (partition) DO UPDATE SET holder = EXCLUDED.holder, \
+     since = EXCLUDED.since, spaces = EXCLUDED.spaces, devices = EXCLUDED.devices";
+
+/// Every partition statement, for the prepare-everything test.
+pub const ALL_PARTITION: &[&str] = &[
+    TRY_LOCK,
+    LOCK,
+    LOCK_UNITS,
+    LOAD_UNITS,
+    OTHER_HOLDERS,
+    SAVE_UNITS,
+    SAVE_OWNER,
+];
