@@ -48,6 +48,14 @@ async fn every_statement_prepares_against_the_migrated_schema() {
             .await
             .unwrap_or_else(|e| panic!("{stmt}\n{e:?}"));
     }
+    // Rows are read by column name: every statement returns the columns its row type reads.
+    for (stmt, wants) in store::mappings() {
+        let prepared = db.prepare(stmt).await.unwrap();
+        let got: Vec<&str> = prepared.columns().iter().map(|c| c.name()).collect();
+        for want in wants {
+            assert!(got.contains(want), "{stmt}\nreturns {got:?}, not {want:?}");
+        }
+    }
     let sink = db.copy_in(sql::COPY_REPORTS).await.unwrap();
     let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &[]);
     drop(writer);

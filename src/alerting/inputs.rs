@@ -9,7 +9,7 @@ use crate::registry::Registry;
 use crate::rules::{
     CapLimit, CapScope, DeviceHealth, Hazard, PartDevices, PolicyCap, Severity, SpaceInput,
 };
-use crate::store::alerts::{CapRow, HazardRow};
+use crate::store::controls::{CapRow, HazardRow};
 
 /// What the loop read for one evaluation.
 pub struct Read<'a> {

@@ -23,7 +23,7 @@ use crate::ids::SpaceIdx;
 use crate::live::{AlertNote, Live, Wake};
 use crate::registry::Registry;
 use crate::rules::{AlertKind, Engine, EngineState, RulesError, SpaceDef, Transition};
-use crate::store::{self, StoreError, alerts as db};
+use crate::store::{self, StoreError, alerts as db, controls, outbox as outbox_db};
 use crate::telemetry as t;
 use crate::webhook::model::AlertEvent;
 pub use config::{AlerterSettings, AlertingConfig};
@@ -188,8 +188,8 @@ impl Alerter {
         ),
         AlertingError,
     > {
-        let caps = db::active_caps(client).await?;
-        let hazards = db::active_hazards(client).await?;
+        let caps = controls::active_caps(client).await?;
+        let hazards = controls::active_hazards(client).await?;
         let spaces = self.live.spaces();
         let devices = self.live.devices();
         let read = inputs::Read {
@@ -377,7 +377,7 @@ impl Alerter {
             let sub = &self.cfg.webhooks[d.subscription].id;
             let e = &d.event;
             let json = serde_json::to_value(e).unwrap_or_default();
-            db::enqueue(tx, &e.delivery_id, sub, transition, &e.space_id, &json).await?;
+            outbox_db::enqueue(tx, &e.delivery_id, sub, transition, &e.space_id, &json).await?;
             wakes.mark(d.subscription);
         }
         Ok(())

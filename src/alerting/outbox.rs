@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use super::AlertingConfig;
 use crate::retry::{RetryPolicy, Step};
 use crate::shutdown::Shutdown;
-use crate::store::alerts as db;
+use crate::store::outbox as db;
 use crate::telemetry::events::{DeliveryOutcome, InternalEvent, WebhookDelivery};
 use crate::webhook::deliver::{Deliverer, Target};
 use crate::webhook::model::AlertEvent;

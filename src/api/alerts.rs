@@ -18,7 +18,9 @@ use super::auth::Caller;
 use super::spaces::find_space;
 use super::{ApiError, AppState, ErrorBody, day_param, page, text_ok, time_param};
 use crate::live::AlertNote;
-use crate::store::alerts::{self as db, AlertFilter, HazardWrite, NewCap};
+use crate::store::alerts::{self as db, AlertFilter};
+use crate::store::controls::{self, HazardWrite, NewCap};
+use crate::store::outbox;
 
 /// A time in a request body: as [`time_param`], but the body's error (422).
 fn body_time(
@@ -307,7 +309,7 @@ pub async fn list_caps(
 ) -> Result<Response, ApiError> {
     let (limit, offset) = page(q.limit, q.offset)?;
     let space = space_id(&st, &id)?;
-    let caps = db::list_caps(&client, &space, limit, offset).await?;
+    let caps = controls::list_caps(&client, &space, limit, offset).await?;
     Ok(
         Json(serde_json::json!({ "space": space, "caps": caps, "limit": limit, "offset": offset }))
             .into_response(),
@@ -369,7 +371,7 @@ pub async fn set_cap(
         ends,
         by: &caller.id,
     };
-    let cap_id = db::insert_cap(&mut client, &cap).await?;
+    let cap_id = controls::insert_cap(&mut client, &cap).await?;
     st.wake.wake();
     Ok((
         StatusCode::CREATED,
@@ -392,7 +394,7 @@ pub async fn revoke_cap(
     ApiPath((id, cap)): ApiPath<(String, i64)>,
 ) -> Result<Response, ApiError> {
     let space = operated_space(&st, &caller, &id)?;
-    if !db::revoke_cap(&mut client, &space, cap, &caller.id).await? {
+    if !controls::revoke_cap(&mut client, &space, cap, &caller.id).await? {
         return Err(ApiError::NotFound(format!(
             "no active cap {cap} on {space}"
         )));
@@ -412,7 +414,7 @@ pub async fn list_hazards(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let space = space_id(&st, &id)?;
-    let rows: Vec<_> = db::active_hazards(&*client)
+    let rows: Vec<_> = controls::active_hazards(&*client)
         .await?
         .into_iter()
         .filter(|h| h.space_id == space)
@@ -480,8 +482,8 @@ pub async fn set_hazard(
         source: &caller.id,
         active: true,
     };
-    let hid = db::write_hazard(&*client, &h).await?;
-    db::audit(
+    let hid = controls::write_hazard(&*client, &h).await?;
+    controls::audit(
         &*client,
         &caller.id,
         "set_hazard",
@@ -518,12 +520,12 @@ pub async fn clear_hazard(
     ApiPath((id, hazard)): ApiPath<(String, i64)>,
 ) -> Result<Response, ApiError> {
     let space = operated_space(&st, &caller, &id)?;
-    if !db::clear_hazard(&client, &space, hazard).await? {
+    if !controls::clear_hazard(&client, &space, hazard).await? {
         return Err(ApiError::NotFound(format!(
             "no active hazard {hazard} on {space}"
         )));
     }
-    db::audit(
+    controls::audit(
         &*client,
         &caller.id,
         "clear_hazard",
@@ -574,7 +576,7 @@ pub async fn deliveries(
             "status must be pending, delivered or dead".into(),
         ));
     }
-    let rows = db::list_deliveries(
+    let rows = outbox::list_deliveries(
         &client,
         q.status.as_deref(),
         q.subscription.as_deref(),
@@ -602,10 +604,10 @@ pub async fn replay(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     caller.admin()?;
-    let Some(sub) = db::replay_dead(&client, id).await? else {
+    let Some(sub) = outbox::replay_dead(&client, id).await? else {
         return Err(ApiError::NotFound(format!("no dead letter {id}")));
     };
-    db::audit(
+    controls::audit(
         &*client,
         &caller.id,
         "replay_delivery",
@@ -632,7 +634,7 @@ pub async fn audit(
 ) -> Result<Response, ApiError> {
     caller.admin()?;
     let (limit, offset) = page(q.limit, q.offset)?;
-    let entries = db::list_audit(&client, limit, offset).await?;
+    let entries = controls::list_audit(&client, limit, offset).await?;
     Ok(
         Json(serde_json::json!({ "entries": entries, "limit": limit, "offset": offset }))
             .into_response(),

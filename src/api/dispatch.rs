@@ -126,7 +126,7 @@ pub async fn decide(
             "advice {id} was already decided"
         )));
     }
-    crate::store::alerts::audit(
+    crate::store::controls::audit(
         &*client,
         &by,
         "decide_dispatch_advice",

@@ -23,7 +23,7 @@ use super::auth::Caller;
 use super::spaces::find_space;
 use super::{ApiError, AppState, ErrorBody, page};
 use crate::store::StoreError;
-use crate::store::alerts as audit_db;
+use crate::store::controls as audit_db;
 use crate::store::recounts::{self as db, NewRecount, Recount};
 
 /// The largest head count accepted.

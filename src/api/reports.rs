@@ -17,7 +17,7 @@ use super::auth::Caller;
 use super::spaces::{Format, csv_response};
 use super::{ApiError, AppState, ErrorBody, page, wants_csv};
 use crate::report::{self, DailyReport, ReportError, push};
-use crate::store::{alerts as audit_db, reports as db};
+use crate::store::{controls as audit_db, reports as db};
 
 impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {

@@ -41,6 +41,7 @@ use crate::telemetry;
 pub use config::PartitionConfig;
 use plan::{Held, Peak};
 pub use plan::{PartitionMap, derived_figures, fence, moved_units, place};
+use store::row::query_scalar;
 use store::sql::{LOAD_UNITS, LOCK, LOCK_UNITS, OTHER_HOLDERS, SAVE_OWNER, SAVE_UNITS, TRY_LOCK};
 
 /// Advisory-lock key spaces (the two-`int4` form, so they cannot collide with one-key locks).
@@ -247,11 +248,7 @@ impl Scope {
         }
         let n = self.partition as i32;
         let mut waiting = false;
-        while !db
-            .query_one(TRY_LOCK, &[&PARTITION_LOCKS, &n])
-            .await?
-            .get::<_, bool>(0)
-        {
+        while !query_scalar::<bool>(&*db, TRY_LOCK, &[&PARTITION_LOCKS, &n]).await? {
             if !waiting {
                 tracing::info!(
                     partition = n,
@@ -287,15 +284,13 @@ impl Scope {
             .query(LOAD_UNITS, &[])
             .await?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+            .map(|r| Ok((r.try_get("unit")?, r.try_get("partition")?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
         let moved = moved_units(units, &stored);
         let others: i64 = if moved.is_empty() {
             0
         } else {
-            tx.query_one(OTHER_HOLDERS, &[&i64::from(PARTITION_LOCKS)])
-                .await?
-                .get(0)
+            query_scalar(&tx, OTHER_HOLDERS, &[&i64::from(PARTITION_LOCKS)]).await?
         };
         if let Some(summary) = fence(&moved, others)? {
             tracing::warn!(moves = %summary, "adopting a new partition map");
@@ -410,10 +405,7 @@ impl Leader {
     pub async fn acquire(&self, client: &Client) -> Result<(), StoreError> {
         let mut waiting = false;
         loop {
-            let got: bool = client
-                .query_one(TRY_LOCK, &[&SERVICE_LOCKS, &LEADER_KEY])
-                .await?
-                .get(0);
+            let got: bool = query_scalar(client, TRY_LOCK, &[&SERVICE_LOCKS, &LEADER_KEY]).await?;
             if got {
                 tracing::info!("alerting leader: this instance evaluates the rules");
                 return Ok(());

@@ -8,76 +8,167 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::{SinkExt, pin_mut};
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
-use super::{StoreError, alerts, i64_of, sql, u64_of};
+use super::row::{FromRow, query_as};
+use super::{StoreError, controls, i64_of, sql, u64_of};
 use crate::core::occupancy::SpaceCounts;
 use crate::core::seq::{Found, RepairOwner, SeqState};
 use crate::core::{Batch, Core, Pending, RawRow, Recounted, RepairMove, Revision};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 
+/// A `device_state` row: the de-duplication state of one device.
+struct DeviceStateRow {
+    device_id: String,
+    seq: SeqState,
+    last_received: Option<DateTime<Utc>>,
+    online: Option<bool>,
+}
+
+impl FromRow for DeviceStateRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "device_id",
+        "high_seq",
+        "window_hi",
+        "window_lo",
+        "last_ts",
+        "run_start",
+        "totals_in",
+        "totals_out",
+        "missing",
+        "gaps_total",
+        "repaired_total",
+        "resets_total",
+        "last_received",
+        "online",
+        "repaired_hi",
+        "repaired_lo",
+        "prev_run_start",
+        "jumps_total",
+        "last_jump_at",
+        "last_jump_seq",
+        "jumped_in",
+        "jumped_out",
+        "high_ts",
+    ];
+
+    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        let bits = |hi: &str, lo: &str| -> Result<u128, tokio_postgres::Error> {
+            let (hi, lo) = (
+                row.try_get::<_, i64>(hi)? as u64,
+                row.try_get::<_, i64>(lo)? as u64,
+            );
+            Ok((u128::from(hi) << 64) | u128::from(lo))
+        };
+        let u = |c: &str| row.try_get::<_, i64>(c).map(u64_of);
+        let totals = row
+            .try_get::<_, Option<i64>>("totals_in")?
+            .zip(row.try_get::<_, Option<i64>>("totals_out")?);
+        let jump = row
+            .try_get::<_, Option<DateTime<Utc>>>("last_jump_at")?
+            .zip(row.try_get::<_, Option<i64>>("last_jump_seq")?);
+        let jumped = |c: &str| {
+            row.try_get::<_, i64>(c)
+                .map(|v| u32::try_from(v).unwrap_or(0))
+        };
+        Ok(DeviceStateRow {
+            device_id: row.try_get("device_id")?,
+            seq: SeqState {
+                high: u("high_seq")?,
+                window: bits("window_hi", "window_lo")?,
+                repaired: bits("repaired_hi", "repaired_lo")?,
+                started: true,
+                last_ts: row.try_get("last_ts")?,
+                high_ts: row.try_get("high_ts")?,
+                run_start: row.try_get("run_start")?,
+                prev_run_start: row.try_get("prev_run_start")?,
+                totals: totals.map(|(a, b)| (u64_of(a), u64_of(b))),
+                missing: u("missing")?,
+                gaps_total: u("gaps_total")?,
+                repaired_total: u("repaired_total")?,
+                resets_total: u("resets_total")?,
+                jumps_total: u("jumps_total")?,
+                last_jump: jump.map(|(t, s)| (t, u64_of(s))),
+                jumped: (jumped("jumped_in")?, jumped("jumped_out")?),
+            },
+            last_received: row.try_get("last_received")?,
+            online: row.try_get("online")?,
+        })
+    }
+}
+
+/// A `space_state` row: one space's counts of its current day.
+struct SpaceStateRow {
+    space_id: String,
+    counts: SpaceCounts,
+}
+
+impl FromRow for SpaceStateRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "space_id",
+        "day",
+        "entries",
+        "exits",
+        "base",
+        "minute",
+        "min_in",
+        "min_out",
+        "closed_drift",
+        "peak",
+        "peak_at",
+        "last_report",
+        "adjust",
+        "corrected",
+    ];
+
+    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        let u = |c: &str| row.try_get::<_, i64>(c).map(u64_of);
+        Ok(SpaceStateRow {
+            space_id: row.try_get("space_id")?,
+            counts: SpaceCounts {
+                day: Some(row.try_get::<_, NaiveDate>("day")?),
+                entries: u("entries")?,
+                exits: u("exits")?,
+                base: u("base")?,
+                minute: row.try_get("minute")?,
+                min_in: u("min_in")?,
+                min_out: u("min_out")?,
+                closed_drift: u("closed_drift")?,
+                peak: u("peak")?,
+                peak_at: row.try_get("peak_at")?,
+                last_report: row.try_get("last_report")?,
+                adjust: row.try_get("adjust")?,
+                corrected: row.try_get("corrected")?,
+            },
+        })
+    }
+}
+
+/// What the restart state's statements return, for the mapping test.
+pub(super) const STATE_MAPPINGS: &[(&str, &[&str])] = &[
+    (sql::LOAD_DEVICE_STATE, DeviceStateRow::COLUMNS),
+    (sql::LOAD_SPACE_STATE, SpaceStateRow::COLUMNS),
+    (sql::LOOKUP_REPORTS, LookupRow::COLUMNS),
+    (sql::PENDING_RECOUNTS, &["id", "space_id", "inside"]),
+];
+
 /// Restores the ingest state written by earlier batches, so a restart neither resets occupancy
 /// nor counts a redelivered report twice. Rows for ids no longer in the registry are skipped.
 pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreError> {
-    let registry = std::sync::Arc::clone(&core.registry);
-    for row in client.query(sql::LOAD_DEVICE_STATE, &[]).await? {
-        let Some(d) = registry.device_idx(row.get::<_, &str>(0)) else {
+    let registry = Arc::clone(&core.registry);
+    for row in query_as::<DeviceStateRow, _>(client, sql::LOAD_DEVICE_STATE, &[]).await? {
+        let Some(d) = registry.device_idx(&row.device_id) else {
             continue;
         };
-        let hi = row.get::<_, i64>(2) as u64;
-        let lo = row.get::<_, i64>(3) as u64;
-        let rhi = row.get::<_, i64>(14) as u64;
-        let rlo = row.get::<_, i64>(15) as u64;
-        let totals = row
-            .get::<_, Option<i64>>(6)
-            .zip(row.get::<_, Option<i64>>(7));
-        let jump = row
-            .get::<_, Option<DateTime<Utc>>>(18)
-            .zip(row.get::<_, Option<i64>>(19));
-        core.seq[d.get()] = SeqState {
-            high: u64_of(row.get(1)),
-            window: (u128::from(hi) << 64) | u128::from(lo),
-            repaired: (u128::from(rhi) << 64) | u128::from(rlo),
-            started: true,
-            last_ts: row.get(4),
-            high_ts: row.get(22),
-            run_start: row.get(5),
-            prev_run_start: row.get(16),
-            totals: totals.map(|(a, b)| (u64_of(a), u64_of(b))),
-            missing: u64_of(row.get(8)),
-            gaps_total: u64_of(row.get(9)),
-            repaired_total: u64_of(row.get(10)),
-            resets_total: u64_of(row.get(11)),
-            jumps_total: u64_of(row.get(17)),
-            last_jump: jump.map(|(t, s)| (t, u64_of(s))),
-            jumped: (
-                u32::try_from(row.get::<_, i64>(20)).unwrap_or(0),
-                u32::try_from(row.get::<_, i64>(21)).unwrap_or(0),
-            ),
-        };
-        core.seen[d.get()].last_received = row.get(12);
-        core.seen[d.get()].online = row.get(13);
+        core.seq[d.get()] = row.seq;
+        core.seen[d.get()].last_received = row.last_received;
+        core.seen[d.get()].online = row.online;
     }
-    for row in client.query(sql::LOAD_SPACE_STATE, &[]).await? {
-        let Some(s) = registry.space_idx(row.get::<_, &str>(0)) else {
-            continue;
-        };
-        core.counts[s.get()] = SpaceCounts {
-            day: Some(row.get::<_, NaiveDate>(1)),
-            entries: u64_of(row.get(2)),
-            exits: u64_of(row.get(3)),
-            base: u64_of(row.get(4)),
-            minute: row.get(5),
-            min_in: u64_of(row.get(6)),
-            min_out: u64_of(row.get(7)),
-            closed_drift: u64_of(row.get(8)),
-            peak: u64_of(row.get(9)),
-            peak_at: row.get(10),
-            last_report: row.get(11),
-            adjust: row.get(12),
-            corrected: row.get(13),
-        };
+    for row in query_as::<SpaceStateRow, _>(client, sql::LOAD_SPACE_STATE, &[]).await? {
+        if let Some(s) = registry.space_idx(&row.space_id) {
+            core.counts[s.get()] = row.counts;
+        }
     }
     Ok(())
 }
@@ -323,7 +414,7 @@ impl BatchStatements {
                 .await?;
         }
         for (space, h, received) in &b.hazards {
-            let w = alerts::HazardWrite {
+            let w = controls::HazardWrite {
                 space: reg.space(*space).id.as_str(),
                 kind: &h.kind,
                 severity: &h.severity,
@@ -333,7 +424,7 @@ impl BatchStatements {
                 source: "mqtt",
                 active: h.active,
             };
-            alerts::write_hazard(&tx, &w).await?;
+            controls::write_hazard(&tx, &w).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -541,26 +632,55 @@ pub async fn lookup(
     let hi: Vec<Option<DateTime<Utc>>> = pending.iter().map(|p| p.lookup.run.until).collect();
     let i: Vec<i32> = (0..pending.len() as i32).collect();
     let e: Vec<Option<DateTime<Utc>>> = pending.iter().map(|p| p.lookup.exact).collect();
-    for row in client
-        .query(sql::LOOKUP_REPORTS, &[&d, &s, &lo, &hi, &i, &e])
-        .await?
+    for row in
+        query_as::<LookupRow, _>(client, sql::LOOKUP_REPORTS, &[&d, &s, &lo, &hi, &i, &e]).await?
     {
-        let Some(f) = usize::try_from(row.get::<_, i32>(0))
-            .ok()
-            .and_then(|i| found.get_mut(i))
-        else {
-            continue;
-        };
-        f.present = row.get(1);
-        let seq: Option<i64> = row.get(2);
-        f.owner = seq.map(|seq| RepairOwner {
-            seq: u64_of(seq),
-            ts: row.get(3),
-            entries: u32::try_from(row.get::<_, i32>(4)).unwrap_or(0),
-            exits: u32::try_from(row.get::<_, i32>(5)).unwrap_or(0),
-        });
+        if let Some(f) = usize::try_from(row.i).ok().and_then(|i| found.get_mut(i)) {
+            *f = row.found;
+        }
     }
     Ok(found)
+}
+
+/// One answer of [`sql::LOOKUP_REPORTS`]: report `i` of the batch and what the raw table knows.
+struct LookupRow {
+    i: i32,
+    found: Found,
+}
+
+impl FromRow for LookupRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "i",
+        "present",
+        "seq",
+        "ts",
+        "repaired_entries",
+        "repaired_exits",
+    ];
+
+    fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        let count = |c: &str| {
+            row.try_get::<_, Option<i32>>(c)
+                .map(|v| u32::try_from(v.unwrap_or(0)).unwrap_or(0))
+        };
+        let seq: Option<i64> = row.try_get("seq")?;
+        let owner = match seq {
+            Some(seq) => Some(RepairOwner {
+                seq: u64_of(seq),
+                ts: row.try_get("ts")?,
+                entries: count("repaired_entries")?,
+                exits: count("repaired_exits")?,
+            }),
+            None => None,
+        };
+        Ok(LookupRow {
+            i: row.try_get("i")?,
+            found: Found {
+                present: row.try_get("present")?,
+                owner,
+            },
+        })
+    }
 }
 
 /// A head count waiting for the ingester (`recounts` row).
@@ -582,16 +702,16 @@ pub async fn pending_recounts(
         .filter(|s| registry.space_idx(s.id.as_str()).is_some())
         .map(|s| s.id.as_str())
         .collect();
-    Ok(client
-        .query(sql::PENDING_RECOUNTS, &[&spaces])
-        .await?
-        .iter()
-        .filter_map(|row| {
-            Some(PendingRecount {
-                id: row.get(0),
-                space: registry.space_idx(row.get::<_, &str>(1))?,
-                inside: u64_of(row.get(2)),
-            })
-        })
-        .collect())
+    let mut out = Vec::new();
+    for row in client.query(sql::PENDING_RECOUNTS, &[&spaces]).await? {
+        let Some(space) = registry.space_idx(row.try_get("space_id")?) else {
+            continue;
+        };
+        out.push(PendingRecount {
+            id: row.try_get("id")?,
+            space,
+            inside: u64_of(row.try_get("inside")?),
+        });
+    }
+    Ok(out)
 }

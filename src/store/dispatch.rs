@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use tokio_postgres::{Client, GenericClient, Row};
+use tokio_postgres::{Client, GenericClient};
 
+use super::row::{from_row, query_as, query_opt_as, query_opt_scalar, query_scalar};
 use super::{StoreError, sql};
 
 pub struct NewAdvice<'a> {
@@ -17,20 +18,19 @@ pub struct NewAdvice<'a> {
 }
 
 pub async fn insert(client: &impl GenericClient, a: &NewAdvice<'_>) -> Result<i64, StoreError> {
-    Ok(client
-        .query_one(
-            sql::INSERT_ADVICE,
-            &[
-                &a.at,
-                &a.hub,
-                a.advice,
-                &a.change,
-                &a.shuttles,
-                &a.diversions,
-            ],
-        )
-        .await?
-        .get(0))
+    query_scalar(
+        client,
+        sql::INSERT_ADVICE,
+        &[
+            &a.at,
+            &a.hub,
+            a.advice,
+            &a.change,
+            &a.shuttles,
+            &a.diversions,
+        ],
+    )
+    .await
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,28 +46,21 @@ pub struct AdviceRow {
     pub decision_reason: Option<String>,
 }
 
-fn row(r: &Row) -> AdviceRow {
-    AdviceRow {
-        id: r.get(0),
-        at: r.get(1),
-        hub: r.get(2),
-        advice: r.get(3),
-        change: r.get(4),
-        decision: r.get(5),
-        decided_by: r.get(6),
-        decided_at: r.get(7),
-        decision_reason: r.get(8),
-    }
-}
+from_row!(AdviceRow {
+    id,
+    at,
+    hub = "hub_id",
+    advice,
+    change,
+    decision,
+    decided_by,
+    decided_at,
+    decision_reason,
+});
 
 /// The newest advice of every hub.
 pub async fn latest(client: &Client) -> Result<Vec<AdviceRow>, StoreError> {
-    Ok(client
-        .query(sql::LATEST_ADVICE, &[])
-        .await?
-        .iter()
-        .map(row)
-        .collect())
+    query_as(client, sql::LATEST_ADVICE, &[]).await
 }
 
 pub async fn history(
@@ -78,28 +71,22 @@ pub async fn history(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AdviceRow>, StoreError> {
-    Ok(client
-        .query(sql::ADVICE_HISTORY, &[&hub, &from, &to, &limit, &offset])
-        .await?
-        .iter()
-        .map(row)
-        .collect())
+    query_as(
+        client,
+        sql::ADVICE_HISTORY,
+        &[&hub, &from, &to, &limit, &offset],
+    )
+    .await
 }
 
 /// One advice, as the history shows it.
 pub async fn get(client: &Client, id: i64) -> Result<Option<AdviceRow>, StoreError> {
-    Ok(client
-        .query_opt(sql::GET_ADVICE, &[&id])
-        .await?
-        .map(|r| row(&r)))
+    query_opt_as(client, sql::GET_ADVICE, &[&id]).await
 }
 
 /// The hub an advice belongs to.
 pub async fn hub_of(client: &Client, id: i64) -> Result<Option<String>, StoreError> {
-    Ok(client
-        .query_opt(sql::ADVICE_HUB, &[&id])
-        .await?
-        .map(|r| r.get(0)))
+    query_opt_scalar(client, sql::ADVICE_HUB, &[&id]).await
 }
 
 /// Records a dispatcher's decision once; returns the hub, `None` when unknown or already decided.
@@ -111,10 +98,12 @@ pub async fn decide(
     at: DateTime<Utc>,
     reason: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(client
-        .query_opt(sql::DECIDE_ADVICE, &[&id, &decision, &by, &at, &reason])
-        .await?
-        .map(|r| r.get(0)))
+    query_opt_scalar(
+        client,
+        sql::DECIDE_ADVICE,
+        &[&id, &decision, &by, &at, &reason],
+    )
+    .await
 }
 
 /// Advice followed since `since`, with when: the shuttles it sent are on the road or back.
@@ -122,10 +111,10 @@ pub async fn followed_since(
     client: &impl GenericClient,
     since: DateTime<Utc>,
 ) -> Result<Vec<(Value, DateTime<Utc>)>, StoreError> {
-    Ok(client
+    client
         .query(sql::FOLLOWED_SINCE, &[&since])
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+        .map(|r| -> Result<_, StoreError> { Ok((r.try_get("advice")?, r.try_get("decided_at")?)) })
+        .collect()
 }

@@ -1,13 +1,16 @@
 //! PostgreSQL storage: migrations, the ingester's batch commit and restart state, and the series
 //! the API reads. One error type for this boundary ([`StoreError`]); all SQL text is in [`sql`].
 
+pub mod sql;
+pub mod row;
 pub mod alerts;
 mod batch;
 mod config;
+pub mod controls;
 pub mod dispatch;
+pub mod outbox;
 pub mod recounts;
 pub mod reports;
-pub mod sql;
 pub mod timescale;
 
 use std::str::FromStr;
@@ -15,6 +18,53 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{Client, NoTls};
+
+/// Every statement read through a [`row::FromRow`] type, with the columns the type reads:
+/// `tests/store.rs` prepares each and checks that it returns them.
+pub const MAPPINGS: &[(&str, &[&str])] = {
+    use row::FromRow;
+    &[
+        (sql::LIST_ALERTS, alerts::AlertRow::COLUMNS),
+        (sql::GET_ALERT, alerts::AlertRow::COLUMNS),
+        (sql::ALERT_TRANSITIONS, alerts::TransitionRow::COLUMNS),
+        (sql::LEVEL_HISTORY, alerts::LevelChange::COLUMNS),
+        (sql::COMPLIANCE, alerts::ComplianceRow::COLUMNS),
+        (sql::UPSERT_OPEN_ALERT, &["id", "state", "started_at"]),
+        (sql::RESOLVE_ALERT, &["id", "state", "started_at"]),
+        (sql::ACK_ALERT, &["severity", "level"]),
+        (sql::DUE_ESCALATIONS, &["id"]),
+        (sql::LAST_TRANSITION, &["id", "details"]),
+        (sql::DUE_DELIVERIES, outbox::Due::COLUMNS),
+        (sql::LIST_DELIVERIES, outbox::DeliveryRow::COLUMNS),
+        (sql::ACTIVE_CAPS, controls::CapRow::COLUMNS),
+        (sql::LIST_CAPS, controls::CapRow::COLUMNS),
+        (sql::ACTIVE_HAZARDS, controls::HazardRow::COLUMNS),
+        (sql::LIST_AUDIT, controls::AuditRow::COLUMNS),
+        (sql::LATEST_ADVICE, dispatch::AdviceRow::COLUMNS),
+        (sql::ADVICE_HISTORY, dispatch::AdviceRow::COLUMNS),
+        (sql::GET_ADVICE, dispatch::AdviceRow::COLUMNS),
+        (sql::FOLLOWED_SINCE, &["advice", "decided_at"]),
+        (sql::DAY_NOTICES, reports::NoticeCounts::COLUMNS),
+        (sql::DAY_DELIVERIES, reports::DeliveryCounts::COLUMNS),
+        (sql::DAY_ADVICE, reports::DayAdvice::COLUMNS),
+        (sql::ADVICE_BEFORE, reports::DayAdvice::COLUMNS),
+        (sql::CLAIM_PUSH, reports::DuePush::COLUMNS),
+        (sql::LIST_PUSHES, reports::PushRow::COLUMNS),
+        (sql::INSERT_MANUAL_PUSH, &["id", "delivery_id"]),
+        (sql::INSERT_RECOUNT, recounts::Recount::COLUMNS),
+        (sql::GET_RECOUNT, recounts::Recount::COLUMNS),
+        (sql::LIST_RECOUNTS, recounts::Recount::COLUMNS),
+        (sql::DAY_CORRECTIONS, &["space_id", "correction"]),
+        (sql::SERIES_1M, SeriesPoint::COLUMNS),
+        (sql::SERIES_1H, SeriesPoint::COLUMNS),
+        (sql::SERIES_1D, SeriesPoint::COLUMNS),
+    ]
+};
+
+/// [`MAPPINGS`] and the ingester's restart-state and lookup statements.
+pub fn mappings() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    MAPPINGS.iter().chain(batch::STATE_MAPPINGS).copied()
+}
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -111,14 +161,8 @@ async fn connect_with(mut cfg: tokio_postgres::Config) -> Result<Client, StoreEr
 /// (then the new session's state shows it) or it is rolled back; the redelivered batch is then
 /// counted once either way.
 pub async fn fence(client: &Client) -> Result<i64, StoreError> {
-    let ended: i64 = client.query_one(sql::FENCE, &[]).await?.get(0);
-    while ended > 0
-        && client
-            .query_one(sql::FENCED_LEFT, &[])
-            .await?
-            .get::<_, i64>(0)
-            > 0
-    {
+    let ended: i64 = row::query_scalar(client, sql::FENCE, &[]).await?;
+    while ended > 0 && row::query_scalar::<i64>(client, sql::FENCED_LEFT, &[]).await? > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     Ok(ended)
@@ -207,6 +251,14 @@ pub struct SeriesPoint {
     /// Head-count corrections in the bucket (occupancy = entries − exits + drift + correction).
     pub correction: i64,
 }
+row::from_row!(SeriesPoint {
+    bucket,
+    entries,
+    exits,
+    occupancy,
+    peak,
+    correction
+});
 
 pub async fn series(
     pool: &Pool,
@@ -223,20 +275,7 @@ pub async fn series(
         Step::Day => sql::SERIES_1D,
     };
     let stmt = client.prepare_cached(stmt).await?;
-    let rows = client
-        .query(&stmt, &[&space_id, &from, &to, &limit])
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| SeriesPoint {
-            bucket: r.get(0),
-            entries: r.get(1),
-            exits: r.get(2),
-            occupancy: r.get(3),
-            peak: r.get(4),
-            correction: r.get(5),
-        })
-        .collect())
+    row::query_as(&**client, &stmt, &[&space_id, &from, &to, &limit]).await
 }
 
 pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
@@ -258,11 +297,8 @@ pub async fn prune_reports(
                 .execute(sql::PRUNE_REPORTS_PLAIN, &[&older_than])
                 .await?
         }
-        Mode::Timescale => {
-            let row = client
-                .query_one(sql::PRUNE_REPORTS_TIMESCALE, &[&older_than])
-                .await?;
-            u64_of(row.get(0))
-        }
+        Mode::Timescale => u64_of(
+            row::query_scalar(&**client, sql::PRUNE_REPORTS_TIMESCALE, &[&older_than]).await?,
+        ),
     })
 }

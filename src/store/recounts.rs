@@ -5,9 +5,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use tokio_postgres::{Client, GenericClient, Row};
+use tokio_postgres::{Client, GenericClient};
 use utoipa::ToSchema;
 
+use super::row::{from_row, query_as, query_one_as, query_opt_as};
 use super::{StoreError, sql};
 
 /// One head count, as the API shows it.
@@ -36,19 +37,17 @@ impl Recount {
     }
 }
 
-fn recount_row(r: &Row) -> Recount {
-    Recount {
-        id: r.get(0),
-        space: r.get(1),
-        inside: r.get(2),
-        reason: r.get(3),
-        actor: r.get(4),
-        requested_at: r.get(5),
-        applied_at: r.get(6),
-        before: r.get(7),
-        delta: r.get(8),
-    }
-}
+from_row!(Recount {
+    id,
+    space = "space_id",
+    inside,
+    reason,
+    actor,
+    requested_at,
+    applied_at,
+    before,
+    delta,
+});
 
 pub struct NewRecount<'a> {
     pub space: &'a str,
@@ -60,13 +59,12 @@ pub struct NewRecount<'a> {
 /// Records a pending head count and its audit entry (action `recount`) in one transaction.
 pub async fn insert(client: &mut Client, n: &NewRecount<'_>) -> Result<Recount, StoreError> {
     let tx = client.transaction().await?;
-    let row = tx
-        .query_one(
-            sql::INSERT_RECOUNT,
-            &[&n.space, &n.inside, &n.reason, &n.by],
-        )
-        .await?;
-    let rec = recount_row(&row);
+    let rec: Recount = query_one_as(
+        &tx,
+        sql::INSERT_RECOUNT,
+        &[&n.space, &n.inside, &n.reason, &n.by],
+    )
+    .await?;
     let details = serde_json::json!({ "recount": rec.id, "inside": n.inside, "reason": n.reason });
     tx.execute(sql::INSERT_AUDIT, &[&n.by, &"recount", &n.space, &details])
         .await?;
@@ -75,11 +73,7 @@ pub async fn insert(client: &mut Client, n: &NewRecount<'_>) -> Result<Recount, 
 }
 
 pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Recount>, StoreError> {
-    Ok(client
-        .query_opt(sql::GET_RECOUNT, &[&id])
-        .await?
-        .as_ref()
-        .map(recount_row))
+    query_opt_as(client, sql::GET_RECOUNT, &[&id]).await
 }
 
 /// A space's head counts, newest first.
@@ -89,12 +83,7 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Recount>, StoreError> {
-    Ok(client
-        .query(sql::LIST_RECOUNTS, &[&space, &limit, &offset])
-        .await?
-        .iter()
-        .map(recount_row)
-        .collect())
+    query_as(client, sql::LIST_RECOUNTS, &[&space, &limit, &offset]).await
 }
 
 /// The audit entry of an applied head count: what it changed.
@@ -112,12 +101,14 @@ pub async fn day_corrections(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(client
+    client
         .query(sql::DAY_CORRECTIONS, &[&from, &to])
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+        .map(|r| -> Result<_, StoreError> {
+            Ok((r.try_get("space_id")?, r.try_get("correction")?))
+        })
+        .collect()
 }
 
 /// A finished local day of a space that late reports changed after it ended.
@@ -129,19 +120,15 @@ pub struct DayRevision {
     /// How many reports changed them.
     pub reports: i64,
 }
+from_row!(DayRevision {
+    space,
+    revised_at,
+    reports,
+});
 
 pub async fn day_revisions(
     client: &impl GenericClient,
     day: NaiveDate,
 ) -> Result<Vec<DayRevision>, StoreError> {
-    Ok(client
-        .query(sql::DAY_REVISIONS, &[&day])
-        .await?
-        .iter()
-        .map(|r| DayRevision {
-            space: r.get(0),
-            revised_at: r.get(1),
-            reports: r.get(2),
-        })
-        .collect())
+    query_as(client, sql::DAY_REVISIONS, &[&day]).await
 }

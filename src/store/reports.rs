@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::{Client, GenericClient};
 
+use super::row::{from_row, query_as, query_opt_as, query_opt_scalar, query_scalar};
 use super::{StoreError, sql};
 
 /// One space's alert notices on a day.
@@ -16,23 +17,19 @@ pub struct NoticeCounts {
     pub art45: i64,
     pub art45_confirmed: i64,
 }
+from_row!(NoticeCounts {
+    space = "space_id",
+    alerts,
+    art45,
+    art45_confirmed,
+});
 
 pub async fn day_notices(
     client: &Client,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<NoticeCounts>, StoreError> {
-    Ok(client
-        .query(sql::DAY_NOTICES, &[&from, &to])
-        .await?
-        .iter()
-        .map(|r| NoticeCounts {
-            space: r.get(0),
-            alerts: r.get(1),
-            art45: r.get(2),
-            art45_confirmed: r.get(3),
-        })
-        .collect())
+    query_as(client, sql::DAY_NOTICES, &[&from, &to]).await
 }
 
 /// One space's webhook deliveries of a day's notices.
@@ -43,23 +40,19 @@ pub struct DeliveryCounts {
     pub dead: i64,
     pub pending: i64,
 }
+from_row!(DeliveryCounts {
+    space = "space_id",
+    delivered,
+    dead,
+    pending,
+});
 
 pub async fn day_deliveries(
     client: &Client,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<DeliveryCounts>, StoreError> {
-    Ok(client
-        .query(sql::DAY_DELIVERIES, &[&from, &to])
-        .await?
-        .iter()
-        .map(|r| DeliveryCounts {
-            space: r.get(0),
-            delivered: r.get(1),
-            dead: r.get(2),
-            pending: r.get(3),
-        })
-        .collect())
+    query_as(client, sql::DAY_DELIVERIES, &[&from, &to]).await
 }
 
 /// One recorded dispatch advice.
@@ -70,13 +63,11 @@ pub struct DayAdvice {
     pub decision: Option<String>,
 }
 
-fn day_advice_row(r: &tokio_postgres::Row) -> DayAdvice {
-    DayAdvice {
-        hub: r.get(0),
-        advice: r.get(1),
-        decision: r.get(2),
-    }
-}
+from_row!(DayAdvice {
+    hub = "hub_id",
+    advice,
+    decision
+});
 
 /// The advice recorded in `[from, to)`, oldest first.
 pub async fn day_advice(
@@ -84,12 +75,7 @@ pub async fn day_advice(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<DayAdvice>, StoreError> {
-    Ok(client
-        .query(sql::DAY_ADVICE, &[&from, &to])
-        .await?
-        .iter()
-        .map(day_advice_row)
-        .collect())
+    query_as(client, sql::DAY_ADVICE, &[&from, &to]).await
 }
 
 /// Each hub's advice in force at `at` (its last one before).
@@ -97,12 +83,7 @@ pub async fn advice_before(
     client: &Client,
     at: DateTime<Utc>,
 ) -> Result<Vec<DayAdvice>, StoreError> {
-    Ok(client
-        .query(sql::ADVICE_BEFORE, &[&at])
-        .await?
-        .iter()
-        .map(day_advice_row)
-        .collect())
+    query_as(client, sql::ADVICE_BEFORE, &[&at]).await
 }
 
 /// A push's body as recorded: what every attempt sends.
@@ -120,19 +101,18 @@ pub async fn insert_scheduled(
     delivery_id: &str,
     push: &NewPush<'_>,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(client
-        .query_opt(
-            sql::INSERT_SCHEDULED_PUSH,
-            &[
-                &push.day,
-                &delivery_id,
-                &push.format,
-                &push.content_type,
-                &push.body,
-            ],
-        )
-        .await?
-        .map(|r| r.get(0)))
+    query_opt_scalar(
+        client,
+        sql::INSERT_SCHEDULED_PUSH,
+        &[
+            &push.day,
+            &delivery_id,
+            &push.format,
+            &push.content_type,
+            &push.body,
+        ],
+    )
+    .await
 }
 
 /// Records an admin's push; `None` while a push of that day is still pending. Returns the id and
@@ -142,19 +122,22 @@ pub async fn insert_manual(
     push: &NewPush<'_>,
     by: &str,
 ) -> Result<Option<(i64, String)>, StoreError> {
-    Ok(client
+    let row = client
         .query_opt(
             sql::INSERT_MANUAL_PUSH,
             &[&push.day, &push.format, &push.content_type, &push.body, &by],
         )
-        .await?
-        .map(|r| (r.get(0), r.get(1))))
+        .await?;
+    Ok(match row {
+        Some(r) => Some((r.try_get("id")?, r.try_get("delivery_id")?)),
+        None => None,
+    })
 }
 
 pub async fn last_scheduled_day(
     client: &impl GenericClient,
 ) -> Result<Option<NaiveDate>, StoreError> {
-    Ok(client.query_one(sql::LAST_SCHEDULED_DAY, &[]).await?.get(0))
+    query_scalar(client, sql::LAST_SCHEDULED_DAY, &[]).await
 }
 
 /// A push claimed for one attempt.
@@ -167,27 +150,25 @@ pub struct DuePush {
     pub body: Vec<u8>,
     pub attempts: i32,
 }
+from_row!(DuePush {
+    id,
+    day,
+    delivery_id,
+    content_type,
+    body,
+    attempts,
+});
 
 /// Claims the next due push for `lease_s` seconds.
 pub async fn claim(
     client: &impl GenericClient,
     lease_s: f64,
 ) -> Result<Option<DuePush>, StoreError> {
-    Ok(client
-        .query_opt(sql::CLAIM_PUSH, &[&lease_s])
-        .await?
-        .map(|r| DuePush {
-            id: r.get(0),
-            day: r.get(1),
-            delivery_id: r.get(2),
-            content_type: r.get(3),
-            body: r.get(4),
-            attempts: r.get(5),
-        }))
+    query_opt_as(client, sql::CLAIM_PUSH, &[&lease_s]).await
 }
 
 pub async fn next_due(client: &impl GenericClient) -> Result<Option<DateTime<Utc>>, StoreError> {
-    Ok(client.query_one(sql::NEXT_PUSH_DUE, &[]).await?.get(0))
+    query_scalar(client, sql::NEXT_PUSH_DUE, &[]).await
 }
 
 /// How one attempt ended.
@@ -275,30 +256,26 @@ pub struct PushRow {
     pub last_error: Option<String>,
     pub requested_by: Option<String>,
 }
+from_row!(PushRow {
+    id,
+    day,
+    trigger,
+    delivery_id,
+    format,
+    status,
+    attempts,
+    created_at,
+    last_attempt_at,
+    delivered_at,
+    last_status,
+    last_error,
+    requested_by,
+});
 
 pub async fn list_pushes(
     client: &Client,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<PushRow>, StoreError> {
-    Ok(client
-        .query(sql::LIST_PUSHES, &[&limit, &offset])
-        .await?
-        .iter()
-        .map(|r| PushRow {
-            id: r.get(0),
-            day: r.get(1),
-            trigger: r.get(2),
-            delivery_id: r.get(3),
-            format: r.get(4),
-            status: r.get(5),
-            attempts: r.get(6),
-            created_at: r.get(7),
-            last_attempt_at: r.get(8),
-            delivered_at: r.get(9),
-            last_status: r.get(10),
-            last_error: r.get(11),
-            requested_by: r.get(12),
-        })
-        .collect())
+    query_as(client, sql::LIST_PUSHES, &[&limit, &offset]).await
 }

@@ -57,7 +57,7 @@ pub const LOOKUP_REPORTS: &str = "SELECT q.i, \
          EXISTS (SELECT 1 FROM reports r WHERE r.device_id = q.d AND r.seq = q.s \
              AND r.ts >= COALESCE(q.e, q.lo, '-infinity') AND r.ts <= COALESCE(q.e, 'infinity') AND CASE \
              WHEN q.e IS NOT NULL THEN r.ts = q.e \
-             ELSE r.ts >= COALESCE(q.lo, '-infinity') AND r.ts < COALESCE(q.hi, 'infinity') END), \
+             ELSE r.ts >= COALESCE(q.lo, '-infinity') AND r.ts < COALESCE(q.hi, 'infinity') END) AS present, \
          o.seq, o.ts, o.repaired_entries, o.repaired_exits \
      FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::timestamptz[], $5::int4[], $6::timestamptz[]) \
          AS q(d, s, lo, hi, i, e) \
@@ -192,7 +192,7 @@ pub const MARK_DEAD: &str = "UPDATE webhook_outbox SET status = 'dead', attempts
 pub const REPLAY_DEAD: &str = "UPDATE webhook_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), \
      last_error = NULL WHERE id = $1 AND status = 'dead' RETURNING subscription_id";
 pub const LIST_DELIVERIES: &str = "SELECT id, delivery_id, subscription_id, space_id, status, attempts, created_at, \
-     last_attempt_at, delivered_at, last_status, last_error, latency_ms, event->>'alert_id' \
+     last_attempt_at, delivered_at, last_status, last_error, latency_ms, event->>'alert_id' AS alert_id \
      FROM webhook_outbox WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR subscription_id = $2) \
      ORDER BY id DESC LIMIT $3 OFFSET $4";
 pub const OUTBOX_PENDING: &str =
@@ -229,7 +229,8 @@ pub const COMPLIANCE: &str = "SELECT t.at, a.kind, t.change, t.severity, t.level
      WHERE a.space_id = $1 AND t.at >= $2 AND t.at < $3 AND t.severity IN ('major', 'critical') \
      ORDER BY t.at, t.id, o.subscription_id LIMIT $4 OFFSET $5";
 
-pub const ACTIVE_CAPS: &str = "SELECT id, space_id, percent, reason, starts_at, ends_at FROM policy_caps \
+pub const ACTIVE_CAPS: &str = "SELECT id, space_id, percent, reason, starts_at, ends_at, created_by, created_at, \
+     revoked_at, revoked_by FROM policy_caps \
      WHERE revoked_at IS NULL AND (ends_at IS NULL OR ends_at > now()) ORDER BY id";
 pub const LIST_CAPS: &str = "SELECT id, space_id, percent, reason, starts_at, ends_at, created_by, created_at, \
      revoked_at, revoked_by FROM policy_caps WHERE space_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3";
@@ -323,18 +324,18 @@ pub const ALL_DISPATCH: &[&str] = &[
 /// Per space, a day's alert notices: every transition but acknowledgements; of them the Tourism
 /// Law art. 45 announcements (a capacity level or its forecast at orange or above, opening or
 /// escalating); and of those the ones at least one receiver confirmed.
-pub const DAY_NOTICES: &str = "SELECT a.space_id, count(*), \
+pub const DAY_NOTICES: &str = "SELECT a.space_id, count(*) AS alerts, \
          count(*) FILTER (WHERE t.severity IN ('major', 'critical') AND t.change IN ('open', 'escalate') \
-             AND (a.kind IN ('instant_level', 'daily_level') OR starts_with(a.kind, 'early_warning.'))), \
+             AND (a.kind IN ('instant_level', 'daily_level') OR starts_with(a.kind, 'early_warning.'))) AS art45, \
          count(*) FILTER (WHERE t.severity IN ('major', 'critical') AND t.change IN ('open', 'escalate') \
              AND (a.kind IN ('instant_level', 'daily_level') OR starts_with(a.kind, 'early_warning.')) \
-             AND EXISTS (SELECT 1 FROM webhook_outbox o WHERE o.transition_id = t.id AND o.status = 'delivered')) \
+             AND EXISTS (SELECT 1 FROM webhook_outbox o WHERE o.transition_id = t.id AND o.status = 'delivered')) AS art45_confirmed \
      FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id \
      WHERE t.at >= $1 AND t.at < $2 AND t.change <> 'acknowledge' GROUP BY a.space_id";
 /// Per space, what the outbox did with the day's notices (escalations and dispatch advice
 /// included): delivered, dead letters, still pending.
-pub const DAY_DELIVERIES: &str = "SELECT space_id, count(*) FILTER (WHERE status = 'delivered'), \
-         count(*) FILTER (WHERE status = 'dead'), count(*) FILTER (WHERE status = 'pending') \
+pub const DAY_DELIVERIES: &str = "SELECT space_id, count(*) FILTER (WHERE status = 'delivered') AS delivered, \
+         count(*) FILTER (WHERE status = 'dead') AS dead, count(*) FILTER (WHERE status = 'pending') AS pending \
      FROM webhook_outbox WHERE created_at >= $1 AND created_at < $2 GROUP BY space_id";
 /// The day's recorded dispatch advice, oldest first, with what dispatchers decided.
 pub const DAY_ADVICE: &str = "SELECT hub_id, advice, decision FROM dispatch_advice \
@@ -402,7 +403,7 @@ pub const GET_RECOUNT: &str = "SELECT id, space_id, inside, reason, actor, reque
 pub const LIST_RECOUNTS: &str = "SELECT id, space_id, inside, reason, actor, requested_at, applied_at, before, delta \
      FROM recounts WHERE space_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3";
 /// Per space, the head-count corrections of the minutes in `[$1, $2)`.
-pub const DAY_CORRECTIONS: &str = "SELECT space_id, sum(correction)::bigint FROM space_series_1m \
+pub const DAY_CORRECTIONS: &str = "SELECT space_id, sum(correction)::bigint AS correction FROM space_series_1m \
      WHERE bucket >= $1 AND bucket < $2 AND correction <> 0 GROUP BY space_id";
 /// The spaces whose figures of local day `$1` late reports changed after it ended.
 pub const DAY_REVISIONS: &str =
