@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod outbox;
 pub mod recounts;
 pub mod reports;
+mod state;
 pub mod timescale;
 
 use std::str::FromStr;
@@ -63,7 +64,7 @@ pub const MAPPINGS: &[(&str, &[&str])] = {
 
 /// [`MAPPINGS`] and the ingester's restart-state and lookup statements.
 pub fn mappings() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
-    MAPPINGS.iter().chain(batch::STATE_MAPPINGS).copied()
+    MAPPINGS.iter().chain(state::STATE_MAPPINGS).copied()
 }
 
 mod embedded {
@@ -214,11 +215,9 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::Pool(e.to_string()))
 }
 
-pub use batch::{
-    BatchStatements, BatchWriter, EncodedBatch, PendingRecount, commit_batch, encode_reports,
-    load_state, lookup, pending_recounts,
-};
+pub use batch::{BatchStatements, BatchWriter, EncodedBatch, commit_batch, encode_reports};
 pub use config::DatabaseConfig;
+pub use state::{PendingRecount, load_state, lookup, pending_recounts};
 
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
