@@ -480,34 +480,8 @@ mod tests {
     use crate::registry::Registry;
     use proptest::prelude::*;
 
-    const REG: &str = r#"
-        [[spaces]]
-        id = "area"
-        kind = "scenic_area"
-        parent = "county"
-        name_zh = "景区"
-        name_en = "Area"
-        [[spaces]]
-        id = "county"
-        kind = "county"
-        name_zh = "县"
-        name_en = "County"
-        [[devices]]
-        id = "gate"
-        space = "area"
-        kind = "gate"
-        [[devices]]
-        id = "backwards"
-        space = "area"
-        kind = "camera"
-        direction = "reversed"
-        [[devices]]
-        id = "vs133"
-        space = "area"
-        kind = "camera"
-        format = "milesight_vs13x"
-        lines = [{ line = 1 }, { line = 2, direction = "reversed" }]
-    "#;
+    /// The shared one-area fixture (a gate, a reversed camera, a two-line Milesight VS133).
+    const REG: &str = include_str!("../tests/data/one-area.toml");
 
     fn reg() -> Registry {
         Config::from_toml(REG).unwrap().registry().unwrap()
