@@ -132,3 +132,16 @@ enum Launch {
     PortInUse(SuperviseError),
     Other(SuperviseError),
 }
+
+/// Launches again on the same port while the old socket lingers (up to [`REBIND_WINDOW`]).
+fn launch_on_same_port(mut launch: impl FnMut() -> Result<(), Launch>) -> Result<()> {
+    let deadline = Instant::now() + REBIND_WINDOW;
+    loop {
+        match launch() {
+            Ok(()) => return Ok(()),
+            Err(Launch::PortInUse(e)) if Instant::now() >= deadline => return Err(e),
+            Err(Launch::PortInUse(_)) => thread::sleep(Duration::from_millis(200)),
+            Err(Launch::Other(e)) => return Err(e),
+        }
+    }
+}

@@ -140,15 +140,7 @@ impl Mosquitto {
                 what: format!("mosquitto on port {}", self.port),
             });
         }
-        let deadline = Instant::now() + REBIND_WINDOW;
-        loop {
-            match self.launch() {
-                Ok(()) => return Ok(()),
-                Err(Launch::PortInUse(e)) if Instant::now() >= deadline => return Err(e),
-                Err(Launch::PortInUse(_)) => thread::sleep(Duration::from_millis(200)),
-                Err(Launch::Other(e)) => return Err(e),
-            }
-        }
+        launch_on_same_port(|| self.launch())
     }
 
     fn write_config(&self) -> Result<()> {

@@ -209,15 +209,7 @@ impl PgCluster {
                 what: format!("PostgreSQL in {}", self.dir.display()),
             });
         }
-        let deadline = Instant::now() + REBIND_WINDOW;
-        loop {
-            match self.launch() {
-                Ok(()) => return Ok(()),
-                Err(Launch::PortInUse(e)) if Instant::now() >= deadline => return Err(e),
-                Err(Launch::PortInUse(_)) => thread::sleep(Duration::from_millis(200)),
-                Err(Launch::Other(e)) => return Err(e),
-            }
-        }
+        launch_on_same_port(|| self.launch())
     }
 
     /// A command for a server tool, run as the unprivileged owner when we are root.
