@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::admission::{AdmissionConfig, AreaReservations};
 pub use crate::alerting::AlertingConfig;
 pub use crate::api::{HttpConfig, Role, TokenConfig};
 pub use crate::dispatch::DispatchConfig;
@@ -56,6 +57,8 @@ pub struct Config {
     /// Distribution centres' shuttle fleets and routes, and the car parks serving each area.
     #[serde(default)]
     pub dispatch: DispatchConfig,
+    #[serde(default)]
+    pub admission: AdmissionConfig,
     /// The daily county report pushed upstream (a provincial monitoring platform) every day.
     #[serde(default)]
     pub report_push: ReportPushConfig,

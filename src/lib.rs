@@ -14,6 +14,7 @@
 //! - `decode`: device payloads (native JSON, Milesight) to count reports, within limits.
 //! - `core`: de-duplication and repair per device, occupancy per space, minute buckets, snapshots.
 //! - `rules`: capacity levels, dwell and hysteresis, forecasts, data-quality alerts.
+//! - `admission`: timed-entry reservations: slot quotas, bookings, expected arrivals.
 //! - `dispatch`: distribution centres' shuttle and diversion advice.
 //!
 //! State and storage
@@ -46,6 +47,7 @@ pub mod registry;
 pub mod decode;
 pub mod core;
 pub mod rules;
+pub mod admission;
 pub mod dispatch;
 
 pub mod store;

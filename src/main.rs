@@ -126,6 +126,7 @@ enum Command {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum RoleArg {
     Viewer,
+    Ticketing,
     Operator,
     Admin,
 }
@@ -134,6 +135,7 @@ impl From<RoleArg> for Role {
     fn from(r: RoleArg) -> Role {
         match r {
             RoleArg::Viewer => Role::Viewer,
+            RoleArg::Ticketing => Role::Ticketing,
             RoleArg::Operator => Role::Operator,
             RoleArg::Admin => Role::Admin,
         }

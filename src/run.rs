@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::admission::{AdmissionError, Reservations};
 use crate::alerting::{Alerter, outbox};
 use crate::api::{self, AppState, Feed, RateLimiter, Tokens};
 use crate::config::Config;
@@ -38,6 +39,8 @@ pub enum RunError {
     Rules(#[from] RulesError),
     #[error(transparent)]
     Dispatch(#[from] crate::dispatch::DispatchConfigError),
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
     #[error(transparent)]
     ReportPush(#[from] crate::report::push::ReportPushConfigError),
     #[error(transparent)]
@@ -73,6 +76,7 @@ pub struct Service {
 /// What [`checked`] proved about a configuration before anything was started.
 struct Checked {
     registry: Arc<Registry>,
+    reservations: Arc<Reservations>,
     push_plan: Option<PushPlan>,
     tokens: Arc<Tokens>,
     partitions: Option<PartitionMap>,
@@ -122,7 +126,8 @@ impl Service {
             Arc::clone(&live),
             Arc::clone(&wake),
             outbox.iter().map(|(_, n)| Arc::clone(n)).collect(),
-        );
+        )
+        .with_reservations(Arc::clone(&checked.reservations));
         if let Some(leader) = start_ingest(
             &cfg,
             checked.partitions,
@@ -157,6 +162,7 @@ impl Service {
                 tasks.stopped(),
             )),
             report_push,
+            reservations: Arc::clone(&checked.reservations),
             openapi: Arc::default(),
         };
         let http_addr = start_http(&cfg, state, &mut tasks).await?;
@@ -191,6 +197,7 @@ fn checked(cfg: &Config) -> Result<Checked, RunError> {
     let registry = Arc::new(cfg.registry()?);
     Engine::for_registry(cfg.rules.clone(), &registry)?;
     DispatchModel::build(&cfg.dispatch, &registry)?;
+    let reservations = Arc::new(Reservations::build(&cfg.admission, &registry)?);
     let push_plan = cfg.report_push.plan()?;
     let tokens = Arc::new(Tokens::build(&cfg.tokens, &registry).map_err(RunError::Tokens)?);
     if tokens.is_empty() {
@@ -207,6 +214,7 @@ fn checked(cfg: &Config) -> Result<Checked, RunError> {
     };
     Ok(Checked {
         registry,
+        reservations,
         push_plan,
         tokens,
         partitions,

@@ -43,6 +43,7 @@ async fn every_statement_prepares_against_the_migrated_schema() {
         .chain(sql::ALL_REPORTS)
         .chain(sql::ALL_RECOUNTS)
         .chain(sql::ALL_PARTITION)
+        .chain(sql::ALL_BOOKINGS)
     {
         db.prepare(stmt)
             .await
@@ -631,6 +632,7 @@ async fn timescaledb_path_matches_the_plain_views() {
         .chain(sql::ALL_REPORTS)
         .chain(sql::ALL_RECOUNTS)
         .chain(sql::ALL_PARTITION)
+        .chain(sql::ALL_BOOKINGS)
     {
         db.prepare(stmt)
             .await

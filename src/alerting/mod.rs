@@ -13,9 +13,10 @@ pub mod outbox;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use tokio::sync::Notify;
 
+use crate::admission::{self, Reservations};
 use crate::shutdown::Shutdown;
 
 use crate::dispatch::{DispatchModel, HubAdvice};
@@ -50,6 +51,8 @@ pub struct Alerter {
     outbox: Vec<Arc<Notify>>,
     /// With several instances, only the holder of the leader lock evaluates (`crate::partition`).
     leader: Option<crate::partition::Leader>,
+    /// Timed-entry plans: booked visitors still to come count in the daily load.
+    reservations: Arc<Reservations>,
 }
 
 impl Alerter {
@@ -67,7 +70,14 @@ impl Alerter {
             wake,
             outbox,
             leader: None,
+            reservations: Arc::default(),
         }
+    }
+
+    /// Counts the areas' booked visitors still to come in their daily load.
+    pub fn with_reservations(mut self, reservations: Arc<Reservations>) -> Self {
+        self.reservations = reservations;
+        self
     }
 
     /// Runs the rules only while this instance's alerting session holds the leadership.
@@ -198,7 +208,8 @@ impl Alerter {
             caps: &caps,
             hazards: &hazards,
         };
-        let all = inputs::space_inputs(&self.registry, &read, |h| engine.is_silent(h, now));
+        let mut all = inputs::space_inputs(&self.registry, &read, |h| engine.is_silent(h, now));
+        self.add_expected_arrivals(client, &mut all, now).await?;
         let mut transitions = Vec::new();
         let mut statuses = Vec::with_capacity(spaces.len());
         for (i, input) in all.iter().enumerate() {
@@ -211,6 +222,43 @@ impl Alerter {
             statuses.push(Some(status));
         }
         Ok((transitions, statuses))
+    }
+
+    /// Each timed-entry area's booked visitors who may still come today, from the stored
+    /// bookings (stale booking data keeps its last figures: never "no bookings").
+    async fn add_expected_arrivals(
+        &self,
+        client: &tokio_postgres::Client,
+        all: &mut [crate::rules::SpaceInput],
+        now: DateTime<Utc>,
+    ) -> Result<(), AlertingError> {
+        if self.reservations.is_empty() {
+            return Ok(());
+        }
+        let reg = &self.registry;
+        let areas: Vec<(&admission::AreaPlan, NaiveDate)> = self
+            .reservations
+            .plans()
+            .map(|p| (p, admission::today(reg, p.space, now)))
+            .collect();
+        let keys: Vec<(&str, NaiveDate)> = areas
+            .iter()
+            .map(|(p, day)| (reg.space(p.space).id.as_str(), *day))
+            .collect();
+        let rows = store::bookings::slot_counts(client, &keys).await?;
+        for ((plan, day), (id, _)) in areas.iter().zip(&keys) {
+            let counts: Vec<_> = rows
+                .iter()
+                .filter(|r| r.space_id == *id && r.day == *day)
+                .map(store::bookings::SlotRow::counts)
+                .collect();
+            let grace = self.reservations.no_show_grace;
+            let slots = admission::tally(plan, &plan.quotas(0), &counts, reg.tz, *day, grace, now);
+            if let Some(input) = all.get_mut(plan.space.get()) {
+                input.expected_arrivals = admission::expected_arrivals(&slots);
+            }
+        }
+        Ok(())
     }
 
     /// Runs the advisor and records each hub whose advice changed, with its webhook deliveries,

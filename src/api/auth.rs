@@ -44,9 +44,32 @@ impl Caller {
                 &*self.id,
                 reg.space(space).id
             ))),
+            Role::Viewer | Role::Ticketing => Err(ApiError::Forbidden(format!(
+                "token {:?} is a {}: changes need an operator or admin token",
+                &*self.id,
+                self.role.as_str()
+            ))),
+        }
+    }
+
+    /// Allows reporting bookings of `space`: admins anywhere, ticketing systems and operators in
+    /// their own spaces.
+    pub fn sell(&self, reg: &Registry, space: SpaceIdx) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Ticketing | Role::Operator
+                if self.operates.get(space.get()).copied().unwrap_or(false) =>
+            {
+                Ok(())
+            }
             Role::Viewer => Err(ApiError::Forbidden(format!(
-                "token {:?} is a viewer: changes need an operator or admin token",
+                "token {:?} is a viewer: bookings need a ticketing token",
                 &*self.id
+            ))),
+            _ => Err(ApiError::Forbidden(format!(
+                "token {:?} does not sell {}",
+                &*self.id,
+                reg.space(space).id
             ))),
         }
     }

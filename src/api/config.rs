@@ -46,6 +46,9 @@ impl Default for HttpConfig {
 pub enum Role {
     /// Reads every `/api/v1` route except the audit log.
     Viewer,
+    /// A ticketing system: also reports bookings of its own `spaces` (and reads their slots and
+    /// admission state).
+    Ticketing,
     /// Also acknowledges alerts, sets hazards and policy caps — in its own `spaces` only.
     Operator,
     /// Everything, in every space: dead-letter replay, the audit log.
@@ -56,6 +59,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
+            Role::Ticketing => "ticketing",
             Role::Operator => "operator",
             Role::Admin => "admin",
         }
@@ -69,8 +73,8 @@ pub struct TokenConfig {
     /// Who the token is: recorded as the actor of everything done with it.
     pub id: String,
     pub role: Role,
-    /// Spaces an operator may change (a scenic area covers its zones, car parks and hubs);
-    /// empty: none. Ignored for viewers and admins.
+    /// Spaces an operator may change, or a ticketing system sells (a scenic area covers its
+    /// zones, car parks and hubs); empty: none. Ignored for viewers and admins.
     #[serde(default)]
     pub spaces: Vec<String>,
     /// Lower-case hex SHA-256 of the token.

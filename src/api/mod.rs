@@ -10,6 +10,7 @@
 
 mod alerts;
 pub mod auth;
+mod bookings;
 mod config;
 mod extract;
 mod dispatch;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub feed: Arc<Feed>,
     /// The daily report's push upstream, when `[report_push]` is enabled.
     pub report_push: Option<Arc<crate::report::push::PushHandle>>,
+    /// Every area's timed-entry plan (`[admission]`).
+    pub reservations: Arc<crate::admission::Reservations>,
     /// The OpenAPI document, serialized once when the router is built.
     pub openapi: Arc<OnceLock<String>>,
 }
@@ -91,6 +94,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(spaces::get_series))
         .routes(routes!(recount::recount))
         .routes(routes!(recount::list))
+        .routes(routes!(bookings::report))
+        .routes(routes!(bookings::slots))
         .routes(routes!(alerts::levels))
         .routes(routes!(alerts::list_caps, alerts::set_cap))
         .routes(routes!(alerts::revoke_cap))

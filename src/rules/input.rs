@@ -35,6 +35,10 @@ pub struct SpaceInput {
     pub caps: Vec<PolicyCap>,
     /// External hazards for this space; any active one closes it for dispatch.
     pub hazards: Vec<Hazard>,
+    /// Visitors booked for today who have not arrived and may still come (timed-entry
+    /// reservations): the daily load counts them, so the daily level rises when the day sells
+    /// out, not when the last booked visitor walks in.
+    pub expected_arrivals: u64,
 }
 
 impl SpaceInput {
@@ -252,6 +256,16 @@ impl Capacity {
     pub fn load_pct(&self, count: u64) -> Option<f64> {
         self.effective.map(|c| count as f64 * 100.0 / f64::from(c))
     }
+}
+
+/// The effective daily capacity at `now`: the approved value under the tightest active daily
+/// cap (what quotas and the daily level both divide by).
+pub fn effective_daily(
+    approved: Option<u32>,
+    caps: &[PolicyCap],
+    now: DateTime<Utc>,
+) -> Option<u32> {
+    Capacity::of(approved, caps, Measure::Daily, now).effective
 }
 
 #[cfg(test)]

@@ -70,7 +70,9 @@ use serde::{Deserialize, Serialize};
 pub use alert::{AlertKind, Change, OpenAlert, Transition};
 pub use config::{RulesConfig, RulesError, SpaceRules};
 pub use forecast::Forecast;
-pub use input::{CapLimit, CapScope, DeviceHealth, Hazard, PartDevices, PolicyCap, SpaceInput};
+pub use input::{
+    CapLimit, CapScope, DeviceHealth, Hazard, PartDevices, PolicyCap, SpaceInput, effective_daily,
+};
 pub use level::{Action, ActionsConfig, Ladder, LadderConfig, Level, LevelActions, Severity};
 pub use replay::{Crossing, ForecastReport, ForecastSummary, WarningEvent, replay_forecast};
 
@@ -136,7 +138,7 @@ pub struct LevelStatus {
     pub last_level: Level,
     /// Percent of the effective capacity; `None` unless rated.
     pub load_pct: Option<f64>,
-    /// Occupancy (instantaneous) or entries today (daily), as counted.
+    /// Occupancy (instantaneous), or entries today plus booked visitors still to come (daily).
     pub count: u64,
     pub approved_capacity: Option<u32>,
     pub effective_capacity: Option<u32>,
@@ -403,7 +405,9 @@ impl Engine {
         let inst_cap = Capacity::of(input.instant_capacity, &input.caps, Measure::Instant, now);
         let daily_cap = Capacity::of(input.daily_capacity, &input.caps, Measure::Daily, now);
         let inst_load = inst_cap.load_pct(input.occupancy);
-        let daily_load = daily_cap.load_pct(input.entries_today);
+        // Booked visitors still to come count as arrivals (LB/T 034 daily maximum is sold, not walked).
+        let daily_count = input.entries_today.saturating_add(input.expected_arrivals);
+        let daily_load = daily_cap.load_pct(daily_count);
         for (held, load) in [(&mut st.instant, inst_load), (&mut st.daily, daily_load)] {
             match load {
                 None => *held = Held::default(),
@@ -527,7 +531,7 @@ impl Engine {
         let daily = level_status(
             &daily_cap,
             daily_load,
-            input.entries_today,
+            daily_count,
             &st.daily,
             stale,
             ladder,

@@ -294,6 +294,27 @@ fn daily_level_is_independent_of_the_instantaneous_one() {
     assert_eq!(ev.status.instant.level, Some(Level::Red));
 }
 
+#[test]
+fn booked_visitors_still_to_come_raise_the_daily_level_before_they_arrive() {
+    let day = NaiveDate::from_ymd_opt(2026, 10, 2).unwrap();
+    let mut e = engine();
+    let input = |now, entries, expected| SpaceInput {
+        day: Some(day),
+        entries_today: entries,
+        expected_arrivals: expected,
+        daily_capacity: Some(10_000),
+        ..inp(now, 100)
+    };
+    // 2,000 in, 8,000 sold and on their way: the whole day is spoken for.
+    let ev = e.evaluate(S, mins(0), &input(mins(0), 2_000, 8_000));
+    assert_eq!(ev.status.daily.level, Some(Level::Red));
+    assert_eq!(ev.status.daily.count, 10_000);
+    // Without the bookings the same entries are an ordinary morning.
+    let mut plain = engine();
+    let ev = plain.evaluate(S, mins(0), &input(mins(0), 2_000, 0));
+    assert_eq!(ev.status.daily.level, Some(Level::Normal));
+}
+
 /// +20 people/min from 300 at minute 0 to 500 at minute 10, evaluated each minute.
 fn ramp(e: &mut Engine) -> Vec<Evaluation> {
     (0..=10)
@@ -1387,6 +1408,7 @@ proptest! {
                 drift_today: occ / 7,
                 instant_capacity: cap,
                 daily_capacity: cap.map(|c| c.wrapping_mul(5)),
+                expected_arrivals: occ / 5,
                 devices: heard_ago
                     .map(|s| DeviceHealth {
                         period: period.map(TimeDelta::seconds),

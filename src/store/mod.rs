@@ -5,6 +5,7 @@ pub mod sql;
 pub mod row;
 pub mod alerts;
 mod batch;
+pub mod bookings;
 mod config;
 pub mod controls;
 pub mod dispatch;
@@ -59,6 +60,12 @@ pub const MAPPINGS: &[(&str, &[&str])] = {
         (sql::SERIES_1M, SeriesPoint::COLUMNS),
         (sql::SERIES_1H, SeriesPoint::COLUMNS),
         (sql::SERIES_1D, SeriesPoint::COLUMNS),
+        (
+            sql::STORED_BOOKINGS,
+            <crate::admission::Booking as FromRow>::COLUMNS,
+        ),
+        (sql::SLOT_COUNTS, bookings::SlotRow::COLUMNS),
+        (sql::INTAKE_LAST, &["space_id", "last_received"]),
     ]
 };
 

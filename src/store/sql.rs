@@ -445,3 +445,40 @@ pub const ALL_PARTITION: &[&str] = &[
     SAVE_UNITS,
     SAVE_OWNER,
 ];
+
+// ---- bookings from ticketing systems (src/store/bookings.rs) ----
+
+/// Serialises intake per area, so the merge decided in `admission::merge` sees the stored
+/// versions no other transaction is changing.
+pub const LOCK_AREA_BOOKINGS: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('bookings:' || $1::text)::int8)";
+pub const STORED_BOOKINGS: &str = "SELECT booking_id, version, day, slot, people, status FROM bookings \
+     WHERE space_id = $1 AND booking_id = ANY($2::text[])";
+pub const UPSERT_BOOKINGS: &str = "INSERT INTO bookings (space_id, booking_id, version, day, slot, people, status, source) \
+     SELECT $1, u.* , $8 FROM unnest($2::text[], $3::int8[], $4::date[], $5::time[], $6::int4[], $7::text[]) \
+         AS u(booking_id, version, day, slot, people, status) \
+     ON CONFLICT (space_id, booking_id) DO UPDATE SET version = EXCLUDED.version, day = EXCLUDED.day, \
+         slot = EXCLUDED.slot, people = EXCLUDED.people, status = EXCLUDED.status, source = EXCLUDED.source, \
+         updated_at = now()";
+pub const TOUCH_INTAKE: &str = "INSERT INTO booking_intake (space_id, last_received, source) VALUES ($1, now(), $2) \
+     ON CONFLICT (space_id) DO UPDATE SET last_received = EXCLUDED.last_received, source = EXCLUDED.source \
+     RETURNING last_received";
+/// People per status in each slot of the given areas' days (`$1` areas, `$2` their days).
+pub const SLOT_COUNTS: &str = "SELECT b.space_id, b.day, b.slot, \
+         coalesce(sum(b.people) FILTER (WHERE b.status = 'booked'), 0)::int8 AS booked, \
+         coalesce(sum(b.people) FILTER (WHERE b.status = 'checked_in'), 0)::int8 AS checked_in, \
+         coalesce(sum(b.people) FILTER (WHERE b.status = 'cancelled'), 0)::int8 AS cancelled \
+     FROM bookings b JOIN unnest($1::text[], $2::date[]) AS q(space_id, day) \
+         ON b.space_id = q.space_id AND b.day = q.day \
+     GROUP BY b.space_id, b.day, b.slot";
+pub const INTAKE_LAST: &str = "SELECT space_id, last_received FROM booking_intake";
+
+/// Booking statements, for the prepare-everything test.
+pub const ALL_BOOKINGS: &[&str] = &[
+    LOCK_AREA_BOOKINGS,
+    STORED_BOOKINGS,
+    UPSERT_BOOKINGS,
+    TOUCH_INTAKE,
+    SLOT_COUNTS,
+    INTAKE_LAST,
+];

@@ -36,6 +36,7 @@ pub const WEBHOOK_DELIVERIES: &str = "visitorflow_webhook_deliveries_total";
 pub const WEBHOOK_LATENCY: &str = "visitorflow_webhook_request_seconds";
 pub const ALERT_DELIVERY_DELAY: &str = "visitorflow_alert_delivery_delay_seconds";
 pub const REPORT_PUSHES: &str = "visitorflow_report_pushes_total";
+pub const BOOKINGS: &str = "visitorflow_bookings_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -112,6 +113,10 @@ fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError
 }
 
 fn describe() {
+    describe_counter!(
+        BOOKINGS,
+        "Booking versions from ticketing systems, by space and outcome (inserted, updated, duplicate, stale, rejected)."
+    );
     describe_counter!(
         MQTT_MESSAGES,
         "MQTT messages received on count and status topics."

@@ -1,0 +1,193 @@
+//! Admission: timed-entry reservations (分时预约) and what they mean for the crowd, without I/O.
+//! This module owns the reservation plan of each area ([`Reservations`], from `[admission]`), the
+//! slot quotas (`slots.rs`), and bookings — validation, idempotent merge by id and version, the
+//! per-slot tally and the day's expected arrivals (`bookings.rs`). The store keeps the bookings;
+//! the API takes them in; alerting adds the expected arrivals to the daily load.
+
+mod bookings;
+mod config;
+mod slots;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+
+pub use bookings::{
+    Booking, BookingEvent, BookingStatus, Merge, SlotCounts, SlotState, merge, tally,
+};
+pub use config::{AdmissionConfig, AreaReservations};
+pub use slots::{SlotSpec, check_slots, online_places, quotas};
+
+use crate::ids::SpaceIdx;
+use crate::registry::Registry;
+
+#[derive(Debug, thiserror::Error)]
+#[error("[admission] {0}")]
+pub struct AdmissionError(pub String);
+
+/// One area's validated reservation plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AreaPlan {
+    pub space: SpaceIdx,
+    pub slots: Vec<SlotSpec>,
+    /// One per slot.
+    pub weights: Vec<f64>,
+    pub walk_in_share: f64,
+    pub slot_limit: Option<u32>,
+}
+
+impl AreaPlan {
+    /// The slot starting at `key` (`"08:00"`).
+    pub fn slot_by_key(&self, key: &str) -> Option<&SlotSpec> {
+        self.slots.iter().find(|s| s.key() == key.trim())
+    }
+
+    /// Each slot's online quota for an effective daily capacity.
+    pub fn quotas(&self, effective_daily: u32) -> Vec<u32> {
+        quotas(
+            online_places(effective_daily, self.walk_in_share),
+            &self.weights,
+            self.slot_limit,
+        )
+    }
+}
+
+/// Every area's plan, indexed by space, and the county-wide settings.
+#[derive(Debug, Clone, Default)]
+pub struct Reservations {
+    plans: Vec<Option<AreaPlan>>,
+    pub no_show_grace: TimeDelta,
+    pub stale_after: TimeDelta,
+}
+
+impl Reservations {
+    /// Checks `[admission]` against the registry: known spaces with a daily capacity (quotas
+    /// derive from it), ordered slots, shares in range. Every problem is listed.
+    pub fn build(cfg: &AdmissionConfig, reg: &Registry) -> Result<Self, AdmissionError> {
+        let mut problems = Vec::new();
+        let share_ok = |s: f64| (0.0..1.0).contains(&s);
+        if !share_ok(cfg.walk_in_share) {
+            problems.push(format!(
+                "walk_in_share = {}: 0 ≤ share < 1",
+                cfg.walk_in_share
+            ));
+        }
+        let mut plans = vec![None; reg.spaces.len()];
+        for (id, area) in &cfg.spaces {
+            let Some(s) = reg.space_idx(id.as_str()) else {
+                problems.push(format!("spaces.{id}: no such space"));
+                continue;
+            };
+            if reg.space(s).daily_capacity.unwrap_or(0) == 0 {
+                problems.push(format!(
+                    "spaces.{id}: no daily_capacity, so no quota can be derived"
+                ));
+            }
+            if let Err(e) = check_slots(&area.slots) {
+                problems.push(format!("spaces.{id}: {e}"));
+            }
+            let walk_in_share = area.walk_in_share.unwrap_or(cfg.walk_in_share);
+            if !share_ok(walk_in_share) {
+                problems.push(format!(
+                    "spaces.{id}: walk_in_share = {walk_in_share}: 0 ≤ share < 1"
+                ));
+            }
+            let weights = match &area.weights {
+                Some(w)
+                    if w.len() != area.slots.len()
+                        || w.iter().any(|v| !v.is_finite() || *v <= 0.0) =>
+                {
+                    problems.push(format!(
+                        "spaces.{id}: weights: one positive weight per slot ({} slots)",
+                        area.slots.len()
+                    ));
+                    continue;
+                }
+                Some(w) => w.clone(),
+                None => area.slots.iter().map(|s| s.minutes() as f64).collect(),
+            };
+            plans[s.get()] = Some(AreaPlan {
+                space: s,
+                slots: area.slots.clone(),
+                weights,
+                walk_in_share,
+                slot_limit: area.slot_limit,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(AdmissionError(problems.join("; ")));
+        }
+        Ok(Self {
+            plans,
+            no_show_grace: TimeDelta::minutes(i64::from(cfg.no_show_grace_min)),
+            stale_after: TimeDelta::seconds(cfg.stale_after_s.min(i64::MAX as u64) as i64),
+        })
+    }
+
+    pub fn plan(&self, space: SpaceIdx) -> Option<&AreaPlan> {
+        self.plans.get(space.get()).and_then(Option::as_ref)
+    }
+
+    pub fn plans(&self) -> impl Iterator<Item = &AreaPlan> {
+        self.plans.iter().flatten()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plans.iter().all(Option::is_none)
+    }
+
+    /// Whether booking data last received at `last` is too old to trust at `now`.
+    pub fn is_stale(&self, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+        last.is_none_or(|l| now - l > self.stale_after)
+    }
+}
+
+/// Visitors booked for `day` who have not arrived and may still come: the sum of the slots'
+/// `expected`.
+pub fn expected_arrivals(slots: &[SlotState]) -> u64 {
+    slots.iter().map(|s| s.expected).sum()
+}
+
+/// The local day bookings are checked against.
+pub fn today(reg: &Registry, space: SpaceIdx, now: DateTime<Utc>) -> NaiveDate {
+    crate::core::business_day(reg.tz, reg.space(space).opens_at, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const AREA: &str = include_str!("../../tests/data/one-area.toml");
+
+    fn build(admission: &str) -> Result<Reservations, AdmissionError> {
+        let toml = AREA.replace(
+            "kind = \"scenic_area\"",
+            "kind = \"scenic_area\"\ndaily_capacity = 10000",
+        );
+        let cfg = Config::from_toml(&format!("{toml}\n{admission}")).unwrap();
+        Reservations::build(&cfg.admission, &cfg.registry().unwrap())
+    }
+
+    #[test]
+    fn plans_are_checked_against_the_registry() {
+        let r =
+            build("[admission.spaces.area]\nslots = [\"08:00-12:00\", \"12:00-14:00\"]\n").unwrap();
+        let p = r.plans().next().unwrap();
+        assert_eq!(p.quotas(10_000), vec![6_000, 3_000]);
+        assert_eq!(r.no_show_grace, TimeDelta::minutes(30));
+        let e = build(
+            "[admission]\nwalk_in_share = 1.5\n[admission.spaces.nowhere]\nslots = [\"08:00-09:00\"]\n\
+             [admission.spaces.county]\nslots = [\"09:00-10:00\", \"08:00-09:30\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "walk_in_share = 1.5",
+            "spaces.nowhere: no such space",
+            "spaces.county: no daily_capacity",
+            "overlaps",
+        ] {
+            assert!(e.contains(want), "{e}");
+        }
+        assert!(Config::from_toml("[admission.spaces.area]\nslots = [\"8-9\"]\n").is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! Timed-entry reservations over HTTP: ticketing systems report bookings
+//! (`POST /api/v1/spaces/{id}/bookings`, token role `ticketing` for its own areas) and everyone
+//! reads the day's slots (`GET /api/v1/spaces/{id}/slots`): quota, sold, checked in, no-shows,
+//! expected arrivals, remaining, over-sold, and whether the booking data is fresh.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::extract::{ApiJson, ApiQuery, DbConn};
+use super::spaces::find_space;
+use super::{ApiError, AppState, ErrorBody};
+use crate::admission::{self, AreaPlan, BookingEvent, SlotState};
+use crate::ids::SpaceIdx;
+use crate::store::bookings as db;
+use crate::telemetry as t;
+
+/// Booking versions per request, at most.
+pub const MAX_BOOKINGS: usize = 10_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookingsBody {
+    /// Booking versions in the order the ticketing system made them; may be empty (a heartbeat
+    /// that keeps the area's booking data fresh).
+    #[schema(value_type = Vec<Object>)]
+    bookings: Vec<BookingEvent>,
+}
+
+/// One refused booking version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Refused {
+    /// Its position in `bookings`.
+    index: usize,
+    id: String,
+    reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntakeReply {
+    space: String,
+    inserted: u32,
+    updated: u32,
+    /// The same version again: ignored.
+    duplicates: u32,
+    /// Older than the stored version (arrived out of order): ignored.
+    stale: u32,
+    /// Refused versions with the reason; the others were applied.
+    refused: Vec<Refused>,
+    received_at: Option<DateTime<Utc>>,
+}
+
+fn plan_of(st: &AppState, s: SpaceIdx) -> Result<&AreaPlan, ApiError> {
+    st.reservations.plan(s).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "{} sells no timed entry (no [admission.spaces.{}])",
+            st.registry.space(s).id,
+            st.registry.space(s).id
+        ))
+    })
+}
+
+fn count(space: &str, outcome: &'static str, n: u32) {
+    if n > 0 {
+        metrics::counter!(t::BOOKINGS, "space" => space.to_owned(), "outcome" => outcome)
+            .increment(u64::from(n));
+    }
+}
+
+/// Reports bookings of an area (ticketing token of the area, or admin): each version is applied
+/// once — a retry or an older version arriving late changes nothing, a cancellation after
+/// check-in keeps the visitor counted. Answers 200 when every version was valid, 422 when some
+/// were refused (listed with the reason; the valid ones were applied, so resending the whole
+/// request is harmless).
+#[utoipa::path(post, path = "/api/v1/spaces/{id}/bookings", tag = "admission",
+    params(("id" = String, Path, description = "Scenic area id")),
+    request_body = BookingsBody,
+    responses((status = 200, description = "Applied", body = IntakeReply),
+        (status = 403, description = "Not the caller's area", body = ErrorBody),
+        (status = 404, description = "No such area, or it sells no timed entry", body = ErrorBody),
+        (status = 422, description = "Some versions refused (listed); the rest applied", body = IntakeReply)))]
+pub async fn report(
+    State(st): State<AppState>,
+    mut client: DbConn,
+    Extension(caller): Extension<Arc<Caller>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<BookingsBody>,
+) -> Result<Response, ApiError> {
+    let s = find_space(&st, &id)?;
+    caller.sell(&st.registry, s)?;
+    let plan = plan_of(&st, s)?;
+    let space = st.registry.space(s).id.as_str();
+    if body.bookings.len() > MAX_BOOKINGS {
+        count(space, "rejected", body.bookings.len() as u32);
+        return Err(ApiError::Unprocessable(format!(
+            "{} bookings in one request; at most {MAX_BOOKINGS}",
+            body.bookings.len()
+        )));
+    }
+    let today = admission::today(&st.registry, s, Utc::now());
+    let mut valid = Vec::with_capacity(body.bookings.len());
+    let mut refused = Vec::new();
+    for (index, e) in body.bookings.iter().enumerate() {
+        match e.validate(plan, today) {
+            Ok(b) => valid.push(b),
+            Err(reason) => refused.push(Refused {
+                index,
+                id: e.id.clone(),
+                reason,
+            }),
+        }
+    }
+    if !refused.is_empty() {
+        tracing::warn!(space, caller = %caller.id, refused = refused.len(), first = %refused[0].reason, "bookings refused");
+    }
+    let applied = db::apply(&mut client, space, &caller.id, valid).await?;
+    count(space, "inserted", applied.inserted);
+    count(space, "updated", applied.updated);
+    count(space, "duplicate", applied.duplicates);
+    count(space, "stale", applied.stale);
+    count(space, "rejected", refused.len() as u32);
+    // The daily level counts booked visitors: evaluate now rather than at the next tick.
+    st.wake.wake();
+    let status = if refused.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let reply = IntakeReply {
+        space: space.to_owned(),
+        inserted: applied.inserted,
+        updated: applied.updated,
+        duplicates: applied.duplicates,
+        stale: applied.stale,
+        refused,
+        received_at: applied.received_at,
+    };
+    Ok((status, Json(reply)).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SlotsQuery {
+    /// Local day, `YYYY-MM-DD`; default the area's current business day.
+    day: Option<NaiveDate>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlotsView {
+    space: String,
+    day: NaiveDate,
+    /// The daily capacity quotas derive from: approved, and effective under a policy cap.
+    approved_daily: Option<u32>,
+    effective_daily: Option<u32>,
+    walk_in_share: f64,
+    /// Booking data not refreshed within `stale_after_s`: the figures may be behind, not zero.
+    stale: bool,
+    last_received: Option<DateTime<Utc>>,
+    expected_arrivals: u64,
+    #[schema(value_type = Vec<Object>)]
+    slots: Vec<SlotState>,
+}
+
+/// The area's slots of a day: quota, sold, checked in, cancelled, no-shows, expected arrivals,
+/// remaining (余票) and over-sold places, with the freshness of the booking data.
+#[utoipa::path(get, path = "/api/v1/spaces/{id}/slots", tag = "admission",
+    params(("id" = String, Path, description = "Scenic area id"), SlotsQuery),
+    responses((status = 200, description = "The day's slots", body = SlotsView),
+        (status = 404, description = "No such area, or it sells no timed entry", body = ErrorBody)))]
+pub async fn slots(
+    State(st): State<AppState>,
+    client: DbConn,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<SlotsQuery>,
+) -> Result<Json<SlotsView>, ApiError> {
+    let s = find_space(&st, &id)?;
+    let plan = plan_of(&st, s)?;
+    let now = Utc::now();
+    let day = q
+        .day
+        .unwrap_or_else(|| admission::today(&st.registry, s, now));
+    let space = st.registry.space(s);
+    let rows = db::slot_counts(&*client, &[(space.id.as_str(), day)]).await?;
+    let last = db::intake_last(&*client).await?.remove(space.id.as_str());
+    // The effective daily capacity the rules last used (caps included); the approved one before
+    // the first evaluation.
+    let effective = st
+        .live
+        .status(s)
+        .and_then(|status| status.daily.effective_capacity)
+        .or(space.daily_capacity);
+    let counts: Vec<_> = rows.iter().map(db::SlotRow::counts).collect();
+    let slots = admission::tally(
+        plan,
+        &plan.quotas(effective.unwrap_or(0)),
+        &counts,
+        st.registry.tz,
+        day,
+        st.reservations.no_show_grace,
+        now,
+    );
+    Ok(Json(SlotsView {
+        space: space.id.to_string(),
+        day,
+        approved_daily: space.daily_capacity,
+        effective_daily: effective,
+        walk_in_share: plan.walk_in_share,
+        stale: st.reservations.is_stale(last, now),
+        last_received: last,
+        expected_arrivals: admission::expected_arrivals(&slots),
+        slots,
+    }))
+}
