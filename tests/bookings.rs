@@ -6,10 +6,18 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::routing::post as route_post;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use visitorflow::config::Role;
+use visitorflow::webhook::Secret;
+use visitorflow::webhook::sign::verify;
 
 const TICKETS: &str = "vf_tickets-canyon";
 const TICKETS_VILLAGE: &str = "vf_tickets-village";
@@ -163,7 +171,12 @@ async fn bookings_count_once_and_the_day_selling_out_raises_the_daily_level() {
     // is 95 %: the daily level is orange (of the default 60/80/90/100 ladder).
     let ts = chrono::Utc::now().to_rfc3339();
     let gate = counts_topic("canyon", "gate-1");
-    publish_all(stack.mq.port(), "pub-gate", vec![(gate, report(1, &ts, 1, 0))]).await;
+    publish_all(
+        stack.mq.port(),
+        "pub-gate",
+        vec![(gate, report(1, &ts, 1, 0))],
+    )
+    .await;
     let level = eventually(10, "the daily level to count booked visitors", || async {
         let (_, v) = get_json(addr, "/api/v1/spaces/canyon").await;
         let d = &v["status"]["daily"];
@@ -187,5 +200,183 @@ async fn bookings_count_once_and_the_day_selling_out_raises_the_daily_level() {
         });
         assert!(found, "{outcome} = {n} in\n{metrics}");
     }
+    drop(svc);
+}
+
+const SECRET: &str = "ticketing-secret";
+
+/// A ticketing system's webhook endpoint: records (webhook-id, status answered, body); answers
+/// 503 to the first delivery; counts bad signatures.
+#[derive(Default)]
+struct Inbox {
+    got: Vec<(String, u16, Value)>,
+    fail_first: usize,
+    bad_signatures: usize,
+}
+
+async fn ticketing_receiver(inbox: Arc<Mutex<Inbox>>) -> std::net::SocketAddr {
+    let app = axum::Router::new().route(
+        "/sales",
+        route_post(move |headers: HeaderMap, body: Bytes| {
+            let inbox = Arc::clone(&inbox);
+            async move {
+                let mut ib = inbox.lock().unwrap();
+                if verify(
+                    &headers,
+                    &body,
+                    &Secret::new(SECRET),
+                    Duration::from_secs(300),
+                )
+                .is_err()
+                {
+                    ib.bad_signatures += 1;
+                }
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let status = if ib.fail_first > 0 {
+                    ib.fail_first -= 1;
+                    503
+                } else {
+                    200
+                };
+                ib.got.push((
+                    id,
+                    status,
+                    serde_json::from_slice(&body).unwrap_or(Value::Null),
+                ));
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn delivered(inbox: &Arc<Mutex<Inbox>>) -> Vec<Value> {
+    inbox
+        .lock()
+        .unwrap()
+        .got
+        .iter()
+        .filter(|g| g.1 == 200)
+        .map(|g| g.2.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_pauses_sales_once_signed_retried_logged_and_resumes_after_a_restart() {
+    let stack = Stack::start();
+    let inbox = Arc::new(Mutex::new(Inbox {
+        fail_first: 1,
+        ..Inbox::default()
+    }));
+    let hook = ticketing_receiver(Arc::clone(&inbox)).await;
+    let mut cfg = stack.config_from(&format!("{REGISTRY}{ADMISSION}"), "vf-admission");
+    cfg.alerting.tick_ms = 100;
+    cfg.alerting.backoff_base_ms = 200;
+    cfg.rules.dwell_s = 1;
+    cfg.webhooks = vec![
+        serde_json::from_value(json!({
+            "id": "ticketing-a", "url": format!("http://{hook}/sales"), "format": "json",
+            "secret": SECRET, "kinds": ["admission"], "min_severity": "info",
+            "allow_private_network": true,
+        }))
+        .unwrap(),
+    ];
+    let svc = start_service(cfg.clone()).await;
+    let addr = svc.http_addr;
+    let (_, v) = get_json(addr, "/api/v1/spaces/canyon/admission").await;
+    assert_eq!(
+        (v["sales"].as_str(), v["since"].is_null()),
+        (Some("open"), true),
+        "{v}"
+    );
+    assert_eq!(v["slots"][0]["sales"], "open", "{v}");
+
+    // 1,010 people in the canyon (capacity 1,000): red, and sales pause at once.
+    let ts = |_: ()| chrono::Utc::now().to_rfc3339();
+    let gate = counts_topic("canyon", "gate-1");
+    let crossing = std::time::Instant::now();
+    publish_all(
+        stack.mq.port(),
+        "pub-a1",
+        vec![(gate.clone(), report(1, &ts(()), 1010, 0))],
+    )
+    .await;
+    let paused = eventually(15, "the paused signal delivered", || async {
+        delivered(&inbox).first().cloned()
+    })
+    .await;
+    let latency = crossing.elapsed();
+    assert_eq!(paused["kind"], "admission", "{paused}");
+    assert_eq!(paused["admission"]["state"], "paused", "{paused}");
+    assert_eq!(
+        paused["admission"]["reasons"],
+        json!(["instant_level.red"]),
+        "{paused}"
+    );
+    assert_eq!(paused["severity"], "critical");
+    {
+        let ib = inbox.lock().unwrap();
+        // The 503 was retried with the same delivery id, and every request was signed.
+        assert_eq!(ib.got.len(), 2, "{:?}", ib.got);
+        assert_eq!(ib.got[0].0, ib.got[1].0);
+        assert_eq!((ib.got[0].1, ib.got[1].1), (503, 200));
+        assert_eq!(ib.bad_signatures, 0);
+    }
+    eprintln!(
+        "crossing report published → paused delivered (after one 503 and its retry): {latency:?}"
+    );
+    let (_, v) = get_json(addr, "/api/v1/spaces/canyon/admission").await;
+    assert_eq!(v["sales"], "paused", "{v}");
+    assert_eq!(v["reasons"], json!(["instant_level.red"]));
+    assert!(v["since"].is_string(), "{v}");
+    assert_eq!(v["slots"][0]["sales"], "paused");
+
+    // The art. 45 compliance log shows the pause, to whom it went and its receipt.
+    let (_, log) = get_json(addr, "/api/v1/compliance?space=canyon").await;
+    let row = log["announcements"]
+        .as_array()
+        .and_then(|e| e.iter().find(|r| r["kind"] == "admission"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(row["sent_to"], "ticketing-a", "{log}");
+    assert_eq!(row["delivery_status"], "delivered", "{log}");
+    assert!(row["confirmed_at"].is_string(), "{log}");
+
+    // A restart while paused neither re-sends the pause nor forgets it.
+    svc.shutdown().await;
+    let svc = start_service(cfg).await;
+    let addr = svc.http_addr;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(delivered(&inbox).len(), 1, "a restart re-sent the pause");
+    let (_, v) = get_json(addr, "/api/v1/spaces/canyon/admission").await;
+    assert_eq!(v["sales"], "paused", "{v}");
+
+    // 600 leave: the level steps down below red (hysteresis: margin and dwell) and sales resume.
+    publish_all(
+        stack.mq.port(),
+        "pub-a2",
+        vec![(gate, report(2, &ts(()), 0, 600))],
+    )
+    .await;
+    let resumed = eventually(20, "the resumed signal delivered", || async {
+        delivered(&inbox).get(1).cloned()
+    })
+    .await;
+    assert_eq!(resumed["admission"]["state"], "open", "{resumed}");
+    assert_eq!(resumed["state"], "resolved");
+    assert_eq!(resumed["alert_id"], paused["alert_id"]);
+    let (_, v) = get_json(addr, "/api/v1/spaces/canyon/admission").await;
+    assert_eq!(
+        (v["sales"].as_str(), v["since"].is_null()),
+        (Some("open"), true),
+        "{v}"
+    );
     drop(svc);
 }

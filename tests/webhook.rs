@@ -198,6 +198,7 @@ fn event() -> AlertEvent {
         ends_at: None,
         at: Utc.with_ymd_and_hms(2026, 5, 1, 2, 15, 0).unwrap(),
         generator_url: None,
+        admission: None,
     }
 }
 

@@ -7,6 +7,7 @@
 mod bookings;
 mod config;
 mod slots;
+mod state;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
@@ -15,6 +16,7 @@ pub use bookings::{
 };
 pub use config::{AdmissionConfig, AreaReservations};
 pub use slots::{SlotSpec, check_slots, online_places, quotas};
+pub use state::{Sales, Signal, Tracker, decide};
 
 use crate::ids::SpaceIdx;
 use crate::registry::Registry;

@@ -231,5 +231,6 @@ pub fn event(advice: &HubAdvice, registry: &Registry, advice_id: i64) -> AlertEv
         ends_at: None,
         at: advice.at,
         generator_url: None,
+        admission: None,
     }
 }

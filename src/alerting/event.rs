@@ -80,6 +80,7 @@ pub fn event(
         at: t.at,
         generator_url: external_url
             .map(|u| format!("{}/api/v1/spaces/{}", u.trim_end_matches('/'), space.id)),
+        admission: None,
     }
 }
 

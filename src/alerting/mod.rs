@@ -3,6 +3,7 @@
 //! deliveries in one transaction (the outbox), escalates what nobody acknowledged, and publishes
 //! each space's rule status for the API. Delivery itself is in [`outbox`].
 
+mod admitting;
 mod config;
 pub mod dispatching;
 pub mod event;
@@ -10,10 +11,11 @@ pub mod fanout;
 pub mod inputs;
 pub mod outbox;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use tokio::sync::Notify;
 
 use crate::admission::{self, Reservations};
@@ -128,7 +130,7 @@ impl Alerter {
         };
         if !resolves.is_empty() {
             let resolves: Vec<_> = resolves.into_iter().map(|t| (t, None)).collect();
-            self.persist(&mut client, &engine, &resolves, &[], now)
+            self.persist(&mut client, &engine, &resolves, &HashMap::new(), &[], now)
                 .await?;
         }
         let mut dispatcher = match DispatchModel::build(&self.cfg.dispatch, &self.registry) {
@@ -146,6 +148,9 @@ impl Alerter {
                 None
             }
         };
+        let mut admitting =
+            admitting::Admitting::start(Arc::clone(&self.reservations), &client, &self.registry)
+                .await?;
         let tick = Duration::from_millis(self.cfg.alerting.tick_ms.max(50));
         // Ingest commits every few milliseconds under load, and one evaluation covers every space:
         // evaluating after each commit kept a core busy on a large registry. So an evaluation
@@ -160,14 +165,24 @@ impl Alerter {
             }
             let now = Utc::now();
             let started = std::time::Instant::now();
-            let (transitions, statuses) = self.evaluate(&client, &mut engine, now).await?;
+            let (mut transitions, statuses, slots) =
+                self.evaluate(&client, &mut engine, &admitting, now).await?;
+            let (sales, signals) = admitting.changes(&self.registry, &statuses, &slots, now);
+            transitions.extend(sales);
             let escalations = self.due_escalations(&client, now).await?;
             if !transitions.is_empty()
                 || !escalations.is_empty()
                 || now - last_saved > TimeDelta::seconds(30)
             {
-                self.persist(&mut client, &engine, &transitions, &escalations, now)
-                    .await?;
+                self.persist(
+                    &mut client,
+                    &engine,
+                    &transitions,
+                    &signals,
+                    &escalations,
+                    now,
+                )
+                .await?;
                 last_saved = now;
             }
             if let Some(d) = dispatcher.as_mut() {
@@ -190,11 +205,13 @@ impl Alerter {
         &self,
         client: &tokio_postgres::Client,
         engine: &mut Engine,
+        admitting: &admitting::Admitting,
         now: DateTime<Utc>,
     ) -> Result<
         (
             Vec<(Transition, Option<Arc<crate::rules::Status>>)>,
             Vec<Option<Arc<crate::rules::Status>>>,
+            admitting::DaySlots,
         ),
         AlertingError,
     > {
@@ -209,7 +226,9 @@ impl Alerter {
             hazards: &hazards,
         };
         let mut all = inputs::space_inputs(&self.registry, &read, |h| engine.is_silent(h, now));
-        self.add_expected_arrivals(client, &mut all, now).await?;
+        let slots = admitting
+            .read_bookings(client, &self.registry, &mut all, now)
+            .await?;
         let mut transitions = Vec::new();
         let mut statuses = Vec::with_capacity(spaces.len());
         for (i, input) in all.iter().enumerate() {
@@ -221,44 +240,7 @@ impl Alerter {
             }
             statuses.push(Some(status));
         }
-        Ok((transitions, statuses))
-    }
-
-    /// Each timed-entry area's booked visitors who may still come today, from the stored
-    /// bookings (stale booking data keeps its last figures: never "no bookings").
-    async fn add_expected_arrivals(
-        &self,
-        client: &tokio_postgres::Client,
-        all: &mut [crate::rules::SpaceInput],
-        now: DateTime<Utc>,
-    ) -> Result<(), AlertingError> {
-        if self.reservations.is_empty() {
-            return Ok(());
-        }
-        let reg = &self.registry;
-        let areas: Vec<(&admission::AreaPlan, NaiveDate)> = self
-            .reservations
-            .plans()
-            .map(|p| (p, admission::today(reg, p.space, now)))
-            .collect();
-        let keys: Vec<(&str, NaiveDate)> = areas
-            .iter()
-            .map(|(p, day)| (reg.space(p.space).id.as_str(), *day))
-            .collect();
-        let rows = store::bookings::slot_counts(client, &keys).await?;
-        for ((plan, day), (id, _)) in areas.iter().zip(&keys) {
-            let counts: Vec<_> = rows
-                .iter()
-                .filter(|r| r.space_id == *id && r.day == *day)
-                .map(store::bookings::SlotRow::counts)
-                .collect();
-            let grace = self.reservations.no_show_grace;
-            let slots = admission::tally(plan, &plan.quotas(0), &counts, reg.tz, *day, grace, now);
-            if let Some(input) = all.get_mut(plan.space.get()) {
-                input.expected_arrivals = admission::expected_arrivals(&slots);
-            }
-        }
-        Ok(())
+        Ok((transitions, statuses, slots))
     }
 
     /// Runs the advisor and records each hub whose advice changed, with its webhook deliveries,
@@ -352,6 +334,7 @@ impl Alerter {
         client: &mut tokio_postgres::Client,
         engine: &Engine,
         transitions: &[(Transition, Option<Arc<crate::rules::Status>>)],
+        signals: &HashMap<SpaceIdx, admission::Signal>,
         escalations: &[(i64, serde_json::Value)],
         now: DateTime<Utc>,
     ) -> Result<(), AlertingError> {
@@ -364,7 +347,10 @@ impl Alerter {
                 continue;
             };
             let space = self.registry.space(s);
-            let ev = event::event(tr, space, status.as_deref(), external);
+            let mut ev = event::event(tr, space, status.as_deref(), external);
+            if tr.kind == AlertKind::Admission {
+                ev.admission = signals.get(&s).cloned();
+            }
             let Some(rec) = db::record_transition(&tx, &event::write(tr, &ev)).await? else {
                 continue;
             };

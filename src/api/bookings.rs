@@ -146,6 +146,48 @@ pub async fn report(
     Ok((status, Json(reply)).into_response())
 }
 
+/// A day's slots of an area with what they were computed from.
+struct DayView {
+    slots: Vec<SlotState>,
+    effective: Option<u32>,
+    last: Option<DateTime<Utc>>,
+}
+
+async fn day_slots(
+    st: &AppState,
+    client: &tokio_postgres::Client,
+    s: SpaceIdx,
+    plan: &AreaPlan,
+    day: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<DayView, ApiError> {
+    let space = st.registry.space(s);
+    let rows = db::slot_counts(client, &[(space.id.as_str(), day)]).await?;
+    let last = db::intake_last(client).await?.remove(space.id.as_str());
+    // The effective daily capacity the rules last used (caps included); the approved one before
+    // the first evaluation.
+    let effective = st
+        .live
+        .status(s)
+        .and_then(|status| status.daily.effective_capacity)
+        .or(space.daily_capacity);
+    let counts: Vec<_> = rows.iter().map(db::SlotRow::counts).collect();
+    let slots = admission::tally(
+        plan,
+        &plan.quotas(effective.unwrap_or(0)),
+        &counts,
+        st.registry.tz,
+        day,
+        st.reservations.no_show_grace,
+        now,
+    );
+    Ok(DayView {
+        slots,
+        effective,
+        last,
+    })
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -189,34 +231,111 @@ pub async fn slots(
         .day
         .unwrap_or_else(|| admission::today(&st.registry, s, now));
     let space = st.registry.space(s);
-    let rows = db::slot_counts(&*client, &[(space.id.as_str(), day)]).await?;
-    let last = db::intake_last(&*client).await?.remove(space.id.as_str());
-    // The effective daily capacity the rules last used (caps included); the approved one before
-    // the first evaluation.
-    let effective = st
-        .live
-        .status(s)
-        .and_then(|status| status.daily.effective_capacity)
-        .or(space.daily_capacity);
-    let counts: Vec<_> = rows.iter().map(db::SlotRow::counts).collect();
-    let slots = admission::tally(
-        plan,
-        &plan.quotas(effective.unwrap_or(0)),
-        &counts,
-        st.registry.tz,
-        day,
-        st.reservations.no_show_grace,
-        now,
-    );
+    let day_view = day_slots(&st, &client, s, plan, day, now).await?;
+    let slots = day_view.slots;
     Ok(Json(SlotsView {
         space: space.id.to_string(),
         day,
         approved_daily: space.daily_capacity,
-        effective_daily: effective,
+        effective_daily: day_view.effective,
         walk_in_share: plan.walk_in_share,
-        stale: st.reservations.is_stale(last, now),
-        last_received: last,
+        stale: st.reservations.is_stale(day_view.last, now),
+        last_received: day_view.last,
         expected_arrivals: admission::expected_arrivals(&slots),
+        slots,
+    }))
+}
+
+/// One slot as a ticketing system sells it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlotSales {
+    /// `"08:00-10:00"`.
+    slot: String,
+    /// `open`, `paused` (the area paused, or the slot's quota is sold: 约满) or `closed` (the
+    /// area closed, or the slot is over).
+    sales: &'static str,
+    remaining: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdmissionView {
+    space: String,
+    /// `open`, `paused` or `closed`: what every online channel does now.
+    sales: &'static str,
+    /// Why: `instant_level.red`, `daily_level.red`, `hazard`, `sold_out`.
+    reasons: Vec<String>,
+    /// Since when sales are paused or closed; `null` while open.
+    since: Option<DateTime<Utc>>,
+    /// Online places left today in the slots still to come.
+    remaining_today: u64,
+    /// Booking data not refreshed within `stale_after_s`.
+    stale: bool,
+    slots: Vec<SlotSales>,
+}
+
+/// Whether to sell now — the signal a ticketing system obeys, per area and slot, with the
+/// reason and since when. The same signal is pushed as an `admission` webhook on every change.
+#[utoipa::path(get, path = "/api/v1/spaces/{id}/admission", tag = "admission",
+    params(("id" = String, Path, description = "Scenic area id")),
+    responses((status = 200, description = "The area's ticket-sales state", body = AdmissionView),
+        (status = 404, description = "No such area, or it sells no timed entry", body = ErrorBody)))]
+pub async fn admission_state(
+    State(st): State<AppState>,
+    client: DbConn,
+    Path(id): Path<String>,
+) -> Result<Json<AdmissionView>, ApiError> {
+    let s = find_space(&st, &id)?;
+    let plan = plan_of(&st, s)?;
+    let now = Utc::now();
+    let space = st.registry.space(s);
+    let day = admission::today(&st.registry, s, now);
+    let view = day_slots(&st, &client, s, plan, day, now).await?;
+    let open = crate::store::alerts::open_admission(&*client).await?;
+    let (signal, since) = open
+        .into_iter()
+        .find(|(sp, _, _)| sp == space.id.as_str())
+        .and_then(|(_, details, since)| {
+            let sig: admission::Signal =
+                serde_json::from_value(details.get("admission")?.clone()).ok()?;
+            Some((sig, Some(since)))
+        })
+        .unwrap_or((
+            admission::Signal {
+                state: admission::Sales::Open,
+                reasons: Vec::new(),
+                remaining_today: None,
+            },
+            None,
+        ));
+    let slots: Vec<SlotSales> = view
+        .slots
+        .iter()
+        .map(|sl| SlotSales {
+            slot: sl.slot.to_string(),
+            sales: if sl.ends_at <= now {
+                "closed"
+            } else if signal.state != admission::Sales::Open {
+                signal.state.as_str()
+            } else if sl.remaining == 0 {
+                "paused"
+            } else {
+                "open"
+            },
+            remaining: sl.remaining,
+        })
+        .collect();
+    Ok(Json(AdmissionView {
+        space: space.id.to_string(),
+        sales: signal.state.as_str(),
+        reasons: signal.reasons,
+        since,
+        remaining_today: view
+            .slots
+            .iter()
+            .filter(|sl| sl.ends_at > now)
+            .map(|sl| sl.remaining)
+            .sum(),
+        stale: st.reservations.is_stale(view.last, now),
         slots,
     }))
 }

@@ -96,6 +96,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(recount::list))
         .routes(routes!(bookings::report))
         .routes(routes!(bookings::slots))
+        .routes(routes!(bookings::admission_state))
         .routes(routes!(alerts::levels))
         .routes(routes!(alerts::list_caps, alerts::set_cap))
         .routes(routes!(alerts::revoke_cap))

@@ -42,6 +42,10 @@ pub enum AlertKind {
     ClockSkew,
     /// An external hazard; the space is closed for dispatch while it stands.
     Hazard { hazard: String },
+    /// Ticket sales paused or closed (`crate::admission`): raised by alerting from the area's
+    /// status and bookings, never by the engine; it travels the alerts' path to be signed,
+    /// retried and logged for art. 45.
+    Admission,
     /// Legacy: one alert per silent device, in every space it counted in, as saved by earlier
     /// versions (a fresh county of 100,000 counters opened 300,000 of them). Never raised; a
     /// restored one is resolved at once (see `retire_legacy`).
@@ -62,6 +66,7 @@ impl AlertKind {
             AlertKind::SeqJump => "seq_jump".into(),
             AlertKind::ClockSkew => "clock_skew".into(),
             AlertKind::Hazard { hazard } => format!("hazard.{hazard}"),
+            AlertKind::Admission => "admission".into(),
             // As earlier versions stored it, so the open row in the database is the one resolved.
             AlertKind::Silent { device } => format!("silent.{device}"),
         }
@@ -364,6 +369,11 @@ fn describe(
 ) -> (String, String) {
     let (zh, en) = (&ctx.def.name_zh, &ctx.def.name_en);
     match kind {
+        // Worded by `admission`, which raises it; the engine never describes it.
+        AlertKind::Admission => (
+            format!("{zh}售票状态变化"),
+            format!("{en}: ticket sales changed"),
+        ),
         AlertKind::InstantLevel | AlertKind::DailyLevel => {
             let daily = *kind == AlertKind::DailyLevel;
             let s = if daily { ctx.daily } else { ctx.instant };

@@ -369,3 +369,21 @@ pub async fn compliance(
     )
     .await
 }
+
+/// The open `admission` alerts: space, the event last sent (with its `admission` signal), since.
+pub async fn open_admission(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, Value, DateTime<Utc>)>, StoreError> {
+    client
+        .query(sql::OPEN_ADMISSION, &[])
+        .await?
+        .iter()
+        .map(|r| -> Result<_, StoreError> {
+            Ok((
+                r.try_get("space_id")?,
+                r.try_get("details")?,
+                r.try_get("started_at")?,
+            ))
+        })
+        .collect()
+}

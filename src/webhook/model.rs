@@ -89,6 +89,10 @@ pub struct AlertEvent {
     /// Link to the alert in visitorflow's UI or API.
     #[serde(default)]
     pub generator_url: Option<String>,
+    /// `admission` alerts: the ticket-sales signal a ticketing system obeys (`open`, `paused`,
+    /// `closed`), why, and the online places left today.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<crate::admission::Signal>,
 }
 
 #[cfg(test)]
@@ -125,6 +129,7 @@ pub(crate) mod tests {
             generator_url: Some(
                 "https://vf.example.org/alerts/tianshan-canyon/instant_level".into(),
             ),
+            admission: None,
         }
     }
 

@@ -9,7 +9,7 @@ use super::text::{Lang, title};
 use crate::webhook::model::AlertEvent;
 
 pub(super) fn json_v1(e: &AlertEvent, opts: &RenderOptions) -> Value {
-    json!({
+    let mut v = json!({
         "version": "1",
         "delivery_id": e.delivery_id,
         "alert_id": e.alert_id,
@@ -32,5 +32,10 @@ pub(super) fn json_v1(e: &AlertEvent, opts: &RenderOptions) -> Value {
         "at": rfc3339(e.at),
         "generator_url": e.generator_url,
         "external_url": opts.external_url,
-    })
+    });
+    // `admission` alerts only: the ticket-sales signal (`state`, `reasons`, `remaining_today`).
+    if let (Some(a), Some(obj)) = (&e.admission, v.as_object_mut()) {
+        obj.insert("admission".into(), json!(a));
+    }
+    v
 }

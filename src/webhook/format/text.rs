@@ -103,10 +103,12 @@ fn kind_word(kind: &str, lang: Lang) -> Cow<'_, str> {
         ("daily_level", Lang::Zh) => "日承载",
         ("forecast_red", Lang::Zh) => "红色预测",
         ("silent_devices", Lang::Zh) => "计数设备无数据",
+        ("admission", Lang::Zh) => "售票",
         ("instant_level", Lang::En) => "instantaneous load",
         ("daily_level", Lang::En) => "daily load",
         ("forecast_red", Lang::En) => "red forecast",
         ("silent_devices", Lang::En) => "silent counters",
+        ("admission", Lang::En) => "ticket sales",
         _ => return Cow::Borrowed(kind),
     };
     Cow::Borrowed(w)

@@ -1,0 +1,288 @@
+//! Whether an area sells tickets now, pure: `open`, `paused` (a red level, or the day sold out)
+//! or `closed` (a hazard), with the reasons — and, per area, what changed since the last
+//! evaluation as an `admission` alert transition, so the signal travels the alerts' path (stored,
+//! signed webhook with retries, art. 45 compliance log). Resumption follows the levels'
+//! hysteresis: the rules engine holds a level until the load is below its threshold less the
+//! margin for the dwell time.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{SpaceId, SpaceIdx};
+use crate::rules::{AlertKind, Change, Level, Severity, Status, Transition};
+
+/// The state a ticketing system obeys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sales {
+    Open,
+    /// Stop selling; visitors already booked still come.
+    Paused,
+    /// Closed (a hazard): stop selling, and tell the booked.
+    Closed,
+}
+
+impl Sales {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sales::Open => "open",
+            Sales::Paused => "paused",
+            Sales::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Sales::Open),
+            "paused" => Some(Sales::Paused),
+            "closed" => Some(Sales::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// The admission signal as webhooks and the API carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signal {
+    pub state: Sales,
+    /// Why: `instant_level.red`, `daily_level.red`, `hazard`, `sold_out`.
+    pub reasons: Vec<String>,
+    /// Online places left today across the slots still to come; `None` without booking data.
+    pub remaining_today: Option<u64>,
+}
+
+/// What the area's figures say now (its rules status, and whether today's slots still to come
+/// are sold out).
+pub fn decide(status: &Status, sold_out: bool, remaining_today: Option<u64>) -> Signal {
+    decide_from(
+        status.instant.level,
+        status.daily.level,
+        status.closed,
+        sold_out,
+        remaining_today,
+    )
+}
+
+fn decide_from(
+    instant: Option<Level>,
+    daily: Option<Level>,
+    closed: bool,
+    sold_out: bool,
+    remaining_today: Option<u64>,
+) -> Signal {
+    let mut reasons = Vec::new();
+    if closed {
+        reasons.push("hazard".to_owned());
+    }
+    if instant == Some(Level::Red) {
+        reasons.push("instant_level.red".to_owned());
+    }
+    if daily == Some(Level::Red) {
+        reasons.push("daily_level.red".to_owned());
+    }
+    if sold_out {
+        reasons.push("sold_out".to_owned());
+    }
+    let state = if closed {
+        Sales::Closed
+    } else if reasons.is_empty() {
+        Sales::Open
+    } else {
+        Sales::Paused
+    };
+    Signal {
+        state,
+        reasons,
+        remaining_today,
+    }
+}
+
+/// Each area's current signal and since when, as the alerts table records it (restored from the
+/// open `admission` alerts on start, so a restart neither re-sends nor forgets).
+#[derive(Debug, Clone, Default)]
+pub struct Tracker {
+    current: HashMap<SpaceIdx, (Signal, DateTime<Utc>)>,
+}
+
+impl Tracker {
+    /// Restores areas that were paused or closed when the last session ended.
+    pub fn restore(open: impl IntoIterator<Item = (SpaceIdx, Signal, DateTime<Utc>)>) -> Self {
+        Self {
+            current: open
+                .into_iter()
+                .map(|(s, sig, at)| (s, (sig, at)))
+                .collect(),
+        }
+    }
+
+    /// The signal in force for `space` and since when (`None`: open since the start).
+    pub fn get(&self, space: SpaceIdx) -> Option<&(Signal, DateTime<Utc>)> {
+        self.current.get(&space)
+    }
+
+    /// Records `now`'s signal; returns the transition to record and send when the state or its
+    /// reasons changed.
+    pub fn step(
+        &mut self,
+        space: SpaceIdx,
+        id: &SpaceId,
+        signal: Signal,
+        now: DateTime<Utc>,
+    ) -> Option<Transition> {
+        let (was, since) = match self.current.get(&space) {
+            Some((s, at)) => (s.clone(), *at),
+            None => (
+                Signal {
+                    state: Sales::Open,
+                    reasons: Vec::new(),
+                    remaining_today: None,
+                },
+                now,
+            ),
+        };
+        if was.state == signal.state && was.reasons == signal.reasons {
+            return None;
+        }
+        let change = match (was.state, signal.state) {
+            (_, Sales::Open) => Change::Resolve,
+            (Sales::Open, _) => Change::Open,
+            (a, b) if b > a => Change::Escalate,
+            (a, b) if b < a => Change::DeEscalate,
+            // Same state, other reasons (red ended but the day is sold out): an update.
+            _ => Change::Escalate,
+        };
+        let since = if change == Change::Open { now } else { since };
+        let (zh, en) = texts(&signal);
+        let t = Transition {
+            space: id.clone(),
+            kind: AlertKind::Admission,
+            change,
+            from: None,
+            to: None,
+            // Every change of the signal is critical to a ticketing system, and all of them go
+            // into the art. 45 compliance log (which keeps major and critical transitions).
+            severity: Severity::Critical,
+            at: now,
+            since,
+            load_pct: None,
+            forecast: None,
+            devices: Vec::new(),
+            message_zh: zh,
+            message_en: en,
+        };
+        if signal.state == Sales::Open {
+            self.current.remove(&space);
+        } else {
+            self.current.insert(space, (signal, since));
+        }
+        Some(t)
+    }
+}
+
+fn texts(s: &Signal) -> (String, String) {
+    let why_zh: Vec<&str> = s
+        .reasons
+        .iter()
+        .map(|r| match r.as_str() {
+            "hazard" => "突发事件",
+            "instant_level.red" => "瞬时承载量达到红色",
+            "daily_level.red" => "日承载量达到红色",
+            "sold_out" => "当日票已售罄",
+            _ => "其他",
+        })
+        .collect();
+    match s.state {
+        Sales::Open => ("恢复售票".into(), "Ticket sales resumed".into()),
+        Sales::Paused => (
+            format!("暂停售票：{}", why_zh.join("、")),
+            format!("Ticket sales paused: {}", s.reasons.join(", ")),
+        ),
+        Sales::Closed => (
+            format!("景区关闭，停止售票：{}", why_zh.join("、")),
+            format!("Closed, ticket sales stopped: {}", s.reasons.join(", ")),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decide(s: (Level, Level, bool), sold_out: bool, remaining: Option<u64>) -> Signal {
+        decide_from(Some(s.0), Some(s.1), s.2, sold_out, remaining)
+    }
+
+    fn status(instant: Level, daily: Level, closed: bool) -> (Level, Level, bool) {
+        (instant, daily, closed)
+    }
+
+    fn at(min: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000 + min * 60, 0).unwrap()
+    }
+
+    #[test]
+    fn red_or_a_sold_out_day_pauses_and_a_hazard_closes() {
+        let d = |i, d, c, so| decide(status(i, d, c), so, None);
+        assert_eq!(
+            d(Level::Orange, Level::Orange, false, false).state,
+            Sales::Open
+        );
+        let p = d(Level::Red, Level::Yellow, false, false);
+        assert_eq!(
+            (p.state, p.reasons),
+            (Sales::Paused, vec!["instant_level.red".to_owned()])
+        );
+        assert_eq!(
+            d(Level::Normal, Level::Red, false, false).state,
+            Sales::Paused
+        );
+        assert_eq!(
+            d(Level::Normal, Level::Normal, false, true).reasons,
+            ["sold_out"]
+        );
+        let c = d(Level::Red, Level::Normal, true, false);
+        assert_eq!((c.state, c.reasons.len()), (Sales::Closed, 2));
+    }
+
+    #[test]
+    fn each_change_is_one_transition_and_a_restart_sends_nothing_again() {
+        let (s, id) = (SpaceIdx(3), SpaceId::new("canyon"));
+        let mut t = Tracker::default();
+        let red = decide(status(Level::Red, Level::Normal, false), false, Some(10));
+        let open = decide(status(Level::Orange, Level::Normal, false), false, Some(10));
+        assert!(
+            t.step(s, &id, open.clone(), at(0)).is_none(),
+            "open stays open"
+        );
+        let p = t.step(s, &id, red.clone(), at(1)).unwrap();
+        assert_eq!(
+            (p.change, p.severity, p.since),
+            (Change::Open, Severity::Critical, at(1))
+        );
+        assert!(
+            p.message_en.contains("paused: instant_level.red"),
+            "{}",
+            p.message_en
+        );
+        assert!(
+            t.step(s, &id, red.clone(), at(2)).is_none(),
+            "no news, no message"
+        );
+        // A hazard on top: closed, the same alert escalates.
+        let closed = decide(status(Level::Red, Level::Normal, true), false, None);
+        let c = t.step(s, &id, closed, at(3)).unwrap();
+        assert_eq!((c.change, c.since), (Change::Escalate, at(1)));
+        // A restart restores the state: the same signal sends nothing.
+        let (sig, since) = t.get(s).cloned().unwrap();
+        let mut again = Tracker::restore([(s, sig.clone(), since)]);
+        assert!(again.step(s, &id, sig, at(4)).is_none());
+        let r = again.step(s, &id, open, at(5)).unwrap();
+        assert_eq!(
+            (r.change, r.message_en.as_str()),
+            (Change::Resolve, "Ticket sales resumed")
+        );
+        assert!(again.get(s).is_none());
+    }
+}

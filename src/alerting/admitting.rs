@@ -1,0 +1,130 @@
+//! The admission side of the rules loop: each timed-entry area's bookings read once per
+//! evaluation (expected arrivals into the daily load, the day's slots), and the ticket-sales
+//! signal ([`admission::decide`]) turned into `admission` alert transitions by the
+//! [`Tracker`], restored from the open alerts so a restart neither re-sends nor forgets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::AlertingError;
+use crate::admission::{self, Reservations, Signal, SlotState, Tracker};
+use crate::ids::SpaceIdx;
+use crate::registry::Registry;
+use crate::rules::{SpaceInput, Status, Transition};
+use crate::store;
+
+/// Each timed-entry area's slots of its current day.
+pub(super) type DaySlots = HashMap<SpaceIdx, Vec<SlotState>>;
+
+/// The transitions of the areas whose signal changed (with the status decided on), and the
+/// signals to send with them.
+pub(super) type Changes = (
+    Vec<(Transition, Option<Arc<Status>>)>,
+    HashMap<SpaceIdx, Signal>,
+);
+
+pub(super) struct Admitting {
+    reservations: Arc<Reservations>,
+    tracker: Tracker,
+}
+
+impl Admitting {
+    /// Restores which areas were paused or closed from the open `admission` alerts.
+    pub async fn start(
+        reservations: Arc<Reservations>,
+        client: &tokio_postgres::Client,
+        reg: &Registry,
+    ) -> Result<Self, AlertingError> {
+        let open = if reservations.is_empty() {
+            Vec::new()
+        } else {
+            store::alerts::open_admission(client).await?
+        };
+        let tracker = Tracker::restore(open.into_iter().filter_map(|(space, details, since)| {
+            let s = reg.space_idx(&space)?;
+            let signal: Signal = serde_json::from_value(details.get("admission")?.clone()).ok()?;
+            Some((s, signal, since))
+        }));
+        Ok(Self {
+            reservations,
+            tracker,
+        })
+    }
+
+    /// Reads the areas' bookings of their current day: adds each area's booked visitors who may
+    /// still come to its daily load (stale booking data keeps its last figures, never "no
+    /// bookings"), and returns the day's slots.
+    pub async fn read_bookings(
+        &self,
+        client: &tokio_postgres::Client,
+        reg: &Registry,
+        all: &mut [SpaceInput],
+        now: DateTime<Utc>,
+    ) -> Result<DaySlots, AlertingError> {
+        let mut out = DaySlots::new();
+        if self.reservations.is_empty() {
+            return Ok(out);
+        }
+        let areas: Vec<(&admission::AreaPlan, NaiveDate)> = self
+            .reservations
+            .plans()
+            .map(|p| (p, admission::today(reg, p.space, now)))
+            .collect();
+        let keys: Vec<(&str, NaiveDate)> = areas
+            .iter()
+            .map(|(p, day)| (reg.space(p.space).id.as_str(), *day))
+            .collect();
+        let rows = store::bookings::slot_counts(client, &keys).await?;
+        for ((plan, day), (id, _)) in areas.iter().zip(&keys) {
+            let counts: Vec<_> = rows
+                .iter()
+                .filter(|r| r.space_id == *id && r.day == *day)
+                .map(store::bookings::SlotRow::counts)
+                .collect();
+            let Some(input) = all.get_mut(plan.space.get()) else {
+                continue;
+            };
+            let effective = crate::rules::effective_daily(input.daily_capacity, &input.caps, now);
+            let quotas = plan.quotas(effective.unwrap_or(0));
+            let grace = self.reservations.no_show_grace;
+            let slots = admission::tally(plan, &quotas, &counts, reg.tz, *day, grace, now);
+            input.expected_arrivals = admission::expected_arrivals(&slots);
+            out.insert(plan.space, slots);
+        }
+        Ok(out)
+    }
+
+    /// The areas whose ticket-sales signal changed, as transitions (with the status they were
+    /// decided on) and the signals to send with them.
+    pub fn changes(
+        &mut self,
+        reg: &Registry,
+        statuses: &[Option<Arc<Status>>],
+        slots: &DaySlots,
+        now: DateTime<Utc>,
+    ) -> Changes {
+        let mut transitions = Vec::new();
+        let mut signals = HashMap::new();
+        for plan in self.reservations.plans() {
+            let Some(Some(status)) = statuses.get(plan.space.get()) else {
+                continue;
+            };
+            let day = slots.get(&plan.space);
+            // What can still be sold: slots that have not ended.
+            let to_come: Vec<&SlotState> = day
+                .map(|d| d.iter().filter(|s| s.ends_at > now).collect())
+                .unwrap_or_default();
+            let remaining = day.map(|_| to_come.iter().map(|s| s.remaining).sum::<u64>());
+            let sold_out = !to_come.is_empty() && remaining == Some(0);
+            let signal = admission::decide(status, sold_out, remaining);
+            let id = &reg.space(plan.space).id;
+            if let Some(t) = self.tracker.step(plan.space, id, signal.clone(), now) {
+                transitions.push((t, Some(Arc::clone(status))));
+                signals.insert(plan.space, signal);
+            }
+        }
+        (transitions, signals)
+    }
+}
