@@ -199,6 +199,7 @@ fn event() -> AlertEvent {
         at: Utc.with_ymd_and_hms(2026, 5, 1, 2, 15, 0).unwrap(),
         generator_url: None,
         admission: None,
+        ladder: None,
     }
 }
 

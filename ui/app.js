@@ -334,6 +334,10 @@ function ago(ts) {
   return t('ago')(Math.max(0, Math.round((Date.now() - Date.parse(ts)) / 1000)));
 }
 
+// The warning ladder a level is read on (shown on hover of the level chip).
+const ladderName = (l) => ({ lbt034: 'LB/T 034-2014', lbt068: 'LB/T 068-2017' })[l]
+  ?? (l ? (S.lang === 'zh' ? '本地标准' : 'local ladder') : '');
+
 function tile(s, detail) {
   const st = s.status;
   const lv = levelOf(s);
@@ -364,7 +368,8 @@ function tile(s, detail) {
       el('span', { class: 'hide-narrow' }, `${t('peak')} `, el('b', {}, fmt(s.peak_today))),
       el('span', {}, `${t('updated')} ${ago(s.last_report)}`)),
     el('div', { class: 'level-line' },
-      el('span', { class: 'chip' }, t('levels')[lv] || lv), el('span', { class: 'action' }, action)),
+      el('span', { class: 'chip', title: ladderName(st?.instant.ladder) }, t('levels')[lv] || lv),
+      el('span', { class: 'action' }, action)),
     el('div', { class: `forecast ${fcClass}` }, fc),
     sparkline(s));
   return node;

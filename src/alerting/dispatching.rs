@@ -232,5 +232,6 @@ pub fn event(advice: &HubAdvice, registry: &Registry, advice_id: i64) -> AlertEv
         at: advice.at,
         generator_url: None,
         admission: None,
+        ladder: None,
     }
 }

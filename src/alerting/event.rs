@@ -81,6 +81,7 @@ pub fn event(
         generator_url: external_url
             .map(|u| format!("{}/api/v1/spaces/{}", u.trim_end_matches('/'), space.id)),
         admission: None,
+        ladder: level_status.map(|l| l.ladder.clone()),
     }
 }
 

@@ -176,6 +176,10 @@ impl Default for LevelActions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ladder {
+    /// Which ladder this is: a [`Preset`]'s name, or `local` when a county or area set its own
+    /// thresholds. Shown in the API, the pages and the webhooks.
+    #[serde(default = "lbt034")]
+    pub name: String,
     pub blue_pct: f64,
     pub yellow_pct: f64,
     pub orange_pct: f64,
@@ -186,11 +190,48 @@ pub struct Ladder {
 impl Default for Ladder {
     /// LB/T 034-2014 and Tourism Law art. 45 as practised: 60 / 80 / 90 / 100 %.
     fn default() -> Self {
+        Ladder::preset(Preset::Lbt034)
+    }
+}
+
+fn lbt034() -> String {
+    Preset::Lbt034.as_str().to_owned()
+}
+
+/// The shipped ladders, chosen county-wide (`[rules.ladder] preset`) or per area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// LB/T 034-2014 with Tourism Law art. 45 as practised: blue 60, yellow 80, orange 90,
+    /// red 100 % (at the approved maximum ticket sales stop).
+    Lbt034,
+    /// LB/T 068-2017: yellow 80, orange 90, red 95 % of the maximum; no blue band.
+    Lbt068,
+}
+
+impl Preset {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Lbt034 => "lbt034",
+            Preset::Lbt068 => "lbt068",
+        }
+    }
+}
+
+impl Ladder {
+    /// A shipped ladder with the default actions.
+    pub fn preset(p: Preset) -> Self {
+        let (blue, yellow, orange, red) = match p {
+            Preset::Lbt034 => (60.0, 80.0, 90.0, 100.0),
+            // No blue: an empty band below yellow is never shown.
+            Preset::Lbt068 => (80.0, 80.0, 90.0, 95.0),
+        };
         Self {
-            blue_pct: 60.0,
-            yellow_pct: 80.0,
-            orange_pct: 90.0,
-            red_pct: 100.0,
+            name: p.as_str().to_owned(),
+            blue_pct: blue,
+            yellow_pct: yellow,
+            orange_pct: orange,
+            red_pct: red,
             actions: LevelActions::default(),
         }
     }
@@ -201,6 +242,8 @@ impl Default for Ladder {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LadderConfig {
+    /// Start from a shipped ladder (`lbt034`, `lbt068`) instead of the one below.
+    pub preset: Option<Preset>,
     pub blue_pct: Option<f64>,
     pub yellow_pct: Option<f64>,
     pub orange_pct: Option<f64>,
@@ -222,7 +265,24 @@ pub struct ActionsConfig {
 impl LadderConfig {
     /// This override applied on top of `base`.
     pub fn apply(&self, base: &Ladder) -> Ladder {
-        let mut out = base.clone();
+        let mut out = match self.preset {
+            Some(p) => Ladder {
+                actions: base.actions.clone(),
+                ..Ladder::preset(p)
+            },
+            None => base.clone(),
+        };
+        if [
+            self.blue_pct,
+            self.yellow_pct,
+            self.orange_pct,
+            self.red_pct,
+        ]
+        .iter()
+        .any(Option::is_some)
+        {
+            out.name = "local".to_owned();
+        }
         for (dst, src) in [
             (&mut out.blue_pct, self.blue_pct),
             (&mut out.yellow_pct, self.yellow_pct),
@@ -369,6 +429,27 @@ impl Held {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn presets_are_named_and_an_own_threshold_makes_a_local_ladder() {
+        let lbt068: LadderConfig = toml::from_str("preset = \"lbt068\"").unwrap();
+        let l = lbt068.apply(&Ladder::default());
+        assert_eq!(l.name, "lbt068");
+        // LB/T 068-2017: red at 95 % of the maximum, and no blue band.
+        assert_eq!(l.level_for(95.0), Level::Red);
+        assert_eq!(l.level_for(94.9), Level::Orange);
+        assert_eq!(l.level_for(79.0), Level::Normal);
+        assert_eq!(l.step_down(Level::Yellow), Level::Normal);
+        assert_eq!(Ladder::default().name, "lbt034");
+        assert_eq!(Ladder::default().level_for(95.0), Level::Orange);
+        let own: LadderConfig = toml::from_str("preset = \"lbt068\"\nred_pct = 98").unwrap();
+        let l = own.apply(&Ladder::default());
+        assert_eq!(
+            (l.name.as_str(), l.red_pct, l.orange_pct),
+            ("local", 98.0, 90.0)
+        );
+        assert!(toml::from_str::<LadderConfig>("preset = \"lbt999\"").is_err());
+    }
+
     use super::*;
 
     #[test]

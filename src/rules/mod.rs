@@ -73,7 +73,9 @@ pub use forecast::Forecast;
 pub use input::{
     CapLimit, CapScope, DeviceHealth, Hazard, PartDevices, PolicyCap, SpaceInput, effective_daily,
 };
-pub use level::{Action, ActionsConfig, Ladder, LadderConfig, Level, LevelActions, Severity};
+pub use level::{
+    Action, ActionsConfig, Ladder, LadderConfig, Level, LevelActions, Preset, Severity,
+};
 pub use replay::{Crossing, ForecastReport, ForecastSummary, WarningEvent, replay_forecast};
 
 use alert::{Ctx, Want};
@@ -144,6 +146,8 @@ pub struct LevelStatus {
     pub effective_capacity: Option<u32>,
     /// The policy cap that set the effective capacity, if any.
     pub cap: Option<PolicyCap>,
+    /// The ladder the level is read on (`lbt034`, `lbt068`, `local`).
+    pub ladder: String,
     pub action_zh: String,
     pub action_en: String,
 }
@@ -663,6 +667,7 @@ fn level_status(
         approved_capacity: cap.approved,
         effective_capacity: cap.effective,
         cap: cap.cap.clone(),
+        ladder: ladder.name.clone(),
         action_zh: zh.into(),
         action_en: en.into(),
     }

@@ -93,6 +93,9 @@ pub struct AlertEvent {
     /// `closed`), why, and the online places left today.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admission: Option<crate::admission::Signal>,
+    /// The ladder the level is read on: `lbt034`, `lbt068` or `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<String>,
 }
 
 #[cfg(test)]
@@ -130,6 +133,7 @@ pub(crate) mod tests {
                 "https://vf.example.org/alerts/tianshan-canyon/instant_level".into(),
             ),
             admission: None,
+            ladder: None,
         }
     }
 

@@ -37,5 +37,8 @@ pub(super) fn json_v1(e: &AlertEvent, opts: &RenderOptions) -> Value {
     if let (Some(a), Some(obj)) = (&e.admission, v.as_object_mut()) {
         obj.insert("admission".into(), json!(a));
     }
+    if let (Some(l), Some(obj)) = (&e.ladder, v.as_object_mut()) {
+        obj.insert("ladder".into(), json!(l));
+    }
     v
 }
