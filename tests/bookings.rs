@@ -185,6 +185,22 @@ async fn bookings_count_once_and_the_day_selling_out_raises_the_daily_level() {
     .await;
     assert_eq!(level, "orange");
 
+    // A policy cap of 75 % set now lowers the quota at once (3,000 a day less 10 % walk-in), and
+    // the over-sale grows with it rather than being hidden.
+    let r = http()
+        .post(format!("http://{addr}/api/v1/spaces/canyon/caps"))
+        .json(&json!({"percent": 75, "reason": "landslide on the north trail"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let slot = eventually(10, "the quota to follow the cap", || async {
+        let (_, v) = get_json(addr, "/api/v1/spaces/canyon/slots").await;
+        (v["slots"][0]["quota"] == 2700).then(|| v["slots"][0].clone())
+    })
+    .await;
+    assert_eq!((slot["oversold"].as_u64(), slot["remaining"].as_u64()), (Some(1200), Some(0)));
+
     let metrics = get_text(addr, "/metrics").await;
     for (outcome, n) in [
         ("inserted", 40),
