@@ -261,6 +261,8 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
         OPERATOR_TOKEN,
     ));
     cfg.alerting.tick_ms = 200;
+    // The canyon sells timed entry: its detail view shows the slots.
+    cfg.admission = toml::from_str("[spaces.tianshan-canyon]\nslots = [\"00:00-23:59\"]\n").unwrap();
     cfg.rules.forecast_window_s = 120;
     cfg.rules.forecast_min_span_s = 3;
     let svc = start_service(cfg).await;
@@ -605,6 +607,18 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
     )
     .await;
     b.screenshot("control-room-area.png").await;
+
+    // Timed entry: 30,000 a day less 10 % walk-in, nothing sold yet, sales open.
+    let left = b
+        .wait(
+            10,
+            "the timed-entry slots",
+            "document.querySelector('#slots tr[data-slot] td:nth-child(2)')?.textContent",
+        )
+        .await;
+    assert_eq!(left.as_str(), Some(format!("{0} / {0}", grouped(27_000)).as_str()));
+    let sales = b.eval("document.getElementById('sales').className").await;
+    assert_eq!(sales.as_str(), Some("sales sales-open"), "{sales}");
 
     // A head count by hand from the detail view: refused in the page without a reason, then
     // recorded as the operator. (Applied or still pending: the ingester applies it with its next

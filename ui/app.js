@@ -22,7 +22,7 @@ const TEXT = {
     severities: { info: '提示', warning: '一般', major: '重要', critical: '紧急' },
     kinds: {
       instant_level: '瞬时承载', daily_level: '日承载', early_warning: '趋势预警', stale: '数据中断',
-      silent_devices: '设备静默', silent: '设备静默', drift: '计数偏差', missing_reports: '报文缺失', clock_skew: '时钟偏差', hazard: '灾害/险情',
+      silent_devices: '设备静默', silent: '设备静默', drift: '计数偏差', missing_reports: '报文缺失', clock_skew: '时钟偏差', hazard: '灾害/险情', admission: '售票',
     },
     space_kinds: { zone: '景点', car_park: '停车场', hub: '集散中心', scenic_area: '景区', county: '全县' },
     capacity: '核定容量', people: '人', vehicles: '辆',
@@ -42,6 +42,9 @@ const TEXT = {
     recount_bad_inside: '请输入 0 至 10,000,000 的整数', recount_need_reason: '请填写清点原因',
     recount_sending: '提交中…', recount_applied: (b, n, d) => `已校正：${b} → ${n}（${d}）`,
     recount_pending: (id) => `已记录（#${id}），等待计数服务应用`, no_recounts: '暂无人工校正',
+    slots_title: '分时预约', slot: '时段', remaining: '余票', sold: '已售', checked_in: '已入园', expected: '待到',
+    sales: { open: '正常售票', paused: '暂停售票', closed: '停止售票（关闭）' }, slot_full: '约满',
+    stale_bookings: '票务数据未更新', oversold: (n) => `超售${n}`,
     at: '时间', counted: '清点', correction: '校正', by: '操作人', pending: '待应用',
   },
   en: {
@@ -63,7 +66,7 @@ const TEXT = {
     severities: { info: 'info', warning: 'warning', major: 'major', critical: 'critical' },
     kinds: {
       instant_level: 'Instant load', daily_level: 'Daily load', early_warning: 'Forecast warning', stale: 'Stale data',
-      silent_devices: 'Silent counters', silent: 'Silent counter', drift: 'Counter drift', missing_reports: 'Missing reports', clock_skew: 'Clock skew', hazard: 'Hazard',
+      silent_devices: 'Silent counters', silent: 'Silent counter', drift: 'Counter drift', missing_reports: 'Missing reports', clock_skew: 'Clock skew', hazard: 'Hazard', admission: 'Ticket sales',
     },
     space_kinds: { zone: 'Zone', car_park: 'Car park', hub: 'Hub', scenic_area: 'Scenic area', county: 'County' },
     capacity: 'capacity', people: 'people', vehicles: 'vehicles',
@@ -84,6 +87,9 @@ const TEXT = {
     recount_need_reason: 'Give the reason for the count', recount_sending: 'Sending…',
     recount_applied: (b, n, d) => `Corrected: ${b} → ${n} (${d})`,
     recount_pending: (id) => `Recorded (#${id}); waiting for the counter service to apply it`,
+    slots_title: 'Timed entry', slot: 'Slot', remaining: 'Left', sold: 'Sold', checked_in: 'Entered', expected: 'Expected',
+    sales: { open: 'Selling', paused: 'Sales paused', closed: 'Sales stopped (closed)' }, slot_full: 'full',
+    stale_bookings: 'ticketing data not current', oversold: (n) => `${n} over-sold`,
     no_recounts: 'No corrections by hand', at: 'Time', counted: 'Counted', correction: 'Correction', by: 'By',
     pending: 'pending',
   },
@@ -648,6 +654,36 @@ async function loadDevices(id) {
       el('td', {}, ago(v.last_received))))));
 }
 
+// Timed entry (分时预约): the sales signal and each slot's places; hidden where none is sold.
+async function loadSlots(id) {
+  let a, d;
+  try {
+    [a, d] = await Promise.all([
+      api(`/api/v1/spaces/${encodeURIComponent(id)}/admission`),
+      api(`/api/v1/spaces/${encodeURIComponent(id)}/slots`),
+    ]);
+  } catch (e) {
+    if (S.view?.area === id) $('slots-panel').hidden = true;
+    return;
+  }
+  if (S.view?.area !== id) return;
+  $('slots-panel').hidden = false;
+  const reasons = a.reasons.length ? ` (${a.reasons.join(', ')})` : '';
+  $('sales').className = `sales sales-${a.sales}`;
+  $('sales').textContent = `${t('sales')[a.sales] || a.sales}${reasons}${a.stale ? ` · ${t('stale_bookings')}` : ''}`;
+  $('slots').replaceChildren(el('table', {},
+    el('tr', {}, el('th', {}, t('slot')), el('th', {}, t('remaining')), el('th', {}, t('sold')),
+      el('th', {}, t('checked_in')), el('th', {}, t('expected'))),
+    d.slots.map((s) => el('tr', { 'data-slot': s.slot },
+      el('td', {}, s.slot),
+      el('td', { class: `num ${s.remaining ? '' : 'bad'}` },
+        s.remaining ? `${fmt(s.remaining)} / ${fmt(s.quota)}` : t('slot_full'),
+        s.oversold ? ` · ${t('oversold')(fmt(s.oversold))}` : ''),
+      el('td', { class: 'num' }, fmt(s.sold)),
+      el('td', { class: 'num' }, fmt(s.checked_in)),
+      el('td', { class: 'num' }, fmt(s.expected))))));
+}
+
 async function loadCurve(id) {
   const start = new Date();
   start.setHours(0, 0, 0, 0);
@@ -790,6 +826,7 @@ function route() {
     loadAlerts(S.view.area);
     loadDevices(S.view.area);
     loadCurve(S.view.area);
+    loadSlots(S.view.area);
     $('recount-result').hidden = true;
     $('recounts').replaceChildren();
     if (S.spaces.has(S.view.area)) loadRecounts($('recount-space').value);
@@ -873,6 +910,8 @@ document.addEventListener('DOMContentLoaded', () => {
   setInterval(tick, 1000);
   // Sparklines from the store once a minute; the live feed moves their last point meanwhile.
   setInterval(() => { if (token() && S.spaces.size) loadSparks(); }, 60000);
+  // Slots fill as tickets sell: refresh the open area's every 30 s.
+  setInterval(() => { if (token() && S.view?.area) loadSlots(S.view.area); }, 30000);
   if (token()) start();
   else logout(false);
 });
