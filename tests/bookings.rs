@@ -167,6 +167,34 @@ async fn bookings_count_once_and_the_day_selling_out_raises_the_daily_level() {
     );
     assert_eq!(v["expected_arrivals"], 3800);
 
+    // The over-sale is alarmed, not only shown: one `oversold` alert naming the slot.
+    let alert = eventually(10, "the over-sale alarmed", || async {
+        let (_, v) = get_json(addr, "/api/v1/alerts?space=canyon&state=firing").await;
+        v["alerts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["kind"] == "oversold").cloned())
+    })
+    .await;
+    assert_eq!(alert["severity"], "major", "{alert}");
+    let (_, shown) = get_json(addr, &format!("/api/v1/alerts/{}", alert["id"])).await;
+    // Opened when the first 40 bookings (4,000) went 400 over the 3,600 quota.
+    let message = shown["transitions"][0]["message_en"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.ends_with("00:00-23:59 +400"), "{shown}");
+    assert_eq!(
+        shown["alert"]["details"]["admission"]["oversold"],
+        json!(["00:00-23:59"])
+    );
+    // Every place sold: sales pause for the day.
+    let (_, a) = get_json(addr, "/api/v1/spaces/canyon/admission").await;
+    assert_eq!(
+        (a["sales"].as_str(), a["reasons"].clone()),
+        (Some("paused"), json!(["sold_out"])),
+        "{a}"
+    );
+
     // One visitor has walked in through a counting gate, yet 1 + 3,800 expected of 4,000 a day
     // is 95 %: the daily level is orange (of the default 60/80/90/100 ladder).
     let ts = chrono::Utc::now().to_rfc3339();
@@ -199,7 +227,10 @@ async fn bookings_count_once_and_the_day_selling_out_raises_the_daily_level() {
         (v["slots"][0]["quota"] == 2700).then(|| v["slots"][0].clone())
     })
     .await;
-    assert_eq!((slot["oversold"].as_u64(), slot["remaining"].as_u64()), (Some(1200), Some(0)));
+    assert_eq!(
+        (slot["oversold"].as_u64(), slot["remaining"].as_u64()),
+        (Some(1200), Some(0))
+    );
 
     let metrics = get_text(addr, "/metrics").await;
     for (outcome, n) in [

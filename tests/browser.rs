@@ -262,7 +262,8 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
     ));
     cfg.alerting.tick_ms = 200;
     // The canyon sells timed entry: its detail view shows the slots.
-    cfg.admission = toml::from_str("[spaces.tianshan-canyon]\nslots = [\"00:00-23:59\"]\n").unwrap();
+    cfg.admission =
+        toml::from_str("[spaces.tianshan-canyon]\nslots = [\"00:00-23:59\"]\n").unwrap();
     cfg.rules.forecast_window_s = 120;
     cfg.rules.forecast_min_span_s = 3;
     let svc = start_service(cfg).await;
@@ -616,7 +617,10 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
             "document.querySelector('#slots tr[data-slot] td:nth-child(2)')?.textContent",
         )
         .await;
-    assert_eq!(left.as_str(), Some(format!("{0} / {0}", grouped(27_000)).as_str()));
+    assert_eq!(
+        left.as_str(),
+        Some(format!("{0} / {0}", grouped(27_000)).as_str())
+    );
     let sales = b.eval("document.getElementById('sales').className").await;
     assert_eq!(sales.as_str(), Some("sales sales-open"), "{sales}");
 

@@ -22,7 +22,7 @@ const TEXT = {
     severities: { info: '提示', warning: '一般', major: '重要', critical: '紧急' },
     kinds: {
       instant_level: '瞬时承载', daily_level: '日承载', early_warning: '趋势预警', stale: '数据中断',
-      silent_devices: '设备静默', silent: '设备静默', drift: '计数偏差', missing_reports: '报文缺失', clock_skew: '时钟偏差', hazard: '灾害/险情', admission: '售票',
+      silent_devices: '设备静默', silent: '设备静默', drift: '计数偏差', missing_reports: '报文缺失', clock_skew: '时钟偏差', hazard: '灾害/险情', admission: '售票', oversold: '超售',
     },
     space_kinds: { zone: '景点', car_park: '停车场', hub: '集散中心', scenic_area: '景区', county: '全县' },
     capacity: '核定容量', people: '人', vehicles: '辆',
@@ -66,7 +66,7 @@ const TEXT = {
     severities: { info: 'info', warning: 'warning', major: 'major', critical: 'critical' },
     kinds: {
       instant_level: 'Instant load', daily_level: 'Daily load', early_warning: 'Forecast warning', stale: 'Stale data',
-      silent_devices: 'Silent counters', silent: 'Silent counter', drift: 'Counter drift', missing_reports: 'Missing reports', clock_skew: 'Clock skew', hazard: 'Hazard', admission: 'Ticket sales',
+      silent_devices: 'Silent counters', silent: 'Silent counter', drift: 'Counter drift', missing_reports: 'Missing reports', clock_skew: 'Clock skew', hazard: 'Hazard', admission: 'Ticket sales', oversold: 'Over-sold slots',
     },
     space_kinds: { zone: 'Zone', car_park: 'Car park', hub: 'Hub', scenic_area: 'Scenic area', county: 'County' },
     capacity: 'capacity', people: 'people', vehicles: 'vehicles',

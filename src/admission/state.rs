@@ -51,6 +51,10 @@ pub struct Signal {
     pub reasons: Vec<String>,
     /// Online places left today across the slots still to come; `None` without booking data.
     pub remaining_today: Option<u64>,
+    /// Slots still to come sold beyond their quota (`"08:00-10:00"`): a ticketing race, or a
+    /// quota lowered after sale. Alarmed as an `oversold` alert while any stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oversold: Vec<String>,
 }
 
 /// What the area's figures say now (its rules status, and whether today's slots still to come
@@ -96,6 +100,7 @@ fn decide_from(
         state,
         reasons,
         remaining_today,
+        oversold: Vec::new(),
     }
 }
 
@@ -138,6 +143,7 @@ impl Tracker {
                     state: Sales::Open,
                     reasons: Vec::new(),
                     remaining_today: None,
+                    oversold: Vec::new(),
                 },
                 now,
             ),
@@ -178,6 +184,84 @@ impl Tracker {
             self.current.insert(space, (signal, since));
         }
         Some(t)
+    }
+}
+
+/// Each area's over-sold slots and since when, restored like [`Tracker`].
+#[derive(Debug, Clone, Default)]
+pub struct OversoldTracker {
+    open: HashMap<SpaceIdx, (Vec<String>, DateTime<Utc>)>,
+}
+
+impl OversoldTracker {
+    pub fn restore(open: impl IntoIterator<Item = (SpaceIdx, Vec<String>, DateTime<Utc>)>) -> Self {
+        Self {
+            open: open.into_iter().map(|(s, v, at)| (s, (v, at))).collect(),
+        }
+    }
+
+    /// An `oversold` transition when the set of over-sold slots changed; `amounts` (people over,
+    /// per slot of `slots`) only go into the message.
+    pub fn step(
+        &mut self,
+        space: SpaceIdx,
+        id: &SpaceId,
+        slots: &[(String, u64)],
+        now: DateTime<Utc>,
+    ) -> Option<Transition> {
+        let names: Vec<String> = slots.iter().map(|(n, _)| n.clone()).collect();
+        let (was, since) = self
+            .open
+            .get(&space)
+            .map_or((Vec::new(), now), |(v, at)| (v.clone(), *at));
+        if was == names {
+            return None;
+        }
+        let change = match (was.is_empty(), names.is_empty()) {
+            (true, _) => Change::Open,
+            (_, true) => Change::Resolve,
+            _ if names.len() >= was.len() => Change::Escalate,
+            _ => Change::DeEscalate,
+        };
+        let since = if change == Change::Open { now } else { since };
+        let list = |sep: &str| {
+            slots
+                .iter()
+                .map(|(n, over)| format!("{n} +{over}"))
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
+        let (zh, en) = if names.is_empty() {
+            (
+                "超售已消除".to_owned(),
+                "No slot sold beyond its quota any more".to_owned(),
+            )
+        } else {
+            (
+                format!("时段超售（超出限额）：{}", list("，")),
+                format!("Slots sold beyond their quota: {}", list(", ")),
+            )
+        };
+        if names.is_empty() {
+            self.open.remove(&space);
+        } else {
+            self.open.insert(space, (names, since));
+        }
+        Some(Transition {
+            space: id.clone(),
+            kind: AlertKind::Oversold,
+            change,
+            from: None,
+            to: None,
+            severity: Severity::Major,
+            at: now,
+            since,
+            load_pct: None,
+            forecast: None,
+            devices: Vec::new(),
+            message_zh: zh,
+            message_en: en,
+        })
     }
 }
 
@@ -284,5 +368,37 @@ mod tests {
             (Change::Resolve, "Ticket sales resumed")
         );
         assert!(again.get(s).is_none());
+    }
+
+    #[test]
+    fn an_oversale_is_alarmed_once_per_change_of_its_slots() {
+        let (s, id) = (SpaceIdx(1), SpaceId::new("canyon"));
+        let mut t = OversoldTracker::default();
+        assert!(t.step(s, &id, &[], at(0)).is_none());
+        let o = t
+            .step(s, &id, &[("08:00-10:00".into(), 300)], at(1))
+            .unwrap();
+        assert_eq!(
+            (o.change, o.severity, o.kind.key()),
+            (Change::Open, Severity::Major, "oversold".to_owned())
+        );
+        assert!(
+            o.message_en.ends_with("08:00-10:00 +300"),
+            "{}",
+            o.message_en
+        );
+        // More people over in the same slot: no news.
+        assert!(
+            t.step(s, &id, &[("08:00-10:00".into(), 320)], at(2))
+                .is_none()
+        );
+        let mut again = OversoldTracker::restore([(s, vec!["08:00-10:00".to_owned()], at(1))]);
+        assert!(
+            again
+                .step(s, &id, &[("08:00-10:00".into(), 320)], at(3))
+                .is_none()
+        );
+        let r = again.step(s, &id, &[], at(4)).unwrap();
+        assert_eq!((r.change, r.since), (Change::Resolve, at(1)));
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::AlertingError;
-use crate::admission::{self, Reservations, Signal, SlotState, Tracker};
+use crate::admission::{self, OversoldTracker, Reservations, Signal, SlotState, Tracker};
 use crate::ids::SpaceIdx;
 use crate::registry::Registry;
 use crate::rules::{SpaceInput, Status, Transition};
@@ -28,6 +28,7 @@ pub(super) type Changes = (
 pub(super) struct Admitting {
     reservations: Arc<Reservations>,
     tracker: Tracker,
+    oversold: OversoldTracker,
 }
 
 impl Admitting {
@@ -42,14 +43,28 @@ impl Admitting {
         } else {
             store::alerts::open_admission(client).await?
         };
-        let tracker = Tracker::restore(open.into_iter().filter_map(|(space, details, since)| {
-            let s = reg.space_idx(&space)?;
-            let signal: Signal = serde_json::from_value(details.get("admission")?.clone()).ok()?;
-            Some((s, signal, since))
-        }));
+        let restored: Vec<(SpaceIdx, String, Signal, DateTime<Utc>)> = open
+            .into_iter()
+            .filter_map(|o| {
+                let s = reg.space_idx(&o.space_id)?;
+                let signal: Signal =
+                    serde_json::from_value(o.details.get("admission")?.clone()).ok()?;
+                Some((s, o.kind, signal, o.started_at))
+            })
+            .collect();
+        let of_kind = |k: &'static str| {
+            restored
+                .iter()
+                .filter(move |(_, kind, _, _)| kind == k)
+                .map(|(s, _, sig, at)| (*s, sig.clone(), *at))
+        };
+        let tracker = Tracker::restore(of_kind("admission"));
+        let oversold =
+            OversoldTracker::restore(of_kind("oversold").map(|(s, sig, at)| (s, sig.oversold, at)));
         Ok(Self {
             reservations,
             tracker,
+            oversold,
         })
     }
 
@@ -118,11 +133,19 @@ impl Admitting {
                 .unwrap_or_default();
             let remaining = day.map(|_| to_come.iter().map(|s| s.remaining).sum::<u64>());
             let sold_out = !to_come.is_empty() && remaining == Some(0);
-            let signal = admission::decide(status, sold_out, remaining);
+            let over: Vec<(String, u64)> = to_come
+                .iter()
+                .filter(|s| s.oversold > 0)
+                .map(|s| (s.slot.to_string(), s.oversold))
+                .collect();
+            let mut signal = admission::decide(status, sold_out, remaining);
+            signal.oversold = over.iter().map(|(n, _)| n.clone()).collect();
             let id = &reg.space(plan.space).id;
-            if let Some(t) = self.tracker.step(plan.space, id, signal.clone(), now) {
+            let sales = self.tracker.step(plan.space, id, signal.clone(), now);
+            let oversale = self.oversold.step(plan.space, id, &over, now);
+            for t in sales.into_iter().chain(oversale) {
                 transitions.push((t, Some(Arc::clone(status))));
-                signals.insert(plan.space, signal);
+                signals.insert(plan.space, signal.clone());
             }
         }
         (transitions, signals)

@@ -348,7 +348,7 @@ impl Alerter {
             };
             let space = self.registry.space(s);
             let mut ev = event::event(tr, space, status.as_deref(), external);
-            if tr.kind == AlertKind::Admission {
+            if matches!(tr.kind, AlertKind::Admission | AlertKind::Oversold) {
                 ev.admission = signals.get(&s).cloned();
             }
             let Some(rec) = db::record_transition(&tx, &event::write(tr, &ev)).await? else {

@@ -293,17 +293,18 @@ pub async fn admission_state(
     let open = crate::store::alerts::open_admission(&*client).await?;
     let (signal, since) = open
         .into_iter()
-        .find(|(sp, _, _)| sp == space.id.as_str())
-        .and_then(|(_, details, since)| {
+        .find(|o| o.space_id == space.id.as_str() && o.kind == "admission")
+        .and_then(|o| {
             let sig: admission::Signal =
-                serde_json::from_value(details.get("admission")?.clone()).ok()?;
-            Some((sig, Some(since)))
+                serde_json::from_value(o.details.get("admission")?.clone()).ok()?;
+            Some((sig, Some(o.started_at)))
         })
         .unwrap_or((
             admission::Signal {
                 state: admission::Sales::Open,
                 reasons: Vec::new(),
                 remaining_today: None,
+                oversold: Vec::new(),
             },
             None,
         ));

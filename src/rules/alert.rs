@@ -46,6 +46,8 @@ pub enum AlertKind {
     /// status and bookings, never by the engine; it travels the alerts' path to be signed,
     /// retried and logged for art. 45.
     Admission,
+    /// Timed-entry slots sold beyond their quota (`crate::admission`), raised like `Admission`.
+    Oversold,
     /// Legacy: one alert per silent device, in every space it counted in, as saved by earlier
     /// versions (a fresh county of 100,000 counters opened 300,000 of them). Never raised; a
     /// restored one is resolved at once (see `retire_legacy`).
@@ -67,6 +69,7 @@ impl AlertKind {
             AlertKind::ClockSkew => "clock_skew".into(),
             AlertKind::Hazard { hazard } => format!("hazard.{hazard}"),
             AlertKind::Admission => "admission".into(),
+            AlertKind::Oversold => "oversold".into(),
             // As earlier versions stored it, so the open row in the database is the one resolved.
             AlertKind::Silent { device } => format!("silent.{device}"),
         }
@@ -374,6 +377,7 @@ fn describe(
             format!("{zh}售票状态变化"),
             format!("{en}: ticket sales changed"),
         ),
+        AlertKind::Oversold => (format!("{zh}时段超售"), format!("{en}: slots over-sold")),
         AlertKind::InstantLevel | AlertKind::DailyLevel => {
             let daily = *kind == AlertKind::DailyLevel;
             let s = if daily { ctx.daily } else { ctx.instant };

@@ -370,20 +370,22 @@ pub async fn compliance(
     .await
 }
 
-/// The open `admission` alerts: space, the event last sent (with its `admission` signal), since.
-pub async fn open_admission(
-    client: &impl GenericClient,
-) -> Result<Vec<(String, Value, DateTime<Utc>)>, StoreError> {
-    client
-        .query(sql::OPEN_ADMISSION, &[])
-        .await?
-        .iter()
-        .map(|r| -> Result<_, StoreError> {
-            Ok((
-                r.try_get("space_id")?,
-                r.try_get("details")?,
-                r.try_get("started_at")?,
-            ))
-        })
-        .collect()
+/// An open `admission` or `oversold` alert.
+#[derive(Debug, Clone)]
+pub struct OpenAdmission {
+    pub space_id: String,
+    pub kind: String,
+    /// The event last sent, with its `admission` signal.
+    pub details: Value,
+    pub started_at: DateTime<Utc>,
+}
+from_row!(OpenAdmission {
+    space_id,
+    kind,
+    details,
+    started_at
+});
+
+pub async fn open_admission(client: &impl GenericClient) -> Result<Vec<OpenAdmission>, StoreError> {
+    query_as(client, sql::OPEN_ADMISSION, &[]).await
 }

@@ -66,6 +66,7 @@ pub const MAPPINGS: &[(&str, &[&str])] = {
         ),
         (sql::SLOT_COUNTS, bookings::SlotRow::COLUMNS),
         (sql::INTAKE_LAST, &["space_id", "last_received"]),
+        (sql::OPEN_ADMISSION, alerts::OpenAdmission::COLUMNS),
     ]
 };
 

@@ -472,10 +472,10 @@ pub const SLOT_COUNTS: &str = "SELECT b.space_id, b.day, b.slot, \
          ON b.space_id = q.space_id AND b.day = q.day \
      GROUP BY b.space_id, b.day, b.slot";
 pub const INTAKE_LAST: &str = "SELECT space_id, last_received FROM booking_intake";
-/// Areas whose ticket sales are paused or closed (the open `admission` alerts), with the signal
-/// last sent.
-pub const OPEN_ADMISSION: &str = "SELECT space_id, details, started_at FROM alerts \
-     WHERE kind = 'admission' AND state <> 'resolved'";
+/// Areas whose ticket sales are paused or closed, or whose slots are over-sold (the open
+/// `admission` and `oversold` alerts), with the signal last sent.
+pub const OPEN_ADMISSION: &str = "SELECT space_id, kind, details, started_at FROM alerts \
+     WHERE kind IN ('admission', 'oversold') AND state <> 'resolved'";
 
 /// Booking statements, for the prepare-everything test.
 pub const ALL_BOOKINGS: &[&str] = &[

@@ -104,11 +104,13 @@ fn kind_word(kind: &str, lang: Lang) -> Cow<'_, str> {
         ("forecast_red", Lang::Zh) => "红色预测",
         ("silent_devices", Lang::Zh) => "计数设备无数据",
         ("admission", Lang::Zh) => "售票",
+        ("oversold", Lang::Zh) => "超售",
         ("instant_level", Lang::En) => "instantaneous load",
         ("daily_level", Lang::En) => "daily load",
         ("forecast_red", Lang::En) => "red forecast",
         ("silent_devices", Lang::En) => "silent counters",
         ("admission", Lang::En) => "ticket sales",
+        ("oversold", Lang::En) => "over-sold slots",
         _ => return Cow::Borrowed(kind),
     };
     Cow::Borrowed(w)
