@@ -20,3 +20,12 @@ CREATE TABLE booking_intake (
     last_received timestamptz NOT NULL,
     source        text        NOT NULL
 );
+
+-- An operator's confirmation that sales may resume, where `[admission]` asks for one.
+CREATE TABLE admission_confirmations (
+    id           bigserial   PRIMARY KEY,
+    space_id     text        NOT NULL,
+    confirmed_at timestamptz NOT NULL DEFAULT now(),
+    actor        text        NOT NULL
+);
+CREATE INDEX admission_confirmations_by_space ON admission_confirmations (space_id, confirmed_at);

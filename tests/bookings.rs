@@ -427,3 +427,81 @@ async fn red_pauses_sales_once_signed_retried_logged_and_resumes_after_a_restart
     );
     drop(svc);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_configured_sales_resume_only_after_an_operator_confirms() {
+    let stack = Stack::start();
+    let admission = ADMISSION.replace(
+        "walk_in_share = 0.10",
+        "walk_in_share = 0.10\nresume_needs_confirmation = true",
+    );
+    let mut cfg = stack.config_from(&format!("{REGISTRY}{admission}"), "vf-resume");
+    const OPERATOR: &str = "vf_op-canyon";
+    cfg.tokens.extend([
+        token_entry("op-canyon", Role::Operator, &["canyon"], OPERATOR),
+        token_entry("tickets-canyon", Role::Ticketing, &["canyon"], TICKETS),
+    ]);
+    cfg.alerting.tick_ms = 100;
+    cfg.rules.dwell_s = 1;
+    let svc = start_service(cfg).await;
+    let addr = svc.http_addr;
+    let sales = || async {
+        let (_, v) = get_json(addr, "/api/v1/spaces/canyon/admission").await;
+        (
+            v["sales"].as_str().unwrap_or_default().to_owned(),
+            v["reasons"].clone(),
+        )
+    };
+    let gate = counts_topic("canyon", "gate-1");
+    let now = || chrono::Utc::now().to_rfc3339();
+    publish_all(
+        stack.mq.port(),
+        "pub-c1",
+        vec![(gate.clone(), report(1, &now(), 1010, 0))],
+    )
+    .await;
+    eventually(15, "sales paused at red", || async {
+        (sales().await.0 == "paused").then_some(())
+    })
+    .await;
+    // The crowd thins out: the level steps down, but sales wait for the operator.
+    publish_all(
+        stack.mq.port(),
+        "pub-c2",
+        vec![(gate, report(2, &now(), 0, 600))],
+    )
+    .await;
+    eventually(20, "paused, awaiting confirmation", || async {
+        let (state, reasons) = sales().await;
+        (state == "paused" && reasons == json!(["awaiting_confirmation"])).then_some(())
+    })
+    .await;
+    // A ticketing system may not confirm; the area's operator may.
+    let confirm = |token: &'static str| async move {
+        client_with(token)
+            .post(format!(
+                "http://{addr}/api/v1/spaces/canyon/admission/resume"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(confirm(TICKETS).await, StatusCode::FORBIDDEN);
+    assert_eq!(confirm(OPERATOR).await, StatusCode::ACCEPTED);
+    eventually(10, "sales resumed after the confirmation", || async {
+        (sales().await.0 == "open").then_some(())
+    })
+    .await;
+    let db = stack.db().await;
+    let audited: i64 = db
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'confirm_sales_resume' AND actor = 'op-canyon'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+    drop(svc);
+}

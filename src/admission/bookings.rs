@@ -232,6 +232,7 @@ mod tests {
             weights: vec![120.0, 120.0],
             walk_in_share: 0.1,
             slot_limit: None,
+            confirm_resume: false,
         }
     }
 

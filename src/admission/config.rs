@@ -23,6 +23,10 @@ pub struct AdmissionConfig {
     /// never as "no bookings".
     #[serde(default = "default_stale_after_s")]
     pub stale_after_s: u64,
+    /// Sales paused by a level or a hazard resume only after an operator confirms
+    /// (`POST /api/v1/spaces/{id}/admission/resume`), once the figures allow it.
+    #[serde(default)]
+    pub resume_needs_confirmation: bool,
     /// The areas that sell timed entry, by space id.
     #[serde(default)]
     pub spaces: BTreeMap<SpaceId, AreaReservations>,
@@ -34,6 +38,7 @@ impl Default for AdmissionConfig {
             walk_in_share: default_walk_in_share(),
             no_show_grace_min: default_no_show_grace_min(),
             stale_after_s: default_stale_after_s(),
+            resume_needs_confirmation: false,
             spaces: BTreeMap::new(),
         }
     }
@@ -56,6 +61,9 @@ pub struct AreaReservations {
     /// the daily capacity).
     #[serde(default)]
     pub slot_limit: Option<u32>,
+    /// Overrides the county's `resume_needs_confirmation` for this area.
+    #[serde(default)]
+    pub resume_needs_confirmation: Option<bool>,
 }
 
 fn default_walk_in_share() -> f64 {

@@ -34,6 +34,8 @@ pub struct AreaPlan {
     pub weights: Vec<f64>,
     pub walk_in_share: f64,
     pub slot_limit: Option<u32>,
+    /// Sales resume only after an operator confirms.
+    pub confirm_resume: bool,
 }
 
 impl AreaPlan {
@@ -112,6 +114,9 @@ impl Reservations {
                 weights,
                 walk_in_share,
                 slot_limit: area.slot_limit,
+                confirm_resume: area
+                    .resume_needs_confirmation
+                    .unwrap_or(cfg.resume_needs_confirmation),
             });
         }
         if !problems.is_empty() {
@@ -130,6 +135,11 @@ impl Reservations {
 
     pub fn plans(&self) -> impl Iterator<Item = &AreaPlan> {
         self.plans.iter().flatten()
+    }
+
+    /// Whether any area's resumption needs an operator.
+    pub fn any_confirmation(&self) -> bool {
+        self.plans().any(|p| p.confirm_resume)
     }
 
     pub fn is_empty(&self) -> bool {

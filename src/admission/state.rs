@@ -122,6 +122,28 @@ impl Tracker {
         }
     }
 
+    /// Where resumption needs an operator: an area paused or closed whose figures now allow
+    /// sales stays paused (`awaiting_confirmation`) until a confirmation made after it paused.
+    pub fn hold_until_confirmed(
+        &self,
+        space: SpaceIdx,
+        mut signal: Signal,
+        confirmed: Option<DateTime<Utc>>,
+    ) -> Signal {
+        if signal.state != Sales::Open {
+            return signal;
+        }
+        let Some((_, since)) = self.current.get(&space) else {
+            return signal;
+        };
+        if confirmed.is_some_and(|c| c >= *since) {
+            return signal;
+        }
+        signal.state = Sales::Paused;
+        signal.reasons = vec!["awaiting_confirmation".to_owned()];
+        signal
+    }
+
     /// The signal in force for `space` and since when (`None`: open since the start).
     pub fn get(&self, space: SpaceIdx) -> Option<&(Signal, DateTime<Utc>)> {
         self.current.get(&space)
@@ -274,6 +296,7 @@ fn texts(s: &Signal) -> (String, String) {
             "instant_level.red" => "瞬时承载量达到红色",
             "daily_level.red" => "日承载量达到红色",
             "sold_out" => "当日票已售罄",
+            "awaiting_confirmation" => "等待值班人员确认恢复",
             _ => "其他",
         })
         .collect();
@@ -368,6 +391,36 @@ mod tests {
             (Change::Resolve, "Ticket sales resumed")
         );
         assert!(again.get(s).is_none());
+    }
+
+    #[test]
+    fn where_configured_sales_resume_only_after_a_confirmation_made_since_the_pause() {
+        let (s, id) = (SpaceIdx(2), SpaceId::new("canyon"));
+        let mut t = Tracker::default();
+        let red = decide(status(Level::Red, Level::Normal, false), false, None);
+        let calm = decide(status(Level::Yellow, Level::Normal, false), false, None);
+        // Open stays open without any confirmation.
+        assert_eq!(t.hold_until_confirmed(s, calm.clone(), None), calm);
+        t.step(s, &id, red, at(10)).unwrap();
+        // The figures allow sales again, but nobody confirmed (or only before the pause).
+        for c in [None, Some(at(5))] {
+            let held = t.hold_until_confirmed(s, calm.clone(), c);
+            assert_eq!(
+                (held.state, held.reasons.as_slice()),
+                (Sales::Paused, &["awaiting_confirmation".to_owned()][..])
+            );
+        }
+        let held = t.hold_until_confirmed(s, calm.clone(), None);
+        let w = t.step(s, &id, held, at(11)).unwrap();
+        assert_eq!(
+            w.change,
+            Change::Escalate,
+            "same state, new reason: the receiver hears why"
+        );
+        assert!(w.message_zh.contains("等待值班人员确认恢复"));
+        let go = t.hold_until_confirmed(s, calm.clone(), Some(at(12)));
+        assert_eq!(go, calm);
+        assert_eq!(t.step(s, &id, go, at(12)).unwrap().change, Change::Resolve);
     }
 
     #[test]

@@ -15,8 +15,13 @@ use crate::registry::Registry;
 use crate::rules::{SpaceInput, Status, Transition};
 use crate::store;
 
-/// Each timed-entry area's slots of its current day.
-pub(super) type DaySlots = HashMap<SpaceIdx, Vec<SlotState>>;
+/// What one evaluation read: each timed-entry area's slots of its current day, and its latest
+/// confirmation that sales may resume.
+#[derive(Debug, Default)]
+pub(super) struct DaySlots {
+    slots: HashMap<SpaceIdx, Vec<SlotState>>,
+    confirmed: HashMap<SpaceIdx, DateTime<Utc>>,
+}
 
 /// The transitions of the areas whose signal changed (with the status decided on), and the
 /// signals to send with them.
@@ -78,9 +83,16 @@ impl Admitting {
         all: &mut [SpaceInput],
         now: DateTime<Utc>,
     ) -> Result<DaySlots, AlertingError> {
-        let mut out = DaySlots::new();
+        let mut out = DaySlots::default();
         if self.reservations.is_empty() {
             return Ok(out);
+        }
+        if self.reservations.any_confirmation() {
+            out.confirmed = store::bookings::last_confirmations(client)
+                .await?
+                .into_iter()
+                .filter_map(|(id, at)| Some((reg.space_idx(&id)?, at)))
+                .collect();
         }
         let areas: Vec<(&admission::AreaPlan, NaiveDate)> = self
             .reservations
@@ -106,7 +118,7 @@ impl Admitting {
             let grace = self.reservations.no_show_grace;
             let slots = admission::tally(plan, &quotas, &counts, reg.tz, *day, grace, now);
             input.expected_arrivals = admission::expected_arrivals(&slots);
-            out.insert(plan.space, slots);
+            out.slots.insert(plan.space, slots);
         }
         Ok(out)
     }
@@ -126,7 +138,7 @@ impl Admitting {
             let Some(Some(status)) = statuses.get(plan.space.get()) else {
                 continue;
             };
-            let day = slots.get(&plan.space);
+            let day = slots.slots.get(&plan.space);
             // What can still be sold: slots that have not ended.
             let to_come: Vec<&SlotState> = day
                 .map(|d| d.iter().filter(|s| s.ends_at > now).collect())
@@ -140,6 +152,12 @@ impl Admitting {
                 .collect();
             let mut signal = admission::decide(status, sold_out, remaining);
             signal.oversold = over.iter().map(|(n, _)| n.clone()).collect();
+            if plan.confirm_resume {
+                let confirmed = slots.confirmed.get(&plan.space).copied();
+                signal = self
+                    .tracker
+                    .hold_until_confirmed(plan.space, signal, confirmed);
+            }
             let id = &reg.space(plan.space).id;
             let sales = self.tracker.step(plan.space, id, signal.clone(), now);
             let oversale = self.oversold.step(plan.space, id, &over, now);

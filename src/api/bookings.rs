@@ -340,3 +340,36 @@ pub async fn admission_state(
         slots,
     }))
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResumeReply {
+    space: String,
+    confirmed_at: DateTime<Utc>,
+}
+
+/// Confirms that an area's sales may resume (operator of the area, admin), where `[admission]`
+/// asks for it. Sales resume at the next evaluation if the figures allow it (no red level, no
+/// hazard, places left); the confirmation is in the audit log (`confirm_sales_resume`).
+#[utoipa::path(post, path = "/api/v1/spaces/{id}/admission/resume", tag = "admission",
+    params(("id" = String, Path, description = "Scenic area id")),
+    responses((status = 202, description = "Recorded; sales resume when the figures allow", body = ResumeReply),
+        (status = 403, description = "Not the caller's area", body = ErrorBody),
+        (status = 404, description = "No such area, or it sells no timed entry", body = ErrorBody)))]
+pub async fn resume(
+    State(st): State<AppState>,
+    mut client: DbConn,
+    Extension(caller): Extension<Arc<Caller>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let s = find_space(&st, &id)?;
+    caller.operate(&st.registry, s)?;
+    plan_of(&st, s)?;
+    let space = st.registry.space(s).id.as_str();
+    let confirmed_at = db::confirm_resume(&mut client, space, &caller.id).await?;
+    st.wake.wake();
+    let reply = ResumeReply {
+        space: space.to_owned(),
+        confirmed_at,
+    };
+    Ok((StatusCode::ACCEPTED, Json(reply)).into_response())
+}

@@ -158,3 +158,39 @@ pub async fn intake_last(
         })
         .collect()
 }
+
+/// Records an operator's confirmation that `space`'s sales may resume, with its audit entry.
+pub async fn confirm_resume(
+    client: &mut Client,
+    space: &str,
+    actor: &str,
+) -> Result<DateTime<Utc>, StoreError> {
+    let tx = client.transaction().await?;
+    let at: DateTime<Utc> = query_scalar(&tx, sql::INSERT_CONFIRMATION, &[&space, &actor]).await?;
+    tx.execute(
+        sql::INSERT_AUDIT,
+        &[
+            &actor,
+            &"confirm_sales_resume",
+            &space,
+            &serde_json::json!({ "at": at }),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(at)
+}
+
+/// Each area's latest confirmation that sales may resume.
+pub async fn last_confirmations(
+    client: &impl GenericClient,
+) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+    client
+        .query(sql::LAST_CONFIRMATIONS, &[])
+        .await?
+        .iter()
+        .map(|r| -> Result<_, StoreError> {
+            Ok((r.try_get("space_id")?, r.try_get("confirmed_at")?))
+        })
+        .collect()
+}

@@ -67,6 +67,7 @@ pub const MAPPINGS: &[(&str, &[&str])] = {
         (sql::SLOT_COUNTS, bookings::SlotRow::COLUMNS),
         (sql::INTAKE_LAST, &["space_id", "last_received"]),
         (sql::OPEN_ADMISSION, alerts::OpenAdmission::COLUMNS),
+        (sql::LAST_CONFIRMATIONS, &["space_id", "confirmed_at"]),
     ]
 };
 

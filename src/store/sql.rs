@@ -477,6 +477,12 @@ pub const INTAKE_LAST: &str = "SELECT space_id, last_received FROM booking_intak
 pub const OPEN_ADMISSION: &str = "SELECT space_id, kind, details, started_at FROM alerts \
      WHERE kind IN ('admission', 'oversold') AND state <> 'resolved'";
 
+pub const INSERT_CONFIRMATION: &str = "INSERT INTO admission_confirmations (space_id, actor) VALUES ($1, $2) \
+     RETURNING confirmed_at";
+/// Each area's latest confirmation that sales may resume.
+pub const LAST_CONFIRMATIONS: &str = "SELECT space_id, max(confirmed_at) AS confirmed_at \
+     FROM admission_confirmations GROUP BY space_id";
+
 /// Booking statements, for the prepare-everything test.
 pub const ALL_BOOKINGS: &[&str] = &[
     LOCK_AREA_BOOKINGS,
@@ -486,4 +492,6 @@ pub const ALL_BOOKINGS: &[&str] = &[
     SLOT_COUNTS,
     INTAKE_LAST,
     OPEN_ADMISSION,
+    INSERT_CONFIRMATION,
+    LAST_CONFIRMATIONS,
 ];
