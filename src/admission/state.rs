@@ -182,24 +182,17 @@ impl Tracker {
             _ => Change::Escalate,
         };
         let since = if change == Change::Open { now } else { since };
-        let (zh, en) = texts(&signal);
-        let t = Transition {
-            space: id.clone(),
-            kind: AlertKind::Admission,
+        // Every change of the signal is critical to a ticketing system, and all of them go into
+        // the art. 45 compliance log (which keeps major and critical transitions).
+        let t = transition(
+            id,
+            AlertKind::Admission,
             change,
-            from: None,
-            to: None,
-            // Every change of the signal is critical to a ticketing system, and all of them go
-            // into the art. 45 compliance log (which keeps major and critical transitions).
-            severity: Severity::Critical,
-            at: now,
+            Severity::Critical,
             since,
-            load_pct: None,
-            forecast: None,
-            devices: Vec::new(),
-            message_zh: zh,
-            message_en: en,
-        };
+            now,
+            texts(&signal),
+        );
         if signal.state == Sales::Open {
             self.current.remove(&space);
         } else {
@@ -269,21 +262,42 @@ impl OversoldTracker {
         } else {
             self.open.insert(space, (names, since));
         }
-        Some(Transition {
-            space: id.clone(),
-            kind: AlertKind::Oversold,
+        Some(transition(
+            id,
+            AlertKind::Oversold,
             change,
-            from: None,
-            to: None,
-            severity: Severity::Major,
-            at: now,
+            Severity::Major,
             since,
-            load_pct: None,
-            forecast: None,
-            devices: Vec::new(),
-            message_zh: zh,
-            message_en: en,
-        })
+            now,
+            (zh, en),
+        ))
+    }
+}
+
+/// An alert transition raised outside the rules engine: no level, load, forecast or devices.
+fn transition(
+    id: &SpaceId,
+    kind: AlertKind,
+    change: Change,
+    severity: Severity,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    (message_zh, message_en): (String, String),
+) -> Transition {
+    Transition {
+        space: id.clone(),
+        kind,
+        change,
+        from: None,
+        to: None,
+        severity,
+        at: now,
+        since,
+        load_pct: None,
+        forecast: None,
+        devices: Vec::new(),
+        message_zh,
+        message_en,
     }
 }
 

@@ -149,13 +149,20 @@ pub async fn slot_counts(
 pub async fn intake_last(
     client: &impl GenericClient,
 ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+    per_space(client, sql::INTAKE_LAST, "last_received").await
+}
+
+/// `space_id` → the time in `column` of each row of `sql`.
+async fn per_space(
+    client: &impl GenericClient,
+    sql: &str,
+    column: &str,
+) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
     client
-        .query(sql::INTAKE_LAST, &[])
+        .query(sql, &[])
         .await?
         .iter()
-        .map(|r| -> Result<_, StoreError> {
-            Ok((r.try_get("space_id")?, r.try_get("last_received")?))
-        })
+        .map(|r| -> Result<_, StoreError> { Ok((r.try_get("space_id")?, r.try_get(column)?)) })
         .collect()
 }
 
@@ -185,12 +192,5 @@ pub async fn confirm_resume(
 pub async fn last_confirmations(
     client: &impl GenericClient,
 ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-    client
-        .query(sql::LAST_CONFIRMATIONS, &[])
-        .await?
-        .iter()
-        .map(|r| -> Result<_, StoreError> {
-            Ok((r.try_get("space_id")?, r.try_get("confirmed_at")?))
-        })
-        .collect()
+    per_space(client, sql::LAST_CONFIRMATIONS, "confirmed_at").await
 }
