@@ -202,4 +202,31 @@ mod tests {
         }
         assert!(Config::from_toml("[admission.spaces.area]\nslots = [\"8-9\"]\n").is_err());
     }
+
+    #[test]
+    fn the_booking_day_rolls_at_the_areas_opening_in_local_time() {
+        let toml = AREA.replace(
+            "kind = \"scenic_area\"",
+            "kind = \"scenic_area\"\ndaily_capacity = 10000\nopens_at = \"06:00\"",
+        );
+        let cfg =
+            Config::from_toml(&format!("[county]\ntime_zone = \"Asia/Shanghai\"\n{toml}")).unwrap();
+        let reg = cfg.registry().unwrap();
+        let area = reg.space_idx("area").unwrap();
+        let local = |d: u32, h: u32, m: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 10, d)
+                .unwrap()
+                .and_hms_opt(h, m, 0)
+                .unwrap()
+                .and_local_timezone(reg.tz)
+                .unwrap()
+                .to_utc()
+        };
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 10, d).unwrap();
+        // 05:59 on the 3rd (21:59 UTC on the 2nd) still belongs to the 2nd's business day; 06:00
+        // starts the 3rd's, whatever the UTC date says.
+        assert_eq!(today(&reg, area, local(3, 5, 59)), day(2));
+        assert_eq!(today(&reg, area, local(3, 6, 0)), day(3));
+        assert_eq!(today(&reg, area, local(3, 7, 30)), day(3));
+    }
 }
