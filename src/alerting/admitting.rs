@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 
 use super::AlertingError;
 use crate::admission::{self, OversoldTracker, Reservations, Signal, SlotState, Tracker};
@@ -132,6 +132,10 @@ impl Admitting {
         slots: &DaySlots,
         now: DateTime<Utc>,
     ) -> Changes {
+        // As PostgreSQL keeps it, so a `since` restored after a restart is the one first sent.
+        let now = now
+            .duration_trunc(TimeDelta::microseconds(1))
+            .unwrap_or(now);
         let mut transitions = Vec::new();
         let mut signals = HashMap::new();
         for plan in self.reservations.plans() {

@@ -232,7 +232,7 @@ impl SubscriptionConfig {
         if let Some(s) = &secret {
             match self.format {
                 Format::WeCom => return Err(SubscriptionError::SecretNotUsed { id: id() }),
-                Format::Json | Format::Alertmanager => {
+                Format::Json | Format::Alertmanager | Format::Ticketing => {
                     sign::signing_key(s)
                         .map_err(|source| SubscriptionError::BadSecret { id: id(), source })?;
                 }

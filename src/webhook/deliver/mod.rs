@@ -248,7 +248,7 @@ impl Deliverer {
         headers.insert("idempotency-key", idempotency_key);
         let mut url = target.url.clone();
         match target.format {
-            Format::Json | Format::Alertmanager => {
+            Format::Json | Format::Alertmanager | Format::Ticketing => {
                 let now = sign::unix_now();
                 if let Err(e) = sign::standard_headers(
                     &mut headers,

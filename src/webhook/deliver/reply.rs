@@ -27,7 +27,7 @@ fn robot_retryable(format: Format, errcode: i64) -> bool {
         Format::DingTalk => matches!(errcode, -1 | 130101),
         // 45009: API frequency limit (20 messages a minute per robot).
         Format::WeCom => matches!(errcode, -1 | 45009),
-        Format::Json | Format::Alertmanager => false,
+        Format::Json | Format::Alertmanager | Format::Ticketing => false,
     }
 }
 
@@ -46,7 +46,7 @@ pub(super) fn classify(
         let robot = match format {
             Format::DingTalk => "dingtalk",
             Format::WeCom => "wecom",
-            Format::Json | Format::Alertmanager => {
+            Format::Json | Format::Alertmanager | Format::Ticketing => {
                 return Outcome::Delivered {
                     status: code,
                     latency,

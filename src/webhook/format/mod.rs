@@ -16,6 +16,7 @@ mod alertmanager;
 mod dingtalk;
 mod json;
 mod text;
+mod ticketing;
 mod wecom;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -42,6 +43,8 @@ pub enum Format {
     /// WeCom (企业微信) group robot, markdown message.
     #[serde(rename = "wecom", alias = "we_com")]
     WeCom,
+    /// The ticket-sales signal for ticketing systems (`docs/schemas/ticketing-admission.schema.json`).
+    Ticketing,
 }
 
 /// Language of the human-readable text. The Json format always carries both.
@@ -119,6 +122,7 @@ pub fn render(format: Format, event: &AlertEvent, opts: &RenderOptions) -> Rende
         Format::Alertmanager => alertmanager::alertmanager(event, opts),
         Format::DingTalk => dingtalk::dingtalk(event, opts.language),
         Format::WeCom => wecom::wecom(event, opts.language),
+        Format::Ticketing => ticketing::ticketing_v1(event),
     };
     Rendered {
         body: serde_json::to_vec(&value).expect("a serde_json::Value always serializes"),

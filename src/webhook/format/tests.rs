@@ -437,3 +437,56 @@ fn forecast_under_a_minute() {
             .contains("预计25分钟后达到红色")
     );
 }
+
+/// The ticketing format against its published schema: every required key, every enumerated value.
+#[test]
+fn ticketing_payloads_follow_their_schema() {
+    let schema: Value = serde_json::from_str(include_str!(
+        "../../../docs/schemas/ticketing-admission.schema.json"
+    ))
+    .unwrap();
+    let check = |v: &Value| {
+        for key in schema["required"].as_array().unwrap() {
+            assert!(
+                v.get(key.as_str().unwrap()).is_some(),
+                "{key} missing in {v}"
+            );
+        }
+        let props = schema["properties"].as_object().unwrap();
+        for (k, p) in props {
+            if let Some(allowed) = p["enum"].as_array() {
+                assert!(allowed.contains(&v[k]), "{k} = {} not in {allowed:?}", v[k]);
+            }
+            if let Some(allowed) = p["items"]["enum"].as_array() {
+                for item in v[k].as_array().unwrap() {
+                    assert!(allowed.contains(item), "{k}: {item} not in {allowed:?}");
+                }
+            }
+        }
+        assert_eq!(v["version"], schema["properties"]["version"]["const"]);
+    };
+    let mut paused = orange();
+    paused.kind = "admission".into();
+    paused.alert_id = "tianshan-canyon/admission".into();
+    paused.admission = Some(crate::admission::Signal {
+        state: crate::admission::Sales::Paused,
+        reasons: vec!["instant_level.red".into(), "sold_out".into()],
+        remaining_today: Some(0),
+        oversold: vec!["08:00-10:00".into()],
+    });
+    let v = value(Format::Ticketing, &paused, &zh());
+    check(&v);
+    assert_eq!(
+        (v["event"].as_str(), v["sales"].as_str()),
+        (Some("admission"), Some("paused"))
+    );
+    assert_eq!(v["oversold_slots"], json!(["08:00-10:00"]));
+    assert_eq!(v["area"]["id"], "tianshan-canyon");
+    // Any other kind subscribed arrives as a notice, still within the schema.
+    let v = value(Format::Ticketing, &orange(), &zh());
+    check(&v);
+    assert_eq!(
+        (v["event"].as_str(), v["sales"].clone()),
+        (Some("notice"), Value::Null)
+    );
+}
