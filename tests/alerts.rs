@@ -8,79 +8,12 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use chrono::{FixedOffset, Utc};
+use common::hook::{Inbox, receiver};
 use common::*;
 use serde_json::Value;
-use visitorflow::webhook::Secret;
-use visitorflow::webhook::sign::verify;
 
 const SECRET: &str = "test-bureau-secret";
-
-#[derive(Default, Clone)]
-struct Inbox {
-    /// (received at, webhook-id, status answered, body)
-    got: Vec<(Instant, String, u16, Value)>,
-    fail_first: usize,
-    bad_signatures: usize,
-}
-
-async fn receiver(inbox: Arc<Mutex<Inbox>>) -> std::net::SocketAddr {
-    let app = axum::Router::new().route(
-        "/hook",
-        post(move |headers: HeaderMap, body: Bytes| {
-            let inbox = Arc::clone(&inbox);
-            async move {
-                let mut ib = inbox.lock().unwrap();
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                if verify(
-                    &headers,
-                    &body,
-                    &Secret::new(SECRET),
-                    Duration::from_secs(300),
-                )
-                .is_err()
-                {
-                    ib.bad_signatures += 1;
-                }
-                let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let status = if ib.fail_first > 0 {
-                    ib.fail_first -= 1;
-                    503
-                } else {
-                    200
-                };
-                ib.got.push((Instant::now(), id, status, json));
-                let mut resp = (StatusCode::from_u16(status).unwrap(), "").into_response_parts();
-                if status == 503 {
-                    resp = (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], "")
-                        .into_response_parts();
-                }
-                resp
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
-trait IntoParts {
-    fn into_response_parts(self) -> axum::response::Response;
-}
-
-impl<T: axum::response::IntoResponse> IntoParts for T {
-    fn into_response_parts(self) -> axum::response::Response {
-        self.into_response()
-    }
-}
 
 fn level_events(inbox: &Inbox) -> Vec<(String, String, String)> {
     inbox
@@ -104,7 +37,7 @@ async fn filling_an_area_sends_each_level_once_in_order_signed_and_retried() {
         fail_first: 1,
         ..Inbox::default()
     }));
-    let hook = receiver(Arc::clone(&inbox)).await;
+    let hook = receiver(Arc::clone(&inbox), SECRET).await;
     let mut cfg = stack.config("vf-alerts");
     cfg.alerting.tick_ms = 100;
     cfg.alerting.backoff_base_ms = 200;
@@ -429,7 +362,7 @@ async fn acknowledge_caps_and_hazards_through_the_api() {
 async fn a_restart_neither_resends_nor_forgets_alerts() {
     let stack = Stack::start();
     let inbox = Arc::new(Mutex::new(Inbox::default()));
-    let hook = receiver(Arc::clone(&inbox)).await;
+    let hook = receiver(Arc::clone(&inbox), SECRET).await;
     let mut cfg = stack.config("vf-alert-restart");
     cfg.alerting.tick_ms = 100;
     cfg.webhooks = vec![
@@ -540,7 +473,7 @@ async fn silent_in_status(addr: std::net::SocketAddr, space: &str) -> Option<Vec
 async fn silent_counters_are_one_alert_per_space_and_legacy_ones_resolve_on_upgrade() {
     let stack = Stack::start();
     let inbox = Arc::new(Mutex::new(Inbox::default()));
-    let hook = receiver(Arc::clone(&inbox)).await;
+    let hook = receiver(Arc::clone(&inbox), SECRET).await;
     let mut cfg = stack.config("vf-alert-silent");
     cfg.alerting.tick_ms = 100;
     cfg.webhooks = vec![
@@ -747,7 +680,7 @@ async fn silent_counters_are_one_alert_per_space_and_legacy_ones_resolve_on_upgr
 async fn dispatch_advice_pauses_a_filling_area_diverts_and_is_recorded() {
     let stack = Stack::start();
     let inbox = Arc::new(Mutex::new(Inbox::default()));
-    let hook = receiver(Arc::clone(&inbox)).await;
+    let hook = receiver(Arc::clone(&inbox), SECRET).await;
     let mut cfg = visitorflow::config::Config::from_toml(&format!("{REGISTRY}{CENTRE}")).unwrap();
     let base = stack.config("vf-dispatch");
     cfg.database = base.database;

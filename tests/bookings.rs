@@ -9,15 +9,11 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::HeaderMap;
-use axum::routing::post as route_post;
+use common::hook::{Inbox, receiver};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use visitorflow::config::Role;
-use visitorflow::webhook::Secret;
-use visitorflow::webhook::sign::verify;
 
 const TICKETS: &str = "vf_tickets-canyon";
 const TICKETS_VILLAGE: &str = "vf_tickets-village";
@@ -252,69 +248,6 @@ async fn bookings_count_once_and_the_day_selling_out_raises_the_daily_level() {
 
 const SECRET: &str = "ticketing-secret";
 
-/// A ticketing system's webhook endpoint: records (webhook-id, status answered, body); answers
-/// 503 to the first delivery; counts bad signatures.
-#[derive(Default)]
-struct Inbox {
-    got: Vec<(String, u16, Value)>,
-    fail_first: usize,
-    bad_signatures: usize,
-}
-
-async fn ticketing_receiver(inbox: Arc<Mutex<Inbox>>) -> std::net::SocketAddr {
-    let app = axum::Router::new().route(
-        "/sales",
-        route_post(move |headers: HeaderMap, body: Bytes| {
-            let inbox = Arc::clone(&inbox);
-            async move {
-                let mut ib = inbox.lock().unwrap();
-                if verify(
-                    &headers,
-                    &body,
-                    &Secret::new(SECRET),
-                    Duration::from_secs(300),
-                )
-                .is_err()
-                {
-                    ib.bad_signatures += 1;
-                }
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let status = if ib.fail_first > 0 {
-                    ib.fail_first -= 1;
-                    503
-                } else {
-                    200
-                };
-                ib.got.push((
-                    id,
-                    status,
-                    serde_json::from_slice(&body).unwrap_or(Value::Null),
-                ));
-                axum::http::StatusCode::from_u16(status).unwrap()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
-fn delivered(inbox: &Arc<Mutex<Inbox>>) -> Vec<Value> {
-    inbox
-        .lock()
-        .unwrap()
-        .got
-        .iter()
-        .filter(|g| g.1 == 200)
-        .map(|g| g.2.clone())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn red_pauses_sales_once_signed_retried_logged_and_resumes_after_a_restart() {
     let stack = Stack::start();
@@ -322,14 +255,14 @@ async fn red_pauses_sales_once_signed_retried_logged_and_resumes_after_a_restart
         fail_first: 1,
         ..Inbox::default()
     }));
-    let hook = ticketing_receiver(Arc::clone(&inbox)).await;
+    let hook = receiver(Arc::clone(&inbox), SECRET).await;
     let mut cfg = stack.config_from(&format!("{REGISTRY}{ADMISSION}"), "vf-admission");
     cfg.alerting.tick_ms = 100;
     cfg.alerting.backoff_base_ms = 200;
     cfg.rules.dwell_s = 1;
     cfg.webhooks = vec![
         serde_json::from_value(json!({
-            "id": "ticketing-a", "url": format!("http://{hook}/sales"), "format": "ticketing",
+            "id": "ticketing-a", "url": format!("http://{hook}/hook"), "format": "ticketing",
             "secret": SECRET, "kinds": ["admission"], "min_severity": "info",
             "allow_private_network": true,
         }))
@@ -356,7 +289,7 @@ async fn red_pauses_sales_once_signed_retried_logged_and_resumes_after_a_restart
     )
     .await;
     let paused = eventually(15, "the paused signal delivered", || async {
-        delivered(&inbox).first().cloned()
+        inbox.lock().unwrap().delivered().first().cloned()
     })
     .await;
     let latency = crossing.elapsed();
@@ -369,8 +302,8 @@ async fn red_pauses_sales_once_signed_retried_logged_and_resumes_after_a_restart
         let ib = inbox.lock().unwrap();
         // The 503 was retried with the same delivery id, and every request was signed.
         assert_eq!(ib.got.len(), 2, "{:?}", ib.got);
-        assert_eq!(ib.got[0].0, ib.got[1].0);
-        assert_eq!((ib.got[0].1, ib.got[1].1), (503, 200));
+        assert_eq!(ib.got[0].1, ib.got[1].1);
+        assert_eq!((ib.got[0].2, ib.got[1].2), (503, 200));
         assert_eq!(ib.bad_signatures, 0);
     }
     eprintln!(
@@ -398,7 +331,11 @@ async fn red_pauses_sales_once_signed_retried_logged_and_resumes_after_a_restart
     let svc = start_service(cfg).await;
     let addr = svc.http_addr;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(delivered(&inbox).len(), 1, "a restart re-sent the pause");
+    assert_eq!(
+        inbox.lock().unwrap().delivered().len(),
+        1,
+        "a restart re-sent the pause"
+    );
     let (_, v) = get_json(addr, "/api/v1/spaces/canyon/admission").await;
     assert_eq!(v["sales"], "paused", "{v}");
 
@@ -410,7 +347,7 @@ async fn red_pauses_sales_once_signed_retried_logged_and_resumes_after_a_restart
     )
     .await;
     let resumed = eventually(20, "the resumed signal delivered", || async {
-        delivered(&inbox).get(1).cloned()
+        inbox.lock().unwrap().delivered().get(1).cloned()
     })
     .await;
     assert_eq!(resumed["sales"], "open", "{resumed}");

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod data;
+pub mod hook;
 pub mod proxy;
 
 use std::collections::HashSet;
