@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::admission::Sales;
 use crate::core::Core;
 pub use crate::core::snapshot::{DeviceNow, SpaceNow};
 use crate::ids::{DeviceIdx, SpaceIdx};
@@ -42,6 +43,8 @@ pub struct Live {
     spaces: RwLock<Vec<SpaceNow>>,
     /// The capacity rules' view of each space (levels, forecast, stale, closed), from alerting.
     statuses: RwLock<Vec<Option<Arc<Status>>>>,
+    /// Timed-entry areas' ticket sales now, from alerting.
+    tickets: RwLock<Vec<Option<TicketsNow>>>,
     devices: RwLock<Vec<DeviceNow>>,
     broker_connected: AtomicBool,
     /// The ingester has loaded its state and holds a broker session.
@@ -162,11 +165,36 @@ impl Captured {
     }
 }
 
+/// A timed-entry area's ticket sales as the board shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TicketsNow {
+    /// `open`, `paused` or `closed`.
+    #[schema(value_type = String)]
+    pub sales: Sales,
+    /// Online places left today in the slots still to come.
+    pub remaining_today: u64,
+}
+
 impl Live {
+    /// Each timed-entry area's ticket sales now (others `None`), as the last evaluation decided.
+    pub fn set_tickets(&self, tickets: Vec<Option<TicketsNow>>) {
+        *self.tickets.write().unwrap_or_else(|e| e.into_inner()) = tickets;
+    }
+
+    pub fn tickets(&self, s: SpaceIdx) -> Option<TicketsNow> {
+        self.tickets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(s.get())
+            .copied()
+            .flatten()
+    }
+
     pub fn new(spaces: usize, devices: usize) -> Self {
         Self {
             spaces: RwLock::new(vec![SpaceNow::default(); spaces]),
             statuses: RwLock::new(vec![None; spaces]),
+            tickets: RwLock::new(vec![None; spaces]),
             devices: RwLock::new(vec![DeviceNow::default(); devices]),
             broker_connected: AtomicBool::new(false),
             ingest_ready: AtomicBool::new(false),

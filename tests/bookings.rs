@@ -183,7 +183,23 @@ async fn bookings_count_once_and_the_day_selling_out_raises_the_daily_level() {
         shown["alert"]["details"]["admission"]["oversold"],
         json!(["00:00-23:59"])
     );
-    // Every place sold: sales pause for the day.
+    // Every place sold: sales pause for the day — on the public board too, without a token.
+    let board = eventually(10, "the board's ticket line", || async {
+        let v: Value = reqwest::get(format!("http://{addr}/api/v1/public/areas"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let canyon = v["areas"]
+            .as_array()?
+            .iter()
+            .find(|a| a["id"] == "canyon")?
+            .clone();
+        (canyon["tickets"]["sales"] == "paused").then_some(canyon)
+    })
+    .await;
+    assert_eq!(board["tickets"]["remaining_today"], 0, "{board}");
     let (_, a) = get_json(addr, "/api/v1/spaces/canyon/admission").await;
     assert_eq!(
         (a["sales"].as_str(), a["reasons"].clone()),

@@ -740,6 +740,11 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
         "document.querySelectorAll('#areas .row').length === 12",
     )
     .await;
+    // The canyon sells timed entry: its row shows the places left today.
+    let tickets = b
+        .eval("document.querySelector('[data-area=\"tianshan-canyon\"] .tickets')?.textContent")
+        .await;
+    assert_eq!(tickets.as_str(), Some("余票 27,000 left"), "{tickets}");
     b.screenshot("board.png").await;
 
     eprintln!("screenshot: {}", shot.display());

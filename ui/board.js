@@ -23,6 +23,15 @@ function row(a) {
   sub.textContent = closed ? 'Closed' : a.comfort_en;
   comfort.append(sub);
   el.append(name, comfort);
+  // Areas selling timed entry: places left today (余票), or why none are sold.
+  if (a.tickets && !closed) {
+    const t = document.createElement('div');
+    t.className = 'tickets';
+    const left = a.tickets.remaining_today;
+    t.textContent = a.tickets.sales !== 'open' ? '暂停售票 Sales paused'
+      : left > 0 ? `余票 ${left.toLocaleString('zh-CN')} left` : '约满 Full';
+    el.append(t);
+  }
   return el;
 }
 

@@ -11,6 +11,7 @@ use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use super::AlertingError;
 use crate::admission::{self, OversoldTracker, Reservations, Signal, SlotState, Tracker};
 use crate::ids::SpaceIdx;
+use crate::live::TicketsNow;
 use crate::registry::Registry;
 use crate::rules::{SpaceInput, Status, Transition};
 use crate::store;
@@ -34,6 +35,8 @@ pub(super) struct Admitting {
     reservations: Arc<Reservations>,
     tracker: Tracker,
     oversold: OversoldTracker,
+    /// Each area's sales as last decided, for the board.
+    now: HashMap<SpaceIdx, TicketsNow>,
 }
 
 impl Admitting {
@@ -70,6 +73,7 @@ impl Admitting {
             reservations,
             tracker,
             oversold,
+            now: HashMap::new(),
         })
     }
 
@@ -123,6 +127,13 @@ impl Admitting {
         Ok(out)
     }
 
+    /// Each space's ticket sales as last decided (`None` where no timed entry is sold).
+    pub fn tickets(&self, spaces: usize) -> Vec<Option<TicketsNow>> {
+        (0..spaces)
+            .map(|i| self.now.get(&SpaceIdx(i as u32)).copied())
+            .collect()
+    }
+
     /// The areas whose ticket-sales signal changed, as transitions (with the status they were
     /// decided on) and the signals to send with them.
     pub fn changes(
@@ -162,6 +173,13 @@ impl Admitting {
                     .tracker
                     .hold_until_confirmed(plan.space, signal, confirmed);
             }
+            self.now.insert(
+                plan.space,
+                TicketsNow {
+                    sales: signal.state,
+                    remaining_today: remaining.unwrap_or(0),
+                },
+            );
             let id = &reg.space(plan.space).id;
             let sales = self.tracker.step(plan.space, id, signal.clone(), now);
             let oversale = self.oversold.step(plan.space, id, &over, now);

@@ -169,6 +169,10 @@ impl Alerter {
                 self.evaluate(&client, &mut engine, &admitting, now).await?;
             let (sales, signals) = admitting.changes(&self.registry, &statuses, &slots, now);
             transitions.extend(sales);
+            if !self.reservations.is_empty() {
+                self.live
+                    .set_tickets(admitting.tickets(self.registry.spaces.len()));
+            }
             let escalations = self.due_escalations(&client, now).await?;
             if !transitions.is_empty()
                 || !escalations.is_empty()

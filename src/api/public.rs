@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::live::SpaceNow;
+use crate::live::{SpaceNow, TicketsNow};
 use crate::registry::SpaceKind;
 use crate::rules::{Level, Reading, Status};
 
@@ -95,6 +95,9 @@ pub struct PublicArea {
     /// False while a hazard (flash flood, storm, …) closes the area.
     pub open: bool,
     pub updated_at: Option<DateTime<Utc>>,
+    /// Areas selling timed entry: ticket sales now and places left today (余票).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tickets: Option<TicketsNow>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -128,6 +131,7 @@ pub async fn areas(State(st): State<AppState>) -> Response {
                 comfort_en: comfort.en(),
                 open: !status.is_some_and(|s| s.closed),
                 updated_at: updated_at(&now[s.idx.get()], status),
+                tickets: st.live.tickets(s.idx),
             }
         })
         .collect();
