@@ -16,7 +16,7 @@ pub use bookings::{
 };
 pub use config::{AdmissionConfig, AreaReservations};
 pub use slots::{SlotSpec, check_slots, online_places, quotas};
-pub use state::{OversoldTracker, Sales, Signal, Tracker, decide};
+pub use state::{OversoldTracker, Sales, Signal, Tracker, decide, remaining_today};
 
 use crate::ids::SpaceIdx;
 use crate::registry::Registry;

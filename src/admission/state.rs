@@ -57,6 +57,27 @@ pub struct Signal {
     pub oversold: Vec<String>,
 }
 
+impl Signal {
+    /// Selling, for no reason to say.
+    pub fn open() -> Self {
+        Signal {
+            state: Sales::Open,
+            reasons: Vec::new(),
+            remaining_today: None,
+            oversold: Vec::new(),
+        }
+    }
+}
+
+/// Online places left in the slots that have not ended by `now`.
+pub fn remaining_today(slots: &[super::SlotState], now: DateTime<Utc>) -> u64 {
+    slots
+        .iter()
+        .filter(|s| s.ends_at > now)
+        .map(|s| s.remaining)
+        .sum()
+}
+
 /// What the area's figures say now (its rules status, and whether today's slots still to come
 /// are sold out).
 pub fn decide(status: &Status, sold_out: bool, remaining_today: Option<u64>) -> Signal {
@@ -160,15 +181,7 @@ impl Tracker {
     ) -> Option<Transition> {
         let (was, since) = match self.current.get(&space) {
             Some((s, at)) => (s.clone(), *at),
-            None => (
-                Signal {
-                    state: Sales::Open,
-                    reasons: Vec::new(),
-                    remaining_today: None,
-                    oversold: Vec::new(),
-                },
-                now,
-            ),
+            None => (Signal::open(), now),
         };
         if was.state == signal.state && was.reasons == signal.reasons {
             return None;

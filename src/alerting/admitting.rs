@@ -55,8 +55,7 @@ impl Admitting {
             .into_iter()
             .filter_map(|o| {
                 let s = reg.space_idx(&o.space_id)?;
-                let signal: Signal =
-                    serde_json::from_value(o.details.get("admission")?.clone()).ok()?;
+                let signal = o.signal()?;
                 Some((s, o.kind, signal, o.started_at))
             })
             .collect();
@@ -158,7 +157,7 @@ impl Admitting {
             let to_come: Vec<&SlotState> = day
                 .map(|d| d.iter().filter(|s| s.ends_at > now).collect())
                 .unwrap_or_default();
-            let remaining = day.map(|_| to_come.iter().map(|s| s.remaining).sum::<u64>());
+            let remaining = day.map(|d| admission::remaining_today(d, now));
             let sold_out = !to_come.is_empty() && remaining == Some(0);
             let over: Vec<(String, u64)> = to_come
                 .iter()

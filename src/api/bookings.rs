@@ -294,20 +294,8 @@ pub async fn admission_state(
     let (signal, since) = open
         .into_iter()
         .find(|o| o.space_id == space.id.as_str() && o.kind == "admission")
-        .and_then(|o| {
-            let sig: admission::Signal =
-                serde_json::from_value(o.details.get("admission")?.clone()).ok()?;
-            Some((sig, Some(o.started_at)))
-        })
-        .unwrap_or((
-            admission::Signal {
-                state: admission::Sales::Open,
-                reasons: Vec::new(),
-                remaining_today: None,
-                oversold: Vec::new(),
-            },
-            None,
-        ));
+        .and_then(|o| Some((o.signal()?, Some(o.started_at))))
+        .unwrap_or((admission::Signal::open(), None));
     let slots: Vec<SlotSales> = view
         .slots
         .iter()
@@ -330,12 +318,7 @@ pub async fn admission_state(
         sales: signal.state.as_str(),
         reasons: signal.reasons,
         since,
-        remaining_today: view
-            .slots
-            .iter()
-            .filter(|sl| sl.ends_at > now)
-            .map(|sl| sl.remaining)
-            .sum(),
+        remaining_today: admission::remaining_today(&view.slots, now),
         stale: st.reservations.is_stale(view.last, now),
         slots,
     }))

@@ -386,6 +386,13 @@ from_row!(OpenAdmission {
     started_at
 });
 
+impl OpenAdmission {
+    /// The signal last sent with it.
+    pub fn signal(&self) -> Option<crate::admission::Signal> {
+        serde_json::from_value(self.details.get("admission")?.clone()).ok()
+    }
+}
+
 pub async fn open_admission(client: &impl GenericClient) -> Result<Vec<OpenAdmission>, StoreError> {
     query_as(client, sql::OPEN_ADMISSION, &[]).await
 }
