@@ -12,7 +12,9 @@ use crate::registry::{Device, Direction, PayloadFormat};
 /// `visitorflow_reports_rejected_total`, so the set is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Reject {
-    #[error("topic is not {{prefix}}/{{space}}/{{device}}/counts|status")]
+    #[error(
+        "topic is not {{prefix}}/{{space}}/{{device}}/counts|status or {{prefix}}/{{space}}/hazard|tickets"
+    )]
     BadTopic,
     #[error("device is not in the registry")]
     UnknownDevice,
@@ -84,6 +86,8 @@ pub enum TopicKind {
     Status,
     /// `{prefix}/{space}/hazard`: an external hazard signal for a space (no device).
     Hazard,
+    /// `{prefix}/{space}/tickets`: a ticketing system's bookings and slot totals (no device).
+    Tickets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +97,7 @@ pub struct Topic<'a> {
     pub kind: TopicKind,
 }
 
-/// Parses `{prefix}/{space}/{device}/{counts|status}`. Wildcards and empty segments are refused
+/// Parses `{prefix}/{space}/{device}/{counts|status}` and `{prefix}/{space}/{hazard|tickets}`. Wildcards and empty segments are refused
 /// so a topic can never address more than one device.
 pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Result<Topic<'a>, Reject> {
     let rest = topic
@@ -103,12 +107,14 @@ pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Result<Topic<'a>, Reject
     let mut parts = rest.split('/');
     let (space, device, kind) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(space), Some("hazard"), None, None) => (space, "", TopicKind::Hazard),
+        (Some(space), Some("tickets"), None, None) => (space, "", TopicKind::Tickets),
         (Some(space), Some(device), Some("counts"), None) => (space, device, TopicKind::Counts),
         (Some(space), Some(device), Some("status"), None) => (space, device, TopicKind::Status),
         _ => return Err(Reject::BadTopic),
     };
     let ok = |s: &str| !s.is_empty() && !s.contains(['+', '#']);
-    if !ok(space) || (kind != TopicKind::Hazard && !ok(device)) {
+    let spacewide = matches!(kind, TopicKind::Hazard | TopicKind::Tickets);
+    if !ok(space) || (!spacewide && !ok(device)) {
         return Err(Reject::BadTopic);
     }
     Ok(Topic {

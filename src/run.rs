@@ -132,6 +132,7 @@ impl Service {
             &cfg,
             checked.partitions,
             &registry,
+            &checked.reservations,
             &live,
             &wake,
             &mut tasks,
@@ -263,6 +264,7 @@ fn start_ingest(
     cfg: &Config,
     partitions: Option<PartitionMap>,
     registry: &Arc<Registry>,
+    reservations: &Arc<Reservations>,
     live: &Arc<Live>,
     wake: &Arc<Wake>,
     tasks: &mut Tasks,
@@ -275,6 +277,7 @@ fn start_ingest(
             Arc::clone(live),
             Arc::clone(wake),
         )
+        .with_reservations(Arc::clone(reservations))
     };
     let (Some(map), Some(pcfg)) = (partitions, &cfg.partition) else {
         tasks.spawn(ingester(registry).run(tasks.stopped()));

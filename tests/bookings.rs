@@ -458,3 +458,94 @@ async fn where_configured_sales_resume_only_after_an_operator_confirms() {
     assert_eq!(audited, 1);
     drop(svc);
 }
+
+/// The same messages over MQTT (`vf/{space}/tickets`): a redelivered message counts once, slot
+/// totals of a channel that counts rather than lists stand beside the listed bookings (newest
+/// `as_of` wins), and bad messages are refused with the reason, counted, and never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_over_mqtt_count_once_and_channel_totals_add_to_the_bookings() {
+    let stack = Stack::start();
+    let mut cfg = stack.config_from(&format!("{REGISTRY}{ADMISSION}"), "vf-tickets-mqtt");
+    cfg.tokens.push(token_entry(
+        "box-office",
+        Role::Ticketing,
+        &["canyon"],
+        TICKETS,
+    ));
+    let svc = start_service(cfg).await;
+    let addr = svc.http_addr;
+    let (_, v) = get_json(addr, "/api/v1/spaces/canyon/slots").await;
+    let day = v["day"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now();
+    let at = |min_ago: i64| (now - chrono::TimeDelta::minutes(min_ago)).to_rfc3339();
+    let totals = |booked: u64, checked_in: u64, as_of: String| json!({"day": day, "slot": "00:00", "booked": booked, "checked_in": checked_in, "as_of": as_of});
+    let message = json!({
+        "bookings": [booking("M1", 1, &day, 30, "booked"), booking("M2", 1, &day, 20, "booked")],
+        "slots": [totals(100, 50, at(1))],
+        "channel": "ota",
+    })
+    .to_string();
+    let topic = "vf/canyon/tickets".to_owned();
+    publish_all(
+        stack.mq.port(),
+        "pub-tickets",
+        vec![
+            (topic.clone(), message.clone()),
+            // A redelivery, and the OTA's older count arriving late: neither changes anything.
+            (topic.clone(), message),
+            (
+                topic.clone(),
+                json!({"slots": [totals(5, 0, at(10))], "channel": "ota"}).to_string(),
+            ),
+            (topic.clone(), "{not json".into()),
+            (topic.clone(), json!({"booking": []}).to_string()),
+            ("vf/village/tickets".into(), json!({}).to_string()),
+        ],
+    )
+    .await;
+    // The box office counts over HTTP as a channel of its own (its token's id).
+    let (s, v) = post(
+        TICKETS,
+        addr,
+        "canyon",
+        json!({"slots": [totals(7, 3, at(0))]}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["inserted"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{v}"
+    );
+
+    // 50 listed + 150 (OTA) + 10 (box office) sold; 53 of them checked in.
+    let slot = eventually(10, "the MQTT intake stored", || async {
+        let (_, v) = get_json(addr, "/api/v1/spaces/canyon/slots").await;
+        (v["slots"][0]["sold"] == 210).then(|| v["slots"][0].clone())
+    })
+    .await;
+    assert_eq!(
+        (slot["checked_in"].as_u64(), slot["expected"].as_u64()),
+        (Some(53), Some(157)),
+        "{slot}"
+    );
+    let metrics = eventually(10, "the refusals counted", || async {
+        let m = get_text(addr, "/metrics").await;
+        m.contains("visitorflow_reports_rejected_total{reason=\"invalid_report\"} 2")
+            .then_some(m)
+    })
+    .await;
+    assert!(
+        metrics.contains("visitorflow_reports_rejected_total{reason=\"malformed_json\"} 1"),
+        "{metrics}"
+    );
+    for (outcome, n) in [("inserted", 4), ("duplicate", 3), ("stale", 1)] {
+        let found = metrics.lines().any(|l| {
+            l.starts_with("visitorflow_bookings_total{")
+                && l.contains(&format!("outcome=\"{outcome}\""))
+                && l.contains("space=\"canyon\"")
+                && l.ends_with(&format!(" {n}"))
+        });
+        assert!(found, "{outcome} = {n} in\n{metrics}");
+    }
+    drop(svc);
+}

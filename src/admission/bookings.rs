@@ -97,13 +97,7 @@ impl BookingEvent {
                 known.join(", ")
             ));
         };
-        let ahead = (self.day - today).num_days();
-        if !(-1..=MAX_DAYS_AHEAD).contains(&ahead) {
-            return Err(format!(
-                "booking {id}: day {} is not between yesterday and a year ahead",
-                self.day
-            ));
-        }
+        check_day(self.day, today).map_err(|e| format!("booking {id}: {e}"))?;
         Ok(Booking {
             id: id.to_owned(),
             version: self.version,
@@ -112,6 +106,39 @@ impl BookingEvent {
             people: self.people,
             status: self.status,
         })
+    }
+}
+
+/// A visit day must lie between yesterday (late check-ins after midnight) and a year ahead.
+pub(super) fn check_day(day: NaiveDate, today: NaiveDate) -> Result<(), String> {
+    let ahead = (day - today).num_days();
+    if (-1..=MAX_DAYS_AHEAD).contains(&ahead) {
+        Ok(())
+    } else {
+        Err(format!(
+            "day {day} is not between yesterday and a year ahead"
+        ))
+    }
+}
+
+/// Where an incoming version stands against the stored one: the one ordering decision of the
+/// intake (booking versions, slot totals' `as_of`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    New,
+    Newer,
+    /// The same again (a retry).
+    Same,
+    /// Older than what is stored (arrived out of order).
+    Older,
+}
+
+pub fn order<T: Ord>(stored: Option<T>, incoming: T) -> Order {
+    match stored.map(|s| incoming.cmp(&s)) {
+        None => Order::New,
+        Some(std::cmp::Ordering::Greater) => Order::Newer,
+        Some(std::cmp::Ordering::Equal) => Order::Same,
+        Some(std::cmp::Ordering::Less) => Order::Older,
     }
 }
 
@@ -129,15 +156,13 @@ pub enum Merge {
 /// Merges `incoming` into `stored`. A check-in is a fact at the gate: a later cancellation (a
 /// refund after entry) or rebooking does not take the visitor back out.
 pub fn merge(stored: Option<&Booking>, incoming: Booking) -> Merge {
-    let Some(s) = stored else {
-        return Merge::Insert(incoming);
-    };
-    match incoming.version.cmp(&s.version) {
-        std::cmp::Ordering::Less => Merge::Stale,
-        std::cmp::Ordering::Equal => Merge::Duplicate,
-        std::cmp::Ordering::Greater => {
+    match order(stored.map(|s| s.version), incoming.version) {
+        Order::New => Merge::Insert(incoming),
+        Order::Older => Merge::Stale,
+        Order::Same => Merge::Duplicate,
+        Order::Newer => {
             let mut b = incoming;
-            if s.status == BookingStatus::CheckedIn {
+            if stored.is_some_and(|s| s.status == BookingStatus::CheckedIn) {
                 b.status = BookingStatus::CheckedIn;
             }
             Merge::Update(b)

@@ -1,20 +1,23 @@
 //! Admission: timed-entry reservations (分时预约) and what they mean for the crowd, without I/O.
 //! This module owns the reservation plan of each area ([`Reservations`], from `[admission]`), the
-//! slot quotas (`slots.rs`), and bookings — validation, idempotent merge by id and version, the
-//! per-slot tally and the day's expected arrivals (`bookings.rs`). The store keeps the bookings;
+//! slot quotas (`slots.rs`), what ticketing sends (`intake.rs`: one message of bookings and slot
+//! totals, checked item by item) and bookings — validation, idempotent merge by id and version,
+//! the per-slot tally and the day's expected arrivals (`bookings.rs`). The store keeps the bookings;
 //! the API takes them in; alerting adds the expected arrivals to the daily load.
 
 mod bookings;
 mod config;
+mod intake;
 mod slots;
 mod state;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
 pub use bookings::{
-    Booking, BookingEvent, BookingStatus, Merge, SlotCounts, SlotState, merge, tally,
+    Booking, BookingEvent, BookingStatus, Merge, Order, SlotCounts, SlotState, merge, order, tally,
 };
 pub use config::{AdmissionConfig, AreaReservations};
+pub use intake::{Checked, MAX_ITEMS, Refused, SlotTotals, SlotTotalsEvent, TicketMessage};
 pub use slots::{SlotSpec, check_slots, online_places, quotas};
 pub use state::{OversoldTracker, Sales, Signal, Tracker, decide, remaining_today};
 
@@ -58,6 +61,8 @@ impl AreaPlan {
 #[derive(Debug, Clone, Default)]
 pub struct Reservations {
     plans: Vec<Option<AreaPlan>>,
+    /// Space id → index into `plans`, for callers on another registry (a partition's).
+    by_id: std::collections::HashMap<String, usize>,
     pub no_show_grace: TimeDelta,
     pub stale_after: TimeDelta,
 }
@@ -75,6 +80,7 @@ impl Reservations {
             ));
         }
         let mut plans = vec![None; reg.spaces.len()];
+        let mut by_id = std::collections::HashMap::new();
         for (id, area) in &cfg.spaces {
             let Some(s) = reg.space_idx(id.as_str()) else {
                 problems.push(format!("spaces.{id}: no such space"));
@@ -108,6 +114,7 @@ impl Reservations {
                 Some(w) => w.clone(),
                 None => area.slots.iter().map(|s| s.minutes() as f64).collect(),
             };
+            by_id.insert(id.to_string(), s.get());
             plans[s.get()] = Some(AreaPlan {
                 space: s,
                 slots: area.slots.clone(),
@@ -124,6 +131,7 @@ impl Reservations {
         }
         Ok(Self {
             plans,
+            by_id,
             no_show_grace: TimeDelta::minutes(i64::from(cfg.no_show_grace_min)),
             stale_after: TimeDelta::seconds(cfg.stale_after_s.min(i64::MAX as u64) as i64),
         })
@@ -131,6 +139,12 @@ impl Reservations {
 
     pub fn plan(&self, space: SpaceIdx) -> Option<&AreaPlan> {
         self.plans.get(space.get()).and_then(Option::as_ref)
+    }
+
+    /// The plan of the space with this id (its `space` is an index into the registry the plans
+    /// were built on).
+    pub fn plan_by_id(&self, id: &str) -> Option<&AreaPlan> {
+        self.by_id.get(id).and_then(|&i| self.plans[i].as_ref())
     }
 
     pub fn plans(&self) -> impl Iterator<Item = &AreaPlan> {

@@ -18,31 +18,10 @@ use super::auth::Caller;
 use super::extract::{ApiJson, ApiQuery, DbConn};
 use super::spaces::find_space;
 use super::{ApiError, AppState, ErrorBody};
-use crate::admission::{self, AreaPlan, BookingEvent, SlotState};
+use crate::admission::{self, AreaPlan, Refused, SlotState, TicketMessage};
 use crate::ids::SpaceIdx;
 use crate::store::bookings as db;
-use crate::telemetry as t;
-
-/// Booking versions per request, at most.
-pub const MAX_BOOKINGS: usize = 10_000;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BookingsBody {
-    /// Booking versions in the order the ticketing system made them; may be empty (a heartbeat
-    /// that keeps the area's booking data fresh).
-    #[schema(value_type = Vec<Object>)]
-    bookings: Vec<BookingEvent>,
-}
-
-/// One refused booking version.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Refused {
-    /// Its position in `bookings`.
-    index: usize,
-    id: String,
-    reason: String,
-}
+use crate::telemetry::events::{InternalEvent, TicketIntake};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IntakeReply {
@@ -53,7 +32,8 @@ pub struct IntakeReply {
     duplicates: u32,
     /// Older than the stored version (arrived out of order): ignored.
     stale: u32,
-    /// Refused versions with the reason; the others were applied.
+    /// Refused items with the list they were in and the reason; the others were applied.
+    #[schema(value_type = Vec<Object>)]
     refused: Vec<Refused>,
     received_at: Option<DateTime<Utc>>,
 }
@@ -68,13 +48,6 @@ fn plan_of(st: &AppState, s: SpaceIdx) -> Result<&AreaPlan, ApiError> {
     })
 }
 
-fn count(space: &str, outcome: &'static str, n: u32) {
-    if n > 0 {
-        metrics::counter!(t::BOOKINGS, "space" => space.to_owned(), "outcome" => outcome)
-            .increment(u64::from(n));
-    }
-}
-
 /// Reports bookings of an area (ticketing token of the area, or admin): each version is applied
 /// once — a retry or an older version arriving late changes nothing, a cancellation after
 /// check-in keeps the visitor counted. Answers 200 when every version was valid, 422 when some
@@ -82,7 +55,7 @@ fn count(space: &str, outcome: &'static str, n: u32) {
 /// request is harmless).
 #[utoipa::path(post, path = "/api/v1/spaces/{id}/bookings", tag = "admission",
     params(("id" = String, Path, description = "Scenic area id")),
-    request_body = BookingsBody,
+    request_body(content = serde_json::Value, description = "A ticketing message, the same as over MQTT: `{\"bookings\": [{id, version, day, slot, people, status}], \"slots\": [{day, slot, booked, checked_in, cancelled, as_of}], \"channel\"}` (README, Ticketing contract)"),
     responses((status = 200, description = "Applied", body = IntakeReply),
         (status = 403, description = "Not the caller's area", body = ErrorBody),
         (status = 404, description = "No such area, or it sells no timed entry", body = ErrorBody),
@@ -92,41 +65,24 @@ pub async fn report(
     mut client: DbConn,
     Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<BookingsBody>,
+    ApiJson(body): ApiJson<TicketMessage>,
 ) -> Result<Response, ApiError> {
     let s = find_space(&st, &id)?;
     caller.sell(&st.registry, s)?;
     let plan = plan_of(&st, s)?;
     let space = st.registry.space(s).id.as_str();
-    if body.bookings.len() > MAX_BOOKINGS {
-        count(space, "rejected", body.bookings.len() as u32);
-        return Err(ApiError::Unprocessable(format!(
-            "{} bookings in one request; at most {MAX_BOOKINGS}",
-            body.bookings.len()
-        )));
-    }
-    let today = admission::today(&st.registry, s, Utc::now());
-    let mut valid = Vec::with_capacity(body.bookings.len());
-    let mut refused = Vec::new();
-    for (index, e) in body.bookings.iter().enumerate() {
-        match e.validate(plan, today) {
-            Ok(b) => valid.push(b),
-            Err(reason) => refused.push(Refused {
-                index,
-                id: e.id.clone(),
-                reason,
-            }),
+    let now = Utc::now();
+    let today = admission::today(&st.registry, s, now);
+    let mut checked = match body.check(plan, today, now, &caller.id) {
+        Ok(c) => c,
+        Err(reason) => {
+            TicketIntake::refused(space, &caller.id, body.items(), &reason).emit();
+            return Err(ApiError::Unprocessable(reason));
         }
-    }
-    if !refused.is_empty() {
-        tracing::warn!(space, caller = %caller.id, refused = refused.len(), first = %refused[0].reason, "bookings refused");
-    }
-    let applied = db::apply(&mut client, space, &caller.id, valid).await?;
-    count(space, "inserted", applied.inserted);
-    count(space, "updated", applied.updated);
-    count(space, "duplicate", applied.duplicates);
-    count(space, "stale", applied.stale);
-    count(space, "rejected", refused.len() as u32);
+    };
+    let applied = db::apply(&mut client, space, &caller.id, &checked).await?;
+    let refused = std::mem::take(&mut checked.refused);
+    applied.event(space, &caller.id, &refused).emit();
     // The daily level counts booked visitors: evaluate now rather than at the next tick.
     st.wake.wake();
     let status = if refused.is_empty() {

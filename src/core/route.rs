@@ -17,6 +17,9 @@ pub enum Routed<'t> {
         space: SpaceIdx,
         signal: HazardSignal,
     },
+    /// A ticketing message for a space; the payload is the caller's to decode (the reservation
+    /// model sits above this layer).
+    Tickets { space: SpaceIdx },
     /// A device's online/offline status.
     Status { device: DeviceIdx, online: bool },
     /// A device's count reports, decoded into the caller's buffer: each item is a report or the
@@ -72,6 +75,15 @@ impl Router<'_> {
                 Err(r) => reject(r, None),
             };
         }
+        if parsed.kind == TopicKind::Tickets {
+            return match self.registry.space_idx(parsed.space) {
+                None => reject(Reject::UnknownSpace, None),
+                Some(_) if payload.len() > self.limits.max_payload => {
+                    reject(Reject::TooLarge, None)
+                }
+                Some(space) => Routed::Tickets { space },
+            };
+        }
         let name = Some(parsed.device);
         let Some(device) = self.registry.device_idx(parsed.device) else {
             return reject(Reject::UnknownDevice, name);
@@ -88,7 +100,7 @@ impl Router<'_> {
                 },
                 Err(r) => reject(r, name),
             },
-            TopicKind::Counts | TopicKind::Hazard => {
+            TopicKind::Counts | TopicKind::Hazard | TopicKind::Tickets => {
                 reports.clear();
                 match decode::decode_counts(d, payload, received, self.limits, reports) {
                     Ok(()) => Routed::Counts { device },
@@ -157,6 +169,8 @@ mod tests {
         let huge = format!("[{}]", vec![REPORT; 20_000].join(","));
         assert!(rejected("vf/area/gate/counts", &huge).contains("Rejected"));
         assert!(rejected("vf/nowhere/hazard", r#"{"kind":"storm"}"#).contains("UnknownSpace"));
+        assert!(rejected("vf/nowhere/tickets", "{}").contains("UnknownSpace"));
+        assert!(route("vf/area/tickets", "{}").0.starts_with("Tickets"));
     }
 
     #[test]

@@ -16,17 +16,20 @@ use crate::live::Wake;
 mod config;
 mod cut;
 
+use crate::admission::{self, Reservations, TicketMessage};
 use crate::core::route::{Routed, Router};
 use crate::core::seq::JumpBound;
 use crate::core::{Batch, BatchStats, Core, Pending, Recounted};
 use crate::decode::{CountReport, Limits, Reject};
+use crate::ids::SpaceIdx;
 use crate::live::{Captured, Live};
 use crate::partition::{PartitionError, Scope};
 use crate::registry::Registry;
 use crate::source::{self, Acks, SourceEvent};
+use crate::store::TicketWrite;
 use crate::store::{self, StoreError};
 use crate::telemetry as t;
-use crate::telemetry::events::{IngestSessionEnded, InternalEvent, Rejections};
+use crate::telemetry::events::{IngestSessionEnded, InternalEvent, Rejections, TicketIntake};
 pub use config::{IngestConfig, IngesterSettings};
 use cut::{BatchCut, Decision};
 
@@ -68,6 +71,8 @@ pub struct Ingester {
     committed: Arc<Wake>,
     /// Set when this ingester runs one partition of several (`crate::partition`).
     scope: Option<Arc<Scope>>,
+    /// The areas' reservation plans, for ticketing messages (`{prefix}/{space}/tickets`).
+    reservations: Arc<Reservations>,
 }
 
 impl Ingester {
@@ -85,7 +90,14 @@ impl Ingester {
             limits,
             committed,
             scope: None,
+            reservations: Arc::default(),
         }
+    }
+
+    /// Takes ticketing messages for these areas' plans (without, every one is refused).
+    pub fn with_reservations(mut self, reservations: Arc<Reservations>) -> Self {
+        self.reservations = reservations;
+        self
     }
 
     /// Runs one partition: `scope`'s client id and filters, its claim before any state is read.
@@ -180,6 +192,7 @@ impl Ingester {
         };
         let mut work = Work {
             batch: core.new_batch(),
+            tickets: Vec::new(),
             acks: Acks::default(),
             scratch: Vec::new(),
             // Handles resolved once per session, not looked up per report.
@@ -377,7 +390,8 @@ impl Ingester {
     ) -> InFlight {
         let batch = &mut work.batch;
         core.finish_batch(batch);
-        let encoded = writer.encode(core, batch);
+        let mut encoded = writer.encode(core, batch);
+        encoded.tickets = std::mem::take(&mut work.tickets);
         let captured = Captured::take(core, &batch.spaces, &batch.devices);
         let stats = std::mem::take(&mut batch.stats);
         batch.clear();
@@ -385,7 +399,14 @@ impl Ingester {
         let statements = writer.statements().clone();
         let started = Instant::now();
         let task = tokio::spawn(async move {
-            let r = statements.write(&mut client, &encoded).await;
+            let r = statements
+                .write(&mut client, &encoded)
+                .await
+                .map(|tickets| {
+                    for t in &tickets {
+                        t.applied.event(&t.space, &t.topic, &[]).emit();
+                    }
+                });
             (client, r)
         });
         InFlight {
@@ -458,6 +479,7 @@ impl Ingester {
                 r.topic,
             ),
             Routed::Hazard { space, signal } => batch.hazards.push((space, signal, received)),
+            Routed::Tickets { space } => self.tickets(space, p, received, work),
             Routed::Status { device, online } => core.set_online(device, online, batch),
             Routed::Counts { device } => {
                 let name = self.registry.device(device).id.as_str();
@@ -472,6 +494,49 @@ impl Ingester {
                         Err(r) => note(&mut work.rejects, &r, name, &p.topic),
                     }
                 }
+            }
+        }
+    }
+}
+
+impl Ingester {
+    /// A ticketing message: checked against the area's plan now (refusals are final, logged and
+    /// counted at once), stored with the batch.
+    fn tickets(&self, space: SpaceIdx, p: &Publish, received: DateTime<Utc>, work: &mut Work) {
+        let id = self.registry.space(space).id.as_str();
+        let refuse = |work: &mut Work, r: Reject| note(&mut work.rejects, &r, "-", &p.topic);
+        let Some(plan) = self.reservations.plan_by_id(id) else {
+            return refuse(
+                work,
+                Reject::InvalidReport(format!("{id} sells no timed entry ([admission.spaces])")),
+            );
+        };
+        let msg: TicketMessage = match serde_json::from_slice(&p.payload) {
+            Ok(m) => m,
+            Err(e) if e.is_data() => return refuse(work, Reject::InvalidReport(e.to_string())),
+            Err(e) => return refuse(work, Reject::MalformedJson(e.to_string())),
+        };
+        let today = admission::today(&self.registry, space, received);
+        match msg.check(plan, today, received, "mqtt") {
+            Err(reason) => {
+                TicketIntake::refused(id, &p.topic, msg.items(), &reason).emit();
+                refuse(work, Reject::InvalidReport(reason));
+            }
+            Ok(mut checked) => {
+                let refused = std::mem::take(&mut checked.refused);
+                if let Some(first) = refused.first() {
+                    TicketIntake {
+                        rejected: refused.len() as u64,
+                        first_refusal: Some(&first.reason),
+                        ..TicketIntake::refused(id, &p.topic, 0, "")
+                    }
+                    .emit();
+                }
+                work.tickets.push(TicketWrite {
+                    space: id.to_owned(),
+                    topic: p.topic.clone(),
+                    checked,
+                });
             }
         }
     }
@@ -535,6 +600,8 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 
 struct Work {
     batch: Batch,
+    /// Ticketing messages of the batch, written in its transaction.
+    tickets: Vec<TicketWrite>,
     acks: Acks,
     scratch: Vec<Result<CountReport, Reject>>,
     messages: metrics::Counter,

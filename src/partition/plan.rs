@@ -144,7 +144,7 @@ impl PartitionMap {
         self.partition.iter().map(|&p| p == n).collect()
     }
 
-    /// The topic filters of partition `n`: its spaces' counts, statuses and hazards. Topics name
+    /// The topic filters of partition `n`: its spaces' counts, statuses, hazards and tickets. Topics name
     /// the device's own space, so there is one filter per space, not per area.
     pub fn filters(&self, reg: &Registry, n: u32, prefix: &str) -> Vec<String> {
         let mut out = Vec::new();
@@ -157,6 +157,7 @@ impl PartitionMap {
             out.push(format!("{prefix}/{id}/+/counts"));
             out.push(format!("{prefix}/{id}/+/status"));
             out.push(format!("{prefix}/{id}/hazard"));
+            out.push(format!("{prefix}/{id}/tickets"));
         }
         out
     }

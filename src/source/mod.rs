@@ -45,11 +45,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read buffer growth: one read takes a few hundred reports.
 const READ_CHUNK: usize = 64 * 1024;
 
-pub fn subscriptions(prefix: &str) -> [String; 3] {
+pub fn subscriptions(prefix: &str) -> [String; 4] {
     [
         format!("{prefix}/+/+/counts"),
         format!("{prefix}/+/+/status"),
         format!("{prefix}/+/hazard"),
+        format!("{prefix}/+/tickets"),
     ]
 }
 

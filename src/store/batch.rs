@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::{SinkExt, pin_mut};
 use tokio_postgres::{Client, Statement};
 
-use super::{StoreError, controls, i64_of, sql};
+use super::{StoreError, bookings, controls, i64_of, sql};
 use crate::core::occupancy::SpaceCounts;
 use crate::core::seq::SeqState;
 use crate::core::{Batch, Core, RawRow, Recounted, RepairMove, Revision};
@@ -52,6 +52,9 @@ pub struct EncodedBatch {
     moves: Vec<RepairMove>,
     revisions: Vec<Revision>,
     recounts: Vec<Recounted>,
+    /// Ticketing messages received over MQTT, applied in the batch's transaction so they are
+    /// acknowledged only once stored.
+    pub tickets: Vec<TicketWrite>,
     /// When the batch was finished: a revised day says when.
     finished: DateTime<Utc>,
 }
@@ -119,6 +122,7 @@ impl BatchWriter {
             moves: batch.repair_moves.clone(),
             revisions: batch.revisions.clone(),
             recounts: batch.recounts.clone(),
+            tickets: Vec::new(),
             finished: Utc::now(),
         }
     }
@@ -133,13 +137,17 @@ impl BatchWriter {
         batch: &Batch,
     ) -> Result<(), StoreError> {
         let encoded = self.encode(core, batch);
-        self.statements.write(client, &encoded).await
+        self.statements.write(client, &encoded).await.map(drop)
     }
 }
 
 impl BatchStatements {
-    /// Commits an encoded batch in one transaction.
-    pub async fn write(&self, client: &mut Client, b: &EncodedBatch) -> Result<(), StoreError> {
+    /// Commits an encoded batch in one transaction; returns what its ticketing messages did.
+    pub async fn write(
+        &self,
+        client: &mut Client,
+        b: &EncodedBatch,
+    ) -> Result<Vec<TicketApplied>, StoreError> {
         let reg = &b.registry;
         let space_ids = |idx: &[SpaceIdx]| -> Vec<&str> {
             idx.iter().map(|&s| reg.space(s).id.as_str()).collect()
@@ -269,9 +277,34 @@ impl BatchStatements {
             };
             controls::write_hazard(&tx, &w).await?;
         }
+        let mut applied = Vec::with_capacity(b.tickets.len());
+        for t in &b.tickets {
+            let a = bookings::apply_in(&tx, &t.space, "mqtt", &t.checked).await?;
+            applied.push(TicketApplied {
+                space: t.space.clone(),
+                topic: t.topic.clone(),
+                applied: a,
+            });
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(applied)
     }
+}
+
+/// One ticketing message of a batch, checked against its area's plan.
+#[derive(Debug, Clone)]
+pub struct TicketWrite {
+    pub space: String,
+    pub topic: String,
+    pub checked: crate::admission::Checked,
+}
+
+/// What one ticketing message of a committed batch did.
+#[derive(Debug, Clone)]
+pub struct TicketApplied {
+    pub space: String,
+    pub topic: String,
+    pub applied: bookings::Applied,
 }
 
 /// One batch with statements prepared for it alone; the ingester keeps a [`BatchWriter`].

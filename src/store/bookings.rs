@@ -1,6 +1,7 @@
-//! Bookings as ticketing systems report them: one transaction per intake that locks the area,
-//! reads the stored versions, applies [`admission::merge`] (the one place the decision is made)
-//! and writes what changed; and the per-slot counts the API and alerting read.
+//! Bookings and slot totals as ticketing systems report them: one transaction per intake (or the
+//! ingester's batch, for MQTT) that locks the area, reads the stored versions, applies
+//! [`admission::merge`] / [`admission::order`] (the one place each decision is made) and writes
+//! what changed; and the per-slot counts the API and alerting read.
 
 use std::collections::HashMap;
 
@@ -9,11 +10,14 @@ use tokio_postgres::{Client, GenericClient, Row};
 
 use super::row::{FromRow, from_row, query_as, query_scalar};
 use super::{StoreError, sql};
-use crate::admission::{self, Booking, BookingStatus, Merge, SlotCounts};
+use crate::admission::{
+    self, Booking, BookingStatus, Checked, Merge, Order, SlotCounts, SlotTotals,
+};
 
 /// What one intake did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
+    /// Bookings and slot totals, counted together.
     pub inserted: u32,
     pub updated: u32,
     /// The same version again (a retry).
@@ -42,29 +46,78 @@ impl FromRow for Booking {
     }
 }
 
-/// Applies one intake of `space`'s bookings (already validated) from `source` in one
-/// transaction; an empty intake only records that the ticketing system is alive.
+impl Applied {
+    /// The telemetry event of this intake, with the items `refused` before it.
+    pub fn event<'a>(
+        &self,
+        space: &'a str,
+        from: &'a str,
+        refused: &'a [admission::Refused],
+    ) -> crate::telemetry::events::TicketIntake<'a> {
+        crate::telemetry::events::TicketIntake {
+            space,
+            from,
+            inserted: self.inserted.into(),
+            updated: self.updated.into(),
+            duplicates: self.duplicates.into(),
+            stale: self.stale.into(),
+            rejected: refused.len() as u64,
+            first_refusal: refused.first().map(|r| r.reason.as_str()),
+        }
+    }
+}
+
+/// Applies one intake of `space`'s bookings and slot totals (already validated) from `source`
+/// in one transaction; an empty intake only records that the ticketing system is alive.
 pub async fn apply(
     client: &mut Client,
     space: &str,
     source: &str,
-    incoming: Vec<Booking>,
+    intake: &Checked,
 ) -> Result<Applied, StoreError> {
     let tx = client.transaction().await?;
+    let out = apply_in(&tx, space, source, intake).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// [`apply`] inside the caller's transaction (the ingester's batch, for MQTT intake).
+pub async fn apply_in(
+    tx: &impl GenericClient,
+    space: &str,
+    source: &str,
+    intake: &Checked,
+) -> Result<Applied, StoreError> {
     tx.execute(sql::LOCK_AREA_BOOKINGS, &[&space]).await?;
+    let mut out = Applied::default();
+    apply_bookings(tx, space, source, &intake.bookings, &mut out).await?;
+    apply_totals(tx, space, &intake.channel, &intake.slots, &mut out).await?;
+    out.received_at = Some(query_scalar(tx, sql::TOUCH_INTAKE, &[&space, &source]).await?);
+    Ok(out)
+}
+
+async fn apply_bookings(
+    tx: &impl GenericClient,
+    space: &str,
+    source: &str,
+    incoming: &[Booking],
+    out: &mut Applied,
+) -> Result<(), StoreError> {
+    if incoming.is_empty() {
+        return Ok(());
+    }
     let ids: Vec<&str> = incoming.iter().map(|b| b.id.as_str()).collect();
     let mut known: HashMap<String, Booking> =
-        query_as::<Booking, _>(&tx, sql::STORED_BOOKINGS, &[&space, &ids])
+        query_as::<Booking, _>(tx, sql::STORED_BOOKINGS, &[&space, &ids])
             .await?
             .into_iter()
             .map(|b| (b.id.clone(), b))
             .collect();
-    let mut out = Applied::default();
     let mut changed: Vec<String> = Vec::new();
     // In arrival order, each against what the earlier ones left: a batch holding two versions of
     // one booking ends with the higher.
     for b in incoming {
-        match admission::merge(known.get(&b.id), b) {
+        match admission::merge(known.get(&b.id), b.clone()) {
             Merge::Insert(b) => {
                 out.inserted += 1;
                 changed.push(b.id.clone());
@@ -97,9 +150,76 @@ pub async fn apply(
         )
         .await?;
     }
-    out.received_at = Some(query_scalar(&tx, sql::TOUCH_INTAKE, &[&space, &source]).await?);
-    tx.commit().await?;
-    Ok(out)
+    Ok(())
+}
+
+/// Slot totals: per day and slot, the newest `as_of` of the channel wins.
+async fn apply_totals(
+    tx: &impl GenericClient,
+    space: &str,
+    channel: &str,
+    incoming: &[SlotTotals],
+    out: &mut Applied,
+) -> Result<(), StoreError> {
+    if incoming.is_empty() {
+        return Ok(());
+    }
+    let days: Vec<NaiveDate> = incoming.iter().map(|t| t.day).collect();
+    let slots: Vec<NaiveTime> = incoming.iter().map(|t| t.slot).collect();
+    let mut known: HashMap<(NaiveDate, NaiveTime), DateTime<Utc>> = HashMap::new();
+    for r in tx
+        .query(sql::STORED_SLOT_TOTALS, &[&space, &channel, &days, &slots])
+        .await?
+    {
+        known.insert((r.try_get("day")?, r.try_get("slot")?), r.try_get("as_of")?);
+    }
+    let mut write: HashMap<(NaiveDate, NaiveTime), &SlotTotals> = HashMap::new();
+    for t in incoming {
+        let key = (t.day, t.slot);
+        match admission::order(known.get(&key).copied(), t.as_of) {
+            Order::New => out.inserted += 1,
+            Order::Newer => out.updated += 1,
+            Order::Same => {
+                out.duplicates += 1;
+                continue;
+            }
+            Order::Older => {
+                out.stale += 1;
+                continue;
+            }
+        }
+        known.insert(key, t.as_of);
+        write.insert(key, t);
+    }
+    if write.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&SlotTotals> = write.into_values().collect();
+    let day: Vec<NaiveDate> = rows.iter().map(|t| t.day).collect();
+    let slot: Vec<NaiveTime> = rows.iter().map(|t| t.slot).collect();
+    let n = |f: fn(&SlotCounts) -> u64| -> Vec<i64> {
+        rows.iter()
+            .map(|t| i64::try_from(f(&t.counts)).unwrap_or(i64::MAX))
+            .collect()
+    };
+    let (booked, checked_in, cancelled) =
+        (n(|c| c.booked), n(|c| c.checked_in), n(|c| c.cancelled));
+    let as_of: Vec<DateTime<Utc>> = rows.iter().map(|t| t.as_of).collect();
+    tx.execute(
+        sql::UPSERT_SLOT_TOTALS,
+        &[
+            &space,
+            &channel,
+            &day,
+            &slot,
+            &booked,
+            &checked_in,
+            &cancelled,
+            &as_of,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// One slot's counts of one area's day.

@@ -224,7 +224,10 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::Pool(e.to_string()))
 }
 
-pub use batch::{BatchStatements, BatchWriter, EncodedBatch, commit_batch, encode_reports};
+pub use batch::{
+    BatchStatements, BatchWriter, EncodedBatch, TicketApplied, TicketWrite, commit_batch,
+    encode_reports,
+};
 pub use config::DatabaseConfig;
 pub use state::{PendingRecount, load_state, lookup, pending_recounts};
 

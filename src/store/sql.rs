@@ -463,14 +463,30 @@ pub const UPSERT_BOOKINGS: &str = "INSERT INTO bookings (space_id, booking_id, v
 pub const TOUCH_INTAKE: &str = "INSERT INTO booking_intake (space_id, last_received, source) VALUES ($1, now(), $2) \
      ON CONFLICT (space_id) DO UPDATE SET last_received = EXCLUDED.last_received, source = EXCLUDED.source \
      RETURNING last_received";
-/// People per status in each slot of the given areas' days (`$1` areas, `$2` their days).
+/// People per status in each slot of the given areas' days (`$1` areas, `$2` their days): the
+/// listed bookings' tally, and beside it one row per channel's slot totals (the tally adds them).
 pub const SLOT_COUNTS: &str = "SELECT b.space_id, b.day, b.slot, \
          coalesce(sum(b.people) FILTER (WHERE b.status = 'booked'), 0)::int8 AS booked, \
          coalesce(sum(b.people) FILTER (WHERE b.status = 'checked_in'), 0)::int8 AS checked_in, \
          coalesce(sum(b.people) FILTER (WHERE b.status = 'cancelled'), 0)::int8 AS cancelled \
      FROM bookings b JOIN unnest($1::text[], $2::date[]) AS q(space_id, day) \
          ON b.space_id = q.space_id AND b.day = q.day \
-     GROUP BY b.space_id, b.day, b.slot";
+     GROUP BY b.space_id, b.day, b.slot \
+     UNION ALL \
+     SELECT t.space_id, t.day, t.slot, t.booked, t.checked_in, t.cancelled \
+     FROM slot_totals t JOIN unnest($1::text[], $2::date[]) AS q(space_id, day) \
+         ON t.space_id = q.space_id AND t.day = q.day";
+/// The stored `as_of` of one channel's slot totals (`$2` channel; `$3`, `$4` days and slots).
+pub const STORED_SLOT_TOTALS: &str = "SELECT t.day, t.slot, t.as_of FROM slot_totals t \
+     JOIN unnest($3::date[], $4::time[]) AS q(day, slot) ON t.day = q.day AND t.slot = q.slot \
+     WHERE t.space_id = $1 AND t.channel = $2";
+pub const UPSERT_SLOT_TOTALS: &str = "INSERT INTO slot_totals (space_id, channel, day, slot, booked, checked_in, cancelled, as_of) \
+     SELECT $1, $2, u.* FROM unnest($3::date[], $4::time[], $5::int8[], $6::int8[], $7::int8[], $8::timestamptz[]) \
+         AS u(day, slot, booked, checked_in, cancelled, as_of) \
+     ON CONFLICT (space_id, channel, day, slot) DO UPDATE SET booked = EXCLUDED.booked, \
+         checked_in = EXCLUDED.checked_in, cancelled = EXCLUDED.cancelled, as_of = EXCLUDED.as_of, \
+         received_at = now() \
+     WHERE slot_totals.as_of < EXCLUDED.as_of";
 pub const INTAKE_LAST: &str = "SELECT space_id, last_received FROM booking_intake";
 /// Areas whose ticket sales are paused or closed, or whose slots are over-sold (the open
 /// `admission` and `oversold` alerts), with the signal last sent.
@@ -490,6 +506,8 @@ pub const ALL_BOOKINGS: &[&str] = &[
     UPSERT_BOOKINGS,
     TOUCH_INTAKE,
     SLOT_COUNTS,
+    STORED_SLOT_TOTALS,
+    UPSERT_SLOT_TOTALS,
     INTAKE_LAST,
     OPEN_ADMISSION,
     INSERT_CONFIRMATION,

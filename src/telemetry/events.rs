@@ -26,6 +26,64 @@ impl InternalEvent for IngestSessionEnded<'_> {
     }
 }
 
+/// One ticketing message (HTTP or MQTT) taken in: what its items did, in
+/// `visitorflow_bookings_total{space,outcome}`, and a log line naming the first refusal.
+pub struct TicketIntake<'a> {
+    pub space: &'a str,
+    /// The token's id, or the MQTT topic.
+    pub from: &'a str,
+    pub inserted: u64,
+    pub updated: u64,
+    pub duplicates: u64,
+    pub stale: u64,
+    pub rejected: u64,
+    /// The first refusal's reason, for the log line.
+    pub first_refusal: Option<&'a str>,
+}
+
+impl<'a> TicketIntake<'a> {
+    /// A whole message refused.
+    pub fn refused(space: &'a str, from: &'a str, items: usize, reason: &'a str) -> Self {
+        Self {
+            space,
+            from,
+            inserted: 0,
+            updated: 0,
+            duplicates: 0,
+            stale: 0,
+            // A message refused whole still counts at least once, even if it held no items.
+            rejected: (items as u64).max(1),
+            first_refusal: Some(reason),
+        }
+    }
+}
+
+impl InternalEvent for TicketIntake<'_> {
+    fn emit(self) {
+        if let Some(reason) = self.first_refusal {
+            tracing::warn!(
+                space = self.space,
+                from = self.from,
+                refused = self.rejected,
+                first = reason,
+                "ticketing items refused"
+            );
+        }
+        for (outcome, n) in [
+            ("inserted", self.inserted),
+            ("updated", self.updated),
+            ("duplicate", self.duplicates),
+            ("stale", self.stale),
+            ("rejected", self.rejected),
+        ] {
+            if n > 0 {
+                metrics::counter!(t::BOOKINGS, "space" => self.space.to_owned(), "outcome" => outcome)
+                    .increment(n);
+            }
+        }
+    }
+}
+
 /// What became of one webhook delivery attempt.
 pub enum DeliveryOutcome<'a> {
     Delivered {
