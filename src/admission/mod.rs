@@ -172,6 +172,20 @@ pub fn expected_arrivals(slots: &[SlotState]) -> u64 {
     slots.iter().map(|s| s.expected).sum()
 }
 
+/// The expected visitors of each slot by arrival window (its start to its end plus the no-show
+/// grace), for the rules' inflow forecast.
+pub fn booked_arrivals(slots: &[SlotState], grace: TimeDelta) -> Vec<crate::rules::BookedArrivals> {
+    slots
+        .iter()
+        .filter(|s| s.expected > 0)
+        .map(|s| crate::rules::BookedArrivals {
+            from: s.starts_at,
+            until: s.ends_at + grace,
+            people: s.expected,
+        })
+        .collect()
+}
+
 /// The local day bookings are checked against.
 pub fn today(reg: &Registry, space: SpaceIdx, now: DateTime<Utc>) -> NaiveDate {
     crate::core::business_day(reg.tz, reg.space(space).opens_at, now)

@@ -4,6 +4,11 @@
 //! occupancy, and the early-warning latch. How early the warnings come on a recorded series is
 //! measured by [`super::replay_forecast`] (`replay.rs`).
 //!
+//! Timed-entry bookings sharpen it: the slope holds the booked visitors arriving now, so the
+//! projection swaps that part for the bookings' own schedule — each slot's expected visitors
+//! spread over its arrival window (start to end plus the no-show grace) — and a slot about to
+//! open is foreseen rather than followed. Without bookings the projection is the straight line.
+//!
 //! The same robustness makes the slope lag a change of regime: after the inflow turns, it follows
 //! once about half the window's sample pairs show the new trend (a few minutes with the default
 //! 20-minute window). A warning raised on the old trend then clears by the calm + dwell rule.
@@ -98,11 +103,39 @@ fn median(v: &mut [f64]) -> Option<f64> {
     Some((below + mid) / 2.0)
 }
 
+/// Booked visitors still expected in one arrival window (a slot's start to its end plus the
+/// no-show grace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BookedArrivals {
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub people: u64,
+}
+
+impl BookedArrivals {
+    /// People per minute over the part of the window from `now` on (0 once it has passed).
+    fn rate_from(&self, now: DateTime<Utc>) -> f64 {
+        let start = self.from.max(now);
+        let minutes = (self.until - start).num_milliseconds() as f64 / 60_000.0;
+        if minutes > 0.0 {
+            self.people as f64 / minutes
+        } else {
+            0.0
+        }
+    }
+}
+
 /// Net inflow and the time it would take, at that rate, to reach orange and red.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Forecast {
     /// Robust slope of occupancy over the window, people per minute (negative: emptying).
     pub slope_per_min: f64,
+    /// The booked visitors' arrival rate now, people per minute (part of the slope).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub booked_per_min: f64,
+    /// Booked visitors expected within the next hour, by their slots.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub booked_next_hour: u64,
     pub samples: usize,
     #[serde(rename = "span_s", serialize_with = "serde_secs::plain")]
     pub span: TimeDelta,
@@ -124,12 +157,15 @@ impl Forecast {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn compute(
         samples: &Samples,
         occupancy: u64,
         effective: Option<u32>,
         ladder: &Ladder,
         min_span: TimeDelta,
+        booked: &[BookedArrivals],
+        now: DateTime<Utc>,
         scratch: &mut Vec<f64>,
     ) -> Option<Self> {
         let span = samples.span();
@@ -137,10 +173,14 @@ impl Forecast {
             return None;
         }
         let slope = samples.slope_per_min(scratch)?;
-        let eta =
-            |pct: f64| effective.and_then(|c| eta(occupancy, pct * f64::from(c) / 100.0, slope));
+        let path = Projection::new(slope, booked, now);
+        let eta = |pct: f64| {
+            effective.and_then(|c| path.eta(occupancy as f64, pct * f64::from(c) / 100.0))
+        };
         Some(Self {
             slope_per_min: slope,
+            booked_per_min: path.booked_now,
+            booked_next_hour: booked_within(booked, now, TimeDelta::hours(1)),
             samples: samples.len(),
             span,
             to_orange: eta(ladder.orange_pct),
@@ -149,12 +189,88 @@ impl Forecast {
     }
 }
 
-fn eta(occupancy: u64, target: f64, slope_per_min: f64) -> Option<TimeDelta> {
-    if !(slope_per_min.is_finite() && slope_per_min > 0.0) {
-        return None;
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Booked visitors expected in `[now, now + within)`, each window spread evenly.
+fn booked_within(booked: &[BookedArrivals], now: DateTime<Utc>, within: TimeDelta) -> u64 {
+    let end = now + within;
+    let total: f64 = booked
+        .iter()
+        .map(|b| {
+            let overlap = (b.until.min(end) - b.from.max(now)).num_milliseconds() as f64;
+            b.rate_from(now) * (overlap / 60_000.0).max(0.0)
+        })
+        .sum();
+    total.round() as u64
+}
+
+/// Occupancy ahead, piecewise linear: the robust slope with the booked arrivals now taken out and
+/// each window's own rate put in where it applies.
+struct Projection {
+    /// The slope less the booked arrivals now: walk-ins and exits, assumed to continue.
+    base: f64,
+    booked_now: f64,
+    /// `(minutes from now, rate change)` at each window's start and end ahead, in time order.
+    steps: Vec<(f64, f64)>,
+}
+
+impl Projection {
+    fn new(slope: f64, booked: &[BookedArrivals], now: DateTime<Utc>) -> Self {
+        let minutes = |t: DateTime<Utc>| (t - now).num_milliseconds() as f64 / 60_000.0;
+        let mut booked_now = 0.0;
+        let mut steps = Vec::new();
+        for b in booked.iter().filter(|b| b.people > 0 && b.until > now) {
+            let rate = b.rate_from(now);
+            if b.from <= now {
+                booked_now += rate;
+            } else {
+                steps.push((minutes(b.from), rate));
+            }
+            steps.push((minutes(b.until), -rate));
+        }
+        steps.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Self {
+            base: slope - booked_now,
+            booked_now,
+            steps,
+        }
     }
-    let minutes = ((target - occupancy as f64) / slope_per_min).max(0.0);
-    (minutes <= MAX_ETA_MIN).then(|| TimeDelta::milliseconds((minutes * 60_000.0).round() as i64))
+
+    /// Time until the projection reaches `target` from `occupancy`; zero when already there and
+    /// rising, `None` when it does not get there within a day.
+    fn eta(&self, occupancy: f64, target: f64) -> Option<TimeDelta> {
+        let mut at = 0.0;
+        let mut level = occupancy;
+        let mut rate = self.base + self.booked_now;
+        if !rate.is_finite() {
+            return None;
+        }
+        let mut steps = self.steps.iter().peekable();
+        loop {
+            let until = steps.peek().map_or(MAX_ETA_MIN, |s| s.0.min(MAX_ETA_MIN));
+            if rate > 0.0 {
+                let need = ((target - level) / rate).max(0.0);
+                if at + need <= until {
+                    let minutes = at + need;
+                    return Some(TimeDelta::milliseconds((minutes * 60_000.0).round() as i64));
+                }
+            }
+            if until >= MAX_ETA_MIN {
+                return None;
+            }
+            level += rate * (until - at);
+            at = until;
+            while let Some(s) = steps.next_if(|s| s.0 <= at) {
+                rate += s.1;
+            }
+        }
+    }
 }
 
 /// The early-warning latch for one target level. Raised when the forecast reaches the target
@@ -248,6 +364,10 @@ mod tests {
         assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 
+    fn eta(occupancy: u64, target: f64, slope: f64) -> Option<TimeDelta> {
+        Projection::new(slope, &[], t(0)).eta(occupancy as f64, target)
+    }
+
     #[test]
     fn eta_guards() {
         assert_eq!(eta(500, 1000.0, 20.0), Some(TimeDelta::minutes(25)));
@@ -256,5 +376,46 @@ mod tests {
         assert_eq!(eta(500, 1000.0, -3.0), None);
         assert_eq!(eta(500, 1000.0, f64::NAN), None);
         assert_eq!(eta(0, 1e12, 1e-9), None);
+    }
+
+    fn booked(from_min: i64, until_min: i64, people: u64) -> BookedArrivals {
+        BookedArrivals {
+            from: t(from_min * 60),
+            until: t(until_min * 60),
+            people,
+        }
+    }
+
+    #[test]
+    fn a_slot_about_to_open_is_foreseen() {
+        // Flat now (+0/min), 1,000 booked for a slot opening in 10 min and arriving over 20 min
+        // (50/min): 500 → 1,000 takes 10 min of waiting and 10 min of arrivals.
+        let p = Projection::new(0.0, &[booked(10, 30, 1_000)], t(0));
+        assert_eq!(p.eta(500.0, 1_000.0), Some(TimeDelta::minutes(20)));
+        // Beyond the slot's 1,000 the flat trend never gets there.
+        assert_eq!(p.eta(500.0, 1_600.0), None);
+        // Without the bookings, a flat trend foresees nothing.
+        assert_eq!(eta(500, 1_000.0, 0.0), None);
+    }
+
+    #[test]
+    fn the_booked_arrivals_in_the_slope_are_not_counted_twice() {
+        // The slope (+30/min) holds the current slot's booked arrivals: 600 over the 20 min left
+        // (30/min). When that slot's window ends, nothing is left of the slope: walk-ins and
+        // exits balance. So 100 → 700 (20 min) and no further.
+        let p = Projection::new(30.0, &[booked(-40, 20, 600)], t(0));
+        assert!((p.booked_now - 30.0).abs() < 1e-9);
+        assert_eq!(p.eta(100.0, 700.0), Some(TimeDelta::minutes(20)));
+        assert_eq!(p.eta(100.0, 701.0), None);
+        // The straight line would have said 700 → 1,000 in 10 more minutes.
+        assert_eq!(eta(700, 1_000.0, 30.0), Some(TimeDelta::minutes(10)));
+        assert_eq!(
+            booked_within(&[booked(-40, 20, 600)], t(0), TimeDelta::hours(1)),
+            600
+        );
+        assert_eq!(
+            booked_within(&[booked(30, 90, 600)], t(0), TimeDelta::hours(1)),
+            300
+        );
     }
 }

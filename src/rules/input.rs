@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::forecast::BookedArrivals;
 use super::level::Severity;
 use super::serde_secs;
 use crate::core::snapshot::SpaceNow;
@@ -39,6 +40,8 @@ pub struct SpaceInput {
     /// reservations): the daily load counts them, so the daily level rises when the day sells
     /// out, not when the last booked visitor walks in.
     pub expected_arrivals: u64,
+    /// The same visitors by arrival window, for the inflow forecast.
+    pub booked: Vec<BookedArrivals>,
 }
 
 impl SpaceInput {

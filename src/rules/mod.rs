@@ -69,7 +69,7 @@ use serde::{Deserialize, Serialize};
 
 pub use alert::{AlertKind, Change, OpenAlert, Transition};
 pub use config::{RulesConfig, RulesError, SpaceRules};
-pub use forecast::Forecast;
+pub use forecast::{BookedArrivals, Forecast};
 pub use input::{
     CapLimit, CapScope, DeviceHealth, Hazard, PartDevices, PolicyCap, SpaceInput, effective_daily,
 };
@@ -430,6 +430,8 @@ impl Engine {
                 inst_cap.effective,
                 ladder,
                 p.min_span,
+                &input.booked,
+                now,
                 scratch,
             )
         };

@@ -330,7 +330,7 @@ fn steady_inflow_forecasts_red_and_warns_within_the_horizon() {
     let f = last.status.forecast.as_ref().unwrap();
     assert!((f.slope_per_min - 20.0).abs() < 1e-9);
     assert_eq!(f.to_red, Some(TimeDelta::minutes(25)));
-    assert_eq!(f.to_orange, Some(TimeDelta::minutes(20)));
+    assert_eq!(f.to_orange, Some(TimeDelta::seconds(23 * 60 + 20)));
     assert!(is_open(
         last,
         &AlertKind::EarlyWarning { target: Level::Red }
@@ -1409,6 +1409,11 @@ proptest! {
                 instant_capacity: cap,
                 daily_capacity: cap.map(|c| c.wrapping_mul(5)),
                 expected_arrivals: occ / 5,
+                booked: vec![crate::rules::BookedArrivals {
+                    from: now + TimeDelta::minutes(occ as i64 % 60 - 30),
+                    until: now + TimeDelta::minutes(occ as i64 % 90),
+                    people: occ / 5,
+                }],
                 devices: heard_ago
                     .map(|s| DeviceHealth {
                         period: period.map(TimeDelta::seconds),
@@ -1471,4 +1476,40 @@ proptest! {
             prop_assert_eq!(ea, eb);
         }
     }
+}
+
+#[test]
+fn a_booked_slot_about_to_open_warns_before_any_visitor_arrives() {
+    // Flat at 500 of 1,000 for ten minutes; 900 visitors are booked for a slot opening at
+    // minute 20 and arriving over 30 minutes (slot plus grace). The straight line foresees
+    // nothing; with the bookings (30/min from minute 20), orange (900) is 23⅓ min away and red
+    // (1,000) 26⅔ min.
+    let slot = BookedArrivals {
+        from: mins(20),
+        until: mins(50),
+        people: 900,
+    };
+    let mut plain = engine();
+    let mut booked = engine();
+    let mut evs = Vec::new();
+    for m in 0..=10 {
+        eval(&mut plain, mins(m), 500);
+        let input = SpaceInput {
+            booked: vec![slot],
+            ..inp(mins(m), 500)
+        };
+        evs.push(booked.evaluate(S, mins(m), &input));
+    }
+    let f = evs[10].status.forecast.as_ref().unwrap();
+    assert_eq!(f.to_orange, Some(TimeDelta::seconds(23 * 60 + 20)));
+    assert_eq!(f.to_red, Some(TimeDelta::seconds(26 * 60 + 40)));
+    assert_eq!((f.booked_per_min, f.booked_next_hour), (0.0, 900));
+    let early = evs
+        .iter()
+        .flat_map(|ev| &ev.transitions)
+        .filter(|t| matches!(t.kind, AlertKind::EarlyWarning { .. }))
+        .count();
+    assert_eq!(early, 2, "the default 30-min horizon covers both");
+    let f = eval(&mut plain, mins(11), 500).status.forecast.unwrap();
+    assert_eq!((f.to_orange, f.to_red), (None, None));
 }
