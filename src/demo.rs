@@ -173,12 +173,15 @@ impl Demo {
         let (sim_stop, stop_rx) = shutdown::channel();
         let registry = service.registry.clone();
         let mqtt = cfg.mqtt.clone();
+        // The service checked `[admission]` on start; the ticket office sells the same slots.
+        let reservations = crate::admission::Reservations::build(&cfg.admission, &registry).ok();
         let sim_opts = SimulateOptions {
             seed: opts.seed,
             start: Some(start),
             speed: opts.speed,
             tick: Duration::from_secs(60),
             shutdown: Some(stop_rx),
+            reservations: reservations.map(std::sync::Arc::new),
             ..SimulateOptions::default()
         };
         let sim = tokio::spawn(async move { sim::simulate(sim_opts, &registry, &mqtt).await });

@@ -243,6 +243,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = Config::load(config.as_deref()).context("loading config")?;
             let registry = cfg.registry()?;
+            let reservations =
+                visitorflow::admission::Reservations::build(&cfg.admission, &registry)?;
             let (stop, stopped) = visitorflow::shutdown::channel();
             tokio::spawn(async move {
                 wait_for_signal().await;
@@ -255,6 +257,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 start: start.map(|t| t.with_timezone(&chrono::Utc)),
                 duration: minutes.map(|m| std::time::Duration::from_secs(m * 60)),
                 shutdown: Some(stopped),
+                reservations: Some(std::sync::Arc::new(reservations)),
                 ..SimulateOptions::default()
             };
             let stats = sim::simulate(opts, &registry, &cfg.mqtt).await?;
@@ -262,6 +265,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 "published {} reports ({} messages, {} acknowledged) from {} to {}",
                 stats.reports, stats.messages, stats.acked, stats.start, stats.end
             );
+            let t = stats.tickets;
+            if t.messages > 0 {
+                println!(
+                    "ticket office: {} people booked, {} cancelled, {} checked in ({} messages)",
+                    t.booked, t.cancelled, t.checked_in, t.messages
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {

@@ -211,6 +211,40 @@ fn assert_serves_the_county(banner: &Banner) {
             .iter()
             .any(|s| s["kind"] == "county")
     );
+    // The simulated ticket office sells the canyon's slots: booked places show within seconds,
+    // and the booking data is fresh.
+    let day = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    let url = format!(
+        "http://{}/api/v1/spaces/tianshan-canyon/slots?day={day}",
+        banner.http
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let slots = loop {
+        let v: serde_json::Value = rt.block_on(async {
+            let resp = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(&banner.token)
+                .send()
+                .await
+                .unwrap();
+            resp.json().await.unwrap()
+        });
+        let sold: u64 = v["slots"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s["sold"].as_u64()).sum())
+            .unwrap_or(0);
+        if sold > 0 && v["stale"] == false {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no tickets sold in the demo: {v}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(slots["slots"].as_array().unwrap().len(), 5, "{slots}");
 }
 
 /// Processes whose command line mentions any of `needles` (a zombie's is empty: it is gone).

@@ -9,6 +9,8 @@
 //! - [`mod@replay`]: pure dataset parsers (CalIt2, Dublin footfall) and the replay publisher;
 //! - [`publish`]: the MQTT shell (rumqttc client + event loop task, PubAck accounting) and
 //!   [`simulate`];
+//! - [`tickets`] (pure): the simulated ticket office of the areas selling timed entry (sales,
+//!   cancellations, check-ins at the gates, no-shows);
 //! - [`dispatch`]: the dispatch advisor's evaluation, a seeded Golden-Week day of the county with
 //!   and without the advice followed (pure; `examples/dispatch_eval`).
 //!
@@ -18,6 +20,7 @@ pub mod dispatch;
 pub mod publish;
 pub mod replay;
 pub mod report;
+pub mod tickets;
 pub mod traffic;
 
 use std::path::PathBuf;

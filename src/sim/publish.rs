@@ -6,6 +6,7 @@
 //! will is a retained `{"online": false}` on its status topic, so a crashed simulator reads as dead
 //! devices. On a clean stop it publishes that status itself (a clean DISCONNECT suppresses the will).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -20,7 +21,9 @@ use tokio::time::Instant;
 
 use super::SimError;
 use super::report::{self, DeviceCounter};
+use super::tickets::{TicketSim, TicketStats};
 use super::traffic::{Clock, TrafficModel};
+use crate::admission::Reservations;
 use crate::ids::{DeviceId, SpaceId};
 use crate::registry::{Device, Registry};
 use crate::source::MqttConfig;
@@ -248,6 +251,9 @@ pub struct SimulateOptions {
     pub ack_timeout: Duration,
     /// Stops the run (after the current tick) once it holds `true`.
     pub shutdown: Option<Shutdown>,
+    /// Areas selling timed entry: a simulated ticket office sells, cancels and checks in their
+    /// bookings on `{prefix}/{space}/tickets` ([`super::tickets`]). `None` sells nothing.
+    pub reservations: Option<Arc<Reservations>>,
 }
 
 impl Default for SimulateOptions {
@@ -263,6 +269,7 @@ impl Default for SimulateOptions {
             client_id: "visitorflow-sim".into(),
             ack_timeout: Duration::from_secs(10),
             shutdown: None,
+            reservations: None,
         }
     }
 }
@@ -299,6 +306,8 @@ pub struct SimStats {
     /// Real time taken.
     pub elapsed: Duration,
     pub devices: Vec<DeviceStats>,
+    /// The simulated ticket office's sales, cancellations and check-ins (people).
+    pub tickets: TicketStats,
 }
 
 /// Publishes simulated traffic for the registry's devices until `opts.duration` of simulated time
@@ -411,6 +420,18 @@ pub async fn simulate(
         .collect();
 
     let mut model = TrafficModel::new(registry, opts.seed).with_intensity(opts.intensity);
+    let mut tickets = opts
+        .reservations
+        .as_deref()
+        .map(|r| TicketSim::new(r, registry, opts.seed))
+        .filter(|t| !t.is_empty());
+    let mut office = match &tickets {
+        Some(_) => {
+            Some(Link::connect(mqtt, &format!("{}-tickets", opts.client_id), None, true).await?)
+        }
+        None => None,
+    };
+    let mut ticket_stats = TicketStats::default();
     let mut shutdown = opts.shutdown.clone();
     let (mut tick_start, mut ticks, mut reports, mut stopped) = (start, 0u64, 0u64, false);
     loop {
@@ -443,6 +464,13 @@ pub async fn simulate(
             run.stats.reports += 1;
             reports += 1;
         }
+        if let (Some(sim), Some(link)) = (tickets.as_mut(), office.as_mut()) {
+            for (space, msg) in sim.step(&model, tick_start, tick_end, &mut ticket_stats) {
+                let topic = format!("{prefix}/{}/tickets", registry.space(space).id);
+                link.publish(topic, serde_json::to_vec(&msg)?, false)
+                    .await?;
+            }
+        }
         ticks += 1;
         tick_start = tick_end;
     }
@@ -452,6 +480,7 @@ pub async fn simulate(
             .await?;
     }
     let deadline = Instant::now() + opts.ack_timeout;
+    links.extend(office);
     for link in &links {
         if let Err(e) = link.wait_acked(deadline).await {
             tracing::warn!(error = %e, "not every simulated report was acknowledged");
@@ -482,5 +511,6 @@ pub async fn simulate(
                 }
             })
             .collect(),
+        tickets: ticket_stats,
     })
 }

@@ -221,6 +221,8 @@ struct SpaceSim {
     /// Car parks: this park's share of its source's vehicles.
     share: f64,
     visitors_today: f64,
+    /// Arrivals since the model's day began.
+    entered_today: u64,
     occupancy: u64,
     devices: Vec<(DeviceIdx, f64)>,
 }
@@ -332,6 +334,7 @@ impl TrafficModel {
                 source,
                 share: 1.0,
                 visitors_today: 0.0,
+                entered_today: 0,
                 occupancy: 0,
                 devices,
             });
@@ -379,6 +382,15 @@ impl TrafficModel {
             .map(|i| self.sims[i].occupancy)
     }
 
+    /// The day's demand of `space` (visitors the model sends today) and its arrivals so far.
+    pub fn demand(&self, space: SpaceIdx) -> Option<(f64, u64)> {
+        self.sim_of_space
+            .get(space.get())
+            .copied()
+            .flatten()
+            .map(|i| (self.sims[i].visitors_today, self.sims[i].entered_today))
+    }
+
     /// Advances the model over `[start, start + tick)` and returns the flow through every device,
     /// indexed by [`DeviceIdx`]. Calls are expected in time order; the model does not look back.
     pub fn step(&mut self, start: DateTime<Tz>, tick: Duration) -> Vec<Flow> {
@@ -416,6 +428,7 @@ impl TrafficModel {
                 entered = entered.min(cap.saturating_sub(sim.occupancy));
             }
             sim.occupancy += entered;
+            sim.entered_today += entered;
             split(rng, entered, &sim.devices, |d, n| {
                 let f = &mut flows[d.get()];
                 f.entered = f.entered.saturating_add(n);
@@ -452,6 +465,7 @@ impl TrafficModel {
                 _ => own,
             };
             self.sims[i].visitors_today = visitors;
+            self.sims[i].entered_today = 0;
         }
         self.day = Some(date);
     }
