@@ -244,7 +244,7 @@ fn assert_serves_the_county(banner: &Banner) {
         );
         thread::sleep(Duration::from_millis(500));
     };
-    assert_eq!(slots["slots"].as_array().unwrap().len(), 5, "{slots}");
+    assert_eq!(slots["slots"].as_array().unwrap().len(), 9, "{slots}");
 }
 
 /// Processes whose command line mentions any of `needles` (a zombie's is empty: it is gone).

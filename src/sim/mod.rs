@@ -11,11 +11,14 @@
 //!   [`simulate`];
 //! - [`tickets`] (pure): the simulated ticket office of the areas selling timed entry (sales,
 //!   cancellations, check-ins at the gates, no-shows);
+//! - [`booking_eval`]: the ticketing evaluation, a Golden-Week day at the canyon with sales
+//!   controlled by the live levels alone and booking-aware (pure; `examples/admission_eval`);
 //! - [`dispatch`]: the dispatch advisor's evaluation, a seeded Golden-Week day of the county with
 //!   and without the advice followed (pure; `examples/dispatch_eval`).
 //!
 //! The CLI lives elsewhere: callers fill an options struct and await [`simulate`] or [`replay()`].
 
+pub mod booking_eval;
 pub mod dispatch;
 pub mod publish;
 pub mod replay;
