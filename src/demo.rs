@@ -135,8 +135,20 @@ impl Demo {
         };
         let (listen, fell_back) = http_listen(opts.http, port_free(DEFAULT_HTTP));
         cfg.http.listen = listen;
-        // The simulated clock runs ahead of the wall clock; the demo accepts its timestamps.
+        // The simulated clock runs ahead of the wall clock; the demo accepts its timestamps, and
+        // those of a past day it is asked to simulate.
         cfg.ingest.max_future_skew_s = 7 * 24 * 3600;
+        let tz: chrono_tz::Tz = cfg
+            .county
+            .time_zone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai);
+        let today = Utc::now().with_timezone(&tz).date_naive();
+        let day = opts.day.unwrap_or(today);
+        let behind = (today - day).num_days();
+        if behind > 0 {
+            cfg.ingest.max_age_days = cfg.ingest.max_age_days.max(behind + 2);
+        }
         let admin_token = if cfg.tokens.is_empty() {
             let token = opts.token.clone().unwrap_or_else(|| {
                 crate::api::auth::generate("demo-admin", crate::config::Role::Admin, &[]).0
@@ -159,10 +171,6 @@ impl Demo {
             ));
         }
 
-        let tz = service.registry.tz;
-        let day = opts
-            .day
-            .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive());
         let start: DateTime<Utc> = tz
             .from_local_datetime(
                 &day.and_time(NaiveTime::from_hms_opt(7, 0, 0).unwrap_or_default()),
@@ -174,7 +182,16 @@ impl Demo {
         let registry = service.registry.clone();
         let mqtt = cfg.mqtt.clone();
         // The service checked `[admission]` on start; the ticket office sells the same slots.
-        let reservations = crate::admission::Reservations::build(&cfg.admission, &registry).ok();
+        // Only today's: slots run on the wall clock, so another day's bookings would all be
+        // past (or future) slots to the service.
+        let reservations = (day == today)
+            .then(|| crate::admission::Reservations::build(&cfg.admission, &registry).ok())
+            .flatten();
+        if day != today && !cfg.admission.spaces.is_empty() {
+            notes.push(format!(
+                "timed entry is not simulated for {day}: slots follow the wall clock, so only today's are sold"
+            ));
+        }
         let sim_opts = SimulateOptions {
             seed: opts.seed,
             start: Some(start),

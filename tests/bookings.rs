@@ -110,6 +110,27 @@ async fn bookings_count_once_and_the_day_selling_out_raises_the_daily_level() {
         "{v}"
     );
 
+    // The over-sale is alarmed, not only shown: one `oversold` alert naming the slot (awaited
+    // before the next changes, so it is opened on these 4,000).
+    let alert = eventually(10, "the over-sale alarmed", || async {
+        let (_, v) = get_json(addr, "/api/v1/alerts?space=canyon&state=firing").await;
+        v["alerts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["kind"] == "oversold").cloned())
+    })
+    .await;
+    assert_eq!(alert["severity"], "major", "{alert}");
+    let (_, shown) = get_json(addr, &format!("/api/v1/alerts/{}", alert["id"])).await;
+    // Opened when the first 40 bookings (4,000) went 400 over the 3,600 quota.
+    let message = shown["transitions"][0]["message_en"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.ends_with("00:00-23:59 +400"), "{shown}");
+    assert_eq!(
+        shown["alert"]["details"]["admission"]["oversold"],
+        json!(["00:00-23:59"])
+    );
     // The same request again (a retry) changes nothing.
     let (s, v) = post(TICKETS, addr, "canyon", json!({ "bookings": sold })).await;
     assert_eq!(s, StatusCode::OK);
@@ -163,26 +184,6 @@ async fn bookings_count_once_and_the_day_selling_out_raises_the_daily_level() {
     );
     assert_eq!(v["expected_arrivals"], 3800);
 
-    // The over-sale is alarmed, not only shown: one `oversold` alert naming the slot.
-    let alert = eventually(10, "the over-sale alarmed", || async {
-        let (_, v) = get_json(addr, "/api/v1/alerts?space=canyon&state=firing").await;
-        v["alerts"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["kind"] == "oversold").cloned())
-    })
-    .await;
-    assert_eq!(alert["severity"], "major", "{alert}");
-    let (_, shown) = get_json(addr, &format!("/api/v1/alerts/{}", alert["id"])).await;
-    // Opened when the first 40 bookings (4,000) went 400 over the 3,600 quota.
-    let message = shown["transitions"][0]["message_en"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(message.ends_with("00:00-23:59 +400"), "{shown}");
-    assert_eq!(
-        shown["alert"]["details"]["admission"]["oversold"],
-        json!(["00:00-23:59"])
-    );
     // Every place sold: sales pause for the day — on the public board too, without a token.
     let board = eventually(10, "the board's ticket line", || async {
         let v: Value = reqwest::get(format!("http://{addr}/api/v1/public/areas"))
@@ -465,17 +466,27 @@ async fn where_configured_sales_resume_only_after_an_operator_confirms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tickets_over_mqtt_count_once_and_channel_totals_add_to_the_bookings() {
     let stack = Stack::start();
-    let mut cfg = stack.config_from(&format!("{REGISTRY}{ADMISSION}"), "vf-tickets-mqtt");
+    // The village sells timed entry here, so its counters are this test's alone (the metrics
+    // recorder is shared by the tests of this file).
+    let registry = REGISTRY.replace(
+        "instant_capacity = 400\n",
+        "instant_capacity = 400\ndaily_capacity = 1200\n",
+    );
+    let admission = "[admission.spaces.village]\nslots = [\"00:00-23:59\"]\n";
+    let mut cfg = stack.config_from(&format!("{registry}{admission}"), "vf-tickets-mqtt");
     cfg.tokens.push(token_entry(
         "box-office",
         Role::Ticketing,
-        &["canyon"],
-        TICKETS,
+        &["village"],
+        TICKETS_VILLAGE,
     ));
     let svc = start_service(cfg).await;
     let addr = svc.http_addr;
-    let (_, v) = get_json(addr, "/api/v1/spaces/canyon/slots").await;
-    let day = v["day"].as_str().unwrap().to_owned();
+    let (_, v) = get_json(addr, "/api/v1/spaces/village/slots").await;
+    let day = v["day"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
     let now = chrono::Utc::now();
     let at = |min_ago: i64| (now - chrono::TimeDelta::minutes(min_ago)).to_rfc3339();
     let totals = |booked: u64, checked_in: u64, as_of: String| json!({"day": day, "slot": "00:00", "booked": booked, "checked_in": checked_in, "as_of": as_of});
@@ -485,7 +496,7 @@ async fn tickets_over_mqtt_count_once_and_channel_totals_add_to_the_bookings() {
         "channel": "ota",
     })
     .to_string();
-    let topic = "vf/canyon/tickets".to_owned();
+    let topic = "vf/village/tickets".to_owned();
     publish_all(
         stack.mq.port(),
         "pub-tickets",
@@ -499,15 +510,15 @@ async fn tickets_over_mqtt_count_once_and_channel_totals_add_to_the_bookings() {
             ),
             (topic.clone(), "{not json".into()),
             (topic.clone(), json!({"booking": []}).to_string()),
-            ("vf/village/tickets".into(), json!({}).to_string()),
+            ("vf/canyon/tickets".into(), json!({}).to_string()),
         ],
     )
     .await;
     // The box office counts over HTTP as a channel of its own (its token's id).
     let (s, v) = post(
-        TICKETS,
+        TICKETS_VILLAGE,
         addr,
-        "canyon",
+        "village",
         json!({"slots": [totals(7, 3, at(0))]}),
     )
     .await;
@@ -519,7 +530,7 @@ async fn tickets_over_mqtt_count_once_and_channel_totals_add_to_the_bookings() {
 
     // 50 listed + 150 (OTA) + 10 (box office) sold; 53 of them checked in.
     let slot = eventually(10, "the MQTT intake stored", || async {
-        let (_, v) = get_json(addr, "/api/v1/spaces/canyon/slots").await;
+        let (_, v) = get_json(addr, "/api/v1/spaces/village/slots").await;
         (v["slots"][0]["sold"] == 210).then(|| v["slots"][0].clone())
     })
     .await;
@@ -528,24 +539,32 @@ async fn tickets_over_mqtt_count_once_and_channel_totals_add_to_the_bookings() {
         (Some(53), Some(157)),
         "{slot}"
     );
-    let metrics = eventually(10, "the refusals counted", || async {
-        let m = get_text(addr, "/metrics").await;
-        m.contains("visitorflow_reports_rejected_total{reason=\"invalid_report\"} 2")
-            .then_some(m)
-    })
-    .await;
-    assert!(
-        metrics.contains("visitorflow_reports_rejected_total{reason=\"malformed_json\"} 1"),
-        "{metrics}"
-    );
-    for (outcome, n) in [("inserted", 4), ("duplicate", 3), ("stale", 1)] {
-        let found = metrics.lines().any(|l| {
-            l.starts_with("visitorflow_bookings_total{")
-                && l.contains(&format!("outcome=\"{outcome}\""))
-                && l.contains("space=\"canyon\"")
-                && l.ends_with(&format!(" {n}"))
-        });
-        assert!(found, "{outcome} = {n} in\n{metrics}");
+    // Counted once committed (a moment after the figures show).
+    let counted = |m: &str| {
+        [("inserted", 4), ("duplicate", 3), ("stale", 1)]
+            .iter()
+            .all(|(outcome, n)| {
+                m.lines().any(|l| {
+                    l.starts_with("visitorflow_bookings_total{")
+                        && l.contains(&format!("outcome=\"{outcome}\""))
+                        && l.contains("space=\"village\"")
+                        && l.ends_with(&format!(" {n}"))
+                })
+            })
+            && m.contains("visitorflow_reports_rejected_total{reason=\"invalid_report\"} 2")
+            && m.contains("visitorflow_reports_rejected_total{reason=\"malformed_json\"} 1")
+    };
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = get_text(addr, "/metrics").await;
+        if counted(&last) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(
+        counted(&last),
+        "inserted 4, duplicate 3, stale 1, refused 2 + 1 in\n{last}"
+    );
     drop(svc);
 }

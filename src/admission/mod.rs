@@ -191,6 +191,19 @@ pub fn today(reg: &Registry, space: SpaceIdx, now: DateTime<Utc>) -> NaiveDate {
     crate::core::business_day(reg.tz, reg.space(space).opens_at, now)
 }
 
+/// The area's current day for its slots: the later of the day its counts are in (`counted`,
+/// from the live figures) and the wall clock's business day — the clock's before the first
+/// report of a morning, the counts' when they run ahead of the clock (a simulated day).
+pub fn current_day(
+    reg: &Registry,
+    space: SpaceIdx,
+    counted: Option<NaiveDate>,
+    now: DateTime<Utc>,
+) -> NaiveDate {
+    let clock = today(reg, space, now);
+    counted.map_or(clock, |d| d.max(clock))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +269,15 @@ mod tests {
         assert_eq!(today(&reg, area, local(3, 5, 59)), day(2));
         assert_eq!(today(&reg, area, local(3, 6, 0)), day(3));
         assert_eq!(today(&reg, area, local(3, 7, 30)), day(3));
+        // Before the first report of the 3rd the counts are still on the 2nd: the clock's day.
+        assert_eq!(
+            current_day(&reg, area, Some(day(2)), local(3, 6, 5)),
+            day(3)
+        );
+        // Counts running ahead of the clock (a simulated day): theirs.
+        assert_eq!(
+            current_day(&reg, area, Some(day(4)), local(3, 6, 5)),
+            day(4)
+        );
     }
 }

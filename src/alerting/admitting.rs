@@ -100,7 +100,10 @@ impl Admitting {
         let areas: Vec<(&admission::AreaPlan, NaiveDate)> = self
             .reservations
             .plans()
-            .map(|p| (p, admission::today(reg, p.space, now)))
+            .map(|p| {
+                let counted = all.get(p.space.get()).and_then(|i| i.day);
+                (p, admission::current_day(reg, p.space, counted, now))
+            })
             .collect();
         let keys: Vec<(&str, NaiveDate)> = areas
             .iter()

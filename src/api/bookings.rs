@@ -185,7 +185,7 @@ pub async fn slots(
     let now = Utc::now();
     let day = q
         .day
-        .unwrap_or_else(|| admission::today(&st.registry, s, now));
+        .unwrap_or_else(|| admission::current_day(&st.registry, s, st.live.space(s).day, now));
     let space = st.registry.space(s);
     let day_view = day_slots(&st, &client, s, plan, day, now).await?;
     let slots = day_view.slots;
@@ -244,7 +244,7 @@ pub async fn admission_state(
     let plan = plan_of(&st, s)?;
     let now = Utc::now();
     let space = st.registry.space(s);
-    let day = admission::today(&st.registry, s, now);
+    let day = admission::current_day(&st.registry, s, st.live.space(s).day, now);
     let view = day_slots(&st, &client, s, plan, day, now).await?;
     let open = crate::store::alerts::open_admission(&*client).await?;
     let (signal, since) = open
