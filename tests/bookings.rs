@@ -447,16 +447,49 @@ async fn where_configured_sales_resume_only_after_an_operator_confirms() {
         (sales().await.0 == "open").then_some(())
     })
     .await;
+
+    // The operator pauses by hand (a festival parade blocking the road, say): sales stop with
+    // the reason `manual` whatever the figures say, until the operator resumes them.
+    let pause = |token: &'static str, reason: &'static str| async move {
+        client_with(token)
+            .post(format!(
+                "http://{addr}/api/v1/spaces/canyon/admission/pause"
+            ))
+            .json(&json!({ "reason": reason }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(pause(TICKETS, "no").await, StatusCode::FORBIDDEN);
+    assert_eq!(pause(OPERATOR, " ").await, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        pause(OPERATOR, "parade on the access road").await,
+        StatusCode::ACCEPTED
+    );
+    eventually(10, "sales held by hand", || async {
+        let (state, reasons) = sales().await;
+        (state == "paused" && reasons == json!(["manual"])).then_some(())
+    })
+    .await;
+    assert_eq!(confirm(OPERATOR).await, StatusCode::ACCEPTED);
+    eventually(10, "sales resumed after the hold", || async {
+        (sales().await.0 == "open").then_some(())
+    })
+    .await;
+
     let db = stack.db().await;
-    let audited: i64 = db
-        .query_one(
-            "SELECT count(*) FROM audit_log WHERE action = 'confirm_sales_resume' AND actor = 'op-canyon'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(audited, 1);
+    for (action, n) in [("confirm_sales_resume", 2), ("pause_sales", 1)] {
+        let audited: i64 = db
+            .query_one(
+                "SELECT count(*) FROM audit_log WHERE action = $1 AND actor = 'op-canyon'",
+                &[&action],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(audited, n, "{action}");
+    }
     drop(svc);
 }
 

@@ -19,7 +19,7 @@ pub use bookings::{
 pub use config::{AdmissionConfig, AreaReservations};
 pub use intake::{Checked, MAX_ITEMS, Refused, SlotTotals, SlotTotalsEvent, TicketMessage};
 pub use slots::{SlotSpec, check_slots, online_places, quotas};
-pub use state::{OversoldTracker, Sales, Signal, Tracker, decide, remaining_today};
+pub use state::{OversoldTracker, Sales, Signal, Tracker, decide, held, remaining_today};
 
 use crate::ids::SpaceIdx;
 use crate::registry::Registry;

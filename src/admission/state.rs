@@ -79,15 +79,31 @@ pub fn remaining_today(slots: &[super::SlotState], now: DateTime<Utc>) -> u64 {
 }
 
 /// What the area's figures say now (its rules status, and whether today's slots still to come
-/// are sold out).
+/// are sold out). A pause or closure while a policy cap sets the capacity also names `cap`: the
+/// same crowd would not have stopped sales at the approved figure.
 pub fn decide(status: &Status, sold_out: bool, remaining_today: Option<u64>) -> Signal {
-    decide_from(
+    let mut signal = decide_from(
         status.instant.level,
         status.daily.level,
         status.closed,
         sold_out,
         remaining_today,
-    )
+    );
+    let capped = status.instant.cap.is_some() || status.daily.cap.is_some();
+    if capped && signal.state != Sales::Open && !signal.reasons.iter().all(|r| r == "hazard") {
+        signal.reasons.push("cap".to_owned());
+    }
+    signal
+}
+
+/// An operator's hold (`POST …/admission/pause`): sales stop whatever the figures say, with the
+/// reason `manual`, until the operator resumes them.
+pub fn held(mut signal: Signal) -> Signal {
+    if signal.state == Sales::Open {
+        signal.state = Sales::Paused;
+    }
+    signal.reasons.push("manual".to_owned());
+    signal
 }
 
 fn decide_from(
@@ -324,6 +340,8 @@ fn texts(s: &Signal) -> (String, String) {
             "daily_level.red" => "日承载量达到红色",
             "sold_out" => "当日票已售罄",
             "awaiting_confirmation" => "等待值班人员确认恢复",
+            "cap" => "限流措施下调了承载量",
+            "manual" => "值班人员暂停售票",
             _ => "其他",
         })
         .collect();
@@ -354,6 +372,26 @@ mod tests {
 
     fn at(min: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_000 + min * 60, 0).unwrap()
+    }
+
+    #[test]
+    fn an_operators_hold_pauses_whatever_the_figures_say() {
+        let open = decide(status(Level::Orange, Level::Normal, false), false, Some(5));
+        let h = held(open);
+        assert_eq!(
+            (h.state, h.reasons.as_slice()),
+            (Sales::Paused, &["manual".to_owned()][..])
+        );
+        let closed = decide(status(Level::Normal, Level::Normal, true), false, None);
+        let h = held(closed);
+        assert_eq!(
+            (h.state, h.reasons),
+            (
+                Sales::Closed,
+                vec!["hazard".to_owned(), "manual".to_owned()]
+            )
+        );
+        assert!(texts(&held(Signal::open())).0.contains("值班人员暂停售票"));
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::store;
 pub(super) struct DaySlots {
     slots: HashMap<SpaceIdx, Vec<SlotState>>,
     confirmed: HashMap<SpaceIdx, DateTime<Utc>>,
+    /// Areas whose sales an operator holds.
+    held: HashMap<SpaceIdx, DateTime<Utc>>,
 }
 
 /// The transitions of the areas whose signal changed (with the status decided on), and the
@@ -97,6 +99,11 @@ impl Admitting {
                 .filter_map(|(id, at)| Some((reg.space_idx(&id)?, at)))
                 .collect();
         }
+        out.held = store::bookings::active_holds(client)
+            .await?
+            .into_iter()
+            .filter_map(|(id, at)| Some((reg.space_idx(&id)?, at)))
+            .collect();
         let areas: Vec<(&admission::AreaPlan, NaiveDate)> = self
             .reservations
             .plans()
@@ -170,7 +177,9 @@ impl Admitting {
                 .collect();
             let mut signal = admission::decide(status, sold_out, remaining);
             signal.oversold = over.iter().map(|(n, _)| n.clone()).collect();
-            if plan.confirm_resume {
+            if slots.held.contains_key(&plan.space) {
+                signal = admission::held(signal);
+            } else if plan.confirm_resume {
                 let confirmed = slots.confirmed.get(&plan.space).copied();
                 signal = self
                     .tracker

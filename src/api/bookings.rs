@@ -280,15 +280,67 @@ pub async fn admission_state(
     }))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    /// Why (for the compliance log and the audit; 1–500 characters).
+    reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PauseReply {
+    space: String,
+    held_at: DateTime<Utc>,
+    reason: String,
+}
+
+/// Pauses an area's ticket sales by hand (operator of the area, admin), whatever the figures say:
+/// the signal turns `paused` with the reason `manual` at the next evaluation and stays so until
+/// `POST …/admission/resume`. Audited as `pause_sales`.
+#[utoipa::path(post, path = "/api/v1/spaces/{id}/admission/pause", tag = "admission",
+    params(("id" = String, Path, description = "Scenic area id")),
+    request_body = PauseBody,
+    responses((status = 202, description = "Held; the signal follows at the next evaluation", body = PauseReply),
+        (status = 403, description = "Not the caller's area", body = ErrorBody),
+        (status = 404, description = "No such area, or it sells no timed entry", body = ErrorBody),
+        (status = 422, description = "No reason, or one too long", body = ErrorBody)))]
+pub async fn pause(
+    State(st): State<AppState>,
+    mut client: DbConn,
+    Extension(caller): Extension<Arc<Caller>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PauseBody>,
+) -> Result<Response, ApiError> {
+    let s = find_space(&st, &id)?;
+    caller.operate(&st.registry, s)?;
+    plan_of(&st, s)?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::Unprocessable(
+            "reason: 1–500 characters".to_owned(),
+        ));
+    }
+    let space = st.registry.space(s).id.as_str();
+    let held_at = db::hold_sales(&mut client, space, &caller.id, reason).await?;
+    st.wake.wake();
+    let reply = PauseReply {
+        space: space.to_owned(),
+        held_at,
+        reason: reason.to_owned(),
+    };
+    Ok((StatusCode::ACCEPTED, Json(reply)).into_response())
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ResumeReply {
     space: String,
     confirmed_at: DateTime<Utc>,
 }
 
-/// Confirms that an area's sales may resume (operator of the area, admin), where `[admission]`
-/// asks for it. Sales resume at the next evaluation if the figures allow it (no red level, no
-/// hazard, places left); the confirmation is in the audit log (`confirm_sales_resume`).
+/// Confirms that an area's sales may resume (operator of the area, admin): releases a hold set
+/// with `…/admission/pause`, and confirms a resumption where `[admission]` asks for one. Sales
+/// resume at the next evaluation if the figures allow it (no red level, no hazard, places left);
+/// the confirmation is in the audit log (`confirm_sales_resume`).
 #[utoipa::path(post, path = "/api/v1/spaces/{id}/admission/resume", tag = "admission",
     params(("id" = String, Path, description = "Scenic area id")),
     responses((status = 202, description = "Recorded; sales resume when the figures allow", body = ResumeReply),

@@ -97,6 +97,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bookings::report))
         .routes(routes!(bookings::slots))
         .routes(routes!(bookings::admission_state))
+        .routes(routes!(bookings::pause))
         .routes(routes!(bookings::resume))
         .routes(routes!(alerts::levels))
         .routes(routes!(alerts::list_caps, alerts::set_cap))

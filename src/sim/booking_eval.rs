@@ -405,7 +405,8 @@ impl<'a> Day<'a> {
             input.expected_arrivals = admission::expected_arrivals(&slots);
             input.booked = admission::booked_arrivals(&slots, self.grace);
             let left = admission::remaining_today(&slots, now);
-            sold_out = left == 0;
+            // As the service decides: only while slots are still to come.
+            sold_out = left == 0 && slots.iter().any(|s| s.ends_at > now);
             remaining = Some(left);
         }
         let ev = self.engine.evaluate(self.space, now, &input);

@@ -286,7 +286,8 @@ async fn per_space(
         .collect()
 }
 
-/// Records an operator's confirmation that `space`'s sales may resume, with its audit entry.
+/// Records an operator's confirmation that `space`'s sales may resume, releasing any hold on
+/// them, with its audit entry.
 pub async fn confirm_resume(
     client: &mut Client,
     space: &str,
@@ -294,6 +295,7 @@ pub async fn confirm_resume(
 ) -> Result<DateTime<Utc>, StoreError> {
     let tx = client.transaction().await?;
     let at: DateTime<Utc> = query_scalar(&tx, sql::INSERT_CONFIRMATION, &[&space, &actor]).await?;
+    tx.execute(sql::RELEASE_HOLDS, &[&space, &actor]).await?;
     tx.execute(
         sql::INSERT_AUDIT,
         &[
@@ -313,4 +315,34 @@ pub async fn last_confirmations(
     client: &impl GenericClient,
 ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
     per_space(client, sql::LAST_CONFIRMATIONS, "confirmed_at").await
+}
+
+/// An operator's hold on `space`'s sales, with its audit entry (`pause_sales`).
+pub async fn hold_sales(
+    client: &mut Client,
+    space: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<DateTime<Utc>, StoreError> {
+    let tx = client.transaction().await?;
+    let at: DateTime<Utc> = query_scalar(&tx, sql::INSERT_HOLD, &[&space, &reason, &actor]).await?;
+    tx.execute(
+        sql::INSERT_AUDIT,
+        &[
+            &actor,
+            &"pause_sales",
+            &space,
+            &serde_json::json!({ "at": at, "reason": reason }),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(at)
+}
+
+/// The areas whose sales an operator holds, since when.
+pub async fn active_holds(
+    client: &impl GenericClient,
+) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+    per_space(client, sql::ACTIVE_HOLDS, "held_at").await
 }

@@ -68,6 +68,7 @@ pub const MAPPINGS: &[(&str, &[&str])] = {
         (sql::INTAKE_LAST, &["space_id", "last_received"]),
         (sql::OPEN_ADMISSION, alerts::OpenAdmission::COLUMNS),
         (sql::LAST_CONFIRMATIONS, &["space_id", "confirmed_at"]),
+        (sql::ACTIVE_HOLDS, &["space_id", "held_at"]),
     ]
 };
 

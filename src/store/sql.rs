@@ -499,6 +499,14 @@ pub const INSERT_CONFIRMATION: &str = "INSERT INTO admission_confirmations (spac
 pub const LAST_CONFIRMATIONS: &str = "SELECT space_id, max(confirmed_at) AS confirmed_at \
      FROM admission_confirmations GROUP BY space_id";
 
+pub const INSERT_HOLD: &str = "INSERT INTO admission_holds (space_id, reason, actor) VALUES ($1, $2, $3) \
+     RETURNING held_at";
+pub const RELEASE_HOLDS: &str = "UPDATE admission_holds SET released_at = now(), released_by = $2 \
+     WHERE space_id = $1 AND released_at IS NULL";
+/// Each area's oldest hold in force, with its reason.
+pub const ACTIVE_HOLDS: &str = "SELECT DISTINCT ON (space_id) space_id, reason, held_at FROM admission_holds \
+     WHERE released_at IS NULL ORDER BY space_id, held_at";
+
 /// Booking statements, for the prepare-everything test.
 pub const ALL_BOOKINGS: &[&str] = &[
     LOCK_AREA_BOOKINGS,
@@ -512,4 +520,7 @@ pub const ALL_BOOKINGS: &[&str] = &[
     OPEN_ADMISSION,
     INSERT_CONFIRMATION,
     LAST_CONFIRMATIONS,
+    INSERT_HOLD,
+    RELEASE_HOLDS,
+    ACTIVE_HOLDS,
 ];

@@ -14,3 +14,16 @@ CREATE TABLE slot_totals (
     PRIMARY KEY (space_id, channel, day, slot)
 );
 CREATE INDEX slot_totals_by_day ON slot_totals (day, space_id);
+
+-- An operator's hold on an area's ticket sales (POST /api/v1/spaces/{id}/admission/pause): in
+-- force until released by a resumption (POST …/admission/resume).
+CREATE TABLE admission_holds (
+    id          bigserial   PRIMARY KEY,
+    space_id    text        NOT NULL,
+    reason      text        NOT NULL,
+    actor       text        NOT NULL,
+    held_at     timestamptz NOT NULL DEFAULT now(),
+    released_at timestamptz,
+    released_by text
+);
+CREATE INDEX admission_holds_active ON admission_holds (space_id) WHERE released_at IS NULL;
