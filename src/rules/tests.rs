@@ -330,7 +330,7 @@ fn steady_inflow_forecasts_red_and_warns_within_the_horizon() {
     let f = last.status.forecast.as_ref().unwrap();
     assert!((f.slope_per_min - 20.0).abs() < 1e-9);
     assert_eq!(f.to_red, Some(TimeDelta::minutes(25)));
-    assert_eq!(f.to_orange, Some(TimeDelta::seconds(23 * 60 + 20)));
+    assert_eq!(f.to_orange, Some(TimeDelta::minutes(20)));
     assert!(is_open(
         last,
         &AlertKind::EarlyWarning { target: Level::Red }
