@@ -323,8 +323,9 @@ async fn red_pauses_sales_once_signed_retried_logged_and_resumes_after_a_restart
         assert_eq!((ib.got[0].2, ib.got[1].2), (503, 200));
         assert_eq!(ib.bad_signatures, 0);
     }
+    let first_attempt = inbox.lock().unwrap().got[0].0 - crossing;
     eprintln!(
-        "crossing report published → paused delivered (after one 503 and its retry): {latency:?}"
+        "crossing report published → paused first sent: {first_attempt:?}; delivered (after one 503 and its Retry-After: 1 s): {latency:?}"
     );
     let (_, v) = get_json(addr, "/api/v1/spaces/canyon/admission").await;
     assert_eq!(v["sales"], "paused", "{v}");
