@@ -74,6 +74,8 @@ fn county(spaces: usize, devices: usize) -> Config {
             format: Default::default(),
             direction: Default::default(),
             lines: Vec::new(),
+            channel: None,
+            http_sha256: None,
         });
     }
     cfg

@@ -1,5 +1,8 @@
-//! Pure decoding of what arrives from the broker: topic → (space, device, kind), payload → count
-//! reports in the space's frame (entries/exits, the device's mounting direction already applied).
+//! Pure decoding of what devices send: topic → (space, device, kind), payload → count reports in
+//! the space's frame (entries/exits, the device's mounting direction already applied). The native
+//! contract and Milesight VS13x are here; the cameras' own formats are in `hikvision.rs` (ISAPI
+//! people-counting events, XML) and `xovis.rs` (line-count push, JSON), each turning a time
+//! window into a place in the device's sequence ([`window_seq`]).
 //! Everything that can be wrong with input is a [`Reject`] with a bounded reason for `/metrics`.
 
 use chrono::{DateTime, FixedOffset, SubsecRound, TimeDelta, Utc};
@@ -7,6 +10,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::registry::{Device, Direction, PayloadFormat};
+
+mod hikvision;
+mod xovis;
 
 /// Why an input was refused. The `as_str` names are the `reason` label of
 /// `visitorflow_reports_rejected_total`, so the set is closed.
@@ -26,6 +32,8 @@ pub enum Reject {
     TooLarge,
     #[error("payload is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("payload is not valid XML: {0}")]
+    MalformedXml(String),
     #[error("report does not match the contract: {0}")]
     InvalidReport(String),
     #[error("negative count")]
@@ -45,13 +53,14 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 13] = [
+    pub const ALL: [Reject; 14] = [
         Reject::BadTopic,
         Reject::UnknownDevice,
         Reject::UnknownSpace,
         Reject::SpaceMismatch,
         Reject::TooLarge,
         Reject::MalformedJson(String::new()),
+        Reject::MalformedXml(String::new()),
         Reject::InvalidReport(String::new()),
         Reject::NegativeCount,
         Reject::AbsurdCount,
@@ -69,6 +78,7 @@ impl Reject {
             Reject::SpaceMismatch => "space_mismatch",
             Reject::TooLarge => "too_large",
             Reject::MalformedJson(_) => "malformed_json",
+            Reject::MalformedXml(_) => "malformed_xml",
             Reject::InvalidReport(_) => "invalid_report",
             Reject::NegativeCount => "negative_count",
             Reject::AbsurdCount => "absurd_count",
@@ -266,6 +276,23 @@ pub fn decode_counts(
     if payload.len() > limits.max_payload {
         return Err(Reject::TooLarge);
     }
+    match device.format {
+        PayloadFormat::HikvisionIsapi => {
+            let raw = hikvision::decode(device, payload)?;
+            out.push(finish(device, raw, received, limits));
+            return Ok(());
+        }
+        PayloadFormat::Xovis => {
+            let windows = xovis::decode(device, payload, limits)?;
+            out.extend(
+                windows
+                    .into_iter()
+                    .map(|r| r.and_then(|r| finish(device, r, received, limits))),
+            );
+            return Ok(());
+        }
+        PayloadFormat::Native | PayloadFormat::MilesightVs13x => {}
+    }
     // JSON is UTF-8 (RFC 8259). serde_json checks it only in the strings it decodes, so invalid
     // bytes in an ignored field would otherwise pass unnoticed.
     if let Err(e) = std::str::from_utf8(payload) {
@@ -387,7 +414,57 @@ fn decode_one(
             }
             (seq, m.ts, e, x, m.period_s, tot)
         }
+        // Decoded whole by `decode_counts`, never element by element.
+        PayloadFormat::HikvisionIsapi | PayloadFormat::Xovis => {
+            return Err(Reject::InvalidReport("not a JSON report format".into()));
+        }
     };
+    finish(
+        device,
+        Raw {
+            seq,
+            ts,
+            entries: dev_in,
+            exits: dev_out,
+            period_s,
+            totals: tot,
+            // Native reports state direction in the device frame; Milesight lines were mapped.
+            device_frame: device.format == PayloadFormat::Native,
+        },
+        received,
+        limits,
+    )
+}
+
+/// One report as a format read it, before the checks every format shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Raw {
+    pub seq: u64,
+    pub ts: Option<DateTime<FixedOffset>>,
+    pub entries: i64,
+    pub exits: i64,
+    pub period_s: Option<u32>,
+    pub totals: Option<(i64, i64)>,
+    /// Counts as the device sees them: its `direction` is still to be applied.
+    pub device_frame: bool,
+}
+
+/// The checks every format shares (range, counts, time) and the device's direction.
+fn finish(
+    device: &Device,
+    raw: Raw,
+    received: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<CountReport, Reject> {
+    let Raw {
+        seq,
+        ts,
+        entries: dev_in,
+        exits: dev_out,
+        period_s,
+        totals: tot,
+        device_frame,
+    } = raw;
     if seq > i64::MAX as u64 {
         return Err(Reject::InvalidReport("seq above 2^63 - 1".into()));
     }
@@ -411,9 +488,8 @@ fn decode_one(
     if received - ts > limits.max_age {
         return Err(Reject::TooOld);
     }
-    // Native reports state direction in the device frame; Milesight lines were mapped above.
-    let (entries, exits, tot) = match (device.format, device.direction) {
-        (PayloadFormat::Native, Direction::Reversed) => (dev_out, dev_in, tot.map(|(a, b)| (b, a))),
+    let (entries, exits, tot) = match (device_frame, device.direction) {
+        (true, Direction::Reversed) => (dev_out, dev_in, tot.map(|(a, b)| (b, a))),
         _ => (dev_in, dev_out, tot),
     };
     Ok(CountReport {
@@ -426,6 +502,22 @@ fn decode_one(
         total_entries: tot.map(|t| t.0 as u64),
         total_exits: tot.map(|t| t.1 as u64),
     })
+}
+
+/// A time window as a place in the device's sequence: its end in units of its length, so
+/// consecutive windows are consecutive reports, a resend of a window is the same report, and a
+/// window that never arrived is a missing one.
+pub(crate) fn window_seq(
+    start: DateTime<FixedOffset>,
+    end: DateTime<FixedOffset>,
+) -> Result<(u64, u32), Reject> {
+    let len = (end - start).num_seconds();
+    if len <= 0 || len as u64 > MAX_PERIOD_S || end.timestamp() <= 0 {
+        return Err(Reject::InvalidReport(format!(
+            "window {start} – {end}: the end must follow the start by 1 s to 1 day"
+        )));
+    }
+    Ok(((end.timestamp() / len) as u64, len as u32))
 }
 
 /// An external hazard signal: `{"kind": "flash_flood", "severity": "critical", "message": "…",

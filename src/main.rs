@@ -81,6 +81,13 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         spaces: Vec<String>,
     },
+    /// Make a device's secret for pushing counts over HTTP (`POST /ingest/{device}`): prints the
+    /// secret (for the camera's push settings) and the registry line holding only its SHA-256.
+    DeviceSecret {
+        /// The device's id in the registry (also the HTTP Basic user name).
+        #[arg(long)]
+        device: String,
+    },
     /// Publish simulated county traffic to the configured broker.
     Simulate {
         #[arg(long, short)]
@@ -179,6 +186,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("{token}");
             println!("# The entry for the config (only the token's SHA-256):");
             print!("{entry}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DeviceSecret { device } => {
+            let (secret, line) = visitorflow::api::auth::device_secret();
+            println!("# The secret, for device {device:?}'s push settings (user name {device:?}):");
+            println!("{secret}");
+            println!("# The line for its [[devices]] entry (only the secret's SHA-256):");
+            println!("{line}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

@@ -128,7 +128,7 @@ impl Service {
             outbox.iter().map(|(_, n)| Arc::clone(n)).collect(),
         )
         .with_reservations(Arc::clone(&checked.reservations));
-        if let Some(leader) = start_ingest(
+        let (leader, pushes) = start_ingest(
             &cfg,
             checked.partitions,
             &registry,
@@ -136,7 +136,8 @@ impl Service {
             &live,
             &wake,
             &mut tasks,
-        ) {
+        );
+        if let Some(leader) = leader {
             alerter = alerter.with_leader(leader);
         }
         tasks.spawn(alerter.run(tasks.stopped()));
@@ -164,6 +165,7 @@ impl Service {
             )),
             report_push,
             reservations: Arc::clone(&checked.reservations),
+            pushes: Arc::new(pushes),
             openapi: Arc::default(),
         };
         let http_addr = start_http(&cfg, state, &mut tasks).await?;
@@ -259,7 +261,7 @@ fn start_outbox(
 }
 
 /// One ingester, or one per partition this instance runs (then alerting runs only on the
-/// leader, which is returned).
+/// leader, which is returned), each taking the HTTP pushes of its devices (the intake returned).
 fn start_ingest(
     cfg: &Config,
     partitions: Option<PartitionMap>,
@@ -268,7 +270,8 @@ fn start_ingest(
     live: &Arc<Live>,
     wake: &Arc<Wake>,
     tasks: &mut Tasks,
-) -> Option<partition::Leader> {
+) -> (Option<partition::Leader>, crate::ingest::PushIntake) {
+    let mut pushes = crate::ingest::PushIntake::default();
     let ingest_cfg = Arc::new(cfg.ingester());
     let ingester = |registry: &Arc<Registry>| {
         Ingester::new(
@@ -280,13 +283,15 @@ fn start_ingest(
         .with_reservations(Arc::clone(reservations))
     };
     let (Some(map), Some(pcfg)) = (partitions, &cfg.partition) else {
-        tasks.spawn(ingester(registry).run(tasks.stopped()));
-        return None;
+        let one = ingester(registry).with_pushes(pushes.route(None));
+        tasks.spawn(one.run(tasks.stopped()));
+        return (None, pushes);
     };
     let shared = partition::Shared::new(Arc::clone(registry), Arc::clone(live), map, pcfg);
     for scope in shared.scopes(pcfg, &cfg.mqtt) {
         let span = tracing::info_span!("partition", n = scope.partition);
         let run = ingester(&scope.registry)
+            .with_pushes(pushes.route(Some(Arc::clone(&scope))))
             .with_scope(scope)
             .run(tasks.stopped());
         tasks.spawn(tracing::Instrument::instrument(run, span));
@@ -297,9 +302,10 @@ fn start_ingest(
         Duration::from_millis(pcfg.refresh_ms),
         tasks.stopped(),
     ));
-    Some(partition::Leader {
+    let leader = partition::Leader {
         poll: Duration::from_millis(pcfg.standby_poll_ms.max(50)),
-    })
+    };
+    (Some(leader), pushes)
 }
 
 /// The daily report upstream: one worker, scheduled by the recorded days.

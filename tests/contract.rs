@@ -732,6 +732,7 @@ async fn the_openapi_document_matches_the_router() {
         "GET /api/v1/spaces/{id}/slots",
         "GET /api/v1/spaces/{id}/admission",
         "POST /api/v1/spaces/{id}/admission/pause",
+        "POST /ingest/{device}",
         "POST /api/v1/spaces/{id}/admission/resume",
         "GET /api/v1/spaces/{id}/levels",
         "GET /api/v1/spaces/{id}/caps",

@@ -182,6 +182,15 @@ fn mark_subtree(reg: &Registry, s: SpaceIdx, out: &mut [bool]) {
 }
 
 /// A fresh random token (256 bits, URL-safe) and its config entry.
+/// A device's HTTP push secret and its registry line (`http_sha256 = "…"`).
+pub fn device_secret() -> (String, String) {
+    let mut raw = [0u8; 24];
+    rand::rng().fill_bytes(&mut raw);
+    let secret = hex(&raw);
+    let line = format!("http_sha256 = \"{}\"", hex(&sha256(&secret)));
+    (secret, line)
+}
+
 pub fn generate(id: &str, role: Role, spaces: &[String]) -> (String, String) {
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);

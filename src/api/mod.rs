@@ -13,6 +13,7 @@ pub mod auth;
 mod bookings;
 mod config;
 mod extract;
+mod ingest;
 mod dispatch;
 pub mod live;
 pub mod openapi;
@@ -82,6 +83,8 @@ pub struct AppState {
     pub report_push: Option<Arc<crate::report::push::PushHandle>>,
     /// Every area's timed-entry plan (`[admission]`).
     pub reservations: Arc<crate::admission::Reservations>,
+    /// Where counts pushed over HTTP go: this instance's ingester(s).
+    pub pushes: Arc<crate::ingest::PushIntake>,
     /// The OpenAPI document, serialized once when the router is built.
     pub openapi: Arc<OnceLock<String>>,
 }
@@ -130,6 +133,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::prometheus))
+        .routes(routes!(ingest::push))
 }
 
 /// The OpenAPI document of [`routes`].

@@ -15,13 +15,14 @@ use tokio::time::Instant;
 use crate::live::Wake;
 mod config;
 mod cut;
+pub mod push;
 
 use crate::admission::{self, Reservations, TicketMessage};
 use crate::core::route::{Routed, Router};
 use crate::core::seq::JumpBound;
 use crate::core::{Batch, BatchStats, Core, Pending, Recounted};
 use crate::decode::{CountReport, Limits, Reject};
-use crate::ids::SpaceIdx;
+use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::live::{Captured, Live};
 use crate::partition::{PartitionError, Scope};
 use crate::registry::Registry;
@@ -32,6 +33,7 @@ use crate::telemetry as t;
 use crate::telemetry::events::{IngestSessionEnded, InternalEvent, Rejections, TicketIntake};
 pub use config::{IngestConfig, IngesterSettings};
 use cut::{BatchCut, Decision};
+pub use push::{Push, PushIntake, PushRefusal, Pushed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -73,6 +75,8 @@ pub struct Ingester {
     scope: Option<Arc<Scope>>,
     /// The areas' reservation plans, for ticketing messages (`{prefix}/{space}/tickets`).
     reservations: Arc<Reservations>,
+    /// Counts pushed over HTTP for this ingester's devices ([`push`]).
+    pushes: Option<tokio::sync::mpsc::Receiver<Push>>,
 }
 
 impl Ingester {
@@ -91,7 +95,14 @@ impl Ingester {
             committed,
             scope: None,
             reservations: Arc::default(),
+            pushes: None,
         }
+    }
+
+    /// Takes counts pushed over HTTP from this receiver ([`PushIntake::route`]).
+    pub fn with_pushes(mut self, pushes: tokio::sync::mpsc::Receiver<Push>) -> Self {
+        self.pushes = Some(pushes);
+        self
     }
 
     /// Takes ticketing messages for these areas' plans (without, every one is refused).
@@ -145,13 +156,15 @@ impl Ingester {
         }
     }
 
-    async fn sessions(self, mut shutdown: Shutdown) {
+    async fn sessions(mut self, mut shutdown: Shutdown) {
+        // Owned across sessions: pushes waiting while the ingester reconnects stay queued.
+        let mut pushes = self.pushes.take();
         let base = Duration::from_millis(self.cfg.mqtt.reconnect_delay_ms.max(1));
         let mut backoff = crate::retry::Backoff::new(base, base.saturating_mul(16));
         loop {
             let started = Instant::now();
             let result = tokio::select! {
-                r = self.session() => r,
+                r = self.session(&mut pushes) => r,
                 _ = shutdown.recv() => return,
             };
             // Back off while the broker or database stays down (doubling, at most 16x the base),
@@ -176,7 +189,10 @@ impl Ingester {
         }
     }
 
-    async fn session(&self) -> Result<(), IngestError> {
+    async fn session(
+        &self,
+        pushes: &mut Option<tokio::sync::mpsc::Receiver<Push>>,
+    ) -> Result<(), IngestError> {
         let limit = Duration::from_millis(self.cfg.ingest.commit_timeout_ms.max(1));
         let (db, mut core, mut writer) = self.open(limit).await?;
 
@@ -193,6 +209,7 @@ impl Ingester {
         let mut work = Work {
             batch: core.new_batch(),
             tickets: Vec::new(),
+            pushes: Vec::new(),
             acks: Acks::default(),
             scratch: Vec::new(),
             // Handles resolved once per session, not looked up per report.
@@ -222,7 +239,7 @@ impl Ingester {
             }
             let recounts = !work.batch.recounts.is_empty();
             let Decision { full, due } =
-                cut.decide(work.acks.len(), deadline, recounts, Instant::now());
+                cut.decide(work.pending(), deadline, recounts, Instant::now());
             if due && inflight.is_none() {
                 let Some(client) = db.take() else {
                     return Err(IngestError::CommitTask("database connection lost".into()));
@@ -241,6 +258,7 @@ impl Ingester {
                 biased;
                 r = wait_commit(&mut inflight, limit) => Step::Committed(r),
                 ev = conn.events.recv(), if !full => Step::Event(ev),
+                Some(p) = next_push(pushes), if !full => Step::Push(p),
                 _ = sleep_until_some(deadline), if !due => Step::Linger,
                 _ = self.live.recount_requested() => Step::Recount,
                 _ = recount_tick.tick() => Step::Recount,
@@ -254,7 +272,11 @@ impl Ingester {
                 }
                 Step::Event(ev) => {
                     self.handle(ev, &mut core, &mut work)?;
-                    deadline = cut.deadline(deadline, work.acks.len(), Instant::now());
+                    deadline = cut.deadline(deadline, work.pending(), Instant::now());
+                }
+                Step::Push(p) => {
+                    self.push(p, &mut core, &mut work);
+                    deadline = cut.deadline(deadline, work.pending(), Instant::now());
                 }
                 Step::Linger => {}
                 Step::Recount => recounts_due = true,
@@ -414,6 +436,7 @@ impl Ingester {
             deadline: started + limit,
             started,
             acks: std::mem::take(&mut work.acks),
+            pushes: std::mem::take(&mut work.pushes),
             captured,
             stats,
         }
@@ -431,6 +454,10 @@ impl Ingester {
         self.committed.wake();
         record_stats(&done.stats);
         // Acknowledge in arrival order, and only now that the batch is durable.
+        for (reply, pushed) in done.pushes.drain(..) {
+            // A client that gave up gets nothing; its retry is a duplicate.
+            let _ = reply.send(Ok(pushed));
+        }
         conn.ack(&mut done.acks).await.map_err(IngestError::Broker)
     }
 
@@ -482,18 +509,73 @@ impl Ingester {
             Routed::Tickets { space } => self.tickets(space, p, received, work),
             Routed::Status { device, online } => core.set_online(device, online, batch),
             Routed::Counts { device } => {
-                let name = self.registry.device(device).id.as_str();
-                for item in work.scratch.drain(..) {
-                    match item {
-                        Ok(report) => {
-                            let lag = (received - report.ts).as_seconds_f64().max(0.0);
-                            if core.apply(device, &report, received, batch).counts() {
-                                work.lag.record(lag);
-                            }
-                        }
-                        Err(r) => note(&mut work.rejects, &r, name, &p.topic),
+                self.apply_decoded(device, &p.topic, received, core, work);
+            }
+        }
+    }
+
+    /// Applies the reports decoded into `work.scratch`; returns the refused ones (also logged
+    /// and counted with `topic`).
+    fn apply_decoded(
+        &self,
+        device: DeviceIdx,
+        topic: &str,
+        received: DateTime<Utc>,
+        core: &mut Core,
+        work: &mut Work,
+    ) -> Vec<PushRefusal> {
+        let name = self.registry.device(device).id.as_str();
+        let Work {
+            scratch,
+            batch,
+            rejects,
+            lag,
+            ..
+        } = work;
+        let mut refused = Vec::new();
+        for (index, item) in scratch.drain(..).enumerate() {
+            match item {
+                Ok(report) => {
+                    let late = (received - report.ts).as_seconds_f64().max(0.0);
+                    if core.apply(device, &report, received, batch).counts() {
+                        lag.record(late);
                     }
                 }
+                Err(r) => {
+                    note(rejects, &r, name, topic);
+                    refused.push(PushRefusal {
+                        index,
+                        reason: r.as_str(),
+                        message: r.to_string(),
+                    });
+                }
+            }
+        }
+        refused
+    }
+
+    /// A body pushed over HTTP: decoded for its device and applied to the batch (answered after
+    /// the commit), or refused whole at once.
+    fn push(&self, p: Push, core: &mut Core, work: &mut Work) {
+        let topic = format!("http:/ingest/{}", p.device);
+        let received = p.received.trunc_subsecs(6);
+        work.messages.increment(1);
+        let Some(device) = self.registry.device_idx(&p.device) else {
+            note(&mut work.rejects, &Reject::UnknownDevice, &p.device, &topic);
+            let _ = p.done.send(Err(Reject::UnknownDevice));
+            return;
+        };
+        let d = self.registry.device(device);
+        work.scratch.clear();
+        match crate::decode::decode_counts(d, &p.body, received, &self.limits, &mut work.scratch) {
+            Err(r) => {
+                note(&mut work.rejects, &r, d.id.as_str(), &topic);
+                let _ = p.done.send(Err(r));
+            }
+            Ok(()) => {
+                let reports = work.scratch.len();
+                let refused = self.apply_decoded(device, &topic, received, core, work);
+                work.pushes.push((p.done, Pushed { reports, refused }));
             }
         }
     }
@@ -549,6 +631,7 @@ struct InFlight {
     deadline: Instant,
     started: Instant,
     acks: Acks,
+    pushes: Vec<(PushReply, Pushed)>,
     captured: Captured,
     stats: BatchStats,
 }
@@ -568,6 +651,7 @@ impl Drop for AbortOnDrop {
 enum Step {
     Committed(Result<tokio_postgres::Client, IngestError>),
     Event(Option<SourceEvent>),
+    Push(Push),
     Linger,
     Recount,
 }
@@ -591,6 +675,14 @@ async fn wait_commit(
     }
 }
 
+/// The next push, or never without a receiver.
+async fn next_push(pushes: &mut Option<tokio::sync::mpsc::Receiver<Push>>) -> Option<Push> {
+    match pushes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -602,11 +694,22 @@ struct Work {
     batch: Batch,
     /// Ticketing messages of the batch, written in its transaction.
     tickets: Vec<TicketWrite>,
+    /// HTTP pushes applied to the batch, answered once it is committed.
+    pushes: Vec<(PushReply, Pushed)>,
     acks: Acks,
     scratch: Vec<Result<CountReport, Reject>>,
     messages: metrics::Counter,
     lag: metrics::Histogram,
     rejects: Rejections,
+}
+
+type PushReply = tokio::sync::oneshot::Sender<Result<Pushed, Reject>>;
+
+impl Work {
+    /// Messages and pushes the batch holds (what its size is measured in).
+    fn pending(&self) -> usize {
+        self.acks.len() + self.pushes.len()
+    }
 }
 
 /// One refusal into the batch's [`Rejections`].

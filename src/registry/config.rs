@@ -76,6 +76,18 @@ pub enum PayloadFormat {
     Native,
     /// Milesight VS133/VS135 decoded uplink (`line_N_period_in`, `line_N_total_in`, …).
     MilesightVs13x,
+    /// Hikvision ISAPI people-counting event (`EventNotificationAlert`, `timeRange` statistics).
+    HikvisionIsapi,
+    /// Xovis line-count push (JSON; `fw`/`bw` per element and window).
+    Xovis,
+}
+
+impl PayloadFormat {
+    /// Formats that report every time window, busy or not: the window is the sequence, so a
+    /// window not sent is a missing report.
+    pub fn windowed(self) -> bool {
+        matches!(self, PayloadFormat::HikvisionIsapi | PayloadFormat::Xovis)
+    }
 }
 
 /// Whether a device's "in" means entering its space (`normal`) or leaving it (`reversed`).
@@ -105,7 +117,17 @@ pub struct DeviceConfig {
     pub format: PayloadFormat,
     #[serde(default)]
     pub direction: Direction,
-    /// Milesight only: which counting lines to use, each with its own direction (default: line 1).
+    /// Which counting lines to use, each with its own direction: Milesight lines 1–4 (default:
+    /// line 1), the Hikvision counting region (at most one; default: any), the Xovis element ids
+    /// (default: every element).
     #[serde(default)]
     pub lines: Vec<LineConfig>,
+    /// Hikvision: the camera channel whose events this device is (default 1).
+    #[serde(default)]
+    pub channel: Option<u32>,
+    /// The SHA-256 (hex) of the device's secret for pushing over HTTP (`POST /ingest/{device}`,
+    /// HTTP Basic with the device id as user name, or a bearer token); none: the device cannot
+    /// push over HTTP. `visitorflow device-secret --device ID` makes one.
+    #[serde(default)]
+    pub http_sha256: Option<String>,
 }

@@ -50,9 +50,26 @@ pub struct Device {
     pub format: PayloadFormat,
     pub direction: Direction,
     pub lines: Vec<LineConfig>,
+    /// Hikvision: the camera channel (`None`: 1).
+    pub channel: Option<u32>,
+    /// SHA-256 of the device's HTTP push secret; `None`: it cannot push over HTTP.
+    pub http_sha256: Option<[u8; 32]>,
     /// Spaces whose counts this device's reports change: its own space, then each ancestor that is
     /// not measured at its own gates (zone → area → county), stopping at a change of unit or kind.
     pub targets: Vec<SpaceIdx>,
+}
+
+/// 32 bytes from 64 hex digits.
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 #[derive(Debug, Clone)]
@@ -350,11 +367,33 @@ impl Registry {
                 ),
                 _ => {}
             }
+            if d.channel.is_some() && d.format != PayloadFormat::HikvisionIsapi {
+                push(
+                    format!("{loc}.channel"),
+                    "channel applies to the hikvision_isapi format only".into(),
+                );
+            }
+            let http_sha256 = match d.http_sha256.as_deref().map(parse_sha256) {
+                None => None,
+                Some(Some(h)) => Some(h),
+                Some(None) => {
+                    push(
+                        format!("{loc}.http_sha256"),
+                        "not a SHA-256 in hex (64 characters 0-9a-f)".into(),
+                    );
+                    None
+                }
+            };
             match d.format {
                 PayloadFormat::Native if !d.lines.is_empty() => push(
                     format!("{loc}.lines"),
-                    "lines apply to the milesight_vs13x format only".into(),
+                    "lines do not apply to the native format".into(),
                 ),
+                PayloadFormat::HikvisionIsapi if d.lines.len() > 1 => push(
+                    format!("{loc}.lines"),
+                    "a Hikvision camera pushes each counting region as its own event: one region per device".into(),
+                ),
+                PayloadFormat::HikvisionIsapi | PayloadFormat::Xovis => {}
                 PayloadFormat::MilesightVs13x => {
                     for (j, l) in d.lines.iter().enumerate() {
                         if !(1..=4).contains(&l.line) {
@@ -386,6 +425,8 @@ impl Registry {
                 format: d.format,
                 direction: d.direction,
                 lines,
+                channel: d.channel,
+                http_sha256,
                 targets: Vec::new(),
             });
         }

@@ -454,7 +454,8 @@ pub async fn simulate(
             let flow = flows[d.idx.get()];
             run.stats.entered += u64::from(flow.entered);
             run.stats.left += u64::from(flow.left);
-            let quiet = flow.entered == 0 && flow.left == 0;
+            // Cameras reporting time windows send the quiet ones too.
+            let quiet = flow.entered == 0 && flow.left == 0 && !d.format.windowed();
             if quiet && run.last_report.is_some_and(|t| tick_end - t < MAX_SILENCE) {
                 continue;
             }

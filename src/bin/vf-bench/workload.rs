@@ -59,6 +59,8 @@ impl Layout {
                 format: Default::default(),
                 direction: Direction::Normal,
                 lines: Vec::new(),
+                channel: None,
+                http_sha256: None,
             })
             .collect();
         Layout {
@@ -93,6 +95,8 @@ impl Layout {
                 format: Default::default(),
                 direction: Direction::Normal,
                 lines: Vec::new(),
+                channel: None,
+                http_sha256: None,
             });
         }
     }

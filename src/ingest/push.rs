@@ -1,0 +1,71 @@
+//! Counts pushed over HTTP (`POST /ingest/{device}`): the API hands each request body to the
+//! ingester that counts the device, which decodes and applies it with the batch it is filling and
+//! answers once that batch is committed — the HTTP twin of acknowledging an MQTT message after
+//! its commit. A camera retrying after anything but the answer (a timeout, a 503 while the
+//! ingester reconnects) resends reports that are then counted as duplicates.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::decode::Reject;
+use crate::partition::Scope;
+
+/// One request body for a device, and where to answer.
+#[derive(Debug)]
+pub struct Push {
+    pub device: String,
+    pub body: Bytes,
+    pub received: DateTime<Utc>,
+    pub done: oneshot::Sender<Result<Pushed, Reject>>,
+}
+
+/// What a committed push did: its reports, and those refused with the reason (the others were
+/// counted, or were duplicates of reports counted before).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pushed {
+    pub reports: usize,
+    pub refused: Vec<PushRefusal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PushRefusal {
+    /// The report's position in the body.
+    pub index: usize,
+    /// `visitorflow_reports_rejected_total`'s reason.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Pushes waiting for an ingester: a few per device is plenty (cameras push every minute or so).
+pub const QUEUE: usize = 256;
+
+/// Where this instance's API sends pushes: its ingester, or per partition the one that counts
+/// the device.
+#[derive(Default)]
+pub struct PushIntake {
+    routes: Vec<(Option<Arc<Scope>>, mpsc::Sender<Push>)>,
+}
+
+impl PushIntake {
+    /// A route for the ingester of `scope` (`None`: the only one), and its receiving end.
+    pub fn route(&mut self, scope: Option<Arc<Scope>>) -> mpsc::Receiver<Push> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.routes.push((scope, tx));
+        rx
+    }
+
+    /// The ingester counting `device` on this instance, if any.
+    pub fn sender(&self, device: &str) -> Option<&mpsc::Sender<Push>> {
+        self.routes
+            .iter()
+            .find(|(scope, _)| {
+                scope
+                    .as_ref()
+                    .is_none_or(|s| s.registry.device_idx(device).is_some())
+            })
+            .map(|(_, tx)| tx)
+    }
+}
