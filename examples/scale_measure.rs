@@ -76,6 +76,7 @@ fn county(spaces: usize, devices: usize) -> Config {
             lines: Vec::new(),
             channel: None,
             http_sha256: None,
+            poll: None,
         });
     }
     cfg

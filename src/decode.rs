@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use crate::registry::{Device, Direction, PayloadFormat};
 
 mod hikvision;
+pub mod polled;
 mod xovis;
 
 /// Why an input was refused. The `as_str` names are the `reason` label of
@@ -291,6 +292,11 @@ pub fn decode_counts(
             );
             return Ok(());
         }
+        PayloadFormat::AxisLiveSum | PayloadFormat::DahuaSummary => {
+            return Err(Reject::InvalidReport(
+                "this device is polled (its registry `poll`), it pushes nothing".into(),
+            ));
+        }
         PayloadFormat::Native | PayloadFormat::MilesightVs13x => {}
     }
     // JSON is UTF-8 (RFC 8259). serde_json checks it only in the strings it decodes, so invalid
@@ -414,8 +420,11 @@ fn decode_one(
             }
             (seq, m.ts, e, x, m.period_s, tot)
         }
-        // Decoded whole by `decode_counts`, never element by element.
-        PayloadFormat::HikvisionIsapi | PayloadFormat::Xovis => {
+        // Decoded whole by `decode_counts` (or polled), never element by element.
+        PayloadFormat::HikvisionIsapi
+        | PayloadFormat::Xovis
+        | PayloadFormat::AxisLiveSum
+        | PayloadFormat::DahuaSummary => {
             return Err(Reject::InvalidReport("not a JSON report format".into()));
         }
     };

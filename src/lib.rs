@@ -24,7 +24,9 @@
 //! Workers (thin async shells over the cores)
 //! - `source`: the MQTT session the ingester reads from.
 //! - `partition`: which instance ingests which scenic areas; leader election for alerting.
-//! - `ingest`: batches from the source through `decode` and `core` into `store` and `live`.
+//! - `ingest`: batches from the source (and HTTP pushes) through `decode` and `core` into `store`
+//!   and `live`.
+//! - `poll`: asks the devices that only answer requests, and hands their reports to `ingest`.
 //! - `webhook`: alert formats, signatures and HTTP delivery attempts.
 //! - `alerting`: runs `rules` and `dispatch` on `live`, records transitions, fills the outbox.
 //! - `report`: the daily county report, its schedule and its push upstream.
@@ -56,6 +58,7 @@ pub mod live;
 pub mod source;
 pub mod partition;
 pub mod ingest;
+pub mod poll;
 pub mod webhook;
 pub mod alerting;
 pub mod report;

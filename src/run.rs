@@ -49,6 +49,8 @@ pub enum RunError {
     Http(#[from] DeliverError),
     #[error(transparent)]
     Partition(#[from] PartitionError),
+    #[error(transparent)]
+    Poll(#[from] crate::poll::PollError),
     #[error("database.url is empty: set it in the config or VISITORFLOW__DATABASE__URL")]
     NoDatabase,
     // The cause is in the message, not also a `source`: `{:#}` would print it twice.
@@ -140,6 +142,8 @@ impl Service {
         if let Some(leader) = leader {
             alerter = alerter.with_leader(leader);
         }
+        let pushes = Arc::new(pushes);
+        start_pollers(&cfg, &registry, &pushes, &mut tasks)?;
         tasks.spawn(alerter.run(tasks.stopped()));
         let report_push = checked
             .push_plan
@@ -165,7 +169,7 @@ impl Service {
             )),
             report_push,
             reservations: Arc::clone(&checked.reservations),
-            pushes: Arc::new(pushes),
+            pushes,
             openapi: Arc::default(),
         };
         let http_addr = start_http(&cfg, state, &mut tasks).await?;
@@ -306,6 +310,25 @@ fn start_ingest(
         poll: Duration::from_millis(pcfg.standby_poll_ms.max(50)),
     };
     (Some(leader), pushes)
+}
+
+/// One poller per polled device this instance counts (`crate::poll`).
+fn start_pollers(
+    cfg: &Config,
+    registry: &Registry,
+    pushes: &Arc<crate::ingest::PushIntake>,
+    tasks: &mut Tasks,
+) -> Result<(), RunError> {
+    let limits = crate::decode::Limits::from(&cfg.ingest);
+    for d in &registry.devices {
+        if pushes.sender(d.id.as_str()).is_none() {
+            continue;
+        }
+        if let Some(poller) = crate::poll::Poller::new(d.clone(), Arc::clone(pushes), limits) {
+            tasks.spawn(poller?.run(tasks.stopped()));
+        }
+    }
+    Ok(())
 }
 
 /// The daily report upstream: one worker, scheduled by the recorded days.

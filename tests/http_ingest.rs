@@ -256,3 +256,149 @@ async fn pushed_windows_are_counted_once_through_a_restart_and_bad_pushes_are_re
     eprintln!("60 windows through a restart: {retries} retries, stored = published {want:?}");
     drop(svc);
 }
+
+/// A fake polled device: answers its format's running totals while `up`, 503 otherwise.
+#[derive(Default)]
+struct Counter {
+    total_in: u64,
+    total_out: u64,
+    up: bool,
+}
+
+async fn fake_device(counter: Arc<Mutex<Counter>>, dahua: bool) -> SocketAddr {
+    use axum::http::HeaderMap;
+    let answer = move |headers: HeaderMap| {
+        let counter = Arc::clone(&counter);
+        async move {
+            let c = counter.lock().unwrap();
+            if !c.up {
+                return (StatusCode::SERVICE_UNAVAILABLE, String::new());
+            }
+            if dahua {
+                let want = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("admin:admin123")
+                );
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&want) {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                // The documented answer with the counter's totals.
+                let body = include_str!("data/vendor/dahua-getsummary.txt")
+                    .replace(
+                        "EnteredSubtotal.Total=1",
+                        &format!("EnteredSubtotal.Total={}", c.total_in),
+                    )
+                    .replace(
+                        "ExitedSubtotal.Total=10",
+                        &format!("ExitedSubtotal.Total={}", c.total_out),
+                    );
+                (StatusCode::OK, body)
+            } else {
+                let body = include_str!("data/vendor/axis-live-sum.json")
+                    .replace("\"in\": 12", &format!("\"in\": {}", c.total_in))
+                    .replace("\"out\": 318", &format!("\"out\": {}", c.total_out));
+                (StatusCode::OK, body)
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/local/tvpc/.api", axum::routing::get(answer.clone()))
+        .route("/cgi-bin/videoStatServer.cgi", axum::routing::get(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// Σ counted (with repairs) of `device` in the raw table, and the totals of its first report.
+async fn counted(stack: &Stack, device: &str) -> ((i64, i64), Option<(i64, i64)>) {
+    let db = stack.db().await;
+    let r = db
+        .query_one(
+            "SELECT coalesce(sum(entries + repaired_entries), 0)::int8, coalesce(sum(exits + repaired_exits), 0)::int8 FROM reports WHERE device_id = $1",
+            &[&device],
+        )
+        .await
+        .unwrap();
+    let first = db
+        .query_opt(
+            "SELECT total_in, total_out FROM reports WHERE device_id = $1 ORDER BY seq LIMIT 1",
+            &[&device],
+        )
+        .await
+        .unwrap()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+    ((r.get(0), r.get(1)), first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polled_devices_count_their_totals_growth_once_across_an_outage() {
+    let stack = Stack::start();
+    let axis = Arc::new(Mutex::new(Counter {
+        total_in: 12,
+        total_out: 318,
+        up: true,
+    }));
+    let dahua = Arc::new(Mutex::new(Counter {
+        total_in: 1,
+        total_out: 10,
+        up: true,
+    }));
+    let axis_addr = fake_device(Arc::clone(&axis), false).await;
+    let dahua_addr = fake_device(Arc::clone(&dahua), true).await;
+    let registry = CAMERAS
+        .replace(
+            "http://127.0.0.1:9/local",
+            &format!("http://{axis_addr}/local"),
+        )
+        .replace(
+            "http://127.0.0.1:9/cgi-bin",
+            &format!("http://{dahua_addr}/cgi-bin"),
+        );
+    let cfg = stack.config_from(&registry, "vf-http-poll");
+    let svc = start_service(cfg).await;
+
+    // People cross both counters all along: 3 in and 1 out every 100 ms.
+    let crossing = {
+        let (axis, dahua) = (Arc::clone(&axis), Arc::clone(&dahua));
+        tokio::spawn(async move {
+            for _ in 0..80 {
+                for c in [&axis, &dahua] {
+                    let mut c = c.lock().unwrap();
+                    c.total_in += 3;
+                    c.total_out += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // The Axis counter goes away for 2.5 s in the middle and comes back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    axis.lock().unwrap().up = false;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    axis.lock().unwrap().up = true;
+    crossing.await.unwrap();
+    // Two more windows for the last growth to be asked for and stored.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    for (id, c) in [("axis", &axis), ("dahua", &dahua)] {
+        let (sum, first) = counted(&stack, id).await;
+        let (t_in, t_out) = {
+            let c = c.lock().unwrap();
+            (c.total_in as i64, c.total_out as i64)
+        };
+        let (f_in, f_out) = first.unwrap_or_else(|| panic!("{id}: nothing stored"));
+        // Everything since the first poll (its baseline), exactly once, outage included.
+        assert_eq!(sum, (t_in - f_in, t_out - f_out), "{id}");
+        assert!(sum.0 > 0, "{id}");
+    }
+    let metrics = get_text(svc.http_addr, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("visitorflow_device_polls_total{")
+                && l.contains("outcome=\"unreachable\"")),
+        "{metrics}"
+    );
+    drop(svc);
+}

@@ -380,9 +380,47 @@ fn config_problems() -> Vec<Case> {
             ..case(
                 "lines on a native device",
                 &device("c1", "area", "kind = \"camera\"\nlines = [{ line = 1 }]"),
-                &[(r#"devices[0] (id = "c1").lines"#, "milesight")],
+                &[(r#"devices[0] (id = "c1").lines"#, "native format")],
             )
         },
+        case(
+            "a polled format without poll, and poll on a pushing device",
+            &format!(
+                "{}{}",
+                device("ax", "area", "kind = \"camera\"\nformat = \"axis_live_sum\""),
+                device(
+                    "c2",
+                    "area",
+                    "kind = \"camera\"\npoll = { url = \"http://10.0.0.5/x\" }"
+                )
+            ),
+            &[
+                (r#"devices[0] (id = "ax").poll"#, "is polled"),
+                (r#"devices[1] (id = "c2").poll"#, "only axis_live_sum"),
+            ],
+        ),
+        case(
+            "a poll URL that is not http, an interval out of range, a bad secret hash",
+            &device(
+                "ax",
+                "area",
+                "kind = \"camera\"\nformat = \"dahua_summary\"\nhttp_sha256 = \"xyz\"\npoll = { url = \"file:///etc/passwd\", interval_s = 0 }",
+            ),
+            &[
+                (r#"devices[0] (id = "ax").poll.url"#, "http(s) URL"),
+                (r#"devices[0] (id = "ax").poll.interval_s"#, "1 to 3600"),
+                (r#"devices[0] (id = "ax").http_sha256"#, "SHA-256"),
+            ],
+        ),
+        case(
+            "two Hikvision regions on one device",
+            &device(
+                "hk",
+                "area",
+                "kind = \"camera\"\nformat = \"hikvision_isapi\"\nlines = [{ line = 1 }, { line = 2 }]",
+            ),
+            &[(r#"devices[0] (id = "hk").lines"#, "one region per device")],
+        ),
         case(
             "zone that is its own parent",
             &zone("a", "a", ""),

@@ -282,8 +282,11 @@ fn decode_flow(reg: &Registry, device: &str, payload: &[u8]) -> (u64, u64, u64) 
             (e, l, v["seq"].as_u64().unwrap())
         }
         // Their encoders are checked against the decoders in `sim::report`'s unit tests.
-        PayloadFormat::HikvisionIsapi | PayloadFormat::Xovis => {
-            panic!("the simulated county has no camera pushing its own format")
+        PayloadFormat::HikvisionIsapi
+        | PayloadFormat::Xovis
+        | PayloadFormat::AxisLiveSum
+        | PayloadFormat::DahuaSummary => {
+            panic!("the simulated county has no camera of its own format")
         }
     }
 }

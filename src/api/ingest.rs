@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use super::{ApiError, AppState, ErrorBody};
 use crate::decode::Reject;
-use crate::ingest::{Push, PushRefusal};
+use crate::ingest::{Push, PushBody, PushRefusal};
 
 /// How long a push waits for its batch to commit before the camera is told to retry.
 const COMMIT_WAIT: Duration = Duration::from_secs(10);
@@ -76,7 +76,7 @@ pub async fn push(
     let (done, answer) = tokio::sync::oneshot::channel();
     let push = Push {
         device: device.clone(),
-        body,
+        body: PushBody::Raw(body),
         received: Utc::now(),
         done,
     };

@@ -33,7 +33,7 @@ use crate::telemetry as t;
 use crate::telemetry::events::{IngestSessionEnded, InternalEvent, Rejections, TicketIntake};
 pub use config::{IngestConfig, IngesterSettings};
 use cut::{BatchCut, Decision};
-pub use push::{Push, PushIntake, PushRefusal, Pushed};
+pub use push::{Push, PushBody, PushIntake, PushRefusal, Pushed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -567,7 +567,16 @@ impl Ingester {
         };
         let d = self.registry.device(device);
         work.scratch.clear();
-        match crate::decode::decode_counts(d, &p.body, received, &self.limits, &mut work.scratch) {
+        let decoded = match &p.body {
+            PushBody::Raw(body) => {
+                crate::decode::decode_counts(d, body, received, &self.limits, &mut work.scratch)
+            }
+            PushBody::Reports(reports) => {
+                work.scratch.extend(reports.iter().copied().map(Ok));
+                Ok(())
+            }
+        };
+        match decoded {
             Err(r) => {
                 note(&mut work.rejects, &r, d.id.as_str(), &topic);
                 let _ = p.done.send(Err(r));

@@ -2,7 +2,8 @@
 //! ingester that counts the device, which decodes and applies it with the batch it is filling and
 //! answers once that batch is committed — the HTTP twin of acknowledging an MQTT message after
 //! its commit. A camera retrying after anything but the answer (a timeout, a 503 while the
-//! ingester reconnects) resends reports that are then counted as duplicates.
+//! ingester reconnects) resends reports that are then counted as duplicates. The poller
+//! (`crate::poll`) hands its reports over the same way.
 
 use std::sync::Arc;
 
@@ -13,13 +14,21 @@ use tokio::sync::{mpsc, oneshot};
 use crate::decode::Reject;
 use crate::partition::Scope;
 
-/// One request body for a device, and where to answer.
+/// One request body for a device (or a polled device's report), and where to answer.
 #[derive(Debug)]
 pub struct Push {
     pub device: String,
-    pub body: Bytes,
+    pub body: PushBody,
     pub received: DateTime<Utc>,
     pub done: oneshot::Sender<Result<Pushed, Reject>>,
+}
+
+#[derive(Debug)]
+pub enum PushBody {
+    /// As the device sent it, in its registry format.
+    Raw(Bytes),
+    /// Already made by the poller ([`crate::decode::polled`]).
+    Reports(Vec<crate::decode::CountReport>),
 }
 
 /// What a committed push did: its reports, and those refused with the reason (the others were

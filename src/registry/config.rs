@@ -80,13 +80,31 @@ pub enum PayloadFormat {
     HikvisionIsapi,
     /// Xovis line-count push (JSON; `fw`/`bw` per element and window).
     Xovis,
+    /// Axis People Counter `live-sum.json`, polled (running totals of the day).
+    AxisLiveSum,
+    /// Dahua `videoStatServer.cgi?action=getSummary`, polled (running totals).
+    DahuaSummary,
 }
 
 impl PayloadFormat {
     /// Formats that report every time window, busy or not: the window is the sequence, so a
     /// window not sent is a missing report.
     pub fn windowed(self) -> bool {
-        matches!(self, PayloadFormat::HikvisionIsapi | PayloadFormat::Xovis)
+        matches!(
+            self,
+            PayloadFormat::HikvisionIsapi
+                | PayloadFormat::Xovis
+                | PayloadFormat::AxisLiveSum
+                | PayloadFormat::DahuaSummary
+        )
+    }
+
+    /// Formats read by polling the device (`poll`), never pushed.
+    pub fn polled(self) -> bool {
+        matches!(
+            self,
+            PayloadFormat::AxisLiveSum | PayloadFormat::DahuaSummary
+        )
     }
 }
 
@@ -130,4 +148,32 @@ pub struct DeviceConfig {
     /// push over HTTP. `visitorflow device-secret --device ID` makes one.
     #[serde(default)]
     pub http_sha256: Option<String>,
+    /// Polled devices (`axis_live_sum`, `dahua_summary`): where and how often to ask.
+    #[serde(default)]
+    pub poll: Option<PollConfig>,
+}
+
+/// How a polled device is asked for its totals.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    /// The device's answer, e.g. `http://10.0.0.21/local/tvpc/.api?live-sum.json` or
+    /// `http://10.0.0.22/cgi-bin/videoStatServer.cgi?action=getSummary&channel=1`. Only this
+    /// host is ever asked; redirects are not followed.
+    pub url: String,
+    /// Seconds between polls, and the length of a polled window (10–3600; default 60).
+    #[serde(default = "sixty")]
+    pub interval_s: u32,
+    /// HTTP Basic credentials of the device, if it asks for them.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The password from a file instead (first line).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+fn sixty() -> u32 {
+    60
 }

@@ -12,8 +12,8 @@ mod config;
 
 use crate::ids::{DeviceId, DeviceIdx, SpaceId, SpaceIdx};
 pub use config::{
-    CountyConfig, DeviceConfig, DeviceKind, Direction, LineConfig, PayloadFormat, SpaceConfig,
-    SpaceKind,
+    CountyConfig, DeviceConfig, DeviceKind, Direction, LineConfig, PayloadFormat, PollConfig,
+    SpaceConfig, SpaceKind,
 };
 
 /// What a space counts: people or vehicles. Counts never roll up across units.
@@ -54,6 +54,8 @@ pub struct Device {
     pub channel: Option<u32>,
     /// SHA-256 of the device's HTTP push secret; `None`: it cannot push over HTTP.
     pub http_sha256: Option<[u8; 32]>,
+    /// Polled devices: where and how often to ask.
+    pub poll: Option<PollConfig>,
     /// Spaces whose counts this device's reports change: its own space, then each ancestor that is
     /// not measured at its own gates (zone → area → county), stopping at a change of unit or kind.
     pub targets: Vec<SpaceIdx>,
@@ -367,6 +369,40 @@ impl Registry {
                 ),
                 _ => {}
             }
+            match (&d.poll, d.format.polled()) {
+                (None, true) => push(
+                    format!("{loc}.poll"),
+                    format!(
+                        "a {:?} device is polled: give poll = {{ url = \"http://…\" }}",
+                        d.format
+                    ),
+                ),
+                (Some(_), false) => push(
+                    format!("{loc}.poll"),
+                    "only axis_live_sum and dahua_summary devices are polled".into(),
+                ),
+                (Some(p), true) => {
+                    let scheme_ok = url::Url::parse(&p.url).is_ok_and(|u| {
+                        matches!(u.scheme(), "http" | "https") && u.host().is_some()
+                    });
+                    if !scheme_ok {
+                        push(
+                            format!("{loc}.poll.url"),
+                            format!("{:?}: an http(s) URL with a host", p.url),
+                        );
+                    }
+                    if !(1..=3600).contains(&p.interval_s) {
+                        push(format!("{loc}.poll.interval_s"), "1 to 3600 seconds".into());
+                    }
+                    if p.password.is_some() && p.password_file.is_some() {
+                        push(
+                            format!("{loc}.poll"),
+                            "password or password_file, not both".into(),
+                        );
+                    }
+                }
+                (None, false) => {}
+            }
             if d.channel.is_some() && d.format != PayloadFormat::HikvisionIsapi {
                 push(
                     format!("{loc}.channel"),
@@ -394,6 +430,11 @@ impl Registry {
                     "a Hikvision camera pushes each counting region as its own event: one region per device".into(),
                 ),
                 PayloadFormat::HikvisionIsapi | PayloadFormat::Xovis => {}
+                PayloadFormat::AxisLiveSum | PayloadFormat::DahuaSummary if !d.lines.is_empty() => push(
+                    format!("{loc}.lines"),
+                    "a polled counter has no lines to choose".into(),
+                ),
+                PayloadFormat::AxisLiveSum | PayloadFormat::DahuaSummary => {}
                 PayloadFormat::MilesightVs13x => {
                     for (j, l) in d.lines.iter().enumerate() {
                         if !(1..=4).contains(&l.line) {
@@ -427,6 +468,7 @@ impl Registry {
                 lines,
                 channel: d.channel,
                 http_sha256,
+                poll: d.poll.clone(),
                 targets: Vec::new(),
             });
         }

@@ -352,7 +352,12 @@ pub async fn simulate(
     let period_s = u32::try_from(opts.tick.as_secs()).map_err(|_| out_of_range("tick"))?;
 
     let devices: Vec<&Device> = if opts.devices.is_empty() {
-        registry.devices.iter().collect()
+        // Polled devices publish nothing: the service asks them.
+        registry
+            .devices
+            .iter()
+            .filter(|d| !d.format.polled())
+            .collect()
     } else {
         opts.devices
             .iter()

@@ -167,6 +167,25 @@ impl DeviceCounter {
                 )
                 .into_bytes()
             }
+            // What a poll of the device would answer: its running totals.
+            PayloadFormat::AxisLiveSum => {
+                self.count(flow, device_reversed);
+                serde_json::to_vec(&serde_json::json!({
+                    "serial": device.id.as_str(), "name": device.id.as_str(),
+                    "timestamp": ts.format("%Y%m%d%H%M%S").to_string(),
+                    "in": self.total_in, "out": self.total_out,
+                }))?
+            }
+            PayloadFormat::DahuaSummary => {
+                self.count(flow, device_reversed);
+                format!(
+                    "summary.Channel=0\nsummary.EnteredSubtotal.Total={}\nsummary.ExitedSubtotal.Total={}\nsummary.RuleName=NumberStat\nsummary.UTC={}\n",
+                    self.total_in,
+                    self.total_out,
+                    ts.timestamp()
+                )
+                .into_bytes()
+            }
             PayloadFormat::Xovis => {
                 let (i, o) = self.count(flow, device_reversed);
                 // The first element the device counts, forward = in unless that line is reversed.

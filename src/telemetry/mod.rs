@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const MQTT_MESSAGES: &str = "visitorflow_mqtt_messages_total";
 pub const REPORTS_ACCEPTED: &str = "visitorflow_reports_accepted_total";
 pub const REPORTS_REJECTED: &str = "visitorflow_reports_rejected_total";
+pub const POLLS: &str = "visitorflow_device_polls_total";
 pub const REPORTS_DUPLICATE: &str = "visitorflow_reports_duplicate_total";
 pub const REPORTS_LATE: &str = "visitorflow_reports_late_total";
 pub const REPORTS_MISSING: &str = "visitorflow_reports_missing_total";
@@ -125,6 +126,10 @@ fn describe() {
     describe_counter!(
         REPORTS_REJECTED,
         "Messages or reports rejected, by reason; never counted as visitors."
+    );
+    describe_counter!(
+        POLLS,
+        "Polls of devices that only answer requests, by format and outcome (ok, unreachable, refused)."
     );
     describe_counter!(
         REPORTS_DUPLICATE,

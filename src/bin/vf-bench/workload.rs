@@ -61,6 +61,7 @@ impl Layout {
                 lines: Vec::new(),
                 channel: None,
                 http_sha256: None,
+                poll: None,
             })
             .collect();
         Layout {
@@ -97,6 +98,7 @@ impl Layout {
                 lines: Vec::new(),
                 channel: None,
                 http_sha256: None,
+                poll: None,
             });
         }
     }
