@@ -6,7 +6,8 @@
 //!
 //! Exactly once: a report is sent again, unchanged, until the ingester answers that it is stored
 //! (a duplicate if it was), and the next report is made only then — from the reading it was made
-//! of. A device that does not answer is asked again at the next window, then less often (up to
+//! of. The first answer after a start only sets the baseline and sends nothing: the gap it leaves
+//! makes the next report's totals repair what grew since the device's last stored report. A device that does not answer is asked again at the next window, then less often (up to
 //! 16 windows apart): its silence shows as the silent-counter alarm, and the totals of its next
 //! answer repair the windows in between.
 //!
@@ -137,6 +138,13 @@ impl Poller {
             pause = Duration::ZERO;
             metrics::counter!(t::POLLS, "format" => format!("{:?}", self.device.format), "outcome" => "ok").increment(1);
             let seq = (end.timestamp() / interval) as u64;
+            if previous.is_none() {
+                // The first answer after a start is the baseline, and its window is left out on
+                // purpose: the next report then follows a gap, which the totals repair with
+                // whatever grew since the device's last stored report (before a restart).
+                previous = Some(reading);
+                continue;
+            }
             match polled::polled_report(
                 &self.device,
                 previous,

@@ -205,6 +205,43 @@ async fn pushed_windows_are_counted_once_through_a_restart_and_bad_pushes_are_re
     }
     assert_eq!(area(&stack).await, want, "a replay counts nothing twice");
 
+    // The same windows over MQTT (a bridge publishing the camera's XML on the device's topic)
+    // give the same numbers as the HTTP push.
+    let msgs: Vec<(String, String)> = published
+        .iter()
+        .enumerate()
+        .map(|(i, (e, x))| {
+            (
+                counts_topic("area", "hik-mqtt"),
+                hik_window(first + TimeDelta::minutes(i as i64), *e, *x),
+            )
+        })
+        .collect();
+    publish_all(stack.mq.port(), "bridge", msgs).await;
+    let db = stack.db().await;
+    let per_device = |device: &'static str| {
+        let db = &db;
+        async move {
+            let r = db
+                .query_one(
+                    "SELECT coalesce(sum(entries), 0)::int8, coalesce(sum(exits), 0)::int8, count(*) FROM reports WHERE device_id = $1",
+                    &[&device],
+                )
+                .await
+                .unwrap();
+            (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))
+        }
+    };
+    let over_http = per_device("hik").await;
+    let over_mqtt = eventually(15, "the bridge's windows stored", || async {
+        let m = per_device("hik-mqtt").await;
+        (m.2 == 60).then_some(m)
+    })
+    .await;
+    assert_eq!(over_http, over_mqtt);
+    assert_eq!(over_http, (want.0 as i64, want.1 as i64, 60));
+    let want = (want.0 * 2, want.1 * 2);
+
     // A Xovis push (bearer token this time): two minute windows of two lines.
     let now = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap() - TimeDelta::minutes(5);
     let fmt = |t: DateTime<Utc>| {
@@ -253,7 +290,7 @@ async fn pushed_windows_are_counted_once_through_a_restart_and_bad_pushes_are_re
         metrics.contains("visitorflow_reports_rejected_total{reason=\"malformed_xml\"} 1"),
         "{metrics}"
     );
-    eprintln!("60 windows through a restart: {retries} retries, stored = published {want:?}");
+    eprintln!("60 windows through a restart: {retries} retries, stored = published, MQTT = HTTP");
     drop(svc);
 }
 
@@ -310,7 +347,8 @@ async fn fake_device(counter: Arc<Mutex<Counter>>, dahua: bool) -> SocketAddr {
     addr
 }
 
-/// Σ counted (with repairs) of `device` in the raw table, and the totals of its first report.
+/// Σ counted (with repairs) of `device` in the raw table, and the totals it started from (its
+/// first report's totals less that report's counts: the poller's baseline).
 async fn counted(stack: &Stack, device: &str) -> ((i64, i64), Option<(i64, i64)>) {
     let db = stack.db().await;
     let r = db
@@ -322,7 +360,7 @@ async fn counted(stack: &Stack, device: &str) -> ((i64, i64), Option<(i64, i64)>
         .unwrap();
     let first = db
         .query_opt(
-            "SELECT total_in, total_out FROM reports WHERE device_id = $1 ORDER BY seq LIMIT 1",
+            "SELECT total_in - entries - repaired_entries, total_out - exits - repaired_exits FROM reports WHERE device_id = $1 ORDER BY seq LIMIT 1",
             &[&device],
         )
         .await
@@ -356,13 +394,13 @@ async fn polled_devices_count_their_totals_growth_once_across_an_outage() {
             &format!("http://{dahua_addr}/cgi-bin"),
         );
     let cfg = stack.config_from(&registry, "vf-http-poll");
-    let svc = start_service(cfg).await;
+    let svc = start_service(cfg.clone()).await;
 
     // People cross both counters all along: 3 in and 1 out every 100 ms.
     let crossing = {
         let (axis, dahua) = (Arc::clone(&axis), Arc::clone(&dahua));
         tokio::spawn(async move {
-            for _ in 0..80 {
+            for _ in 0..110 {
                 for c in [&axis, &dahua] {
                     let mut c = c.lock().unwrap();
                     c.total_in += 3;
@@ -377,6 +415,10 @@ async fn polled_devices_count_their_totals_growth_once_across_an_outage() {
     axis.lock().unwrap().up = false;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     axis.lock().unwrap().up = true;
+    // And the service restarts while people keep crossing: the pollers start afresh.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    svc.shutdown().await;
+    let svc = start_service(cfg).await;
     crossing.await.unwrap();
     // Two more windows for the last growth to be asked for and stored.
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -70,6 +70,21 @@ pub fn read(device: &Device, body: &[u8]) -> Result<Reading, Reject> {
     }
 }
 
+/// How far a running total moved from `before` to `after`: the difference; across a 32-bit
+/// counter's wrap (from near 2³² to near 0) the distance through it; after any other decrease (a
+/// reset: Axis counts per day, Dahua's can be cleared) what was counted since the reset.
+pub fn growth(before: u64, after: u64) -> u64 {
+    const WRAP: u64 = 1 << 32;
+    const NEAR: u64 = 1 << 24;
+    if after >= before {
+        after - before
+    } else if before < WRAP && before >= WRAP - NEAR && after < NEAR {
+        WRAP - before + after
+    } else {
+        after
+    }
+}
+
 /// The report of the poll ending window `seq` (of `period_s` seconds, ending at `end`): the
 /// growth of the totals since `previous` (none: this poll only sets the baseline, and the totals
 /// repair any windows missed since the device's last stored report).
@@ -83,12 +98,7 @@ pub fn polled_report(
     limits: &Limits,
 ) -> Result<CountReport, Reject> {
     let grown = |before: u64, after: u64| -> i64 {
-        let d = if after >= before {
-            after - before
-        } else {
-            after
-        };
-        i64::try_from(d).unwrap_or(i64::MAX)
+        i64::try_from(growth(before, after)).unwrap_or(i64::MAX)
     };
     let (entries, exits) = match previous {
         Some(p) => (
@@ -183,5 +193,23 @@ mod tests {
         // Midnight: the camera's day starts again; what it counted since is this window's.
         let reset = r(Some(at(4000, 3990)), at(3, 0), 102);
         assert_eq!((reset.entries, reset.exits), (3, 0));
+        // A 32-bit register wrapping: the distance through the wrap.
+        let wrapped = r(Some(at(u64::from(u32::MAX) - 4, 7)), at(5, 9), 103);
+        assert_eq!((wrapped.entries, wrapped.exits), (10, 2));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn growth_across_a_wrap_is_the_distance(
+            before in 0u64..(1 << 32), step in 0u64..(1 << 20),
+        ) {
+            let after = (before + step) % (1 << 32);
+            let g = growth(before, after);
+            if before + step < (1 << 32) || before >= (1 << 32) - (1 << 24) {
+                proptest::prop_assert_eq!(g, step);
+            } else {
+                proptest::prop_assert_eq!(g, after);
+            }
+        }
     }
 }
