@@ -78,7 +78,7 @@ pub fn growth(before: u64, after: u64) -> u64 {
     const NEAR: u64 = 1 << 24;
     if after >= before {
         after - before
-    } else if before < WRAP && before >= WRAP - NEAR && after < NEAR {
+    } else if (WRAP - NEAR..WRAP).contains(&before) && after < NEAR {
         WRAP - before + after
     } else {
         after

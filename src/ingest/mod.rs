@@ -16,13 +16,14 @@ use crate::live::Wake;
 mod config;
 mod cut;
 pub mod push;
+mod tickets;
 
-use crate::admission::{self, Reservations, TicketMessage};
+use crate::admission::Reservations;
 use crate::core::route::{Routed, Router};
 use crate::core::seq::JumpBound;
 use crate::core::{Batch, BatchStats, Core, Pending, Recounted};
 use crate::decode::{CountReport, Limits, Reject};
-use crate::ids::{DeviceIdx, SpaceIdx};
+use crate::ids::DeviceIdx;
 use crate::live::{Captured, Live};
 use crate::partition::{PartitionError, Scope};
 use crate::registry::Registry;
@@ -30,7 +31,7 @@ use crate::source::{self, Acks, SourceEvent};
 use crate::store::TicketWrite;
 use crate::store::{self, StoreError};
 use crate::telemetry as t;
-use crate::telemetry::events::{IngestSessionEnded, InternalEvent, Rejections, TicketIntake};
+use crate::telemetry::events::{IngestSessionEnded, InternalEvent, Rejections};
 pub use config::{IngestConfig, IngesterSettings};
 use cut::{BatchCut, Decision};
 pub use push::{Push, PushBody, PushIntake, PushRefusal, Pushed};
@@ -552,84 +553,6 @@ impl Ingester {
             }
         }
         refused
-    }
-
-    /// A body pushed over HTTP: decoded for its device and applied to the batch (answered after
-    /// the commit), or refused whole at once.
-    fn push(&self, p: Push, core: &mut Core, work: &mut Work) {
-        let topic = format!("http:/ingest/{}", p.device);
-        let received = p.received.trunc_subsecs(6);
-        work.messages.increment(1);
-        let Some(device) = self.registry.device_idx(&p.device) else {
-            note(&mut work.rejects, &Reject::UnknownDevice, &p.device, &topic);
-            let _ = p.done.send(Err(Reject::UnknownDevice));
-            return;
-        };
-        let d = self.registry.device(device);
-        work.scratch.clear();
-        let decoded = match &p.body {
-            PushBody::Raw(body) => {
-                crate::decode::decode_counts(d, body, received, &self.limits, &mut work.scratch)
-            }
-            PushBody::Reports(reports) => {
-                work.scratch.extend(reports.iter().copied().map(Ok));
-                Ok(())
-            }
-        };
-        match decoded {
-            Err(r) => {
-                note(&mut work.rejects, &r, d.id.as_str(), &topic);
-                let _ = p.done.send(Err(r));
-            }
-            Ok(()) => {
-                let reports = work.scratch.len();
-                let refused = self.apply_decoded(device, &topic, received, core, work);
-                work.pushes.push((p.done, Pushed { reports, refused }));
-            }
-        }
-    }
-}
-
-impl Ingester {
-    /// A ticketing message: checked against the area's plan now (refusals are final, logged and
-    /// counted at once), stored with the batch.
-    fn tickets(&self, space: SpaceIdx, p: &Publish, received: DateTime<Utc>, work: &mut Work) {
-        let id = self.registry.space(space).id.as_str();
-        let refuse = |work: &mut Work, r: Reject| note(&mut work.rejects, &r, "-", &p.topic);
-        let Some(plan) = self.reservations.plan_by_id(id) else {
-            return refuse(
-                work,
-                Reject::InvalidReport(format!("{id} sells no timed entry ([admission.spaces])")),
-            );
-        };
-        let msg: TicketMessage = match serde_json::from_slice(&p.payload) {
-            Ok(m) => m,
-            Err(e) if e.is_data() => return refuse(work, Reject::InvalidReport(e.to_string())),
-            Err(e) => return refuse(work, Reject::MalformedJson(e.to_string())),
-        };
-        let today = admission::today(&self.registry, space, received);
-        match msg.check(plan, today, received, "mqtt") {
-            Err(reason) => {
-                TicketIntake::refused(id, &p.topic, msg.items(), &reason).emit();
-                refuse(work, Reject::InvalidReport(reason));
-            }
-            Ok(mut checked) => {
-                let refused = std::mem::take(&mut checked.refused);
-                if let Some(first) = refused.first() {
-                    TicketIntake {
-                        rejected: refused.len() as u64,
-                        first_refusal: Some(&first.reason),
-                        ..TicketIntake::refused(id, &p.topic, 0, "")
-                    }
-                    .emit();
-                }
-                work.tickets.push(TicketWrite {
-                    space: id.to_owned(),
-                    topic: p.topic.clone(),
-                    checked,
-                });
-            }
-        }
     }
 }
 

@@ -11,6 +11,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+use chrono::SubsecRound;
+
+use super::{Work, note};
+use crate::core::Core;
 use crate::decode::Reject;
 use crate::partition::Scope;
 
@@ -76,5 +80,42 @@ impl PushIntake {
                     .is_none_or(|s| s.registry.device_idx(device).is_some())
             })
             .map(|(_, tx)| tx)
+    }
+}
+
+impl super::Ingester {
+    /// A body pushed over HTTP: decoded for its device and applied to the batch (answered after
+    /// the commit), or refused whole at once.
+    pub(super) fn push(&self, p: Push, core: &mut Core, work: &mut Work) {
+        let topic = format!("http:/ingest/{}", p.device);
+        let received = p.received.trunc_subsecs(6);
+        work.messages.increment(1);
+        let Some(device) = self.registry.device_idx(&p.device) else {
+            note(&mut work.rejects, &Reject::UnknownDevice, &p.device, &topic);
+            let _ = p.done.send(Err(Reject::UnknownDevice));
+            return;
+        };
+        let d = self.registry.device(device);
+        work.scratch.clear();
+        let decoded = match &p.body {
+            PushBody::Raw(body) => {
+                crate::decode::decode_counts(d, body, received, &self.limits, &mut work.scratch)
+            }
+            PushBody::Reports(reports) => {
+                work.scratch.extend(reports.iter().copied().map(Ok));
+                Ok(())
+            }
+        };
+        match decoded {
+            Err(r) => {
+                note(&mut work.rejects, &r, d.id.as_str(), &topic);
+                let _ = p.done.send(Err(r));
+            }
+            Ok(()) => {
+                let reports = work.scratch.len();
+                let refused = self.apply_decoded(device, &topic, received, core, work);
+                work.pushes.push((p.done, Pushed { reports, refused }));
+            }
+        }
     }
 }
