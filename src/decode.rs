@@ -292,7 +292,9 @@ pub fn decode_counts(
             );
             return Ok(());
         }
-        PayloadFormat::AxisLiveSum | PayloadFormat::DahuaSummary => {
+        PayloadFormat::AxisLiveSum
+        | PayloadFormat::DahuaSummary
+        | PayloadFormat::HikvisionCounting => {
             return Err(Reject::InvalidReport(
                 "this device is polled (its registry `poll`), it pushes nothing".into(),
             ));
@@ -424,7 +426,8 @@ fn decode_one(
         PayloadFormat::HikvisionIsapi
         | PayloadFormat::Xovis
         | PayloadFormat::AxisLiveSum
-        | PayloadFormat::DahuaSummary => {
+        | PayloadFormat::DahuaSummary
+        | PayloadFormat::HikvisionCounting => {
             return Err(Reject::InvalidReport("not a JSON report format".into()));
         }
     };

@@ -1,5 +1,5 @@
 //! The poller: devices that only answer requests (Axis People Counter `live-sum`, Dahua
-//! `getSummary`) are asked for their running totals at the end of every window of
+//! `getSummary`, Hikvision `counting/search`) are asked for their running totals at the end of every window of
 //! `poll.interval_s`, and each answer becomes a report ([`crate::decode::polled`]) handed to the
 //! ingester that counts the device, as an HTTP push is. A thin shell: one task per device, the
 //! reading and the report are the pure part.
@@ -12,7 +12,8 @@
 //! answer repair the windows in between.
 //!
 //! Only the configured URL's host is ever asked: redirects are not followed, so a device cannot
-//! send the poller elsewhere.
+//! send the poller elsewhere. Credentials go only where a device challenges for them, Digest
+//! (what IP cameras ask) or Basic.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub enum PollError {
 /// One polled device's loop, until `shutdown`.
 pub struct Poller {
     device: Device,
+    /// The county's time zone: the day a Hikvision camera is asked for.
+    tz: chrono_tz::Tz,
     poll: PollConfig,
     password: Option<String>,
     client: reqwest::Client,
@@ -49,15 +52,17 @@ pub struct Poller {
 impl Poller {
     pub fn new(
         device: Device,
+        tz: chrono_tz::Tz,
         intake: Arc<PushIntake>,
         limits: Limits,
     ) -> Option<Result<Self, PollError>> {
         let poll = device.poll.clone()?;
-        Some(Self::build(device, poll, intake, limits))
+        Some(Self::build(device, tz, poll, intake, limits))
     }
 
     fn build(
         device: Device,
+        tz: chrono_tz::Tz,
         poll: PollConfig,
         intake: Arc<PushIntake>,
         limits: Limits,
@@ -80,6 +85,7 @@ impl Poller {
             .build()?;
         Ok(Self {
             device,
+            tz,
             poll,
             password,
             client,
@@ -171,28 +177,102 @@ impl Poller {
         }
     }
 
-    /// Asks the device for its totals.
+    /// Asks the device for its totals: without credentials first, then as it challenges (HTTP
+    /// Digest, or Basic), so a password never crosses the network in the clear unasked.
     async fn ask(&self) -> Result<Reading, Asked> {
-        let mut req = self.client.get(&self.poll.url);
-        if let Some(user) = &self.poll.username {
-            req = req.basic_auth(user, self.password.as_deref());
-        }
-        let res = req
+        let day = Utc::now().with_timezone(&self.tz).date_naive();
+        let body = polled::request_body(self.device.format, day);
+        let unreachable = |e: reqwest::Error| Asked::Unreachable(e.to_string());
+        let mut res = self
+            .request(body.as_deref(), None)
             .send()
             .await
-            .map_err(|e| Asked::Unreachable(e.to_string()))?;
+            .map_err(unreachable)?;
+        if res.status() == reqwest::StatusCode::UNAUTHORIZED
+            && let Some(auth) = self.answer_challenge(&res, body.as_deref())?
+        {
+            res = self
+                .request(body.as_deref(), Some(auth))
+                .send()
+                .await
+                .map_err(unreachable)?;
+        }
         let status = res.status();
         if !status.is_success() {
             return Err(Asked::Unreachable(format!("answered {status}")));
         }
-        let body = res
-            .bytes()
-            .await
-            .map_err(|e| Asked::Unreachable(e.to_string()))?;
-        if body.len() > self.limits.max_payload {
+        let bytes = res.bytes().await.map_err(unreachable)?;
+        if bytes.len() > self.limits.max_payload {
             return Err(Asked::Refused(Reject::TooLarge));
         }
-        polled::read(&self.device, &body).map_err(Asked::Refused)
+        polled::read(&self.device, &bytes).map_err(Asked::Refused)
+    }
+
+    fn request(&self, body: Option<&str>, auth: Option<String>) -> reqwest::RequestBuilder {
+        let mut req = match body {
+            Some(b) => self
+                .client
+                .post(&self.poll.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/xml")
+                .body(b.to_owned()),
+            None => self.client.get(&self.poll.url),
+        };
+        if let Some(a) = auth {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        req
+    }
+
+    /// The `Authorization` answering a 401's challenge with the device's credentials (`None`
+    /// without credentials or a challenge).
+    fn answer_challenge(
+        &self,
+        res: &reqwest::Response,
+        body: Option<&str>,
+    ) -> Result<Option<String>, Asked> {
+        let Some(user) = &self.poll.username else {
+            return Ok(None);
+        };
+        let password = self.password.as_deref().unwrap_or_default();
+        let Some(challenge) = res
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Ok(None);
+        };
+        if challenge
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("digest")
+        {
+            let mut prompt = digest_auth::parse(challenge)
+                .map_err(|e| Asked::Unreachable(format!("bad Digest challenge: {e}")))?;
+            let url = res.url();
+            let uri = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let method = if body.is_some() {
+                digest_auth::HttpMethod::POST
+            } else {
+                digest_auth::HttpMethod::GET
+            };
+            let ctx = digest_auth::AuthContext::new_with_method(
+                user.as_str(),
+                password,
+                uri,
+                body.map(str::as_bytes),
+                method,
+            );
+            let answer = prompt
+                .respond(&ctx)
+                .map_err(|e| Asked::Unreachable(format!("Digest: {e}")))?;
+            return Ok(Some(answer.to_header_string()));
+        }
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Ok(Some(format!("Basic {basic}")))
     }
 
     /// Hands `report` to the device's ingester; true once it is stored (or was already).

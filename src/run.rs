@@ -324,7 +324,9 @@ fn start_pollers(
         if pushes.sender(d.id.as_str()).is_none() {
             continue;
         }
-        if let Some(poller) = crate::poll::Poller::new(d.clone(), Arc::clone(pushes), limits) {
+        if let Some(poller) =
+            crate::poll::Poller::new(d.clone(), registry.tz, Arc::clone(pushes), limits)
+        {
             tasks.spawn(poller?.run(tasks.stopped()));
         }
     }

@@ -1,4 +1,5 @@
-//! Property-based fuzzing (proptest) of everything that parses outside input: the payload decoder,
+//! Property-based fuzzing (proptest) of everything that parses outside input: the payload decoder
+//! (the cameras' formats too: mutated Hikvision, Xovis, Axis and Dahua payloads),
 //! the topic parser, and the config loader with the registry builder. Arbitrary bytes, plus
 //! structure-aware generators: JSON-like text with wrong types, huge numbers, NaN/Infinity tokens,
 //! deep nesting, duplicate keys, invalid UTF-8, mutated valid reports, 1 MiB payloads and arrays
@@ -21,9 +22,13 @@ use visitorflow::decode::{self, CountReport, Limits, Reject, TopicKind};
 use visitorflow::registry::Registry;
 
 const DEVICES: &str = include_str!("data/one-area.toml");
+/// Cameras in their own formats (Hikvision, Xovis; polled Axis, Dahua, Hikvision).
+const CAMERAS: &str = include_str!("data/cameras.toml");
 
 struct Target {
     registry: Registry,
+    /// The cameras' formats: XML, whole-push refusals of a body that is not the device's.
+    cameras: bool,
     limits: Limits,
     received: DateTime<Utc>,
     /// Reports that decoded: the generators must reach the accepting paths too.
@@ -34,10 +39,38 @@ impl Target {
     fn new() -> Target {
         Target {
             registry: Config::from_toml(DEVICES).unwrap().registry().unwrap(),
+            cameras: false,
             limits: Limits::from(&IngestConfig::default()),
             received: Utc::now().trunc_subsecs(6),
             accepted: AtomicU64::new(0),
         }
+    }
+
+    fn cameras() -> Target {
+        Target {
+            registry: Config::from_toml(CAMERAS).unwrap().registry().unwrap(),
+            cameras: true,
+            ..Target::new()
+        }
+    }
+
+    /// A polled device's answer: read as running totals or refused, never a panic.
+    fn poll_answer(&self, body: &[u8]) -> Result<(), TestCaseError> {
+        for d in self.registry.devices.iter().filter(|d| d.format.polled()) {
+            if let Err(e) = decode::polled::read(d, body) {
+                prop_assert!(
+                    matches!(
+                        e,
+                        Reject::MalformedJson(_)
+                            | Reject::MalformedXml(_)
+                            | Reject::InvalidReport(_)
+                    ),
+                    "poll answer reject {:?}",
+                    e
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Decodes `payload` as every device and checks what comes out.
@@ -50,14 +83,20 @@ impl Target {
             }
             match r {
                 Err(e) => {
-                    prop_assert!(
-                        matches!(
+                    let whole = matches!(
+                        e,
+                        Reject::TooLarge | Reject::MalformedJson(_) | Reject::TooManyReports
+                    ) || (self.cameras
+                        && matches!(
                             e,
-                            Reject::TooLarge | Reject::MalformedJson(_) | Reject::TooManyReports
-                        ),
-                        "payload-level reject {:?}",
-                        e
-                    );
+                            Reject::MalformedXml(_)
+                                | Reject::InvalidReport(_)
+                                | Reject::NegativeCount
+                                | Reject::AbsurdCount
+                                | Reject::FutureTimestamp
+                                | Reject::TooOld
+                        ));
+                    prop_assert!(whole, "payload-level reject {:?}", e);
                     prop_assert!(out.is_empty());
                 }
                 Ok(()) => {
@@ -256,6 +295,39 @@ fn mutated() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// A real camera payload with a few bytes changed, inserted or cut off.
+fn camera_mutated() -> impl Strategy<Value = Vec<u8>> {
+    let seeds = [
+        include_str!("data/vendor/hikvision-timerange.xml"),
+        include_str!("data/vendor/hikvision-timerange-region.xml"),
+        include_str!("data/vendor/hikvision-realtime-isapi20.xml"),
+        include_str!("data/vendor/xovis-line-count.json"),
+        include_str!("data/vendor/axis-live-sum.json"),
+        include_str!("data/vendor/dahua-getsummary.txt"),
+        include_str!("data/vendor/hikvision-counting-search.xml"),
+    ];
+    (
+        prop::sample::select(seeds.to_vec()),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..6),
+    )
+        .prop_map(|(seed, edits)| {
+            let mut b = seed.as_bytes().to_vec();
+            for (at, byte, op) in edits {
+                if b.is_empty() {
+                    b.push(byte);
+                    continue;
+                }
+                let i = at.index(b.len());
+                match op {
+                    0 => b[i] = byte,
+                    1 => b.insert(i, byte),
+                    _ => b.truncate(i),
+                }
+            }
+            b
+        })
+}
+
 fn deep() -> impl Strategy<Value = String> {
     (1usize..200_000, any::<bool>()).prop_map(|(n, obj)| {
         if obj {
@@ -433,8 +505,28 @@ where
 /// target and how many reports were accepted along the way.
 fn all_targets(cases: u32) -> (Vec<(&'static str, u64)>, u64) {
     let t = Target::new();
+    let cams = Target::cameras();
     let few = (cases / 50).max(4);
     let execs = vec![
+        (
+            "camera decode: mutated vendor payloads",
+            run("camera_mutated", cases, camera_mutated(), |b| {
+                cams.decode(b)?;
+                cams.poll_answer(b)
+            }),
+        ),
+        (
+            "camera decode: arbitrary bytes",
+            run(
+                "camera_bytes",
+                cases / 4 + 1,
+                prop::collection::vec(any::<u8>(), 0..1024),
+                |b| {
+                    cams.decode(b)?;
+                    cams.poll_answer(b)
+                },
+            ),
+        ),
         (
             "decode: arbitrary bytes",
             run(
@@ -545,7 +637,10 @@ fn all_targets(cases: u32) -> (Vec<(&'static str, u64)>, u64) {
             ),
         ),
     ];
-    (execs, t.accepted.load(Ordering::Relaxed))
+    (
+        execs,
+        t.accepted.load(Ordering::Relaxed) + cams.accepted.load(Ordering::Relaxed),
+    )
 }
 
 #[test]

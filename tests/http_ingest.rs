@@ -302,25 +302,78 @@ struct Counter {
     up: bool,
 }
 
-async fn fake_device(counter: Arc<Mutex<Counter>>, dahua: bool) -> SocketAddr {
-    use axum::http::HeaderMap;
-    let answer = move |headers: HeaderMap| {
+#[derive(Clone, Copy)]
+enum Fake {
+    /// No credentials asked.
+    Axis,
+    /// HTTP Digest, checked by recomputing the client's answer.
+    Dahua,
+    /// HTTP Basic; the day's hours asked with a POST.
+    Hikvision,
+}
+
+async fn fake_device(counter: Arc<Mutex<Counter>>, kind: Fake) -> SocketAddr {
+    use axum::http::{HeaderMap, Method, Uri};
+    let answer = move |method: Method, uri: Uri, headers: HeaderMap, body: String| {
         let counter = Arc::clone(&counter);
         async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let challenge = |scheme: &str| {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [("www-authenticate", scheme.to_owned())],
+                    String::new(),
+                )
+            };
+            match kind {
+                Fake::Axis => {}
+                Fake::Dahua => {
+                    let ok = auth.as_deref().is_some_and(|a| {
+                        let Ok(got) = digest_auth::AuthorizationHeader::parse(a) else {
+                            return false;
+                        };
+                        let mut expected = got.clone();
+                        let uri = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                        expected.digest(&digest_auth::AuthContext::new("admin", "admin123", uri));
+                        got.username == "admin"
+                            && got.nonce == "dahua-nonce-1"
+                            && got.response == expected.response
+                    });
+                    if !ok {
+                        return challenge(
+                            r#"Digest realm="Login to 4K05", qop="auth", nonce="dahua-nonce-1", opaque="5ccc""#,
+                        );
+                    }
+                }
+                Fake::Hikvision => {
+                    let want = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode("admin:hik12345")
+                    );
+                    if auth.as_deref() != Some(want.as_str()) {
+                        return challenge(r#"Basic realm="DS-2CD6810F""#);
+                    }
+                    assert_eq!(method, Method::POST);
+                    assert!(body.contains("<reportType>daily</reportType>"), "{body}");
+                }
+            }
             let c = counter.lock().unwrap();
             if !c.up {
-                return (StatusCode::SERVICE_UNAVAILABLE, String::new());
-            }
-            if dahua {
-                let want = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode("admin:admin123")
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("x-down", "1".to_owned())],
+                    String::new(),
                 );
-                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&want) {
-                    return (StatusCode::UNAUTHORIZED, String::new());
-                }
-                // The documented answer with the counter's totals.
-                let body = include_str!("data/vendor/dahua-getsummary.txt")
+            }
+            // The documented answers with the counter's totals.
+            let body = match kind {
+                Fake::Axis => include_str!("data/vendor/axis-live-sum.json")
+                    .replace("\"in\": 12", &format!("\"in\": {}", c.total_in))
+                    .replace("\"out\": 318", &format!("\"out\": {}", c.total_out)),
+                Fake::Dahua => include_str!("data/vendor/dahua-getsummary.txt")
                     .replace(
                         "EnteredSubtotal.Total=1",
                         &format!("EnteredSubtotal.Total={}", c.total_in),
@@ -328,19 +381,43 @@ async fn fake_device(counter: Arc<Mutex<Counter>>, dahua: bool) -> SocketAddr {
                     .replace(
                         "ExitedSubtotal.Total=10",
                         &format!("ExitedSubtotal.Total={}", c.total_out),
-                    );
-                (StatusCode::OK, body)
-            } else {
-                let body = include_str!("data/vendor/axis-live-sum.json")
-                    .replace("\"in\": 12", &format!("\"in\": {}", c.total_in))
-                    .replace("\"out\": 318", &format!("\"out\": {}", c.total_out));
-                (StatusCode::OK, body)
-            }
+                    ),
+                // The day so far split over its first two hours, as the camera buckets it.
+                Fake::Hikvision => include_str!("data/vendor/hikvision-counting-search.xml")
+                    .replacen(
+                        "<enterCount>0</enterCount>",
+                        &format!("<enterCount>{}</enterCount>", c.total_in / 2),
+                        1,
+                    )
+                    .replacen(
+                        "<exitCount>0</exitCount>",
+                        &format!("<exitCount>{}</exitCount>", c.total_out / 2),
+                        1,
+                    )
+                    .replacen(
+                        "<enterCount>0</enterCount>",
+                        &format!("<enterCount>{}</enterCount>", c.total_in - c.total_in / 2),
+                        1,
+                    )
+                    .replacen(
+                        "<exitCount>0</exitCount>",
+                        &format!("<exitCount>{}</exitCount>", c.total_out - c.total_out / 2),
+                        1,
+                    ),
+            };
+            (StatusCode::OK, [("x-down", "0".to_owned())], body)
         }
     };
     let app = axum::Router::new()
         .route("/local/tvpc/.api", axum::routing::get(answer.clone()))
-        .route("/cgi-bin/videoStatServer.cgi", axum::routing::get(answer));
+        .route(
+            "/cgi-bin/videoStatServer.cgi",
+            axum::routing::get(answer.clone()),
+        )
+        .route(
+            "/ISAPI/System/Video/inputs/channels/1/counting/search",
+            axum::routing::post(answer),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -382,8 +459,14 @@ async fn polled_devices_count_their_totals_growth_once_across_an_outage() {
         total_out: 10,
         up: true,
     }));
-    let axis_addr = fake_device(Arc::clone(&axis), false).await;
-    let dahua_addr = fake_device(Arc::clone(&dahua), true).await;
+    let hik = Arc::new(Mutex::new(Counter {
+        total_in: 0,
+        total_out: 0,
+        up: true,
+    }));
+    let axis_addr = fake_device(Arc::clone(&axis), Fake::Axis).await;
+    let dahua_addr = fake_device(Arc::clone(&dahua), Fake::Dahua).await;
+    let hik_addr = fake_device(Arc::clone(&hik), Fake::Hikvision).await;
     let registry = CAMERAS
         .replace(
             "http://127.0.0.1:9/local",
@@ -392,16 +475,20 @@ async fn polled_devices_count_their_totals_growth_once_across_an_outage() {
         .replace(
             "http://127.0.0.1:9/cgi-bin",
             &format!("http://{dahua_addr}/cgi-bin"),
+        )
+        .replace(
+            "http://127.0.0.1:9/ISAPI",
+            &format!("http://{hik_addr}/ISAPI"),
         );
     let cfg = stack.config_from(&registry, "vf-http-poll");
     let svc = start_service(cfg.clone()).await;
 
     // People cross both counters all along: 3 in and 1 out every 100 ms.
     let crossing = {
-        let (axis, dahua) = (Arc::clone(&axis), Arc::clone(&dahua));
+        let (axis, dahua, hik) = (Arc::clone(&axis), Arc::clone(&dahua), Arc::clone(&hik));
         tokio::spawn(async move {
             for _ in 0..110 {
-                for c in [&axis, &dahua] {
+                for c in [&axis, &dahua, &hik] {
                     let mut c = c.lock().unwrap();
                     c.total_in += 3;
                     c.total_out += 1;
@@ -423,7 +510,7 @@ async fn polled_devices_count_their_totals_growth_once_across_an_outage() {
     // Two more windows for the last growth to be asked for and stored.
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
-    for (id, c) in [("axis", &axis), ("dahua", &dahua)] {
+    for (id, c) in [("axis", &axis), ("dahua", &dahua), ("hik-poll", &hik)] {
         let (sum, first) = counted(&stack, id).await;
         let (t_in, t_out) = {
             let c = c.lock().unwrap();

@@ -285,7 +285,8 @@ fn decode_flow(reg: &Registry, device: &str, payload: &[u8]) -> (u64, u64, u64) 
         PayloadFormat::HikvisionIsapi
         | PayloadFormat::Xovis
         | PayloadFormat::AxisLiveSum
-        | PayloadFormat::DahuaSummary => {
+        | PayloadFormat::DahuaSummary
+        | PayloadFormat::HikvisionCounting => {
             panic!("the simulated county has no camera of its own format")
         }
     }

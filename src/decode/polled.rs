@@ -1,6 +1,8 @@
-//! Devices that only answer requests, pure: what a poll of an Axis People Counter
-//! (`live-sum.json`) or a Dahua camera (`videoStatServer.cgi?action=getSummary`) answers, as
-//! running totals ([`Reading`]), and the count report a poll makes of them ([`polled_report`]).
+//! Devices that only answer requests, pure: what to ask ([`request_body`]: Hikvision's
+//! `counting/search` is a POST of the day asked for), what an Axis People Counter
+//! (`live-sum.json`), a Dahua camera (`videoStatServer.cgi?action=getSummary`) or a Hikvision
+//! camera (`counting/search`: the day's hourly buckets, summed) answers, as running totals
+//! ([`Reading`]), and the count report a poll makes of them ([`polled_report`]).
 //! Fixtures and their sources: `tests/data/vendor/SOURCES.md`.
 //!
 //! Neither device numbers its answers, so the poll's window is the sequence (its end in units
@@ -20,6 +22,36 @@ use crate::registry::{Device, PayloadFormat};
 pub struct Reading {
     pub total_in: u64,
     pub total_out: u64,
+}
+
+#[derive(Deserialize)]
+struct CountingResult {
+    #[serde(rename = "matchList", default)]
+    list: Option<MatchList>,
+}
+
+#[derive(Deserialize)]
+struct MatchList {
+    #[serde(rename = "matchElement", default)]
+    elements: Vec<MatchElement>,
+}
+
+#[derive(Deserialize)]
+struct MatchElement {
+    #[serde(rename = "enterCount", default)]
+    enter: u64,
+    #[serde(rename = "exitCount", default)]
+    exit: u64,
+}
+
+/// The body of the poll's request, for formats asked with a POST (Hikvision: the statistics of
+/// `day`, the camera's local day, by hour); `None`: a GET.
+pub fn request_body(format: PayloadFormat, day: chrono::NaiveDate) -> Option<String> {
+    (format == PayloadFormat::HikvisionCounting).then(|| {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CountingStatisticsDescription>\n<reportType>daily</reportType>\n<timeSpanList>\n<timeSpan>\n<startTime>{day}T00:00:00</startTime>\n<endTime>{day}T23:59:59</endTime>\n</timeSpan>\n</timeSpanList>\n</CountingStatisticsDescription>\n"
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -62,6 +94,24 @@ pub fn read(device: &Device, body: &[u8]) -> Result<Reading, Reject> {
             Ok(Reading {
                 total_in: field("summary.EnteredSubtotal.Total")?,
                 total_out: field("summary.ExitedSubtotal.Total")?,
+            })
+        }
+        PayloadFormat::HikvisionCounting => {
+            let text =
+                std::str::from_utf8(body).map_err(|e| Reject::MalformedXml(e.to_string()))?;
+            let r: CountingResult = quick_xml::de::from_str(text).map_err(|e| match e {
+                quick_xml::DeError::InvalidXml(_) | quick_xml::DeError::UnexpectedEof => {
+                    Reject::MalformedXml(e.to_string())
+                }
+                e => Reject::InvalidReport(format!("not counting statistics: {e}")),
+            })?;
+            let elements = r.list.map(|l| l.elements).unwrap_or_default();
+            Ok(Reading {
+                total_in: elements
+                    .iter()
+                    .map(|e| e.enter)
+                    .fold(0, u64::saturating_add),
+                total_out: elements.iter().map(|e| e.exit).fold(0, u64::saturating_add),
             })
         }
         f => Err(Reject::InvalidReport(format!(

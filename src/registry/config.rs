@@ -84,6 +84,8 @@ pub enum PayloadFormat {
     AxisLiveSum,
     /// Dahua `videoStatServer.cgi?action=getSummary`, polled (running totals).
     DahuaSummary,
+    /// Hikvision ISAPI `counting/search`, polled (the day's hourly buckets, summed).
+    HikvisionCounting,
 }
 
 impl PayloadFormat {
@@ -96,6 +98,7 @@ impl PayloadFormat {
                 | PayloadFormat::Xovis
                 | PayloadFormat::AxisLiveSum
                 | PayloadFormat::DahuaSummary
+                | PayloadFormat::HikvisionCounting
         )
     }
 
@@ -103,7 +106,9 @@ impl PayloadFormat {
     pub fn polled(self) -> bool {
         matches!(
             self,
-            PayloadFormat::AxisLiveSum | PayloadFormat::DahuaSummary
+            PayloadFormat::AxisLiveSum
+                | PayloadFormat::DahuaSummary
+                | PayloadFormat::HikvisionCounting
         )
     }
 }
@@ -148,7 +153,8 @@ pub struct DeviceConfig {
     /// push over HTTP. `visitorflow device-secret --device ID` makes one.
     #[serde(default)]
     pub http_sha256: Option<String>,
-    /// Polled devices (`axis_live_sum`, `dahua_summary`): where and how often to ask.
+    /// Polled devices (`axis_live_sum`, `dahua_summary`, `hikvision_counting`): where and how
+    /// often to ask.
     #[serde(default)]
     pub poll: Option<PollConfig>,
 }
@@ -164,7 +170,7 @@ pub struct PollConfig {
     /// Seconds between polls, and the length of a polled window (10–3600; default 60).
     #[serde(default = "sixty")]
     pub interval_s: u32,
-    /// HTTP Basic credentials of the device, if it asks for them.
+    /// The device's credentials, if it asks for them (HTTP Digest or Basic, as it challenges).
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]

@@ -379,7 +379,8 @@ impl Registry {
                 ),
                 (Some(_), false) => push(
                     format!("{loc}.poll"),
-                    "only axis_live_sum and dahua_summary devices are polled".into(),
+                    "only axis_live_sum, dahua_summary and hikvision_counting devices are polled"
+                        .into(),
                 ),
                 (Some(p), true) => {
                     let scheme_ok = url::Url::parse(&p.url).is_ok_and(|u| {
@@ -430,11 +431,19 @@ impl Registry {
                     "a Hikvision camera pushes each counting region as its own event: one region per device".into(),
                 ),
                 PayloadFormat::HikvisionIsapi | PayloadFormat::Xovis => {}
-                PayloadFormat::AxisLiveSum | PayloadFormat::DahuaSummary if !d.lines.is_empty() => push(
-                    format!("{loc}.lines"),
-                    "a polled counter has no lines to choose".into(),
-                ),
-                PayloadFormat::AxisLiveSum | PayloadFormat::DahuaSummary => {}
+                PayloadFormat::AxisLiveSum
+                | PayloadFormat::DahuaSummary
+                | PayloadFormat::HikvisionCounting
+                    if !d.lines.is_empty() =>
+                {
+                    push(
+                        format!("{loc}.lines"),
+                        "a polled counter has no lines to choose".into(),
+                    )
+                }
+                PayloadFormat::AxisLiveSum
+                | PayloadFormat::DahuaSummary
+                | PayloadFormat::HikvisionCounting => {}
                 PayloadFormat::MilesightVs13x => {
                     for (j, l) in d.lines.iter().enumerate() {
                         if !(1..=4).contains(&l.line) {

@@ -186,6 +186,15 @@ impl DeviceCounter {
                 )
                 .into_bytes()
             }
+            PayloadFormat::HikvisionCounting => {
+                self.count(flow, device_reversed);
+                let day = ts.format("%Y-%m-%d");
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CountingStatisticsResult xmlns=\"http://www.hikvision.com/ver20/XMLSchema\" version=\"2.0\">\n<responseStatus>OK</responseStatus>\n<matchList>\n<matchElement>\n<timeSpan>\n<startTime>{day}T00:00:00</startTime>\n<endTime>{day}T23:59:59</endTime>\n</timeSpan>\n<enterCount>{}</enterCount>\n<exitCount>{}</exitCount>\n</matchElement>\n</matchList>\n</CountingStatisticsResult>\n",
+                    self.total_in, self.total_out
+                )
+                .into_bytes()
+            }
             PayloadFormat::Xovis => {
                 let (i, o) = self.count(flow, device_reversed);
                 // The first element the device counts, forward = in unless that line is reversed.
