@@ -11,6 +11,9 @@
 //! 16 windows apart): its silence shows as the silent-counter alarm, and the totals of its next
 //! answer repair the windows in between.
 //!
+//! In a partitioned deployment only the instance holding the device's partition asks it; a
+//! standby's poller idles until its instance takes the partition over.
+//!
 //! Only the configured URL's host is ever asked: redirects are not followed, so a device cannot
 //! send the poller elsewhere. Credentials go only where a device challenges for them, Digest
 //! (what IP cameras ask) or Basic.
@@ -113,6 +116,15 @@ impl Poller {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.recv() => return,
+            }
+            if !self.intake.serving(self.device.id.as_str()) {
+                // Standing by for the device's partition: another instance asks the device. What
+                // this one knew is dropped; should it take over, its first answer is a baseline
+                // and the totals repair from the other's last stored report.
+                previous = None;
+                unconfirmed = None;
+                pause = Duration::ZERO;
+                continue;
             }
             if let Some((report, reading)) = unconfirmed.take() {
                 if self.hand_over(report).await {

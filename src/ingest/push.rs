@@ -70,6 +70,15 @@ impl PushIntake {
         rx
     }
 
+    /// Whether this instance counts `device` now: its ingester runs here, and (partitioned) holds
+    /// the device's partition rather than standing by for it.
+    pub fn serving(&self, device: &str) -> bool {
+        self.routes.iter().any(|(scope, _)| match scope {
+            None => true,
+            Some(s) => s.registry.device_idx(device).is_some() && s.is_held(),
+        })
+    }
+
     /// The ingester counting `device` on this instance, if any.
     pub fn sender(&self, device: &str) -> Option<&mpsc::Sender<Push>> {
         self.routes

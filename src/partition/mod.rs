@@ -326,6 +326,14 @@ impl Scope {
         self.shared.set(self.partition, Held::Claimed);
     }
 
+    /// Whether this instance holds the partition now (claimed it, or connected its session).
+    pub fn is_held(&self) -> bool {
+        matches!(
+            self.shared.get(self.partition),
+            Held::Claimed | Held::Connected
+        )
+    }
+
     /// The session's broker state: up once subscribed, down when the session ends (the
     /// database copy then shows the partition again).
     pub fn set_ready(&self, up: bool) {
