@@ -68,10 +68,15 @@ pub async fn push(
         Some(part) => part,
         None => body,
     };
-    let Some(tx) = st.pushes.sender(&device) else {
-        return Err(ApiError::Unavailable(
-            "this instance does not count the device's partition".into(),
-        ));
+    // A standby for the device's partition answers at once: the camera's retry (through a load
+    // balancer) reaches the holder.
+    let tx = match st.pushes.sender(&device) {
+        Some(tx) if st.pushes.serving(&device) => tx,
+        _ => {
+            return Err(ApiError::Unavailable(
+                "this instance does not hold the device's partition now".into(),
+            ));
+        }
     };
     let (done, answer) = tokio::sync::oneshot::channel();
     let push = Push {
