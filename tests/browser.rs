@@ -624,6 +624,45 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
     let sales = b.eval("document.getElementById('sales').className").await;
     assert_eq!(sales.as_str(), Some("sales sales-open"), "{sales}");
 
+    // The operator pauses sales by hand from the detail view: asked for a reason first, then the
+    // signal turns paused (manual) until the operator resumes.
+    b.eval(
+        "document.getElementById('sales-reason').value = ' '; \
+         document.getElementById('sales-pause').click(); true",
+    )
+    .await;
+    b.wait(
+        5,
+        "the pause's reason asked for",
+        "document.getElementById('sales-result').classList.contains('error')",
+    )
+    .await;
+    b.eval(
+        "document.getElementById('sales-reason').value = '山洪预警，道路封闭'; \
+         document.getElementById('sales-pause').click(); true",
+    )
+    .await;
+    let held = b
+        .wait(
+            15,
+            "sales held by hand",
+            "(() => { const s = document.getElementById('sales'); \
+             return s.className === 'sales sales-paused' && s.textContent.includes('manual') && s.textContent; })()",
+        )
+        .await;
+    assert!(
+        held.as_str().unwrap_or_default().contains("manual"),
+        "{held}"
+    );
+    b.eval("document.getElementById('sales-resume').click(); true")
+        .await;
+    b.wait(
+        15,
+        "sales open again",
+        "document.getElementById('sales').className === 'sales sales-open'",
+    )
+    .await;
+
     // A head count by hand from the detail view: refused in the page without a reason, then
     // recorded as the operator. (Applied or still pending: the ingester applies it with its next
     // batch, and no report arrives here; the result line says which.)
@@ -702,6 +741,16 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
         .unwrap()
         .get(0);
     assert_eq!(audited, 1);
+    let held_by: i64 = db
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'pause_sales' AND actor = $1 \
+             AND target = 'tianshan-canyon' AND details->>'reason' = '山洪预警，道路封闭'",
+            &[&OPERATOR_ID],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held_by, 1, "the hold by hand is audited with its reason");
     b.eval("document.getElementById('recount-panel').scrollIntoView(); true")
         .await;
     b.screenshot("control-room-recount.png").await;

@@ -45,6 +45,9 @@ const TEXT = {
     slots_title: '分时预约', slot: '时段', remaining: '余票', sold: '已售', checked_in: '已入园', expected: '待到',
     sales: { open: '正常售票', paused: '暂停售票', closed: '停止售票（关闭）' }, slot_full: '约满',
     stale_bookings: '票务数据未更新', oversold: (n) => `超售${n}`,
+    sales_reason: '暂停原因', sales_reason_ph: '如：道路封闭、演出活动', sales_pause: '暂停售票',
+    sales_resume: '恢复售票', sales_need_reason: '请填写暂停原因', sales_held: '已暂停售票，票务系统将收到通知',
+    sales_released: '已确认恢复：数据允许时恢复售票',
     at: '时间', counted: '清点', correction: '校正', by: '操作人', pending: '待应用',
   },
   en: {
@@ -90,6 +93,9 @@ const TEXT = {
     slots_title: 'Timed entry', slot: 'Slot', remaining: 'Left', sold: 'Sold', checked_in: 'Entered', expected: 'Expected',
     sales: { open: 'Selling', paused: 'Sales paused', closed: 'Sales stopped (closed)' }, slot_full: 'full',
     stale_bookings: 'ticketing data not current', oversold: (n) => `${n} over-sold`,
+    sales_reason: 'Reason to pause', sales_reason_ph: 'e.g. road closed, event on site', sales_pause: 'Pause sales',
+    sales_resume: 'Resume sales', sales_need_reason: 'Give the reason to pause sales',
+    sales_held: 'Sales paused; ticketing systems are told', sales_released: 'Resumption confirmed: sales resume when the figures allow',
     no_recounts: 'No corrections by hand', at: 'Time', counted: 'Counted', correction: 'Correction', by: 'By',
     pending: 'pending',
   },
@@ -684,6 +690,34 @@ async function loadSlots(id) {
       el('td', { class: 'num' }, fmt(s.expected))))));
 }
 
+// An operator's hold on the area's ticket sales, and its release (`…/admission/pause|resume`).
+function showSalesResult(text, cls) {
+  const p = $('sales-result');
+  p.hidden = false;
+  p.className = `recount-result ${cls}`;
+  p.textContent = text;
+}
+
+async function holdSales(pause) {
+  const id = S.view?.area;
+  if (!id) return;
+  const reason = $('sales-reason').value.trim();
+  if (pause && !reason) return showSalesResult(t('sales_need_reason'), 'error');
+  try {
+    await api(`/api/v1/spaces/${encodeURIComponent(id)}/admission/${pause ? 'pause' : 'resume'}`, {
+      method: 'POST', body: pause ? JSON.stringify({ reason }) : undefined,
+    });
+  } catch (err) {
+    if (err instanceof Unauthorized) return logout(true);
+    // 403 (not this token's area), 404, 422: the server's reason.
+    return showSalesResult(err.message, 'error');
+  }
+  showSalesResult(t(pause ? 'sales_held' : 'sales_released'), 'ok');
+  if (pause) $('sales-reason').value = '';
+  // The signal changes at the next evaluation: look again shortly, and once more.
+  for (const ms of [800, 2500]) setTimeout(() => { if (S.view?.area === id) loadSlots(id); }, ms);
+}
+
 async function loadCurve(id) {
   const start = new Date();
   start.setHours(0, 0, 0, 0);
@@ -895,6 +929,8 @@ document.addEventListener('DOMContentLoaded', () => {
   });
   $('logout').addEventListener('click', () => logout(false));
   $('recount-form').addEventListener('submit', submitRecount);
+  $('sales-form').addEventListener('submit', (e) => { e.preventDefault(); holdSales(true); });
+  $('sales-resume').addEventListener('click', () => holdSales(false));
   $('recount-space').addEventListener('change', () => {
     $('recount-result').hidden = true;
     loadRecounts($('recount-space').value);
