@@ -9,8 +9,6 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::{FixedOffset, Utc};
@@ -194,16 +192,6 @@ fn instance(
     (path, cfg.http.listen)
 }
 
-fn spawn(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_visitorflow"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start visitorflow")
-}
-
 async fn wait_ready(addr: SocketAddr) {
     eventually(30, "an instance to be ready", || async {
         match reqwest::get(format!("http://{addr}/readyz")).await {
@@ -226,18 +214,6 @@ async fn owners(db: &tokio_postgres::Client) -> Vec<(i32, String)> {
     .collect()
 }
 
-/// Kills the children on every exit path, a failed assertion included.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_survive_the_loss_of_an_instance() {
     let started = std::time::Instant::now();
@@ -245,10 +221,10 @@ async fn partitions_survive_the_loss_of_an_instance() {
     let (a_cfg, a) = instance(&stack, "A", &[0], &[1, 2]);
     let (b_cfg, b) = instance(&stack, "B", &[1, 2], &[0]);
     let (c_cfg, c) = instance(&stack, "B-replacement", &[1, 2], &[0]);
-    let mut kids = Children(vec![spawn(&a_cfg)]);
+    let mut kids = Children(vec![spawn_service(&a_cfg)]);
     let a_started = std::time::Instant::now();
     wait_ready(a).await;
-    kids.0.push(spawn(&b_cfg));
+    kids.0.push(spawn_service(&b_cfg));
     wait_ready(b).await;
     let db = stack.db().await;
     assert_eq!(
@@ -348,7 +324,7 @@ async fn partitions_survive_the_loss_of_an_instance() {
     .await;
     let takeover = killed_at.elapsed();
     // A replacement for B finds its partitions held and stands by without kicking A's sessions.
-    kids.0.push(spawn(&c_cfg));
+    kids.0.push(spawn_service(&c_cfg));
     wait_ready(c).await;
     publisher.await.unwrap();
 

@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,28 +74,6 @@ fn instance(
     (path, cfg.http.listen)
 }
 
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_visitorflow"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start visitorflow")
-}
-
-/// Kills the children on every exit path, a failed assertion included.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_holder_polls_and_the_standby_takes_over_without_loss() {
     let stack = Stack::start();
@@ -123,7 +100,7 @@ async fn only_the_holder_polls_and_the_standby_takes_over_without_loss() {
     };
     let (a_cfg, a) = instance(&stack, "A", fake, &[0], &[]);
     let (b_cfg, b) = instance(&stack, "B", fake, &[], &[0]);
-    let mut kids = Children(vec![spawn(&a_cfg)]);
+    let mut kids = Children(vec![spawn_service(&a_cfg)]);
     eventually(30, "A ready", || async {
         reqwest::get(format!("http://{a}/readyz"))
             .await
@@ -132,7 +109,7 @@ async fn only_the_holder_polls_and_the_standby_takes_over_without_loss() {
             .map(|_| ())
     })
     .await;
-    kids.0.push(spawn(&b_cfg));
+    kids.0.push(spawn_service(&b_cfg));
     eventually(30, "B up", || async {
         reqwest::get(format!("http://{b}/healthz"))
             .await

@@ -130,7 +130,6 @@ impl Admitting {
             let quotas = plan.quotas(effective.unwrap_or(0));
             let grace = self.reservations.no_show_grace;
             let slots = admission::tally(plan, &quotas, &counts, reg.tz, *day, grace, now);
-            input.expected_arrivals = admission::expected_arrivals(&slots);
             input.booked = admission::booked_arrivals(&slots, grace);
             out.slots.insert(plan.space, slots);
         }

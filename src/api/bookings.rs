@@ -76,7 +76,7 @@ pub async fn report(
     let mut checked = match body.check(plan, today, now, &caller.id) {
         Ok(c) => c,
         Err(reason) => {
-            TicketIntake::refused(space, &caller.id, body.items(), &reason).emit();
+            TicketIntake::message_refused(space, &caller.id, body.items(), &reason).emit();
             return Err(ApiError::Unprocessable(reason));
         }
     };

@@ -64,9 +64,10 @@ pub async fn push(
         Some(s) if bool::from(super::auth::sha256(&s).ct_eq(&want)) => {}
         _ => return Ok(challenge()),
     }
-    let body = match multipart_part(&headers, &body) {
-        Some(part) => part,
-        None => body,
+    let body = match multipart_part(&headers, &body).await {
+        Ok(Some(part)) => part,
+        Ok(None) => body,
+        Err(reason) => return Err(ApiError::Unprocessable(reason)),
     };
     // A standby for the device's partition answers at once: the camera's retry (through a load
     // balancer) reaches the holder.
@@ -141,36 +142,27 @@ fn secret(headers: &HeaderMap, device: &str) -> Option<String> {
     (user == device).then(|| pass.to_owned())
 }
 
-/// The first part of a `multipart/form-data` body, or `None` when the body is not multipart.
-fn multipart_part(headers: &HeaderMap, body: &Bytes) -> Option<Bytes> {
-    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+/// The first part of a `multipart/form-data` body (multer reads it), `Ok(None)` when the body is
+/// not multipart, `Err` with the reason when it claims to be and is not.
+async fn multipart_part(headers: &HeaderMap, body: &Bytes) -> Result<Option<Bytes>, String> {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(None);
+    };
     if !ct.to_ascii_lowercase().starts_with("multipart/") {
-        return None;
+        return Ok(None);
     }
-    let boundary = ct
-        .split(';')
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| k.eq_ignore_ascii_case("boundary"))
-        .map(|(_, v)| v.trim_matches('"'))?;
-    let delimiter = format!("--{boundary}");
-    let text = body.as_ref();
-    let start = find(text, delimiter.as_bytes())? + delimiter.len();
-    let rest = &text[start..];
-    // The part's headers end at the first blank line.
-    let head_end = find(rest, b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| find(rest, b"\n\n").map(|i| i + 2))?;
-    let content = &rest[head_end..];
-    let end = find(content, delimiter.as_bytes()).unwrap_or(content.len());
-    let part = content[..end]
-        .strip_suffix(b"\r\n")
-        .or_else(|| content[..end].strip_suffix(b"\n"))
-        .unwrap_or(&content[..end]);
-    Some(body.slice_ref(part))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let boundary = multer::parse_boundary(ct).map_err(|e| format!("multipart body: {e}"))?;
+    let whole = body.clone();
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(whole) });
+    let mut parts = multer::Multipart::new(stream, boundary);
+    let bad = |e: multer::Error| format!("multipart body: {e}");
+    match parts.next_field().await.map_err(bad)? {
+        Some(field) => Ok(Some(field.bytes().await.map_err(bad)?)),
+        None => Err("multipart body without a part".into()),
+    }
 }
 
 #[cfg(test)]
@@ -193,8 +185,8 @@ mod tests {
         assert_eq!(secret(&h, "cam-1"), None);
     }
 
-    #[test]
-    fn a_multipart_body_gives_its_first_part() {
+    #[tokio::test]
+    async fn a_multipart_body_gives_its_first_part() {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_TYPE,
@@ -203,8 +195,16 @@ mod tests {
         let body = Bytes::from_static(
             b"--boundary\r\nContent-Disposition: form-data; name=\"PeopleCounting\"\r\nContent-Type: application/xml\r\nContent-Length: 5\r\n\r\n<a/>x\r\n--boundary--\r\n",
         );
-        assert_eq!(multipart_part(&h, &body).unwrap().as_ref(), b"<a/>x");
+        assert_eq!(
+            multipart_part(&h, &body).await.unwrap().unwrap().as_ref(),
+            b"<a/>x"
+        );
+        assert!(
+            multipart_part(&h, &Bytes::from_static(b"garbage"))
+                .await
+                .is_err()
+        );
         h.insert(header::CONTENT_TYPE, "application/xml".parse().unwrap());
-        assert!(multipart_part(&h, &body).is_none());
+        assert!(multipart_part(&h, &body).await.unwrap().is_none());
     }
 }

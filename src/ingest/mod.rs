@@ -510,13 +510,14 @@ impl Ingester {
             Routed::Tickets { space } => self.tickets(space, p, received, work),
             Routed::Status { device, online } => core.set_online(device, online, batch),
             Routed::Counts { device } => {
-                self.apply_decoded(device, &p.topic, received, core, work);
+                self.apply_decoded(device, &p.topic, received, core, work, None);
             }
         }
     }
 
-    /// Applies the reports decoded into `work.scratch`; returns the refused ones (also logged
-    /// and counted with `topic`).
+    /// Applies the reports decoded into `work.scratch`; refusals are logged and counted with
+    /// `topic`, and listed in `refused` for a caller that answers with them (an HTTP push; the
+    /// MQTT path has nobody to tell and skips the listing).
     fn apply_decoded(
         &self,
         device: DeviceIdx,
@@ -524,7 +525,8 @@ impl Ingester {
         received: DateTime<Utc>,
         core: &mut Core,
         work: &mut Work,
-    ) -> Vec<PushRefusal> {
+        mut refused: Option<&mut Vec<PushRefusal>>,
+    ) {
         let name = self.registry.device(device).id.as_str();
         let Work {
             scratch,
@@ -533,7 +535,6 @@ impl Ingester {
             lag,
             ..
         } = work;
-        let mut refused = Vec::new();
         for (index, item) in scratch.drain(..).enumerate() {
             match item {
                 Ok(report) => {
@@ -544,15 +545,16 @@ impl Ingester {
                 }
                 Err(r) => {
                     note(rejects, &r, name, topic);
-                    refused.push(PushRefusal {
-                        index,
-                        reason: r.as_str(),
-                        message: r.to_string(),
-                    });
+                    if let Some(list) = refused.as_deref_mut() {
+                        list.push(PushRefusal {
+                            index,
+                            reason: r.as_str(),
+                            message: r.to_string(),
+                        });
+                    }
                 }
             }
         }
-        refused
     }
 }
 

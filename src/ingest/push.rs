@@ -122,7 +122,8 @@ impl super::Ingester {
             }
             Ok(()) => {
                 let reports = work.scratch.len();
-                let refused = self.apply_decoded(device, &topic, received, core, work);
+                let mut refused = Vec::new();
+                self.apply_decoded(device, &topic, received, core, work, Some(&mut refused));
                 work.pushes.push((p.done, Pushed { reports, refused }));
             }
         }

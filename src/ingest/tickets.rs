@@ -37,18 +37,13 @@ impl Ingester {
         let today = admission::today(&self.registry, space, received);
         match msg.check(plan, today, received, "mqtt") {
             Err(reason) => {
-                TicketIntake::refused(id, &p.topic, msg.items(), &reason).emit();
+                TicketIntake::message_refused(id, &p.topic, msg.items(), &reason).emit();
                 refuse(work, Reject::InvalidReport(reason));
             }
             Ok(mut checked) => {
                 let refused = std::mem::take(&mut checked.refused);
                 if let Some(first) = refused.first() {
-                    TicketIntake {
-                        rejected: refused.len() as u64,
-                        first_refusal: Some(&first.reason),
-                        ..TicketIntake::refused(id, &p.topic, 0, "")
-                    }
-                    .emit();
+                    TicketIntake::refused(id, &p.topic, refused.len() as u64, &first.reason).emit();
                 }
                 work.tickets.push(TicketWrite {
                     space: id.to_owned(),

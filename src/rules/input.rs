@@ -37,10 +37,9 @@ pub struct SpaceInput {
     /// External hazards for this space; any active one closes it for dispatch.
     pub hazards: Vec<Hazard>,
     /// Visitors booked for today who have not arrived and may still come (timed-entry
-    /// reservations): the daily load counts them, so the daily level rises when the day sells
-    /// out, not when the last booked visitor walks in.
-    pub expected_arrivals: u64,
-    /// The same visitors by arrival window, for the inflow forecast.
+    /// reservations), by arrival window: the daily load counts them, so the daily level rises
+    /// when the day sells out, not when the last booked visitor walks in; the inflow forecast
+    /// expects them in their windows.
     pub booked: Vec<BookedArrivals>,
 }
 

@@ -410,7 +410,8 @@ impl Engine {
         let daily_cap = Capacity::of(input.daily_capacity, &input.caps, Measure::Daily, now);
         let inst_load = inst_cap.load_pct(input.occupancy);
         // Booked visitors still to come count as arrivals (LB/T 034 daily maximum is sold, not walked).
-        let daily_count = input.entries_today.saturating_add(input.expected_arrivals);
+        let expected: u64 = input.booked.iter().map(|b| b.people).sum();
+        let daily_count = input.entries_today.saturating_add(expected);
         let daily_load = daily_cap.load_pct(daily_count);
         for (held, load) in [(&mut st.instant, inst_load), (&mut st.daily, daily_load)] {
             match load {

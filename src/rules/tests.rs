@@ -301,7 +301,11 @@ fn booked_visitors_still_to_come_raise_the_daily_level_before_they_arrive() {
     let input = |now, entries, expected| SpaceInput {
         day: Some(day),
         entries_today: entries,
-        expected_arrivals: expected,
+        booked: vec![BookedArrivals {
+            from: now,
+            until: now + TimeDelta::hours(8),
+            people: expected,
+        }],
         daily_capacity: Some(10_000),
         ..inp(now, 100)
     };
@@ -1408,7 +1412,6 @@ proptest! {
                 drift_today: occ / 7,
                 instant_capacity: cap,
                 daily_capacity: cap.map(|c| c.wrapping_mul(5)),
-                expected_arrivals: occ / 5,
                 booked: vec![crate::rules::BookedArrivals {
                     from: now + TimeDelta::minutes(occ as i64 % 60 - 30),
                     until: now + TimeDelta::minutes(occ as i64 % 90),

@@ -402,7 +402,6 @@ impl<'a> Day<'a> {
             let tz = self.registry.tz;
             let slots =
                 admission::tally(self.plan, &quotas, &counts, tz, self.day, self.grace, now);
-            input.expected_arrivals = admission::expected_arrivals(&slots);
             input.booked = admission::booked_arrivals(&slots, self.grace);
             let left = admission::remaining_today(&slots, now);
             // As the service decides: only while slots are still to come.

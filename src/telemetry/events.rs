@@ -42,8 +42,8 @@ pub struct TicketIntake<'a> {
 }
 
 impl<'a> TicketIntake<'a> {
-    /// A whole message refused.
-    pub fn refused(space: &'a str, from: &'a str, items: usize, reason: &'a str) -> Self {
+    /// `rejected` items refused before anything was stored, `first` the first one's reason.
+    pub fn refused(space: &'a str, from: &'a str, rejected: u64, first: &'a str) -> Self {
         Self {
             space,
             from,
@@ -51,10 +51,14 @@ impl<'a> TicketIntake<'a> {
             updated: 0,
             duplicates: 0,
             stale: 0,
-            // A message refused whole still counts at least once, even if it held no items.
-            rejected: (items as u64).max(1),
-            first_refusal: Some(reason),
+            rejected,
+            first_refusal: Some(first),
         }
+    }
+
+    /// A whole message refused: it counts at least once, even if it held no items.
+    pub fn message_refused(space: &'a str, from: &'a str, items: usize, reason: &'a str) -> Self {
+        Self::refused(space, from, (items as u64).max(1), reason)
     }
 }
 

@@ -298,3 +298,26 @@ pub async fn bucket_totals(db: &tokio_postgres::Client, space: &str) -> (i64, i6
 pub fn unique(msgs: &[(String, String)]) -> usize {
     msgs.iter().collect::<HashSet<_>>().len()
 }
+
+/// `visitorflow run --config CONFIG` as a child process (warnings only on stderr).
+pub fn spawn_service(config: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_visitorflow"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start visitorflow")
+}
+
+/// Kills the children on every exit path, a failed assertion included.
+pub struct Children(pub Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
