@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::admission::{AdmissionConfig, AreaReservations};
 pub use crate::alerting::AlertingConfig;
 pub use crate::api::{HttpConfig, Role, TokenConfig};
+pub use crate::calendar::CalendarConfig;
 pub use crate::dispatch::DispatchConfig;
 pub use crate::ingest::IngestConfig;
 pub use crate::partition::PartitionConfig;
@@ -59,6 +60,8 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     #[serde(default)]
     pub admission: AdmissionConfig,
+    #[serde(default)]
+    pub calendar: CalendarConfig,
     /// The daily county report pushed upstream (a provincial monitoring platform) every day.
     #[serde(default)]
     pub report_push: ReportPushConfig,
@@ -205,6 +208,7 @@ impl Config {
             rules,
             alerting,
             dispatch,
+            calendar,
             report_push
         );
         Ok(())

@@ -11,6 +11,7 @@
 //!
 //! The county and the pure cores (no I/O)
 //! - `registry`: the validated space tree and devices, and their `[[spaces]]`/`[[devices]]` sections.
+//! - `calendar`: local days: public holidays and make-up working days, school holidays, events.
 //! - `decode`: device payloads (native JSON, Milesight) to count reports, within limits.
 //! - `core`: de-duplication and repair per device, occupancy per space, minute buckets, snapshots.
 //! - `rules`: capacity levels, dwell and hysteresis, forecasts, data-quality alerts.
@@ -46,6 +47,7 @@ pub mod shutdown;
 pub mod retry;
 
 pub mod registry;
+pub mod calendar;
 pub mod decode;
 pub mod core;
 pub mod rules;
