@@ -15,6 +15,7 @@ pub use crate::alerting::AlertingConfig;
 pub use crate::api::{HttpConfig, Role, TokenConfig};
 pub use crate::calendar::CalendarConfig;
 pub use crate::dispatch::DispatchConfig;
+pub use crate::forecasting::ForecastConfig;
 pub use crate::ingest::IngestConfig;
 pub use crate::partition::PartitionConfig;
 pub use crate::registry::{
@@ -62,6 +63,8 @@ pub struct Config {
     pub admission: AdmissionConfig,
     #[serde(default)]
     pub calendar: CalendarConfig,
+    #[serde(default)]
+    pub forecast: ForecastConfig,
     /// The daily county report pushed upstream (a provincial monitoring platform) every day.
     #[serde(default)]
     pub report_push: ReportPushConfig,
@@ -108,6 +111,7 @@ impl Config {
             webhooks: self.webhooks.clone(),
             dispatch: self.dispatch.clone(),
             database: self.database.clone(),
+            forecast: self.forecast.clone(),
         }
     }
 
@@ -209,6 +213,7 @@ impl Config {
             alerting,
             dispatch,
             calendar,
+            forecast,
             report_push
         );
         Ok(())

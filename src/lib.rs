@@ -14,6 +14,7 @@
 //! - `calendar`: local days: public holidays and make-up working days, school holidays, events.
 //! - `decode`: device payloads (native JSON, Milesight) to count reports, within limits.
 //! - `core`: de-duplication and repair per device, occupancy per space, minute buckets, snapshots.
+//! - `forecast`: day-ahead and week-ahead forecasts of entries and occupancy, with intervals.
 //! - `rules`: capacity levels, dwell and hysteresis, forecasts, data-quality alerts.
 //! - `admission`: timed-entry reservations: slot quotas, bookings, expected arrivals.
 //! - `dispatch`: distribution centres' shuttle and diversion advice.
@@ -28,6 +29,8 @@
 //! - `ingest`: batches from the source (and HTTP pushes) through `decode` and `core` into `store`
 //!   and `live`.
 //! - `poll`: asks the devices that only answer requests, and hands their reports to `ingest`.
+//! - `forecasting`: the nightly and on-demand day-ahead forecast runs, stored for the API,
+//!   the evening-before warning and the report.
 //! - `webhook`: alert formats, signatures and HTTP delivery attempts.
 //! - `alerting`: runs `rules` and `dispatch` on `live`, records transitions, fills the outbox.
 //! - `report`: the daily county report, its schedule and its push upstream.
@@ -50,6 +53,7 @@ pub mod registry;
 pub mod calendar;
 pub mod decode;
 pub mod core;
+pub mod forecast;
 pub mod rules;
 pub mod admission;
 pub mod dispatch;
@@ -61,6 +65,7 @@ pub mod source;
 pub mod partition;
 pub mod ingest;
 pub mod poll;
+pub mod forecasting;
 pub mod webhook;
 pub mod alerting;
 pub mod report;

@@ -376,6 +376,12 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
             if let Err(e) = cfg.report_push.plan() {
                 problems.extend(e.0.iter().map(ToString::to_string));
             }
+            if let Err(e) = cfg.forecast.plan() {
+                problems.extend(e.0.iter().map(ToString::to_string));
+            }
+            if let Err(e) = visitorflow::run::calendar(&cfg.calendar) {
+                problems.push(e.to_string());
+            }
             if !problems.is_empty() {
                 for p in problems {
                     eprintln!("{name}: {p}");

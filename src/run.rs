@@ -13,8 +13,10 @@ use tokio::task::JoinHandle;
 use crate::admission::{AdmissionError, Reservations};
 use crate::alerting::{Alerter, outbox};
 use crate::api::{self, AppState, Feed, RateLimiter, Tokens};
+use crate::calendar::Calendar;
 use crate::config::Config;
 use crate::dispatch::DispatchModel;
+use crate::forecasting::{ForecastPlan, Forecaster};
 use crate::ingest::Ingester;
 use crate::live::Live;
 use crate::live::Wake;
@@ -43,6 +45,10 @@ pub enum RunError {
     Admission(#[from] AdmissionError),
     #[error(transparent)]
     ReportPush(#[from] crate::report::push::ReportPushConfigError),
+    #[error(transparent)]
+    Calendar(#[from] crate::calendar::CalendarError),
+    #[error(transparent)]
+    Forecast(#[from] crate::forecasting::ForecastConfigError),
     #[error(transparent)]
     Webhook(#[from] SubscriptionError),
     #[error(transparent)]
@@ -80,6 +86,8 @@ struct Checked {
     registry: Arc<Registry>,
     reservations: Arc<Reservations>,
     push_plan: Option<PushPlan>,
+    calendar: Arc<Calendar>,
+    forecast_plan: ForecastPlan,
     tokens: Arc<Tokens>,
     partitions: Option<PartitionMap>,
 }
@@ -145,9 +153,25 @@ impl Service {
         let pushes = Arc::new(pushes);
         start_pollers(&cfg, &registry, &pushes, &mut tasks)?;
         tasks.spawn(alerter.run(tasks.stopped()));
-        let report_push = checked
-            .push_plan
-            .map(|plan| start_report_push(&cfg, plan, &registry, &pool, &deliverer, &mut tasks));
+        let forecaster = Arc::new(Forecaster {
+            plan: checked.forecast_plan,
+            registry: Arc::clone(&registry),
+            calendar: Arc::clone(&checked.calendar),
+            pool: pool.clone(),
+            wake: Arc::new(Notify::new()),
+        });
+        tasks.spawn(Arc::clone(&forecaster).run(tasks.stopped()));
+        let report_push = checked.push_plan.map(|plan| {
+            start_report_push(
+                &cfg,
+                plan,
+                &registry,
+                &checked.calendar,
+                &pool,
+                &deliverer,
+                &mut tasks,
+            )
+        });
         let state = AppState {
             registry: Arc::clone(&registry),
             wake,
@@ -168,6 +192,7 @@ impl Service {
                 tasks.stopped(),
             )),
             report_push,
+            forecaster,
             reservations: Arc::clone(&checked.reservations),
             pushes,
             openapi: Arc::default(),
@@ -206,6 +231,8 @@ fn checked(cfg: &Config) -> Result<Checked, RunError> {
     DispatchModel::build(&cfg.dispatch, &registry)?;
     let reservations = Arc::new(Reservations::build(&cfg.admission, &registry)?);
     let push_plan = cfg.report_push.plan()?;
+    let calendar = Arc::new(calendar(&cfg.calendar)?);
+    let forecast_plan = cfg.forecast.plan()?;
     let tokens = Arc::new(Tokens::build(&cfg.tokens, &registry).map_err(RunError::Tokens)?);
     if tokens.is_empty() {
         tracing::warn!(
@@ -223,6 +250,8 @@ fn checked(cfg: &Config) -> Result<Checked, RunError> {
         registry,
         reservations,
         push_plan,
+        calendar,
+        forecast_plan,
         tokens,
         partitions,
     })
@@ -338,6 +367,7 @@ fn start_report_push(
     cfg: &Config,
     plan: PushPlan,
     registry: &Arc<Registry>,
+    calendar: &Arc<Calendar>,
     pool: &Pool,
     deliverer: &Arc<Deliverer>,
     tasks: &mut Tasks,
@@ -349,6 +379,7 @@ fn start_report_push(
     let pusher = Pusher {
         plan,
         registry: Arc::clone(registry),
+        calendar: Arc::clone(calendar),
         pool: pool.clone(),
         deliverer: Arc::clone(deliverer),
         backoff_base: Duration::from_millis(cfg.alerting.backoff_base_ms),
@@ -358,6 +389,21 @@ fn start_report_push(
     };
     tasks.spawn(pusher.run(tasks.stopped()));
     handle
+}
+
+/// The calendar of `[calendar]`, with the holiday file it names read here (the embedded one by
+/// default).
+pub fn calendar(cfg: &crate::calendar::CalendarConfig) -> Result<Calendar, RunError> {
+    let text = match &cfg.holidays_file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            crate::calendar::CalendarError(vec![crate::registry::Problem {
+                location: "calendar.holidays_file".into(),
+                message: format!("cannot read {path}: {e}"),
+            }])
+        })?),
+        None => None,
+    };
+    Ok(Calendar::build(cfg, text.as_deref())?)
 }
 
 /// Binds the listener (a busy port is an error naming it) and serves the API and the live feed.

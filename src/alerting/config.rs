@@ -44,4 +44,6 @@ pub struct AlerterSettings {
     pub webhooks: Vec<crate::webhook::SubscriptionConfig>,
     pub dispatch: crate::dispatch::DispatchConfig,
     pub database: crate::store::DatabaseConfig,
+    /// The evening-before warning's lead and lowest level.
+    pub forecast: crate::forecasting::ForecastConfig,
 }

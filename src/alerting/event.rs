@@ -21,7 +21,7 @@ pub fn change_str(c: Change) -> &'static str {
 fn level_of(t: &Transition) -> Option<Level> {
     match &t.kind {
         AlertKind::InstantLevel | AlertKind::DailyLevel => t.to,
-        AlertKind::EarlyWarning { target } => Some(*target),
+        AlertKind::EarlyWarning { target } | AlertKind::Outlook { target } => Some(*target),
         _ => None,
     }
 }

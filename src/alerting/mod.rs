@@ -10,6 +10,7 @@ pub mod event;
 pub mod fanout;
 pub mod inputs;
 pub mod outbox;
+pub mod outlooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -151,6 +152,12 @@ impl Alerter {
         let mut admitting =
             admitting::Admitting::start(Arc::clone(&self.reservations), &client, &self.registry)
                 .await?;
+        // A bad [forecast] was refused at start-up (`run::checked`); this is only the fallback.
+        let mut outlooks = outlooks::Outlooks::new(self.cfg.forecast.plan().unwrap_or_else(|_| {
+            crate::forecasting::ForecastConfig::default()
+                .plan()
+                .expect("the default [forecast] is valid")
+        }));
         let tick = Duration::from_millis(self.cfg.alerting.tick_ms.max(50));
         // Ingest commits every few milliseconds under load, and one evaluation covers every space:
         // evaluating after each commit kept a core busy on a large registry. So an evaluation
@@ -165,8 +172,10 @@ impl Alerter {
             }
             let now = Utc::now();
             let started = std::time::Instant::now();
-            let (mut transitions, statuses, slots) =
-                self.evaluate(&client, &mut engine, &admitting, now).await?;
+            outlooks.refresh(&client, &self.registry, now).await?;
+            let (mut transitions, statuses, slots) = self
+                .evaluate(&client, &mut engine, &admitting, &outlooks, now)
+                .await?;
             let (sales, signals) = admitting.changes(&self.registry, &statuses, &slots, now);
             transitions.extend(sales);
             if !self.reservations.is_empty() {
@@ -210,6 +219,7 @@ impl Alerter {
         client: &tokio_postgres::Client,
         engine: &mut Engine,
         admitting: &admitting::Admitting,
+        outlooks: &outlooks::Outlooks,
         now: DateTime<Utc>,
     ) -> Result<
         (
@@ -233,6 +243,9 @@ impl Alerter {
         let slots = admitting
             .read_bookings(client, &self.registry, &mut all, now)
             .await?;
+        for (i, input) in all.iter_mut().enumerate() {
+            input.outlook = outlooks.current(&self.registry, SpaceIdx(i as u32), now);
+        }
         let mut transitions = Vec::new();
         let mut statuses = Vec::with_capacity(spaces.len());
         for (i, input) in all.iter().enumerate() {

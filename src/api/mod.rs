@@ -13,6 +13,7 @@ pub mod auth;
 mod bookings;
 mod config;
 mod extract;
+mod forecast;
 mod ingest;
 mod dispatch;
 pub mod live;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub feed: Arc<Feed>,
     /// The daily report's push upstream, when `[report_push]` is enabled.
     pub report_push: Option<Arc<crate::report::push::PushHandle>>,
+    /// Day-ahead forecast runs on request, and the calendar they and the reports read.
+    pub forecaster: Arc<crate::forecasting::Forecaster>,
     /// Every area's timed-entry plan (`[admission]`).
     pub reservations: Arc<crate::admission::Reservations>,
     /// Where counts pushed over HTTP go: this instance's ingester(s).
@@ -102,6 +105,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bookings::admission_state))
         .routes(routes!(bookings::pause))
         .routes(routes!(bookings::resume))
+        .routes(routes!(forecast::get_forecast))
+        .routes(routes!(forecast::run))
+        .routes(routes!(forecast::set_input, forecast::clear_input))
+        .routes(routes!(forecast::list_inputs))
         .routes(routes!(alerts::levels))
         .routes(routes!(alerts::list_caps, alerts::set_cap))
         .routes(routes!(alerts::revoke_cap))

@@ -65,7 +65,15 @@ pub async fn daily(
         Some(id) => Some(super::spaces::find_space(&st, id)?),
         None => None,
     };
-    let report = report::build(&st.pool, &st.registry, day, only, now).await?;
+    let report = report::build(
+        &st.pool,
+        &st.registry,
+        &st.forecaster.calendar,
+        day,
+        only,
+        now,
+    )
+    .await?;
     if wants_csv(q.format, &headers) {
         return Ok(csv_response(
             &format!("daily-{day}.csv"),
@@ -103,7 +111,15 @@ pub async fn push_day(
             "{day} is not over yet: only finished days are pushed"
         )));
     }
-    let report = report::build(&st.pool, &st.registry, day, None, now).await?;
+    let report = report::build(
+        &st.pool,
+        &st.registry,
+        &st.forecaster.calendar,
+        day,
+        None,
+        now,
+    )
+    .await?;
     let body = push::render(&report, handle.format);
     let by = caller.id.to_string();
     let Some((id, delivery_id)) = db::insert_manual(

@@ -8,7 +8,8 @@ mod config;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use chrono::{Datelike, NaiveDate, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use config::HolidayFile;
@@ -245,6 +246,19 @@ impl Calendar {
             .or_else(|| NaiveDate::from_ymd_opt(date.year() - 1, 2, 28))
             .unwrap_or(date)
     }
+}
+
+/// The instant of local `time` on `day` in `tz` (the earliest when a clock change repeats it).
+pub fn local_instant(tz: Tz, day: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
+    tz.from_local_datetime(&day.and_time(time))
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// A local day's bounds in UTC: `[midnight, next midnight)` in `tz`. `None` out of range.
+pub fn local_day(tz: Tz, day: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let start = |d| local_instant(tz, d, NaiveTime::MIN);
+    Some((start(day)?, start(day.succ_opt()?)?))
 }
 
 fn problem(location: &str, message: &str) -> Problem {

@@ -1,15 +1,20 @@
 //! Reads one day's figures from the store and assembles the report (the pure part is
 //! [`super::assemble`]).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use deadpool_postgres::Pool;
 
+use super::compare::compare;
 use super::{AreaSeries, DailyReport, DayFigures, assemble, local_day, parse_level};
+use crate::calendar::Calendar;
+use crate::forecast::Band;
 use crate::ids::SpaceIdx;
 use crate::registry::Registry;
 use crate::registry::SpaceKind;
 use crate::rules::Level;
-use crate::store::{self, Step, StoreError, alerts, recounts, reports};
+use crate::store::{self, Step, StoreError, alerts, forecasts, recounts, reports};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -27,6 +32,7 @@ const DAY_MINUTES: i64 = 1500;
 pub async fn build(
     pool: &Pool,
     registry: &Registry,
+    calendar: &Calendar,
     day: NaiveDate,
     only: Option<SpaceIdx>,
     now: DateTime<Utc>,
@@ -80,13 +86,66 @@ pub async fn build(
         advice: reports::day_advice(&client, from, to).await?,
         revisions: recounts::day_revisions(&**client, day).await?,
     };
-    Ok(assemble(
-        registry,
-        day,
-        (from, to),
-        until,
-        areas,
-        county,
-        &figures,
-    ))
+    let mut report = assemble(registry, day, (from, to), until, areas, county, &figures);
+    compare_all(pool, registry, calendar, &mut report).await?;
+    Ok(report)
+}
+
+/// Days of daily entries read for the comparisons: a year and a week back.
+const COMPARE_DAYS: i64 = 372;
+
+/// Fills each area's and the county's comparisons: their daily entries of the past year and the
+/// forecast of the day made before it began.
+async fn compare_all(
+    pool: &Pool,
+    registry: &Registry,
+    calendar: &Calendar,
+    report: &mut DailyReport,
+) -> Result<(), ReportError> {
+    let day = report.day;
+    let first = day - TimeDelta::days(COMPARE_DAYS);
+    let since = local_day(registry.tz, first)
+        .ok_or(ReportError::DayOutOfRange(first))?
+        .0;
+    let mut ids: Vec<String> = report.areas.iter().map(|a| a.space.clone()).collect();
+    ids.extend(report.county.as_ref().map(|c| c.space.clone()));
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let stored = {
+        let client = pool.get().await.map_err(StoreError::from)?;
+        forecasts::latest(&**client, &refs, day, day, report.from).await?
+    };
+    let forecast_of = |space: &str| {
+        let f = stored.iter().find(|f| f.space == space)?;
+        let entries = serde_json::from_value::<Band>(f.entries.clone()).ok()?;
+        let peak = serde_json::from_value::<Band>(f.peak.clone()).ok()?;
+        Some((entries, peak, f.made_at))
+    };
+    let by_day = |points: Vec<crate::store::SeriesPoint>| -> BTreeMap<NaiveDate, i64> {
+        points
+            .into_iter()
+            .map(|p| (p.bucket.with_timezone(&registry.tz).date_naive(), p.entries))
+            .collect()
+    };
+    let limit = COMPARE_DAYS + 2;
+    for a in &mut report.areas {
+        let points = store::series(pool, &a.space, since, report.from, Step::Day, limit).await?;
+        a.comparison = compare(
+            day,
+            a.entries,
+            &by_day(points),
+            calendar,
+            forecast_of(&a.space),
+        );
+    }
+    if let Some(c) = report.county.as_mut() {
+        let points = store::series(pool, &c.space, since, report.from, Step::Day, limit).await?;
+        c.comparison = compare(
+            day,
+            c.entries,
+            &by_day(points),
+            calendar,
+            forecast_of(&c.space),
+        );
+    }
+    Ok(())
 }

@@ -9,11 +9,13 @@
 //! - here: the report's types and the pure parts (minutes at levels, tallies);
 //! - [`csv`]: the report as CSV;
 //! - [`build`]: the thin async shell that reads the day's figures from the store;
+//! - [`compare`]: forecast vs actual, 同比 and 环比 (pure);
 //! - [`integrity`]: head-count corrections and revised days (pure);
 //! - [`schedule`]: which days' pushes are due (pure);
 //! - [`push`]: the push's configuration and the worker that delivers it.
 
 pub mod build;
+pub mod compare;
 pub mod csv;
 pub mod integrity;
 pub mod push;
@@ -21,7 +23,7 @@ pub mod schedule;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -38,16 +40,7 @@ use crate::store::reports::{DayAdvice, DeliveryCounts, NoticeCounts};
 pub use build::{ReportError, build};
 pub use csv::{csv_field, to_csv};
 
-/// A local day's bounds in UTC: `[midnight, next midnight)` in `tz` (the earliest instant when a
-/// clock change repeats midnight). `None` out of range.
-pub fn local_day(tz: Tz, day: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let start = |d: NaiveDate| {
-        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0)?)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-    };
-    Some((start(day)?, start(day.succ_opt()?)?))
-}
+pub use crate::calendar::local_day;
 
 /// Minutes spent at each level.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
@@ -221,6 +214,8 @@ pub struct AreaDay {
     pub revised_at: Option<DateTime<Utc>>,
     /// How many late reports did (0: none).
     pub revised_reports: i64,
+    /// Forecast vs actual, 同比 and 环比.
+    pub comparison: compare::Comparison,
 }
 
 /// The county's totals.
@@ -249,6 +244,8 @@ pub struct CountyDay {
     /// never), and how many.
     pub revised_at: Option<DateTime<Utc>>,
     pub revised_reports: i64,
+    /// The county's forecast vs actual, 同比 and 环比.
+    pub comparison: compare::Comparison,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -467,6 +464,7 @@ pub fn assemble(
                 corrections: integrity::corrections(&a.points),
                 revised_at: revised.map(|r| r.0),
                 revised_reports: revised.map_or(0, |r| r.1),
+                comparison: compare::Comparison::default(),
             }
         })
         .collect();
@@ -491,6 +489,7 @@ pub fn assemble(
             corrections: areas.iter().map(|a| a.corrections).sum(),
             revised_at: revised.map(|r| r.0),
             revised_reports: revised.map_or(0, |r| r.1),
+            comparison: compare::Comparison::default(),
         }
     });
     DailyReport {

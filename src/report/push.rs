@@ -270,6 +270,7 @@ pub fn scheduled_delivery_id(day: NaiveDate) -> String {
 pub struct Pusher {
     pub plan: PushPlan,
     pub registry: Arc<Registry>,
+    pub calendar: Arc<crate::calendar::Calendar>,
     pub pool: Pool,
     pub deliverer: Arc<Deliverer>,
     /// `[alerting]` backoff: the webhooks' retry schedule.
@@ -313,7 +314,8 @@ impl Pusher {
         let mut client = self.pool.get().await.map_err(StoreError::from)?;
         let last = db::last_scheduled_day(&**client).await?;
         for day in schedule::due_days(now, tz, self.plan.send_at, last, self.plan.catch_up_days) {
-            let report = super::build(&self.pool, &self.registry, day, None, now).await?;
+            let report =
+                super::build(&self.pool, &self.registry, &self.calendar, day, None, now).await?;
             let body = render(&report, self.plan.format);
             let recorded = db::insert_scheduled(
                 &**client,

@@ -41,6 +41,9 @@ pub struct SpaceInput {
     /// when the day sells out, not when the last booked visitor walks in; the inflow forecast
     /// expects them in their windows.
     pub booked: Vec<BookedArrivals>,
+    /// Tomorrow's (or today's) day-ahead forecast while its warning is due (the alerting loop
+    /// sets it from `[forecast] warn_lead_h` before the area opens until the day ends).
+    pub outlook: Option<super::outlook::DayOutlook>,
 }
 
 impl SpaceInput {

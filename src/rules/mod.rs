@@ -58,6 +58,7 @@ mod config;
 mod forecast;
 mod input;
 mod level;
+pub mod outlook;
 mod replay;
 #[cfg(test)]
 mod tests;
@@ -482,6 +483,22 @@ impl Engine {
                     devices: Vec::new(),
                 });
             }
+        }
+        if let Some(a) = input.outlook.as_ref().and_then(|o| {
+            outlook::assess(
+                o,
+                ladder,
+                input.instant_capacity,
+                input.daily_capacity,
+                o.warn_from,
+            )
+        }) {
+            want.push(Want {
+                kind: AlertKind::Outlook { target: a.level },
+                severity: a.level.severity(),
+                level: None,
+                devices: Vec::new(),
+            });
         }
         if !silent.is_empty() {
             want.push(Want {

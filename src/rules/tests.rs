@@ -1412,6 +1412,7 @@ proptest! {
                 drift_today: occ / 7,
                 instant_capacity: cap,
                 daily_capacity: cap.map(|c| c.wrapping_mul(5)),
+                outlook: None,
                 booked: vec![crate::rules::BookedArrivals {
                     from: now + TimeDelta::minutes(occ as i64 % 60 - 30),
                     until: now + TimeDelta::minutes(occ as i64 % 90),

@@ -9,6 +9,7 @@ pub mod bookings;
 mod config;
 pub mod controls;
 pub mod dispatch;
+pub mod forecasts;
 pub mod outbox;
 pub mod recounts;
 pub mod reports;
@@ -53,6 +54,10 @@ pub const MAPPINGS: &[(&str, &[&str])] = {
         (sql::CLAIM_PUSH, reports::DuePush::COLUMNS),
         (sql::LIST_PUSHES, reports::PushRow::COLUMNS),
         (sql::INSERT_MANUAL_PUSH, &["id", "delivery_id"]),
+        (sql::LATEST_FORECASTS, forecasts::StoredDay::COLUMNS),
+        (sql::UPSERT_FORECAST_INPUT, forecasts::InputRow::COLUMNS),
+        (sql::FORECAST_INPUTS, forecasts::InputRow::COLUMNS),
+        (sql::INSERT_FORECAST_RUN, &["id", "made_at"]),
         (sql::INSERT_RECOUNT, recounts::Recount::COLUMNS),
         (sql::GET_RECOUNT, recounts::Recount::COLUMNS),
         (sql::LIST_RECOUNTS, recounts::Recount::COLUMNS),

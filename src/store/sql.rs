@@ -393,6 +393,58 @@ pub const ALL_REPORTS: &[&str] = &[
     LIST_PUSHES,
 ];
 
+// ---- forecasts (src/store/forecasts.rs) ----
+
+pub const INSERT_FORECAST_RUN: &str = "INSERT INTO forecast_runs (trigger, first_day, days, requested_by) \
+     VALUES ($1, $2, $3, $4) RETURNING id, made_at";
+/// A run's days for every space at once (arrays of equal length).
+pub const INSERT_DAY_FORECASTS: &str = "INSERT INTO day_forecasts (run_id, space_id, day, day_kind, holiday, entries, peak, hourly) \
+     SELECT $1, u.* FROM unnest($2::text[], $3::date[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::jsonb[]) \
+     AS u (space_id, day, day_kind, holiday, entries, peak, hourly)";
+/// For each of the spaces and days, the last forecast made before `$4` (now for the latest; the
+/// day's start for the forecast made the day before).
+pub const LATEST_FORECASTS: &str = "SELECT DISTINCT ON (f.space_id, f.day) f.space_id, f.day, f.day_kind, f.holiday, \
+         f.entries, f.peak, f.hourly, f.run_id, r.made_at, r.trigger \
+     FROM day_forecasts f JOIN forecast_runs r ON r.id = f.run_id \
+     WHERE f.space_id = ANY($1) AND f.day >= $2 AND f.day <= $3 AND r.made_at < $4 \
+     ORDER BY f.space_id, f.day, f.run_id DESC";
+/// One forecast run at a time across instances (held until the run's transaction ends).
+pub const FORECAST_LOCK: &str =
+    "SELECT pg_try_advisory_xact_lock(hashtext('visitorflow.forecast'))";
+pub const LAST_NIGHTLY_RUN: &str =
+    "SELECT max(made_at) FROM forecast_runs WHERE trigger = 'nightly'";
+/// Days before `$1`: only the last forecast made before the day began is kept (forecast vs actual).
+pub const PRUNE_DAY_FORECASTS: &str = "DELETE FROM day_forecasts f USING forecast_runs r \
+     WHERE r.id = f.run_id AND f.day < $1 \
+       AND (r.made_at >= (f.day::timestamp AT TIME ZONE vf_time_zone()) \
+            OR EXISTS (SELECT 1 FROM day_forecasts g JOIN forecast_runs q ON q.id = g.run_id \
+                       WHERE g.space_id = f.space_id AND g.day = f.day AND g.run_id > f.run_id \
+                         AND q.made_at < (f.day::timestamp AT TIME ZONE vf_time_zone())))";
+pub const PRUNE_FORECAST_RUNS: &str = "DELETE FROM forecast_runs r WHERE r.made_at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM day_forecasts f WHERE f.run_id = r.id)";
+pub const UPSERT_FORECAST_INPUT: &str = "INSERT INTO forecast_inputs (space_id, day, closed, factor, note, set_by) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (space_id, day) DO UPDATE SET closed = EXCLUDED.closed, \
+         factor = EXCLUDED.factor, note = EXCLUDED.note, set_by = EXCLUDED.set_by, set_at = now() \
+     RETURNING space_id, day, closed, factor, note, set_by, set_at";
+pub const DELETE_FORECAST_INPUT: &str =
+    "DELETE FROM forecast_inputs WHERE space_id = $1 AND day = $2";
+pub const FORECAST_INPUTS: &str = "SELECT space_id, day, closed, factor, note, set_by, set_at FROM forecast_inputs \
+     WHERE day >= $1 AND day <= $2 ORDER BY space_id, day";
+
+/// Forecast statements, for the prepare-everything test.
+pub const ALL_FORECASTS: &[&str] = &[
+    INSERT_FORECAST_RUN,
+    INSERT_DAY_FORECASTS,
+    LATEST_FORECASTS,
+    LAST_NIGHTLY_RUN,
+    FORECAST_LOCK,
+    PRUNE_DAY_FORECASTS,
+    PRUNE_FORECAST_RUNS,
+    UPSERT_FORECAST_INPUT,
+    DELETE_FORECAST_INPUT,
+    FORECAST_INPUTS,
+];
+
 // ---- recounts (src/store/recounts.rs) ----
 
 /// A head count asked for through the API, pending until the ingester applies it.

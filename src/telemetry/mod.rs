@@ -13,6 +13,8 @@ pub const MQTT_MESSAGES: &str = "visitorflow_mqtt_messages_total";
 pub const REPORTS_ACCEPTED: &str = "visitorflow_reports_accepted_total";
 pub const REPORTS_REJECTED: &str = "visitorflow_reports_rejected_total";
 pub const POLLS: &str = "visitorflow_device_polls_total";
+pub const FORECAST_RUNS: &str = "visitorflow_forecast_runs_total";
+pub const FORECAST_SECONDS: &str = "visitorflow_forecast_run_seconds";
 pub const REPORTS_DUPLICATE: &str = "visitorflow_reports_duplicate_total";
 pub const REPORTS_LATE: &str = "visitorflow_reports_late_total";
 pub const REPORTS_MISSING: &str = "visitorflow_reports_missing_total";
@@ -208,6 +210,15 @@ fn describe() {
         ALERT_EVALUATION,
         Unit::Seconds,
         "Time to evaluate the capacity rules for every space."
+    );
+    describe_counter!(
+        FORECAST_RUNS,
+        "Day-ahead forecast runs by trigger (nightly, manual, input) and outcome (stored, failed)."
+    );
+    describe_histogram!(
+        FORECAST_SECONDS,
+        Unit::Seconds,
+        "Time of one forecast run over every scenic area and the county."
     );
     describe_counter!(
         ALERT_TRANSITIONS,
