@@ -244,7 +244,8 @@ impl Alerter {
             .read_bookings(client, &self.registry, &mut all, now)
             .await?;
         for (i, input) in all.iter_mut().enumerate() {
-            input.outlook = outlooks.current(&self.registry, SpaceIdx(i as u32), now);
+            let s = SpaceIdx(i as u32);
+            input.outlook = outlooks.current(&self.registry, s, engine.ladder(s), now);
         }
         let mut transitions = Vec::new();
         let mut statuses = Vec::with_capacity(spaces.len());

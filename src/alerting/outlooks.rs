@@ -14,10 +14,12 @@ use crate::forecast::Band;
 use crate::forecasting::{ForecastPlan, forecast_spaces};
 use crate::ids::SpaceIdx;
 use crate::registry::Registry;
-use crate::rules::outlook::DayOutlook;
+use crate::rules::Ladder;
+use crate::rules::outlook::{DayOutlook, assess};
 use crate::store::{StoreError, forecasts};
 
 const REFRESH: TimeDelta = TimeDelta::seconds(60);
+const CHECK: TimeDelta = TimeDelta::seconds(2);
 
 #[derive(Deserialize)]
 struct Hour {
@@ -29,6 +31,8 @@ pub struct Outlooks {
     plan: ForecastPlan,
     by_space: HashMap<SpaceIdx, Vec<DayOutlook>>,
     read_at: Option<DateTime<Utc>>,
+    checked_at: Option<DateTime<Utc>>,
+    last_run: Option<i64>,
 }
 
 impl Outlooks {
@@ -37,6 +41,8 @@ impl Outlooks {
             plan,
             by_space: HashMap::new(),
             read_at: None,
+            checked_at: None,
+            last_run: None,
         }
     }
 
@@ -47,9 +53,16 @@ impl Outlooks {
         registry: &Registry,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if !self.plan.enabled || self.read_at.is_some_and(|t| now - t < REFRESH) {
+        if !self.plan.enabled || self.checked_at.is_some_and(|t| now - t < CHECK) {
             return Ok(());
         }
+        // A new run is read within CHECK; the day's turn within REFRESH.
+        self.checked_at = Some(now);
+        let last = forecasts::last_run(client).await?;
+        if last == self.last_run && self.read_at.is_some_and(|t| now - t < REFRESH) {
+            return Ok(());
+        }
+        self.last_run = last;
         let today = now.with_timezone(&registry.tz).date_naive();
         let ids: Vec<&str> = forecast_spaces(registry).map(|s| s.id.as_str()).collect();
         let rows = forecasts::latest(client, &ids, today, today + TimeDelta::days(1), now).await?;
@@ -78,28 +91,38 @@ impl Outlooks {
         Ok(())
     }
 
-    /// The outlook in force for `s` at `now` (the nearest day whose warning is due).
+    /// The outlook in force for `s` at `now`: the nearest day whose warning is due and whose
+    /// forecast reaches a level worth it on `ladder` (today closed, tomorrow expected at orange:
+    /// tomorrow's).
     pub fn current(
         &self,
         registry: &Registry,
         s: SpaceIdx,
+        ladder: &Ladder,
         now: DateTime<Utc>,
     ) -> Option<DayOutlook> {
         let space = registry.space(s);
-        let today = now.with_timezone(&registry.tz).date_naive();
-        self.by_space
+        let (tz, lead) = (registry.tz, self.plan.warn_lead_h);
+        let today = now.with_timezone(&tz).date_naive();
+        let mut due_days: Vec<&DayOutlook> = self
+            .by_space
             .get(&s)?
             .iter()
-            .filter(|o| {
-                due(
-                    registry.tz,
-                    space.opens_at,
-                    o.day,
-                    self.plan.warn_lead_h,
-                    now,
+            .filter(|o| due(tz, space.opens_at, o.day, lead, now))
+            .collect();
+        due_days.sort_by_key(|o| o.day);
+        due_days
+            .into_iter()
+            .find(|o| {
+                assess(
+                    o,
+                    ladder,
+                    space.instant_capacity,
+                    space.daily_capacity,
+                    o.warn_from,
                 )
+                .is_some()
             })
-            .min_by_key(|o| o.day)
             .map(|o| DayOutlook {
                 tomorrow: o.day > today,
                 ..o.clone()

@@ -20,28 +20,31 @@ pub struct History {
 
 /// The days of `points` (hourly, UTC buckets) in `tz`. A day with any data is a day of history:
 /// an hour without a row had no entries (the counters report every minute they count anyone)
-/// and the occupancy the hour before it (0 before the day's first row). Days without a row are
+/// and the occupancy the hour before it (0 before the day's first row). An hour's occupancy is
+/// its highest stamped one, or the day's net count where no stamp was kept. Days without a row are
 /// left out rather than taken as empty: a counter outage is not a day without visitors.
 pub fn by_local_day(points: &[SeriesPoint], tz: Tz) -> History {
-    let mut days: BTreeMap<NaiveDate, ([Option<f64>; HOURS], [Option<f64>; HOURS])> =
-        BTreeMap::new();
+    // Per day: entries and highest occupancy by hour, and the running net count (points come in
+    // time order).
+    type Slot = ([Option<f64>; HOURS], [Option<f64>; HOURS], i64);
+    let mut days: BTreeMap<NaiveDate, Slot> = BTreeMap::new();
     for p in points {
         let local = p.bucket.with_timezone(&tz);
         let hour = local.hour() as usize;
         let slot = days
             .entry(local.date_naive())
-            .or_insert(([None; HOURS], [None; HOURS]));
+            .or_insert(([None; HOURS], [None; HOURS], 0));
         slot.0[hour] = Some(slot.0[hour].unwrap_or(0.0) + p.entries as f64);
-        if let Some(o) = p.peak.or(p.occupancy) {
-            let o = o.max(0) as f64;
-            slot.1[hour] = Some(slot.1[hour].map_or(o, |v: f64| v.max(o)));
-        }
+        slot.2 += p.entries - p.exits + p.correction;
+        // Minutes filled from a backlog carry no occupancy stamp: the day's net count stands in.
+        let o = p.peak.or(p.occupancy).unwrap_or(slot.2).max(0) as f64;
+        slot.1[hour] = Some(slot.1[hour].map_or(o, |v: f64| v.max(o)));
     }
     let mut history = History {
         entries: Vec::with_capacity(days.len()),
         occupancy: Vec::with_capacity(days.len()),
     };
-    for (date, (entries, occupancy)) in days {
+    for (date, (entries, occupancy, _)) in days {
         let mut e = [None; HOURS];
         let mut o = [None; HOURS];
         let mut last = 0.0;

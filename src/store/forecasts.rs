@@ -102,6 +102,11 @@ pub async fn latest(
     .await
 }
 
+/// The latest run's id (a cheap check for a new run).
+pub async fn last_run(client: &impl GenericClient) -> Result<Option<i64>, StoreError> {
+    query_scalar(client, sql::LAST_RUN, &[]).await
+}
+
 pub async fn last_nightly(
     client: &impl GenericClient,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {

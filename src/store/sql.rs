@@ -411,6 +411,7 @@ pub const LATEST_FORECASTS: &str = "SELECT DISTINCT ON (f.space_id, f.day) f.spa
 /// One forecast run at a time across instances (held until the run's transaction ends).
 pub const FORECAST_LOCK: &str =
     "SELECT pg_try_advisory_xact_lock(hashtext('visitorflow.forecast'))";
+pub const LAST_RUN: &str = "SELECT max(id) FROM forecast_runs";
 pub const LAST_NIGHTLY_RUN: &str =
     "SELECT max(made_at) FROM forecast_runs WHERE trigger = 'nightly'";
 /// Days before `$1`: only the last forecast made before the day began is kept (forecast vs actual).
@@ -437,6 +438,7 @@ pub const ALL_FORECASTS: &[&str] = &[
     INSERT_DAY_FORECASTS,
     LATEST_FORECASTS,
     LAST_NIGHTLY_RUN,
+    LAST_RUN,
     FORECAST_LOCK,
     PRUNE_DAY_FORECASTS,
     PRUNE_FORECAST_RUNS,
