@@ -618,6 +618,21 @@ FROM generate_series(1, 120) AS n;
 INSERT INTO device_state (device_id, high_seq, window_hi, window_lo, last_ts, missing, gaps_total,
                           repaired_total, resets_total, last_received, online)
 VALUES ('tsc-gate-1', 120, 0, -1, now(), 0, 1, 1, 0, now(), true);
+WITH run AS (
+    INSERT INTO forecast_runs (trigger, first_day, days, made_at)
+    VALUES ('nightly', (now() AT TIME ZONE vf_time_zone())::date - 1, 3, now() - interval '1 day')
+    RETURNING id
+)
+INSERT INTO day_forecasts (run_id, space_id, day, day_kind, entries, peak, hourly)
+SELECT run.id, s.id, (now() AT TIME ZONE vf_time_zone())::date + d, 'workday',
+       '{"mean": 1000, "lo80": 800, "hi80": 1200, "lo95": 700, "hi95": 1300}',
+       '{"mean": 230, "lo80": 184, "hi80": 276, "lo95": 138, "hi95": 322}',
+       (SELECT jsonb_agg(jsonb_build_object(
+                   'entries', jsonb_build_object('mean', 50, 'lo80', 40, 'hi80', 60, 'lo95', 30, 'hi95', 70),
+                   'occupancy', jsonb_build_object('mean', h * 10, 'lo80', h * 8, 'hi80', h * 12,
+                                                   'lo95', h * 6, 'hi95', h * 14)) ORDER BY h)
+        FROM generate_series(0, 23) AS h)
+FROM run, unnest(ARRAY['county', 'tianshan-canyon', 'muxutai']) AS s(id), generate_series(-1, 1) AS d;
 "#;
 
 fn psql_path() -> Option<PathBuf> {
