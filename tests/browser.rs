@@ -607,6 +607,22 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
         "document.querySelector('#curve svg path')",
     )
     .await;
+    // Tomorrow's forecast panel: the area's own forecast (a run on first request), or the
+    // note that there is too little history for one.
+    let forecast = b
+        .wait(
+            15,
+            "tomorrow's forecast panel",
+            "(() => { const p = document.getElementById('forecast-panel'); \
+             return !p.hidden && document.getElementById('forecast-summary').textContent; })()",
+        )
+        .await;
+    assert!(
+        forecast
+            .as_str()
+            .is_some_and(|t| t.contains("预计入园") || t.contains("暂无预测")),
+        "{forecast}"
+    );
     b.screenshot("control-room-area.png").await;
 
     // Timed entry: 30,000 a day less 10 % walk-in, nothing sold yet, sales open.

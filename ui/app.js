@@ -21,7 +21,7 @@ const TEXT = {
     states: { firing: '告警中', acknowledged: '已确认', resolved: '已解除' },
     severities: { info: '提示', warning: '一般', major: '重要', critical: '紧急' },
     kinds: {
-      instant_level: '瞬时承载', daily_level: '日承载', early_warning: '趋势预警', stale: '数据中断',
+      instant_level: '瞬时承载', daily_level: '日承载', early_warning: '趋势预警', forecast: '明日预测预警', stale: '数据中断',
       silent_devices: '设备静默', silent: '设备静默', drift: '计数偏差', missing_reports: '报文缺失', clock_skew: '时钟偏差', hazard: '灾害/险情', admission: '售票', oversold: '超售',
     },
     space_kinds: { zone: '景点', car_park: '停车场', hub: '集散中心', scenic_area: '景区', county: '全县' },
@@ -49,6 +49,9 @@ const TEXT = {
     sales_resume: '恢复售票', sales_need_reason: '请填写暂停原因', sales_held: '已暂停售票，票务系统将收到通知',
     sales_released: '已确认恢复：数据允许时恢复售票',
     at: '时间', counted: '清点', correction: '校正', by: '操作人', pending: '待应用',
+    forecast_title: '明日客流预测（对比今日）', fc_today: '今日实况', fc_tomorrow: '明日预测', fc_band: '80% 区间',
+    fc_summary: (day, e, lo, hi, p, pct, at) => `${day}预计入园 ${e} 人次（80%区间 ${lo}–${hi}），峰值约 ${p} 人${pct != null ? `（瞬时承载量的${pct}%）` : ''}，约在 ${at}`,
+    fc_none: '暂无预测（历史数据不足或尚未运行）',
   },
   en: {
     title: 'Urumqi County visitor flow', subtitle: 'LB/T 034 capacity, live', inside: 'Inside now',
@@ -68,7 +71,7 @@ const TEXT = {
     states: { firing: 'firing', acknowledged: 'acknowledged', resolved: 'resolved' },
     severities: { info: 'info', warning: 'warning', major: 'major', critical: 'critical' },
     kinds: {
-      instant_level: 'Instant load', daily_level: 'Daily load', early_warning: 'Forecast warning', stale: 'Stale data',
+      instant_level: 'Instant load', daily_level: 'Daily load', early_warning: 'Trend warning', forecast: 'Day-ahead warning', stale: 'Stale data',
       silent_devices: 'Silent counters', silent: 'Silent counter', drift: 'Counter drift', missing_reports: 'Missing reports', clock_skew: 'Clock skew', hazard: 'Hazard', admission: 'Ticket sales', oversold: 'Over-sold slots',
     },
     space_kinds: { zone: 'Zone', car_park: 'Car park', hub: 'Hub', scenic_area: 'Scenic area', county: 'County' },
@@ -98,6 +101,9 @@ const TEXT = {
     sales_held: 'Sales paused; ticketing systems are told', sales_released: 'Resumption confirmed: sales resume when the figures allow',
     no_recounts: 'No corrections by hand', at: 'Time', counted: 'Counted', correction: 'Correction', by: 'By',
     pending: 'pending',
+    forecast_title: "Tomorrow's forecast (against today)", fc_today: 'Today, counted', fc_tomorrow: 'Tomorrow, forecast', fc_band: '80% interval',
+    fc_summary: (day, e, lo, hi, p, pct, at) => `${day}: ${e} entries expected (80%: ${lo}–${hi}), peak about ${p}${pct != null ? ` (${pct}% of the instantaneous maximum)` : ''} around ${at}`,
+    fc_none: 'No forecast yet (too little history, or not run)',
   },
 };
 const DQ_KINDS = new Set(['silent_devices', 'silent', 'drift', 'missing_reports', 'clock_skew']);
@@ -596,7 +602,7 @@ function renderChildren() {
 function kindText(kind) {
   const [head, tail] = kind.split(/\.(.*)/s);
   const name = t('kinds')[head] || head;
-  if (head === 'early_warning') return `${name} → ${t('levels')[tail] || tail}`;
+  if (head === 'early_warning' || head === 'forecast') return `${name} → ${t('levels')[tail] || tail}`;
   return tail ? `${name} ${tail}` : name;
 }
 
@@ -759,6 +765,80 @@ async function loadCurve(id) {
   $('curve').replaceChildren(box);
 }
 
+// ---- tomorrow's forecast against today ----
+
+async function loadForecast(id) {
+  const panel = $('forecast-panel');
+  const start = new Date();
+  start.setHours(0, 0, 0, 0);
+  let f, today;
+  try {
+    [f, today] = await Promise.all([
+      api(`/api/v1/spaces/${encodeURIComponent(id)}/forecast?days=1`),
+      api(`/api/v1/spaces/${encodeURIComponent(id)}/series?step=1h&from=${encodeURIComponent(start.toISOString())}`),
+    ]);
+  } catch (e) {
+    // Zones and car parks have no forecast of their own.
+    if (S.view?.area === id) panel.hidden = true;
+    return;
+  }
+  if (S.view?.area !== id) return;
+  panel.hidden = false;
+  const day = f.days?.[0];
+  if (!day) {
+    $('forecast-summary').textContent = t('fc_none');
+    $('forecast-curve').replaceChildren();
+    return;
+  }
+  const hours = day.hours.map((h) => h.occupancy);
+  const peakAt = hours.reduce((best, h, i) => (h.mean > hours[best].mean ? i : best), 0);
+  const label = `${day.date}${day.holiday ? `（${day.holiday}）` : ''}`;
+  $('forecast-summary').textContent = t('fc_summary')(label, fmt(Math.round(day.entries.mean)),
+    fmt(Math.round(day.entries.lo80)), fmt(Math.round(day.entries.hi80)), fmt(Math.round(day.peak_occupancy.mean)),
+    day.hours[peakAt].load_pct != null ? Math.round(day.hours[peakAt].load_pct) : null, `${String(peakAt).padStart(2, '0')}:00`);
+  // Today's highest occupancy per hour from the hourly series (peak, else occupancy).
+  const counted = new Array(24).fill(null);
+  for (const p of today.points) {
+    const h = new Date(p.bucket).getHours();
+    counted[h] = p.peak ?? p.occupancy;
+  }
+  const cap = f.instant_capacity;
+  const W = 1000, H = 260, L = 48, B = 22;
+  const box = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none' });
+  const top = Math.max(cap || 0, ...hours.map((h) => h.hi80), ...counted.filter((v) => v != null), 10) * 1.08;
+  const x = (h) => L + (h / 23) * (W - L - 6);
+  const y = (v) => H - B - (Math.max(0, v) / top) * (H - B - 8);
+  box.append(svg('line', { class: 'axis', x1: L, x2: W, y1: H - B, y2: H - B }));
+  for (let h = 0; h < 24; h += 3) {
+    const tx = svg('text', { x: x(h) - 8, y: H - 6 });
+    tx.textContent = `${String(h).padStart(2, '0')}:00`;
+    box.append(tx);
+  }
+  const step = niceStep(top / 4);
+  for (let v = 0; v < top; v += step) {
+    const tx = svg('text', { x: 2, y: y(v) + 4 });
+    tx.textContent = fmt(v);
+    box.append(tx);
+  }
+  if (cap) {
+    box.append(svg('line', { class: 'cap', x1: L, x2: W, y1: y(cap), y2: y(cap) }));
+    box.append(svg('line', { class: 'warn', x1: L, x2: W, y1: y(cap * 0.8), y2: y(cap * 0.8) }));
+  }
+  const upper = hours.map((b, h) => `${x(h).toFixed(1)},${y(b.hi80).toFixed(1)}`);
+  const lower = hours.map((b, h) => `${x(h).toFixed(1)},${y(b.lo80).toFixed(1)}`).reverse();
+  box.append(svg('polygon', { class: 'band', points: upper.concat(lower).join(' ') }));
+  box.append(svg('path', { class: 'forecast', d: hours.map((b, h) => `${h ? 'L' : 'M'}${x(h).toFixed(1)},${y(b.mean).toFixed(1)}`).join('') }));
+  const seen = counted.map((v, h) => [h, v]).filter(([, v]) => v != null);
+  if (seen.length > 1) {
+    box.append(svg('path', { class: 'line', d: seen.map(([h, v], i) => `${i ? 'L' : 'M'}${x(h).toFixed(1)},${y(v).toFixed(1)}`).join('') }));
+  }
+  const legend = el('p', { class: 'legend' },
+    el('span', { class: 'k-today' }, t('fc_today')), ' ',
+    el('span', { class: 'k-forecast' }, t('fc_tomorrow')), ' ',
+    el('span', { class: 'k-band' }, t('fc_band')));
+  $('forecast-curve').replaceChildren(box, legend);
+}
+
 // ---- head counts by hand ----
 
 const signed = (d) => (d == null ? '–' : d > 0 ? `+${fmt(d)}` : d < 0 ? `−${fmt(-d)}` : '±0');
@@ -860,6 +940,7 @@ function route() {
     loadAlerts(S.view.area);
     loadDevices(S.view.area);
     loadCurve(S.view.area);
+    loadForecast(S.view.area);
     loadSlots(S.view.area);
     $('recount-result').hidden = true;
     $('recounts').replaceChildren();

@@ -202,6 +202,10 @@ impl Forecaster {
             let id = space.id.as_str();
             let points = store::series(&self.pool, id, from, to, Step::Hour, hours).await?;
             let h = history::by_local_day(&points, tz);
+            // No history, no forecast: the API says so rather than forecasting an empty area.
+            if h.entries.is_empty() {
+                continue;
+            }
             let cal = |d: NaiveDate| self.calendar.day(d, Some(&space.id));
             let known = |d: NaiveDate| {
                 let input = inputs.get(&(id, d));
