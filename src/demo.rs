@@ -11,15 +11,16 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::shutdown::{self, Trigger};
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::run::{RunError, Service};
-use crate::sim::{self, SimStats, SimulateOptions};
+use crate::sim::{self, Backfill, SimStats, SimulateOptions};
 use crate::supervise::{self, Broker, PgCluster, SuperviseError};
 
 /// Where the demo serves unless told otherwise (and that port is free).
@@ -56,6 +57,9 @@ pub struct DemoOptions {
     pub seed: u64,
     /// The admin token to configure when the config has no `[[tokens]]` (default: a random one).
     pub token: Option<String>,
+    /// Days of history published before the day (hourly reports), for the day-ahead forecast;
+    /// with history, tomorrow is a simulated holiday (see [`simulated_holiday`]).
+    pub history_days: u32,
 }
 
 /// A running demo: the service plus whatever it started.
@@ -149,6 +153,17 @@ impl Demo {
         if behind > 0 {
             cfg.ingest.max_age_days = cfg.ingest.max_age_days.max(behind + 2);
         }
+        // History for the forecast, and tomorrow a simulated holiday whose evening-before
+        // warning the demo shows at once (only when simulating today: the warning follows the
+        // wall clock).
+        let history = (day == today && opts.history_days > 0).then_some(opts.history_days);
+        if let Some(days) = history {
+            cfg.ingest.max_age_days = cfg.ingest.max_age_days.max(i64::from(days) + 2);
+            if let Some(note) = simulated_holiday(&mut cfg, &dir, today)? {
+                notes.push(note);
+            }
+        }
+        let calendar = Arc::new(crate::run::calendar(&cfg.calendar)?);
         let admin_token = if cfg.tokens.is_empty() {
             let token = opts.token.clone().unwrap_or_else(|| {
                 crate::api::auth::generate("demo-admin", crate::config::Role::Admin, &[]).0
@@ -179,6 +194,7 @@ impl Demo {
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_else(Utc::now);
         let (sim_stop, stop_rx) = shutdown::channel();
+        let filled = Arc::new(tokio::sync::Notify::new());
         let registry = service.registry.clone();
         let mqtt = cfg.mqtt.clone();
         // The service checked `[admission]` on start; the ticket office sells the same slots.
@@ -199,8 +215,24 @@ impl Demo {
             tick: Duration::from_secs(60),
             shutdown: Some(stop_rx),
             reservations: reservations.map(std::sync::Arc::new),
+            calendar: Some(Arc::clone(&calendar)),
+            backfill: history.map(|days| Backfill {
+                days,
+                tick: Duration::from_secs(3600),
+            }),
+            filled: Some(Arc::clone(&filled)),
             ..SimulateOptions::default()
         };
+        if let Some(days) = history {
+            started.push(format!(
+                "history: {days} simulated days before today, then a forecast run"
+            ));
+            tokio::spawn(forecast_after_history(
+                Arc::clone(&service.forecaster),
+                Arc::clone(&filled),
+                start,
+            ));
+        }
         let sim = tokio::spawn(async move { sim::simulate(sim_opts, &registry, &mqtt).await });
         started.push(format!(
             "simulator: {day} from 07:00 local at {}x speed",
@@ -238,6 +270,86 @@ impl Demo {
         };
         self.service.shutdown().await;
         stats
+    }
+}
+
+/// Makes tomorrow a one-day public holiday, 演示假日（模拟）, unless it is one already: a holiday
+/// file of the configured holidays plus that day, written to `dir`. The forecast has not seen
+/// this holiday before, so it applies what it learned from the other holidays in the history
+/// (National Day lies within the 70 days before a December demo); the warning's lead is widened
+/// so it is due now rather than at 18:00. The note says so.
+fn simulated_holiday(
+    cfg: &mut Config,
+    dir: &std::path::Path,
+    today: NaiveDate,
+) -> Result<Option<String>, DemoError> {
+    let tomorrow = today + chrono::TimeDelta::days(1);
+    let mut text = match &cfg.calendar.holidays_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| DemoError::Dir(path.into(), e))?,
+        None => crate::calendar::EMBEDDED_HOLIDAYS.to_owned(),
+    };
+    let calendar =
+        crate::calendar::Calendar::build(&cfg.calendar, Some(&text)).map_err(RunError::from)?;
+    if calendar.kind(tomorrow) != crate::calendar::DayKind::Holiday {
+        if calendar.coverage(tomorrow.year()).is_none() {
+            text.push_str(&format!("\n[[years]]\nyear = {}\n", tomorrow.year()));
+        }
+        text.push_str(&format!(
+            "\n[[holidays]]\nkey = \"demo_holiday\"\nname = \"演示假日（模拟）\"\nfrom = {tomorrow}\nto = {tomorrow}\n"
+        ));
+        let path = dir.join("holidays-demo.toml");
+        std::fs::write(&path, text).map_err(|e| DemoError::Dir(path.clone(), e))?;
+        cfg.calendar.holidays_file = Some(path.to_string_lossy().into_owned());
+    }
+    // Tomorrow's warning due from now on, not only from 18:00.
+    cfg.forecast.warn_lead_h = cfg.forecast.warn_lead_h.max(48);
+    Ok(Some(format!(
+        "{tomorrow} is a simulated public holiday in this demo: its forecast and the evening-before warning (forecast.*) show now"
+    )))
+}
+
+/// Once the history is published and stored, a forecast run (the nightly one at start-up came
+/// before any history).
+async fn forecast_after_history(
+    forecaster: Arc<crate::forecasting::Forecaster>,
+    filled: Arc<tokio::sync::Notify>,
+    start: DateTime<Utc>,
+) {
+    filled.notified().await;
+    let county = forecaster
+        .registry
+        .spaces
+        .iter()
+        .find(|s| s.parent.is_none())
+        .map(|s| s.id.to_string());
+    for _ in 0..120 {
+        let stored = match &county {
+            Some(id) => crate::store::series(
+                &forecaster.pool,
+                id,
+                start - chrono::TimeDelta::hours(2),
+                start,
+                crate::store::Step::Hour,
+                2,
+            )
+            .await
+            .is_ok_and(|p| !p.is_empty()),
+            None => true,
+        };
+        if stored {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Err(e) = forecaster
+        .once(
+            crate::forecasting::Trigger::Manual,
+            Some("demo"),
+            Utc::now(),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "demo forecast after the history failed");
     }
 }
 

@@ -68,6 +68,10 @@ enum Command {
         /// Admin token to configure when the config has none (default: a random one, printed).
         #[arg(long, env = "VISITORFLOW_DEMO_TOKEN")]
         token: Option<String>,
+        /// Days of simulated history published first, for the day-ahead forecast (0: none).
+        /// With history, tomorrow is a simulated holiday and its evening-before warning fires.
+        #[arg(long, default_value_t = 70)]
+        history_days: u32,
     },
     /// Make an API token: prints the token (for its holder) and the `[[tokens]]` entry holding
     /// only its SHA-256 (for the config).
@@ -205,6 +209,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             day,
             seed,
             token,
+            history_days,
         } => {
             let cfg = Config::load(config.as_deref()).context("loading config")?;
             // Listening from the start: a Ctrl-C during start-up drops the half-started demo,
@@ -218,6 +223,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 day,
                 seed,
                 token,
+                history_days,
             };
             let demo = tokio::select! {
                 demo = Demo::start(cfg, opts) => demo.context("starting the demo")?,

@@ -75,6 +75,8 @@ pub enum RunError {
 pub struct Service {
     pub registry: Arc<Registry>,
     pub live: Arc<Live>,
+    /// Forecast runs on request (the demo's after its history is in).
+    pub forecaster: Arc<Forecaster>,
     pub mode: Mode,
     pub http_addr: SocketAddr,
     stop: Trigger,
@@ -192,11 +194,12 @@ impl Service {
                 tasks.stopped(),
             )),
             report_push,
-            forecaster,
+            forecaster: Arc::clone(&forecaster),
             reservations: Arc::clone(&checked.reservations),
             pushes,
             openapi: Arc::default(),
         };
+        let forecaster_handle = forecaster;
         let http_addr = start_http(&cfg, state, &mut tasks).await?;
         tracing::info!(%http_addr, spaces = registry.spaces.len(), devices = registry.devices.len(), "visitorflow running");
         if cfg.database.raw_retention_days > 0 {
@@ -206,6 +209,7 @@ impl Service {
         Ok(Service {
             registry,
             live,
+            forecaster: forecaster_handle,
             mode,
             http_addr,
             stop,

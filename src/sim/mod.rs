@@ -28,7 +28,7 @@ pub mod traffic;
 
 use std::path::PathBuf;
 
-pub use publish::{DeviceStats, SimStats, SimulateOptions, simulate};
+pub use publish::{Backfill, DeviceStats, SimStats, SimulateOptions, simulate};
 pub use replay::{
     Dataset, Dublin, DublinCounter, ReplayDeviceStats, ReplayOptions, ReplayStats, Slot,
     parse_calit2, parse_dublin, replay,

@@ -254,6 +254,21 @@ pub struct SimulateOptions {
     /// Areas selling timed entry: a simulated ticket office sells, cancels and checks in their
     /// bookings on `{prefix}/{space}/tickets` ([`super::tickets`]). `None` sells nothing.
     pub reservations: Option<Arc<Reservations>>,
+    /// Holidays and days off of the traffic model (`None`: the shipped calendar).
+    pub calendar: Option<Arc<crate::calendar::Calendar>>,
+    /// Days of history published before `start`, unpaced, in longer ticks (the demo's history
+    /// for the day-ahead forecast).
+    pub backfill: Option<Backfill>,
+    /// Notified once the backfill is published (acknowledged by the broker).
+    pub filled: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// History published before a simulation's start.
+#[derive(Debug, Clone, Copy)]
+pub struct Backfill {
+    pub days: u32,
+    /// Each device reports at most once per tick (≥ 1 min).
+    pub tick: Duration,
 }
 
 impl Default for SimulateOptions {
@@ -270,6 +285,9 @@ impl Default for SimulateOptions {
             ack_timeout: Duration::from_secs(10),
             shutdown: None,
             reservations: None,
+            calendar: None,
+            backfill: None,
+            filled: None,
         }
     }
 }
@@ -350,6 +368,15 @@ pub async fn simulate(
         None => None,
     };
     let period_s = u32::try_from(opts.tick.as_secs()).map_err(|_| out_of_range("tick"))?;
+    let backfill = match opts.backfill {
+        Some(b) if b.days > 0 => Some((
+            b.days,
+            TimeDelta::from_std(b.tick.max(Duration::from_secs(60)))
+                .map_err(|_| out_of_range("backfill tick"))?,
+        )),
+        _ => None,
+    };
+    let backfill_period_s = backfill.map_or(period_s, |(_, t)| t.num_seconds() as u32);
 
     let devices: Vec<&Device> = if opts.devices.is_empty() {
         // Polled devices publish nothing: the service asks them.
@@ -425,6 +452,9 @@ pub async fn simulate(
         .collect();
 
     let mut model = TrafficModel::new(registry, opts.seed).with_intensity(opts.intensity);
+    if let Some(c) = &opts.calendar {
+        model = model.with_calendar(Arc::clone(c));
+    }
     let mut tickets = opts
         .reservations
         .as_deref()
@@ -438,13 +468,27 @@ pub async fn simulate(
     };
     let mut ticket_stats = TicketStats::default();
     let mut shutdown = opts.shutdown.clone();
-    let (mut tick_start, mut ticks, mut reports, mut stopped) = (start, 0u64, 0u64, false);
+    // History first, when asked for: unpaced, in its own (longer) ticks, by the same devices
+    // with their seqs running on into the live run.
+    let backfill_from = backfill.map(|(days, _)| start - TimeDelta::days(i64::from(days)));
+    let (mut tick_start, mut ticks, mut reports, mut stopped) =
+        (backfill_from.unwrap_or(start), 0u64, 0u64, false);
     loop {
-        let tick_end = tick_start + tick;
-        if end.is_some_and(|e| tick_end > e) {
+        let filling = tick_start < start;
+        let (step, period_s) = match backfill {
+            Some((_, bf)) if filling => ((start - tick_start).min(bf), backfill_period_s),
+            _ => (tick, period_s),
+        };
+        let tick_end = tick_start + step;
+        if !filling && end.is_some_and(|e| tick_end > e) {
             break;
         }
-        if clock.is_paced() {
+        if filling {
+            if stop_flagged(&shutdown) {
+                stopped = true;
+                break;
+            }
+        } else if clock.is_paced() {
             tokio::select! {
                 _ = tokio::time::sleep_until(real_start + clock.real_offset(tick_end)) => {}
                 _ = stop_requested(&mut shutdown) => { stopped = true; break; }
@@ -453,7 +497,10 @@ pub async fn simulate(
             stopped = true;
             break;
         }
-        let flows = model.step(tick_start.with_timezone(&registry.tz), opts.tick);
+        let flows = model.step(
+            tick_start.with_timezone(&registry.tz),
+            step.to_std().unwrap_or(opts.tick),
+        );
         let ts = tick_end.with_timezone(&registry.tz);
         for ((run, d), link) in runs.iter_mut().zip(&devices).zip(links.iter_mut()) {
             let flow = flows[d.idx.get()];
@@ -469,6 +516,21 @@ pub async fn simulate(
             run.last_report = Some(tick_end);
             run.stats.reports += 1;
             reports += 1;
+        }
+        if filling {
+            tick_start = tick_end;
+            if tick_start >= start {
+                let deadline = Instant::now() + opts.ack_timeout;
+                for link in &links {
+                    if let Err(e) = link.wait_acked(deadline).await {
+                        tracing::warn!(error = %e, "not every history report was acknowledged");
+                    }
+                }
+                if let Some(n) = &opts.filled {
+                    n.notify_one();
+                }
+            }
+            continue;
         }
         if let (Some(sim), Some(link)) = (tickets.as_mut(), office.as_mut()) {
             for (space, msg) in sim.step(&model, tick_start, tick_end, &mut ticket_stats) {

@@ -20,6 +20,7 @@
 //! capped by the daily capacity. Departures are drawn from the people present at the start of each
 //! sub-step, so no space ever holds fewer than zero people, whatever its devices report.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, Timelike, Utc, Weekday};
@@ -28,6 +29,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::SimError;
+use crate::calendar::{Calendar, DayKind};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 use crate::registry::SpaceKind;
@@ -46,12 +48,28 @@ const ZONE_MAX_SHARE: f64 = 0.9;
 const SUB_STEP_MS: i64 = 60_000;
 const MINUTES_PER_DAY: f64 = 1440.0;
 
-/// Golden Weeks: Labour Day (May 1–5) and National Day (Oct 1–7).
+/// Golden Weeks: Labour Day (May 1–5) and National Day (Oct 1–7), for years the calendar does
+/// not cover.
 pub fn is_holiday(date: NaiveDate) -> bool {
     matches!((date.month(), date.day()), (5, 1..=5) | (10, 1..=7))
 }
 
-/// Demand multiplier of a local date: 3 on holidays, 1.6 at weekends, else 1.
+/// Demand multiplier of a local date: 3 on public holidays, 1.6 on other days off (weekends not
+/// worked), else 1 — by `calendar` where it covers the year (make-up working days are working
+/// days), by the Golden Weeks and weekends elsewhere.
+pub fn day_factor_in(calendar: &Calendar, date: NaiveDate) -> f64 {
+    if calendar.coverage(date.year()).is_none() {
+        return day_factor(date);
+    }
+    match calendar.kind(date) {
+        DayKind::Holiday => HOLIDAY_FACTOR,
+        DayKind::Weekend => WEEKEND_FACTOR,
+        DayKind::Workday | DayKind::MakeUpWorkday => 1.0,
+    }
+}
+
+/// Demand multiplier of a local date without a calendar: 3 in the Golden Weeks, 1.6 at
+/// weekends, else 1.
 pub fn day_factor(date: NaiveDate) -> f64 {
     if is_holiday(date) {
         HOLIDAY_FACTOR
@@ -239,6 +257,8 @@ pub struct TrafficModel {
     sim_of_space: Vec<Option<usize>>,
     n_devices: usize,
     day: Option<NaiveDate>,
+    /// Which days are holidays and days off (the shipped calendar unless set).
+    calendar: Arc<Calendar>,
 }
 
 impl TrafficModel {
@@ -359,7 +379,14 @@ impl TrafficModel {
             sim_of_space,
             n_devices: registry.devices.len(),
             day: None,
+            calendar: Arc::new(Calendar::build(&Default::default(), None).unwrap_or_default()),
         }
+    }
+
+    /// Holidays and days off from `calendar` (a county's own, or a demo's simulated holiday).
+    pub fn with_calendar(mut self, calendar: Arc<Calendar>) -> Self {
+        self.calendar = calendar;
+        self
     }
 
     /// Scales every space's demand (1 = the calendar above; 1.5 pushes holidays past capacity).
@@ -442,7 +469,7 @@ impl TrafficModel {
 
     /// Sets every space's number of visitors for `date`, sources first.
     fn roll_day(&mut self, date: NaiveDate) {
-        let factor = day_factor(date);
+        let factor = day_factor_in(&self.calendar, date);
         for i in 0..self.sims.len() {
             let s = &self.sims[i];
             let target_peak = WEEKDAY_PEAK_SHARE
