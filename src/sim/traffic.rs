@@ -702,6 +702,14 @@ mod tests {
         assert_eq!(day_factor(d(10, 3)), HOLIDAY_FACTOR); // a Saturday, still ×3
         assert_eq!(day_factor(d(10, 10)), WEEKEND_FACTOR);
         assert_eq!(day_factor(d(10, 13)), 1.0);
+        // With the calendar: 2026's make-up working days are working days, the Spring Festival
+        // is a holiday, and a year it does not cover falls back to the Golden Weeks.
+        let cal = Calendar::build(&Default::default(), None).unwrap();
+        assert_eq!(day_factor_in(&cal, d(10, 10)), 1.0, "Saturday worked (调休)");
+        assert_eq!(day_factor_in(&cal, d(2, 16)), HOLIDAY_FACTOR);
+        assert_eq!(day_factor_in(&cal, d(10, 17)), WEEKEND_FACTOR);
+        let far = NaiveDate::from_ymd_opt(2031, 10, 3).unwrap();
+        assert_eq!(day_factor_in(&cal, far), HOLIDAY_FACTOR);
     }
 
     #[test]
@@ -764,7 +772,8 @@ mod tests {
         };
         let (holiday_peak, holiday_in) = day(2);
         let (weekday_peak, weekday_in) = day(13);
-        let (weekend_peak, _) = day(10);
+        // Saturday 17 October (Saturday the 10th is a make-up working day in 2026).
+        let (weekend_peak, _) = day(17);
         assert!(holiday_in > 2 * weekday_in);
         assert!(weekday_peak < weekend_peak && weekend_peak < holiday_peak);
         let share = holiday_peak as f64 / cap;
