@@ -252,7 +252,13 @@ fn transition(
         AlertKind::InstantLevel => (ctx.instant.load_pct, None),
         AlertKind::DailyLevel => (ctx.daily.load_pct, None),
         AlertKind::EarlyWarning { .. } => (ctx.instant.load_pct, ctx.forecast.cloned()),
-        AlertKind::Outlook { .. } => (outlook_of(ctx).and_then(|(_, a)| a.peak_pct), None),
+        AlertKind::Outlook { .. } => {
+            let assessed = ctx.input.outlook.as_ref().and_then(|o| {
+                let caps = (ctx.input.instant_capacity, ctx.input.daily_capacity);
+                super::outlook::assess(o, ctx.ladder, caps.0, caps.1, o.warn_from)
+            });
+            (assessed.and_then(|a| a.peak_pct), None)
+        }
         _ => (None, None),
     };
     let (message_zh, message_en) = describe(ctx, kind, change, from, to);
@@ -445,7 +451,14 @@ fn describe(
                 ),
             )
         }
-        AlertKind::Outlook { target } => describe_outlook(ctx, *target, change),
+        AlertKind::Outlook { target } => super::outlook::describe(
+            (zh, en),
+            ctx.input.outlook.as_ref(),
+            ctx.ladder,
+            (ctx.input.instant_capacity, ctx.input.daily_capacity),
+            *target,
+            change,
+        ),
         AlertKind::EarlyWarning { target } => {
             let t = *target;
             if change == Change::Resolve {
@@ -658,83 +671,4 @@ fn describe(
             )
         }
     }
-}
-
-/// The day-ahead outlook of `ctx`'s input and what it reaches.
-fn outlook_of<'a>(
-    ctx: &Ctx<'a>,
-) -> Option<(&'a super::outlook::DayOutlook, super::outlook::Assessment)> {
-    let o = ctx.input.outlook.as_ref()?;
-    let a = super::outlook::assess(
-        o,
-        ctx.ladder,
-        ctx.input.instant_capacity,
-        ctx.input.daily_capacity,
-        o.warn_from,
-    )?;
-    Some((o, a))
-}
-
-/// `明日11:00–14:00预计达到橙色…` / `tomorrow 11:00–14:00 expected at orange …`.
-fn describe_outlook(ctx: &Ctx, target: Level, change: Change) -> (String, String) {
-    let (zh, en) = (&ctx.def.name_zh, &ctx.def.name_en);
-    let found = outlook_of(ctx);
-    if change == Change::Resolve || found.is_none() {
-        return (
-            format!("{zh}{}预测预警解除", target.name_zh()),
-            format!("{en}: the forecast {} warning is cleared", target.as_str()),
-        );
-    }
-    let Some((o, a)) = found else {
-        unreachable!("checked above")
-    };
-    let (when_zh, when_en) = if o.tomorrow {
-        ("明日", "tomorrow")
-    } else {
-        ("今日", "today")
-    };
-    let (span_zh, span_en) = match a.hours {
-        Some((first, last)) => {
-            let span = format!("{first:02}:00–{:02}:00", last + 1);
-            (span.clone(), format!(" {span}"))
-        }
-        None => (String::new(), String::new()),
-    };
-    let mut figures_zh = Vec::new();
-    let mut figures_en = Vec::new();
-    if let Some(p) = a.peak_pct {
-        figures_zh.push(format!(
-            "预计峰值约{:.0}人，为瞬时最大承载量的{p:.0}%",
-            a.peak
-        ));
-        figures_en.push(format!(
-            "peak about {:.0}, {p:.0}% of the instantaneous maximum",
-            a.peak
-        ));
-    }
-    if let Some(p) = a.daily_pct {
-        figures_zh.push(format!(
-            "预计入园约{:.0}人次，为日最大承载量的{p:.0}%",
-            o.entries
-        ));
-        figures_en.push(format!(
-            "about {:.0} entries, {p:.0}% of the daily maximum",
-            o.entries
-        ));
-    }
-    let action = ctx.ladder.action(target);
-    (
-        format!(
-            "{zh}：{when_zh}{span_zh}预计达到{}（{}）。请提前准备：{}",
-            target.name_zh(),
-            figures_zh.join("；"),
-            action.zh
-        ),
-        format!(
-            "{en}: {when_en}{span_en} expected at {} ({}). Prepare: {}",
-            target.as_str(),
-            figures_en.join("; "),
-            action.en
-        ),
-    )
 }

@@ -73,6 +73,73 @@ pub fn assess(
     })
 }
 
+/// The warning's words: `明日11:00–14:00预计达到橙色…` / `tomorrow 11:00–14:00 expected at orange …`.
+pub(crate) fn describe(
+    (zh, en): (&str, &str),
+    outlook: Option<&DayOutlook>,
+    ladder: &Ladder,
+    (instant, daily): (Option<u32>, Option<u32>),
+    target: Level,
+    change: super::Change,
+) -> (String, String) {
+    let found = outlook.and_then(|o| Some((o, assess(o, ladder, instant, daily, o.warn_from)?)));
+    let Some((o, a)) = found.filter(|_| change != super::Change::Resolve) else {
+        return (
+            format!("{zh}{}预测预警解除", target.name_zh()),
+            format!("{en}: the forecast {} warning is cleared", target.as_str()),
+        );
+    };
+    let (when_zh, when_en) = if o.tomorrow {
+        ("明日", "tomorrow")
+    } else {
+        ("今日", "today")
+    };
+    let (span_zh, span_en) = match a.hours {
+        Some((first, last)) => {
+            let span = format!("{first:02}:00–{:02}:00", last + 1);
+            (span.clone(), format!(" {span}"))
+        }
+        None => (String::new(), String::new()),
+    };
+    let mut figures_zh = Vec::new();
+    let mut figures_en = Vec::new();
+    if let Some(p) = a.peak_pct {
+        figures_zh.push(format!(
+            "预计峰值约{:.0}人，为瞬时最大承载量的{p:.0}%",
+            a.peak
+        ));
+        figures_en.push(format!(
+            "peak about {:.0}, {p:.0}% of the instantaneous maximum",
+            a.peak
+        ));
+    }
+    if let Some(p) = a.daily_pct {
+        figures_zh.push(format!(
+            "预计入园约{:.0}人次，为日最大承载量的{p:.0}%",
+            o.entries
+        ));
+        figures_en.push(format!(
+            "about {:.0} entries, {p:.0}% of the daily maximum",
+            o.entries
+        ));
+    }
+    let action = ladder.action(target);
+    (
+        format!(
+            "{zh}：{when_zh}{span_zh}预计达到{}（{}）。请提前准备：{}",
+            target.name_zh(),
+            figures_zh.join("；"),
+            action.zh
+        ),
+        format!(
+            "{en}: {when_en}{span_en} expected at {} ({}). Prepare: {}",
+            target.as_str(),
+            figures_en.join("; "),
+            action.en
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +218,40 @@ mod tests {
         assert_eq!(a.level, ladder.level_for(29_000.0 / 300.0));
         assert_eq!(a.hours, None);
         assert!((a.daily_pct.unwrap() - 96.666).abs() < 0.01);
+    }
+
+    #[test]
+    fn the_warning_names_tomorrow_the_hours_and_the_figures() {
+        let ladder = Ladder::preset(Preset::Lbt034);
+        let o = outlook(7300.0, 20_000.0);
+        let a = assess(&o, &ladder, Some(8000), Some(30000), Level::Yellow).unwrap();
+        let (zh, en) = describe(
+            ("峡谷", "Canyon"),
+            Some(&o),
+            &ladder,
+            (Some(8000), Some(30000)),
+            a.level,
+            crate::rules::Change::Open,
+        );
+        let (first, last) = a.hours.unwrap();
+        let span = format!("{first:02}:00–{:02}:00", last + 1);
+        assert!(zh.starts_with(&format!("峡谷：明日{span}预计达到")), "{zh}");
+        assert!(
+            en.contains(&format!("tomorrow {span} expected at {}", a.level.as_str())),
+            "{en}"
+        );
+        assert!(
+            en.contains("peak about 7300, 91% of the instantaneous maximum"),
+            "{en}"
+        );
+        let (zh, _) = describe(
+            ("峡谷", "Canyon"),
+            Some(&o),
+            &ladder,
+            (Some(8000), None),
+            a.level,
+            crate::rules::Change::Resolve,
+        );
+        assert!(zh.contains("预测预警解除"), "{zh}");
     }
 }

@@ -1517,3 +1517,63 @@ fn a_booked_slot_about_to_open_warns_before_any_visitor_arrives() {
     let f = eval(&mut plain, mins(11), 500).status.forecast.unwrap();
     assert_eq!((f.to_orange, f.to_red), (None, None));
 }
+
+#[test]
+fn a_day_ahead_outlook_opens_its_warning_and_its_absence_resolves_it() {
+    use crate::rules::outlook::DayOutlook;
+    let mut e = engine();
+    // 1,000 instantaneous: 950 expected at noon (95 %: orange on LB/T 034), quiet now.
+    let outlook = DayOutlook {
+        day: t0().date_naive().succ_opt().unwrap(),
+        tomorrow: true,
+        occupancy: (0..24)
+            .map(|h| if h == 12 { 950.0 } else { 100.0 })
+            .collect(),
+        occupancy_hi80: vec![1100.0; 24],
+        entries: 2000.0,
+        warn_from: Level::Yellow,
+    };
+    let input = SpaceInput {
+        outlook: Some(outlook),
+        ..inp(mins(0), 100)
+    };
+    let ev = e.evaluate(S, mins(0), &input);
+    let opened: Vec<_> = ev
+        .transitions
+        .iter()
+        .filter(|t| matches!(t.kind, AlertKind::Outlook { .. }))
+        .collect();
+    assert_eq!(opened.len(), 1, "{:?}", ev.transitions);
+    let t = opened[0];
+    assert_eq!(
+        t.kind,
+        AlertKind::Outlook {
+            target: Level::Orange
+        }
+    );
+    assert_eq!(t.kind.key(), "forecast.orange");
+    assert_eq!(t.change, Change::Open);
+    assert_eq!(t.load_pct, Some(95.0));
+    assert!(
+        t.message_en
+            .contains("tomorrow 12:00–13:00 expected at orange"),
+        "{}",
+        t.message_en
+    );
+    // The same outlook again: nothing new; none any more: resolved.
+    let again = e.evaluate(S, mins(1), &input);
+    assert!(
+        again
+            .transitions
+            .iter()
+            .all(|t| !matches!(t.kind, AlertKind::Outlook { .. }))
+    );
+    let gone = e.evaluate(S, mins(2), &inp(mins(2), 100));
+    let resolved: Vec<_> = gone
+        .transitions
+        .iter()
+        .filter(|t| matches!(t.kind, AlertKind::Outlook { .. }))
+        .collect();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].change, Change::Resolve);
+}

@@ -705,7 +705,11 @@ mod tests {
         // With the calendar: 2026's make-up working days are working days, the Spring Festival
         // is a holiday, and a year it does not cover falls back to the Golden Weeks.
         let cal = Calendar::build(&Default::default(), None).unwrap();
-        assert_eq!(day_factor_in(&cal, d(10, 10)), 1.0, "Saturday worked (调休)");
+        assert_eq!(
+            day_factor_in(&cal, d(10, 10)),
+            1.0,
+            "Saturday worked (调休)"
+        );
         assert_eq!(day_factor_in(&cal, d(2, 16)), HOLIDAY_FACTOR);
         assert_eq!(day_factor_in(&cal, d(10, 17)), WEEKEND_FACTOR);
         let far = NaiveDate::from_ymd_opt(2031, 10, 3).unwrap();
