@@ -20,7 +20,9 @@ use crate::live::Live;
 use crate::live::Wake;
 use crate::partition::{self, PartitionError, PartitionMap};
 use crate::registry::{Registry, RegistryError};
+use crate::report::deliver::Channel;
 use crate::report::push::{PushHandle, PushPlan, Pusher};
+use crate::retry::RetryPolicy;
 use crate::rules::{Engine, RulesError};
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{self, Mode, StoreError};
@@ -346,18 +348,31 @@ fn start_report_push(
         format: plan.format,
         wake: Notify::new(),
     });
+    let channel = Channel {
+        target: plan.target.clone(),
+        deliverer: Arc::clone(deliverer),
+        policy: retry_policy(cfg, plan.max_attempts),
+        table: &crate::store::sql::REPORT_PUSH,
+    };
     let pusher = Pusher {
         plan,
         registry: Arc::clone(registry),
         pool: pool.clone(),
-        deliverer: Arc::clone(deliverer),
-        backoff_base: Duration::from_millis(cfg.alerting.backoff_base_ms),
-        backoff_max: Duration::from_millis(cfg.alerting.backoff_max_ms),
+        channel,
         timeout: Duration::from_millis(cfg.alerting.delivery_timeout_ms),
         handle: Arc::clone(&handle),
     };
     tasks.spawn(pusher.run(tasks.stopped()));
     handle
+}
+
+/// The webhooks' retry schedule (`[alerting]` backoff) with a push's own `max_attempts`.
+fn retry_policy(cfg: &Config, max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::new(
+        Duration::from_millis(cfg.alerting.backoff_base_ms),
+        Duration::from_millis(cfg.alerting.backoff_max_ms),
+        max_attempts,
+    )
 }
 
 /// Binds the listener (a busy port is an error naming it) and serves the API and the live feed.

@@ -11,10 +11,12 @@
 //! - [`build`]: the thin async shell that reads the day's figures from the store;
 //! - [`integrity`]: head-count corrections and revised days (pure);
 //! - [`schedule`]: which days' pushes are due (pure);
-//! - [`push`]: the push's configuration and the worker that delivers it.
+//! - [`push`]: the push's configuration and the worker that delivers it;
+//! - [`deliver`]: what pushes upstream share (endpoint check, one recorded attempt).
 
 pub mod build;
 pub mod csv;
+pub mod deliver;
 pub mod integrity;
 pub mod push;
 pub mod schedule;

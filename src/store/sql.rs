@@ -371,6 +371,29 @@ pub const MARK_PUSH_RETRY: &str = "UPDATE report_push SET attempts = attempts + 
      next_attempt_at = now() + make_interval(secs => $2), last_status = $3, last_error = $4 WHERE id = $1";
 pub const MARK_PUSH_DEAD: &str = "UPDATE report_push SET status = 'dead', attempts = attempts + 1, \
      last_attempt_at = now(), last_status = $2, last_error = $3 WHERE id = $1";
+
+/// The statements that record one attempt of a push and its new state, per push table: push
+/// tables share the columns, so they share the code that records
+/// (`store::reports::record_attempt`) through this.
+#[derive(Debug)]
+pub struct PushTable {
+    /// `$1` push id, `$2` attempt, `$3` outcome, `$4` HTTP status, `$5` error, `$6` latency (ms).
+    pub insert_attempt: &'static str,
+    /// `$1` push id, `$2` HTTP status.
+    pub mark_delivered: &'static str,
+    /// `$1` push id, `$2` seconds until the next attempt, `$3` HTTP status, `$4` error.
+    pub mark_retry: &'static str,
+    /// `$1` push id, `$2` HTTP status, `$3` error.
+    pub mark_dead: &'static str,
+}
+
+/// The daily report's push table.
+pub const REPORT_PUSH: PushTable = PushTable {
+    insert_attempt: INSERT_PUSH_ATTEMPT,
+    mark_delivered: MARK_PUSH_DELIVERED,
+    mark_retry: MARK_PUSH_RETRY,
+    mark_dead: MARK_PUSH_DEAD,
+};
 pub const LIST_PUSHES: &str = "SELECT id, day, trigger, delivery_id, format, status, attempts, created_at, \
          last_attempt_at, delivered_at, last_status, last_error, requested_by \
      FROM report_push ORDER BY day DESC, id DESC LIMIT $1 OFFSET $2";

@@ -160,9 +160,8 @@ pub enum PushOutcome<'a> {
     Dead { reason: Option<&'a str> },
 }
 
-/// One attempt to push `day`'s report.
+/// One attempt to push a day's report (its delivery id names the day: `vf-report-2026-10-02`).
 pub struct ReportPush<'a> {
-    pub day: &'a dyn std::fmt::Display,
     pub delivery: &'a str,
     pub attempts: u32,
     pub outcome: PushOutcome<'a>,
@@ -170,7 +169,7 @@ pub struct ReportPush<'a> {
 
 impl InternalEvent for ReportPush<'_> {
     fn emit(self) {
-        let (day, delivery, attempts) = (self.day, self.delivery, self.attempts);
+        let (delivery, attempts) = (self.delivery, self.attempts);
         let label = match self.outcome {
             PushOutcome::Delivered => "delivered",
             PushOutcome::Retried { .. } => "retried",
@@ -179,13 +178,24 @@ impl InternalEvent for ReportPush<'_> {
         metrics::counter!(t::REPORT_PUSHES, "outcome" => label).increment(1);
         match self.outcome {
             PushOutcome::Delivered => {
-                tracing::info!(day = %day, delivery, attempts, "daily report delivered")
+                tracing::info!(delivery, attempts, "daily report delivered")
             }
             PushOutcome::Retried { in_s, reason } => {
-                tracing::info!(day = %day, delivery, attempts, retry_in_s = in_s, reason, "daily report push will be retried")
+                tracing::info!(
+                    delivery,
+                    attempts,
+                    retry_in_s = in_s,
+                    reason,
+                    "daily report push will be retried"
+                )
             }
             PushOutcome::Dead { reason } => {
-                tracing::warn!(day = %day, delivery, attempts, reason, "daily report push is a dead letter")
+                tracing::warn!(
+                    delivery,
+                    attempts,
+                    reason,
+                    "daily report push is a dead letter"
+                )
             }
         }
     }
