@@ -1,6 +1,6 @@
 //! Wires the parts into the running service (the shape of zero2prod's `startup.rs`): check every
-//! section before touching anything → migrate → start alerting, ingest, the report push, the HTTP
-//! API and retention, all on one shutdown signal. `main` and the integration tests both start it
+//! section before touching anything → migrate → start alerting, ingest, the report push, the live
+//! feed, the HTTP API and retention, all on one shutdown signal. `main` and the integration tests both start it
 //! here. Each step is one function taking the sections it needs.
 
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use crate::live::Wake;
 use crate::partition::{self, PartitionError, PartitionMap};
 use crate::registry::{Registry, RegistryError};
 use crate::report::deliver::Channel;
+use crate::report::live::{Feeder, LivePlan};
 use crate::report::push::{PushHandle, PushPlan, Pusher};
 use crate::retry::RetryPolicy;
 use crate::rules::{Engine, RulesError};
@@ -45,6 +46,8 @@ pub enum RunError {
     Admission(#[from] AdmissionError),
     #[error(transparent)]
     ReportPush(#[from] crate::report::push::ReportPushConfigError),
+    #[error(transparent)]
+    LiveFeed(#[from] crate::report::live::LiveFeedConfigError),
     #[error(transparent)]
     Webhook(#[from] SubscriptionError),
     #[error(transparent)]
@@ -82,6 +85,7 @@ struct Checked {
     registry: Arc<Registry>,
     reservations: Arc<Reservations>,
     push_plan: Option<PushPlan>,
+    live_plan: Option<LivePlan>,
     tokens: Arc<Tokens>,
     partitions: Option<PartitionMap>,
 }
@@ -150,6 +154,9 @@ impl Service {
         let report_push = checked
             .push_plan
             .map(|plan| start_report_push(&cfg, plan, &registry, &pool, &deliverer, &mut tasks));
+        if let Some(plan) = checked.live_plan {
+            start_live_feed(&cfg, plan, &registry, &live, &pool, &deliverer, &mut tasks);
+        }
         let state = AppState {
             registry: Arc::clone(&registry),
             wake,
@@ -200,7 +207,7 @@ impl Service {
     }
 }
 
-/// Refuses a bad registry, rules, dispatch, report push, tokens or partition section before
+/// Refuses a bad registry, rules, dispatch, report push, live feed, tokens or partition section before
 /// anything is touched.
 fn checked(cfg: &Config) -> Result<Checked, RunError> {
     let registry = Arc::new(cfg.registry()?);
@@ -208,6 +215,7 @@ fn checked(cfg: &Config) -> Result<Checked, RunError> {
     DispatchModel::build(&cfg.dispatch, &registry)?;
     let reservations = Arc::new(Reservations::build(&cfg.admission, &registry)?);
     let push_plan = cfg.report_push.plan()?;
+    let live_plan = cfg.live_feed.plan()?;
     let tokens = Arc::new(Tokens::build(&cfg.tokens, &registry).map_err(RunError::Tokens)?);
     if tokens.is_empty() {
         tracing::warn!(
@@ -225,6 +233,7 @@ fn checked(cfg: &Config) -> Result<Checked, RunError> {
         registry,
         reservations,
         push_plan,
+        live_plan,
         tokens,
         partitions,
     })
@@ -373,6 +382,33 @@ fn retry_policy(cfg: &Config, max_attempts: u32) -> RetryPolicy {
         Duration::from_millis(cfg.alerting.backoff_max_ms),
         max_attempts,
     )
+}
+
+/// The live feed upstream: one worker, sending while this instance's alerting leads.
+fn start_live_feed(
+    cfg: &Config,
+    plan: LivePlan,
+    registry: &Arc<Registry>,
+    live: &Arc<Live>,
+    pool: &Pool,
+    deliverer: &Arc<Deliverer>,
+    tasks: &mut Tasks,
+) {
+    let channel = Channel {
+        target: plan.target.clone(),
+        deliverer: Arc::clone(deliverer),
+        policy: retry_policy(cfg, plan.max_attempts),
+        table: &crate::store::sql::LIVE_FEED,
+    };
+    let feeder = Feeder {
+        plan,
+        registry: Arc::clone(registry),
+        live: Arc::clone(live),
+        pool: pool.clone(),
+        channel,
+        timeout: Duration::from_millis(cfg.alerting.delivery_timeout_ms),
+    };
+    tasks.spawn(feeder.run(tasks.stopped()));
 }
 
 /// Binds the listener (a busy port is an error naming it) and serves the API and the live feed.

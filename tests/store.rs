@@ -44,6 +44,7 @@ async fn every_statement_prepares_against_the_migrated_schema() {
         .chain(sql::ALL_RECOUNTS)
         .chain(sql::ALL_PARTITION)
         .chain(sql::ALL_BOOKINGS)
+        .chain(sql::ALL_LIVE_FEED)
     {
         db.prepare(stmt)
             .await
@@ -633,6 +634,7 @@ async fn timescaledb_path_matches_the_plain_views() {
         .chain(sql::ALL_RECOUNTS)
         .chain(sql::ALL_PARTITION)
         .chain(sql::ALL_BOOKINGS)
+        .chain(sql::ALL_LIVE_FEED)
     {
         db.prepare(stmt)
             .await

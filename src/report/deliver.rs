@@ -1,10 +1,10 @@
-//! What every push upstream (the daily report, [`super::push`]) shares: how an endpoint
-//! (`[report_push]`) is checked (as a webhook subscription, with located problems) and one
-//! attempt at a recorded push ([`Channel::attempt`]):
+//! What the two pushes upstream share — the daily report ([`super::push`]) and the live feed
+//! ([`super::live`]): how an `[report_push]`/`[live_feed]` endpoint is checked (as a webhook
+//! subscription, with located problems) and one attempt at a recorded push ([`Channel::attempt`]):
 //! POSTed with the webhooks' machinery ([`Deliverer::post_once`]: SSRF guard, Standard Webhooks
 //! signature, the delivery id as `webhook-id` and `Idempotency-Key`), judged by the one
-//! [`RetryPolicy`], and recorded with its outcome in the push's table. Each push decides which row
-//! to attempt and what to count; nothing here is specific to one.
+//! [`RetryPolicy`], and recorded with its outcome in the push's table. Each feed decides which row
+//! to attempt and what to count; nothing here is specific to either.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ pub struct Endpoint<'a> {
 
 impl Endpoint<'_> {
     /// The delivery target, checked exactly as a webhook subscription's (URL guard, secret,
-    /// headers); a problem is located in `section` (`report_push.url`, `report_push.secret`, …).
+    /// headers); a problem is located in `section` (`report_push.url`, `live_feed.secret`, …).
     pub fn target(&self, section: &str) -> Result<Target, Problem> {
         let sub = SubscriptionConfig {
             id: section.into(),

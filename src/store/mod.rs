@@ -9,6 +9,7 @@ pub mod bookings;
 mod config;
 pub mod controls;
 pub mod dispatch;
+pub mod live_feed;
 pub mod outbox;
 pub mod recounts;
 pub mod reports;
@@ -53,6 +54,12 @@ pub const MAPPINGS: &[(&str, &[&str])] = {
         (sql::CLAIM_PUSH, reports::DuePush::COLUMNS),
         (sql::LIST_PUSHES, reports::PushRow::COLUMNS),
         (sql::INSERT_MANUAL_PUSH, &["id", "delivery_id"]),
+        (sql::LIVE_CLAIM_EVENT, reports::DuePush::COLUMNS),
+        (sql::LIVE_CLAIM_NEWEST, reports::DuePush::COLUMNS),
+        (sql::LIVE_CLAIM_BACKLOG, reports::DuePush::COLUMNS),
+        (sql::LIVE_RED_OR_CLOSED, live_feed::RedOrClosed::COLUMNS),
+        (sql::LIVE_QUEUE, live_feed::Queue::COLUMNS),
+        (sql::LIVE_LIST, live_feed::LiveFeedRow::COLUMNS),
         (sql::INSERT_RECOUNT, recounts::Recount::COLUMNS),
         (sql::GET_RECOUNT, recounts::Recount::COLUMNS),
         (sql::LIST_RECOUNTS, recounts::Recount::COLUMNS),
