@@ -22,6 +22,7 @@ pub use crate::registry::{
     CountyConfig, DeviceConfig, DeviceKind, Direction, LineConfig, PayloadFormat, SpaceConfig,
     SpaceKind,
 };
+pub use crate::report::live::LiveFeedConfig;
 pub use crate::report::push::ReportPushConfig;
 pub use crate::rules::RulesConfig;
 pub use crate::source::MqttConfig;
@@ -68,6 +69,10 @@ pub struct Config {
     /// The daily county report pushed upstream (a provincial monitoring platform) every day.
     #[serde(default)]
     pub report_push: ReportPushConfig,
+    /// Each scenic area's live figures pushed upstream every few minutes, and at once on red or a
+    /// closure.
+    #[serde(default)]
+    pub live_feed: LiveFeedConfig,
     /// Bearer tokens of the API (`visitorflow token` prints an entry).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
@@ -214,7 +219,8 @@ impl Config {
             dispatch,
             calendar,
             forecast,
-            report_push
+            report_push,
+            live_feed
         );
         Ok(())
     }

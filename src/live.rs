@@ -62,6 +62,12 @@ pub struct Live {
     changes: Notify,
     /// Wakes the ingester when a head count was recorded for it to apply (`recounts` table).
     recounts: Notify,
+    /// Wakes the live feed upstream (`report::live`) after alert transitions were recorded: it
+    /// pushes a change to red or a closure at once.
+    alerts_recorded: Notify,
+    /// This instance's alerting loop holds the leadership and has published statuses: what the
+    /// workers that must run on one instance only (the live feed upstream) follow.
+    evaluating: AtomicBool,
     /// Each space's occupancy, entries and drift gauges, registered on the first publish:
     /// looking them up by label for every space of every batch cost more than the batch's
     /// decoding on a large registry.
@@ -204,6 +210,8 @@ impl Live {
             dispatch_notes: Mutex::new(Vec::new()),
             changes: Notify::new(),
             recounts: Notify::new(),
+            alerts_recorded: Notify::new(),
+            evaluating: AtomicBool::new(false),
             gauges: OnceLock::new(),
         }
     }
@@ -250,7 +258,26 @@ impl Live {
         drop(q);
         if added {
             self.changes.notify_one();
+            self.alerts_recorded.notify_one();
         }
+    }
+
+    /// Resolves after alert transitions were recorded and noted (at once if that happened since
+    /// the last wait). One waiter: the live feed upstream.
+    pub async fn alerts_recorded(&self) {
+        self.alerts_recorded.notified().await;
+    }
+
+    /// Set by the alerting loop: true once it leads and has published statuses, false when its
+    /// session ends.
+    pub fn set_evaluating(&self, on: bool) {
+        self.evaluating.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether this instance's alerting loop evaluates the rules now (the leader, or the only
+    /// instance).
+    pub fn evaluating(&self) -> bool {
+        self.evaluating.load(Ordering::Relaxed)
     }
 
     pub fn take_alert_notes(&self) -> Vec<AlertNote> {

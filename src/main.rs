@@ -388,6 +388,9 @@ fn check_config(file: Option<PathBuf>) -> ExitCode {
             if let Err(e) = visitorflow::run::calendar(&cfg.calendar) {
                 problems.push(e.to_string());
             }
+            if let Err(e) = cfg.live_feed.plan() {
+                problems.extend(e.0.iter().map(ToString::to_string));
+            }
             if !problems.is_empty() {
                 for p in problems {
                     eprintln!("{name}: {p}");

@@ -1,6 +1,6 @@
 //! Wires the parts into the running service (the shape of zero2prod's `startup.rs`): check every
-//! section before touching anything → migrate → start alerting, ingest, the report push, the HTTP
-//! API and retention, all on one shutdown signal. `main` and the integration tests both start it
+//! section before touching anything → migrate → start alerting, ingest, the report push, the live
+//! feed, the HTTP API and retention, all on one shutdown signal. `main` and the integration tests both start it
 //! here. Each step is one function taking the sections it needs.
 
 use std::net::SocketAddr;
@@ -22,7 +22,10 @@ use crate::live::Live;
 use crate::live::Wake;
 use crate::partition::{self, PartitionError, PartitionMap};
 use crate::registry::{Registry, RegistryError};
+use crate::report::deliver::Channel;
+use crate::report::live::{Feeder, LivePlan};
 use crate::report::push::{PushHandle, PushPlan, Pusher};
+use crate::retry::RetryPolicy;
 use crate::rules::{Engine, RulesError};
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{self, Mode, StoreError};
@@ -49,6 +52,8 @@ pub enum RunError {
     Calendar(#[from] crate::calendar::CalendarError),
     #[error(transparent)]
     Forecast(#[from] crate::forecasting::ForecastConfigError),
+    #[error(transparent)]
+    LiveFeed(#[from] crate::report::live::LiveFeedConfigError),
     #[error(transparent)]
     Webhook(#[from] SubscriptionError),
     #[error(transparent)]
@@ -90,6 +95,7 @@ struct Checked {
     push_plan: Option<PushPlan>,
     calendar: Arc<Calendar>,
     forecast_plan: ForecastPlan,
+    live_plan: Option<LivePlan>,
     tokens: Arc<Tokens>,
     partitions: Option<PartitionMap>,
 }
@@ -174,6 +180,9 @@ impl Service {
                 &mut tasks,
             )
         });
+        if let Some(plan) = checked.live_plan {
+            start_live_feed(&cfg, plan, &registry, &live, &pool, &deliverer, &mut tasks);
+        }
         let state = AppState {
             registry: Arc::clone(&registry),
             wake,
@@ -227,7 +236,7 @@ impl Service {
     }
 }
 
-/// Refuses a bad registry, rules, dispatch, report push, tokens or partition section before
+/// Refuses a bad registry, rules, dispatch, report push, live feed, tokens or partition section before
 /// anything is touched.
 fn checked(cfg: &Config) -> Result<Checked, RunError> {
     let registry = Arc::new(cfg.registry()?);
@@ -237,6 +246,7 @@ fn checked(cfg: &Config) -> Result<Checked, RunError> {
     let push_plan = cfg.report_push.plan()?;
     let calendar = Arc::new(calendar(&cfg.calendar)?);
     let forecast_plan = cfg.forecast.plan()?;
+    let live_plan = cfg.live_feed.plan()?;
     let tokens = Arc::new(Tokens::build(&cfg.tokens, &registry).map_err(RunError::Tokens)?);
     if tokens.is_empty() {
         tracing::warn!(
@@ -256,6 +266,7 @@ fn checked(cfg: &Config) -> Result<Checked, RunError> {
         push_plan,
         calendar,
         forecast_plan,
+        live_plan,
         tokens,
         partitions,
     })
@@ -380,14 +391,18 @@ fn start_report_push(
         format: plan.format,
         wake: Notify::new(),
     });
+    let channel = Channel {
+        target: plan.target.clone(),
+        deliverer: Arc::clone(deliverer),
+        policy: retry_policy(cfg, plan.max_attempts),
+        table: &crate::store::sql::REPORT_PUSH,
+    };
     let pusher = Pusher {
         plan,
         registry: Arc::clone(registry),
         calendar: Arc::clone(calendar),
         pool: pool.clone(),
-        deliverer: Arc::clone(deliverer),
-        backoff_base: Duration::from_millis(cfg.alerting.backoff_base_ms),
-        backoff_max: Duration::from_millis(cfg.alerting.backoff_max_ms),
+        channel,
         timeout: Duration::from_millis(cfg.alerting.delivery_timeout_ms),
         handle: Arc::clone(&handle),
     };
@@ -408,6 +423,42 @@ pub fn calendar(cfg: &crate::calendar::CalendarConfig) -> Result<Calendar, RunEr
         None => None,
     };
     Ok(Calendar::build(cfg, text.as_deref())?)
+}
+
+/// The webhooks' retry schedule (`[alerting]` backoff) with a push's own `max_attempts`.
+fn retry_policy(cfg: &Config, max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::new(
+        Duration::from_millis(cfg.alerting.backoff_base_ms),
+        Duration::from_millis(cfg.alerting.backoff_max_ms),
+        max_attempts,
+    )
+}
+
+/// The live feed upstream: one worker, sending while this instance's alerting leads.
+fn start_live_feed(
+    cfg: &Config,
+    plan: LivePlan,
+    registry: &Arc<Registry>,
+    live: &Arc<Live>,
+    pool: &Pool,
+    deliverer: &Arc<Deliverer>,
+    tasks: &mut Tasks,
+) {
+    let channel = Channel {
+        target: plan.target.clone(),
+        deliverer: Arc::clone(deliverer),
+        policy: retry_policy(cfg, plan.max_attempts),
+        table: &crate::store::sql::LIVE_FEED,
+    };
+    let feeder = Feeder {
+        plan,
+        registry: Arc::clone(registry),
+        live: Arc::clone(live),
+        pool: pool.clone(),
+        channel,
+        timeout: Duration::from_millis(cfg.alerting.delivery_timeout_ms),
+    };
+    tasks.spawn(feeder.run(tasks.stopped()));
 }
 
 /// Binds the listener (a busy port is an error naming it) and serves the API and the live feed.

@@ -557,6 +557,7 @@ async fn reads_need_a_token_and_admin_reads_an_admin() {
         "/api/v1/audit",
         "/api/v1/webhooks/deliveries",
         "/api/v1/reports/pushes",
+        "/api/v1/live-feed/deliveries",
     ] {
         for who in [Who::Viewer, Who::Operator] {
             let (s, v) = call(addr, who, Method::GET, path, None).await;

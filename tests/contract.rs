@@ -752,6 +752,7 @@ async fn the_openapi_document_matches_the_router() {
         "GET /api/v1/reports/daily",
         "POST /api/v1/reports/daily/{date}/push",
         "GET /api/v1/reports/pushes",
+        "GET /api/v1/live-feed/deliveries",
         "GET /api/v1/dispatch",
         "GET /api/v1/dispatch/history",
         "POST /api/v1/dispatch/advice/{id}/decision",

@@ -45,6 +45,7 @@ async fn every_statement_prepares_against_the_migrated_schema() {
         .chain(sql::ALL_PARTITION)
         .chain(sql::ALL_BOOKINGS)
         .chain(sql::ALL_FORECASTS)
+        .chain(sql::ALL_LIVE_FEED)
     {
         db.prepare(stmt)
             .await
@@ -635,6 +636,7 @@ async fn timescaledb_path_matches_the_plain_views() {
         .chain(sql::ALL_PARTITION)
         .chain(sql::ALL_BOOKINGS)
         .chain(sql::ALL_FORECASTS)
+        .chain(sql::ALL_LIVE_FEED)
     {
         db.prepare(stmt)
             .await

@@ -95,6 +95,8 @@ impl Alerter {
                 r = self.session() => r,
                 _ = shutdown.recv() => return,
             };
+            // Whatever follows the leadership stops until a session leads again.
+            self.live.set_evaluating(false);
             if let Err(e) = r {
                 tracing::warn!(error = %e, "alerting session ended; restarting from the stored rule state");
             }
@@ -207,6 +209,7 @@ impl Alerter {
                 }
             }
             self.live.set_statuses(statuses);
+            self.live.set_evaluating(true);
             metrics::histogram!(t::ALERT_EVALUATION).record(started.elapsed().as_secs_f64());
             // Never longer than the tick: that is how stale a status may get.
             let pause = (started.elapsed() * EVALUATION_SHARE).min(tick);

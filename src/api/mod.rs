@@ -128,6 +128,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::daily))
         .routes(routes!(reports::push_day))
         .routes(routes!(reports::pushes))
+        .routes(routes!(reports::live_deliveries))
         .routes(routes!(live::live))
         .routes(routes!(public::areas))
         .routes(routes!(public::crowd_flow))

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::live::{SpaceNow, TicketsNow};
 use crate::registry::SpaceKind;
-use crate::rules::{Level, Reading, Status};
+use crate::rules::{Level, Status};
 
 /// How crowded an area feels, from its level: what a visitor needs to decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -64,18 +64,9 @@ impl Comfort {
     }
 }
 
-/// The public level: the higher of the instantaneous and daily levels (a full day stops entry as
-/// surely as a full area); `None` while stale or unrated.
+/// The public level ([`Status::level`]).
 fn public_level(status: Option<&Status>) -> Option<Level> {
-    let s = status?;
-    if s.stale {
-        return None;
-    }
-    [&s.instant, &s.daily]
-        .into_iter()
-        .filter(|l| l.reading == Reading::Rated)
-        .filter_map(|l| l.level)
-        .max()
+    status?.level()
 }
 
 fn updated_at(now: &SpaceNow, status: Option<&Status>) -> Option<DateTime<Utc>> {

@@ -1,6 +1,7 @@
 //! The daily county report, `GET /api/v1/reports/daily` (JSON or CSV; built by
 //! [`crate::report`]), its push upstream by hand (`POST /api/v1/reports/daily/{date}/push`,
-//! admins) and the record of pushes (`GET /api/v1/reports/pushes`, admins).
+//! admins) and the record of pushes (`GET /api/v1/reports/pushes`, admins); and the live feed's
+//! deliveries upstream (`GET /api/v1/live-feed/deliveries`, admins).
 
 use super::extract::{ApiPath, ApiQuery, DbConn};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use super::auth::Caller;
 use super::spaces::{Format, csv_response};
 use super::{ApiError, AppState, ErrorBody, page, wants_csv};
 use crate::report::{self, DailyReport, ReportError, push};
-use crate::store::{controls as audit_db, reports as db};
+use crate::store::{controls as audit_db, live_feed, reports as db};
 
 impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {
@@ -183,6 +184,67 @@ pub async fn pushes(
     let pushes = db::list_pushes(&client, limit, offset).await?;
     Ok(
         Json(serde_json::json!({ "pushes": pushes, "limit": limit, "offset": offset }))
+            .into_response(),
+    )
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LiveDeliveriesQuery {
+    /// pending, delivered, dead (dead letters: out of attempts, refused, or given up beyond
+    /// `catch_up_periods`) or skipped (no instance was sending at the boundary).
+    #[param(pattern = "^(pending|delivered|dead|skipped)$")]
+    status: Option<String>,
+    /// period or event (an immediate push: a change to red, a closure).
+    #[param(pattern = "^(period|event)$")]
+    trigger: Option<String>,
+    /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// Default 0.
+    #[param(minimum = 0, maximum = 1_000_000_000)]
+    offset: Option<i64>,
+}
+
+/// The live feed's deliveries to the provincial platform, newest period first: trigger, period,
+/// delivery id, status, attempts and the last error (admins).
+#[utoipa::path(get, path = "/api/v1/live-feed/deliveries", tag = "reports", params(LiveDeliveriesQuery),
+    responses((status = 200, description = "`{deliveries, limit, offset}`", body = Object),
+        (status = 400, description = "Bad filter or paging", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody)))]
+pub async fn live_deliveries(
+    State(_st): State<AppState>,
+    client: DbConn,
+    Extension(caller): Extension<Arc<Caller>>,
+    ApiQuery(q): ApiQuery<LiveDeliveriesQuery>,
+) -> Result<Response, ApiError> {
+    caller.admin()?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    if let Some(s) = &q.status
+        && !["pending", "delivered", "dead", "skipped"].contains(&s.as_str())
+    {
+        return Err(ApiError::BadRequest(
+            "status must be pending, delivered, dead or skipped".into(),
+        ));
+    }
+    if let Some(t) = &q.trigger
+        && !["period", "event"].contains(&t.as_str())
+    {
+        return Err(ApiError::BadRequest(
+            "trigger must be period or event".into(),
+        ));
+    }
+    let rows = live_feed::list(
+        &client,
+        q.status.as_deref(),
+        q.trigger.as_deref(),
+        limit,
+        offset,
+    )
+    .await?;
+    Ok(
+        Json(serde_json::json!({ "deliveries": rows, "limit": limit, "offset": offset }))
             .into_response(),
     )
 }

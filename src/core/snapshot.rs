@@ -20,6 +20,22 @@ pub struct SpaceNow {
     pub corrected_today: i64,
 }
 
+impl SpaceNow {
+    /// The figures as they stand on the local business day `day`: an earlier day's counts are
+    /// none of that day's (a day rolls at the opening time, before its first report arrives,
+    /// which is when the counts themselves move on). Counts already in a later day stay.
+    pub fn on_day(self, day: NaiveDate) -> SpaceNow {
+        if self.day.is_some_and(|d| d >= day) {
+            return self;
+        }
+        SpaceNow {
+            day: Some(day),
+            last_report: self.last_report,
+            ..SpaceNow::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct DeviceNow {
     pub last_seq: Option<u64>,

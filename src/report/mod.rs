@@ -2,7 +2,7 @@
 //! local time, minutes at each instantaneous level, notices sent (alert notices, Tourism Law art.
 //! 45 announcements, what the outbox delivered), shuttles advised against followed and diversions
 //! advised, head-count corrections by hand and late revisions of the day; and county totals. JSON or CSV, served at `/api/v1/reports/daily` and pushed upstream
-//! every day ([`push`]).
+//! every day ([`push`]); and the live feed upstream, every few minutes ([`live`]).
 //!
 //! Days are local to the county's time zone (midnight to midnight); storage is UTC.
 //!
@@ -12,12 +12,16 @@
 //! - [`compare`]: forecast vs actual, 同比 and 环比 (pure);
 //! - [`integrity`]: head-count corrections and revised days (pure);
 //! - [`schedule`]: which days' pushes are due (pure);
-//! - [`push`]: the push's configuration and the worker that delivers it.
+//! - [`push`]: the push's configuration and the worker that delivers it;
+//! - [`deliver`]: what both pushes upstream share (endpoint check, one recorded attempt);
+//! - [`live`]: the live feed to the provincial platform, `[live_feed]` and its worker.
 
 pub mod build;
 pub mod compare;
 pub mod csv;
+pub mod deliver;
 pub mod integrity;
+pub mod live;
 pub mod push;
 pub mod schedule;
 

@@ -2,14 +2,14 @@
 //! `[report_push]` and the worker that sends it.
 //!
 //! At `send_at` local time the previous day's report is built, recorded in `report_push` with the
-//! exact body, and POSTed with the webhooks' machinery ([`Deliverer::post_once`]): the SSRF
-//! guard, Standard Webhooks signature, the same delivery id (`webhook-id`, `Idempotency-Key`) on
-//! every retry; and retried by the webhooks' [`RetryPolicy`]: exponential backoff with jitter
-//! honouring `Retry-After` (`[alerting]`'s `backoff_base_ms` and `backoff_max_ms`), a dead letter
-//! after `[report_push]`'s `max_attempts`. Every attempt is recorded. Which days are due comes
-//! from [`super::schedule`] and the latest day recorded, so a service down at the scheduled time
-//! pushes on start-up and a day delivered is never pushed again by the schedule; an admin may
-//! push a day again by hand (a delivery of its own).
+//! exact body, and POSTed through [`super::deliver::Channel`] (shared with the live feed): the
+//! webhooks' SSRF guard, Standard Webhooks signature, the same delivery id (`webhook-id`,
+//! `Idempotency-Key`) on every retry; retried by the one [`crate::retry::RetryPolicy`]:
+//! exponential backoff with jitter honouring `Retry-After` (`[alerting]`'s `backoff_base_ms` and
+//! `backoff_max_ms`), a dead letter after `[report_push]`'s `max_attempts`. Every attempt is
+//! recorded. Which days are due comes from [`super::schedule`] and the latest day recorded, so a
+//! service down at the scheduled time pushes on start-up and a day delivered is never pushed again
+//! by the schedule; an admin may push a day again by hand (a delivery of its own).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,14 +24,14 @@ use tokio::sync::Notify;
 
 use crate::shutdown::Shutdown;
 
+use super::deliver::{Channel, Endpoint};
 use super::{DailyReport, ReportError, schedule};
 use crate::registry::{Problem, Registry};
-use crate::retry::{RetryPolicy, Step};
 use crate::store::StoreError;
-use crate::store::reports::{self as db, AttemptRecord, NewPush, PushOutcome};
+use crate::store::reports::{self as db, NewPush, PushOutcome};
 use crate::telemetry::events::{self, InternalEvent, ReportPush};
-use crate::webhook::deliver::{Deliverer, Target, redacted_url};
-use crate::webhook::{Format, Secret, SubscriptionConfig, SubscriptionError};
+use crate::webhook::Secret;
+use crate::webhook::deliver::{Target, redacted_url};
 
 /// The body's format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -184,30 +184,17 @@ impl ReportPushConfig {
             }
             None
         } else {
-            match self.subscription().target() {
+            let endpoint = Endpoint {
+                url: &self.url,
+                secret: self.secret.as_ref(),
+                secret_file: self.secret_file.as_ref(),
+                allow_private_network: self.allow_private_network,
+                headers: &self.headers,
+            };
+            match endpoint.target("report_push") {
                 Ok(t) => Some(t),
-                Err(e) => {
-                    let (field, message) = match e {
-                        SubscriptionError::Url { source, .. } => ("url", source.to_string()),
-                        SubscriptionError::TwoSecrets { .. } => (
-                            "secret",
-                            "give either secret or secret_file, not both".into(),
-                        ),
-                        SubscriptionError::SecretFile { path, source, .. } => (
-                            "secret_file",
-                            format!("cannot read {}: {source}", path.display()),
-                        ),
-                        SubscriptionError::BadSecret { source, .. } => {
-                            ("secret", source.to_string())
-                        }
-                        SubscriptionError::BadHeader { name, .. } => {
-                            ("headers", format!("{name} is not a valid HTTP header"))
-                        }
-                        SubscriptionError::SecretNotUsed { .. } => {
-                            ("secret", "not used by this format".into())
-                        }
-                    };
-                    push(field, message);
+                Err(p) => {
+                    problems.push(p);
                     None
                 }
             }
@@ -224,25 +211,6 @@ impl ReportPushConfig {
                 catch_up_days: self.catch_up_days,
             })),
             _ => Ok(None),
-        }
-    }
-
-    /// The push as a webhook subscription, so that URL guard, secret and headers are checked and
-    /// signed exactly as the webhooks' are.
-    fn subscription(&self) -> SubscriptionConfig {
-        SubscriptionConfig {
-            id: "report_push".into(),
-            url: self.url.clone(),
-            format: Format::Json,
-            secret: self.secret.clone(),
-            secret_file: self.secret_file.clone(),
-            spaces: Vec::new(),
-            min_severity: crate::rules::Severity::Info,
-            kinds: Vec::new(),
-            language: Default::default(),
-            allow_private_network: self.allow_private_network,
-            escalation: false,
-            headers: self.headers.clone(),
         }
     }
 }
@@ -272,10 +240,9 @@ pub struct Pusher {
     pub registry: Arc<Registry>,
     pub calendar: Arc<crate::calendar::Calendar>,
     pub pool: Pool,
-    pub deliverer: Arc<Deliverer>,
-    /// `[alerting]` backoff: the webhooks' retry schedule.
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
+    /// The plan's target, the webhooks' retry schedule (`[alerting]` backoff) with the plan's
+    /// `max_attempts`, and the `report_push` table.
+    pub channel: Channel,
     /// An attempt's time-out (the deliverer's): a claim lasts longer.
     pub timeout: Duration,
     pub handle: Arc<PushHandle>,
@@ -353,42 +320,13 @@ impl Pusher {
         client: &mut deadpool_postgres::Object,
         p: db::DuePush,
     ) -> Result<(), PushError> {
-        let attempt = self
-            .deliverer
-            .post_once(&self.plan.target, &p.delivery_id, &p.content_type, p.body)
-            .await;
-        let attempts = u32::try_from(p.attempts).unwrap_or(0) + 1;
-        let policy = RetryPolicy::new(self.backoff_base, self.backoff_max, self.plan.max_attempts);
-        let step = policy.next_step(attempts, attempt.outcome.into_response(), &mut rand::rng());
-        let (outcome, error, latency) = match step {
-            Step::Done((_, latency)) => (
-                PushOutcome::Delivered,
-                None,
-                Some(latency.as_secs_f64() * 1000.0),
-            ),
-            Step::Retry { after, failure } => {
-                (PushOutcome::Retry(after.as_secs_f64()), Some(failure), None)
-            }
-            Step::Dead { failure, .. } => (PushOutcome::Dead, Some(failure), None),
-        };
-        db::record_attempt(
-            client,
-            p.id,
-            &AttemptRecord {
-                attempt: i32::try_from(attempts).unwrap_or(i32::MAX),
-                outcome,
-                http_status: attempt.http_status.map(i32::from),
-                error: error.as_deref(),
-                latency_ms: latency,
-            },
-        )
-        .await?;
-        let reason = error.as_deref();
+        let delivery = p.delivery_id.clone();
+        let a = self.channel.attempt(client, p).await?;
+        let reason = a.error.as_deref();
         ReportPush {
-            day: &p.day,
-            delivery: &p.delivery_id,
-            attempts,
-            outcome: match outcome {
+            delivery: &delivery,
+            attempts: a.attempts,
+            outcome: match a.outcome {
                 PushOutcome::Delivered => events::PushOutcome::Delivered,
                 PushOutcome::Retry(in_s) => events::PushOutcome::Retried { in_s, reason },
                 PushOutcome::Dead => events::PushOutcome::Dead { reason },
@@ -402,6 +340,7 @@ impl Pusher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhook::Format;
 
     fn parse(text: &str) -> ReportPushConfig {
         toml::from_str(text).unwrap()

@@ -82,6 +82,20 @@ impl AlertKind {
     pub fn is_level(&self) -> bool {
         matches!(self, AlertKind::InstantLevel | AlertKind::DailyLevel)
     }
+
+    /// Whether the alert is about the counts' quality (silence, drift, missing reports, seq
+    /// anomalies, clocks) rather than about the crowd.
+    pub fn is_data_quality(&self) -> bool {
+        matches!(
+            self,
+            AlertKind::Stale
+                | AlertKind::SilentDevices
+                | AlertKind::Drift
+                | AlertKind::MissingReports
+                | AlertKind::SeqJump
+                | AlertKind::ClockSkew
+        )
+    }
 }
 
 /// What a transition does to its alert.

@@ -170,6 +170,19 @@ pub struct Status {
 }
 
 impl Status {
+    /// The area's level as the public sees it: the higher of the rated instantaneous and daily
+    /// levels (a full day stops entry as surely as a full area); `None` while stale or unrated.
+    pub fn level(&self) -> Option<Level> {
+        if self.stale {
+            return None;
+        }
+        [&self.instant, &self.daily]
+            .into_iter()
+            .filter(|l| l.reading == Reading::Rated)
+            .filter_map(|l| l.level)
+            .max()
+    }
+
     /// The highest severity among the open alerts (`info` when none).
     pub fn severity(&self) -> Severity {
         self.alerts

@@ -10,6 +10,7 @@ mod config;
 pub mod controls;
 pub mod dispatch;
 pub mod forecasts;
+pub mod live_feed;
 pub mod outbox;
 pub mod recounts;
 pub mod reports;
@@ -58,6 +59,12 @@ pub const MAPPINGS: &[(&str, &[&str])] = {
         (sql::UPSERT_FORECAST_INPUT, forecasts::InputRow::COLUMNS),
         (sql::FORECAST_INPUTS, forecasts::InputRow::COLUMNS),
         (sql::INSERT_FORECAST_RUN, &["id", "made_at"]),
+        (sql::LIVE_CLAIM_EVENT, reports::DuePush::COLUMNS),
+        (sql::LIVE_CLAIM_NEWEST, reports::DuePush::COLUMNS),
+        (sql::LIVE_CLAIM_BACKLOG, reports::DuePush::COLUMNS),
+        (sql::LIVE_RED_OR_CLOSED, live_feed::RedOrClosed::COLUMNS),
+        (sql::LIVE_QUEUE, live_feed::Queue::COLUMNS),
+        (sql::LIVE_LIST, live_feed::LiveFeedRow::COLUMNS),
         (sql::INSERT_RECOUNT, recounts::Recount::COLUMNS),
         (sql::GET_RECOUNT, recounts::Recount::COLUMNS),
         (sql::LIST_RECOUNTS, recounts::Recount::COLUMNS),

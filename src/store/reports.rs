@@ -140,11 +140,11 @@ pub async fn last_scheduled_day(
     query_scalar(client, sql::LAST_SCHEDULED_DAY, &[]).await
 }
 
-/// A push claimed for one attempt.
+/// A push claimed for one attempt: a row of either push table (the daily report's, the live
+/// feed's), read the same way.
 #[derive(Debug, Clone)]
 pub struct DuePush {
     pub id: i64,
-    pub day: NaiveDate,
     pub delivery_id: String,
     pub content_type: String,
     pub body: Vec<u8>,
@@ -152,7 +152,6 @@ pub struct DuePush {
 }
 from_row!(DuePush {
     id,
-    day,
     delivery_id,
     content_type,
     body,
@@ -200,15 +199,17 @@ pub struct AttemptRecord<'a> {
     pub latency_ms: Option<f64>,
 }
 
-/// Records an attempt and the push's new state in one transaction.
+/// Records an attempt and the push's new state in one transaction, in `table` (the daily
+/// report's [`sql::REPORT_PUSH`] or the live feed's [`sql::LIVE_FEED`]).
 pub async fn record_attempt(
     client: &mut Client,
+    table: &sql::PushTable,
     push_id: i64,
     a: &AttemptRecord<'_>,
 ) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
     tx.execute(
-        sql::INSERT_PUSH_ATTEMPT,
+        table.insert_attempt,
         &[
             &push_id,
             &a.attempt,
@@ -221,18 +222,18 @@ pub async fn record_attempt(
     .await?;
     match a.outcome {
         PushOutcome::Delivered => {
-            tx.execute(sql::MARK_PUSH_DELIVERED, &[&push_id, &a.http_status])
+            tx.execute(table.mark_delivered, &[&push_id, &a.http_status])
                 .await?
         }
         PushOutcome::Retry(in_s) => {
             tx.execute(
-                sql::MARK_PUSH_RETRY,
+                table.mark_retry,
                 &[&push_id, &in_s, &a.http_status, &a.error],
             )
             .await?
         }
         PushOutcome::Dead => {
-            tx.execute(sql::MARK_PUSH_DEAD, &[&push_id, &a.http_status, &a.error])
+            tx.execute(table.mark_dead, &[&push_id, &a.http_status, &a.error])
                 .await?
         }
     };

@@ -371,6 +371,29 @@ pub const MARK_PUSH_RETRY: &str = "UPDATE report_push SET attempts = attempts + 
      next_attempt_at = now() + make_interval(secs => $2), last_status = $3, last_error = $4 WHERE id = $1";
 pub const MARK_PUSH_DEAD: &str = "UPDATE report_push SET status = 'dead', attempts = attempts + 1, \
      last_attempt_at = now(), last_status = $2, last_error = $3 WHERE id = $1";
+
+/// The statements that record one attempt of a push and its new state, per push table: the daily
+/// report's ([`REPORT_PUSH`]) and the live feed's ([`LIVE_FEED`]) share the columns, so they
+/// share the code that records (`store::reports::record_attempt`) through this.
+#[derive(Debug)]
+pub struct PushTable {
+    /// `$1` push id, `$2` attempt, `$3` outcome, `$4` HTTP status, `$5` error, `$6` latency (ms).
+    pub insert_attempt: &'static str,
+    /// `$1` push id, `$2` HTTP status.
+    pub mark_delivered: &'static str,
+    /// `$1` push id, `$2` seconds until the next attempt, `$3` HTTP status, `$4` error.
+    pub mark_retry: &'static str,
+    /// `$1` push id, `$2` HTTP status, `$3` error.
+    pub mark_dead: &'static str,
+}
+
+/// The daily report's push table.
+pub const REPORT_PUSH: PushTable = PushTable {
+    insert_attempt: INSERT_PUSH_ATTEMPT,
+    mark_delivered: MARK_PUSH_DELIVERED,
+    mark_retry: MARK_PUSH_RETRY,
+    mark_dead: MARK_PUSH_DEAD,
+};
 pub const LIST_PUSHES: &str = "SELECT id, day, trigger, delivery_id, format, status, attempts, created_at, \
          last_attempt_at, delivered_at, last_status, last_error, requested_by \
      FROM report_push ORDER BY day DESC, id DESC LIMIT $1 OFFSET $2";
@@ -577,4 +600,114 @@ pub const ALL_BOOKINGS: &[&str] = &[
     INSERT_HOLD,
     RELEASE_HOLDS,
     ACTIVE_HOLDS,
+];
+
+// ---- live feed to the provincial platform (src/store/live_feed.rs, src/report/live) ----
+
+/// The latest period taken on (whatever became of it): the schedule goes on from there.
+pub const LIVE_LAST_PERIOD: &str =
+    "SELECT max(period_start) FROM live_feed WHERE trigger = 'period'";
+/// A period with its body, once (a restart or a second instance finds it there).
+pub const LIVE_INSERT_PERIOD: &str = "INSERT INTO live_feed (trigger, period_start, delivery_id, content_type, body) \
+     VALUES ('period', $1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id";
+/// Boundaries nobody was running at (`$1` starts, `$2` delivery ids, `$3` why): recorded, not sent.
+pub const LIVE_INSERT_SKIPPED: &str = "INSERT INTO live_feed (trigger, period_start, delivery_id, content_type, body, status, last_error) \
+     SELECT 'period', u.p, u.d, '', ''::bytea, 'skipped', $3 FROM unnest($1::timestamptz[], $2::text[]) AS u(p, d) \
+     ON CONFLICT DO NOTHING";
+/// Gives up the waiting periods older than the `$1` newest (the catch-up bound), with `$2` as
+/// their error: dead letters.
+pub const LIVE_GIVE_UP: &str = "UPDATE live_feed SET status = 'dead', last_error = $2 \
+     WHERE trigger = 'period' AND status = 'pending' AND period_start < (SELECT min(k.period_start) FROM \
+         (SELECT period_start FROM live_feed WHERE trigger = 'period' AND status = 'pending' \
+          ORDER BY period_start DESC LIMIT $1) AS k) \
+     RETURNING delivery_id";
+/// An immediate push (a change to red, a closure), once per transition.
+pub const LIVE_INSERT_EVENT: &str = "INSERT INTO live_feed (trigger, period_start, space_id, transition_id, delivery_id, content_type, body) \
+     VALUES ('event', $1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id";
+/// The latest transition announced by an immediate push.
+pub const LIVE_LAST_EVENT: &str =
+    "SELECT max(transition_id) FROM live_feed WHERE trigger = 'event'";
+/// Transitions after `$1` and not before `$2`, of the areas `$3`, that are a change to red (either
+/// load) or a closure (a hazard opening), oldest first, at most `$4`.
+pub const LIVE_RED_OR_CLOSED: &str = "SELECT t.id AS transition_id, a.space_id, a.kind, t.at FROM alert_transitions t \
+     JOIN alerts a ON a.id = t.alert_id \
+     WHERE t.id > $1 AND t.at >= $2 AND a.space_id = ANY($3::text[]) AND ( \
+         (a.kind IN ('instant_level', 'daily_level') AND t.level = 'red' AND t.change IN ('open', 'escalate')) \
+         OR (starts_with(a.kind, 'hazard.') AND t.change = 'open')) \
+     ORDER BY t.id LIMIT $4";
+/// Claims the oldest due immediate push for `$1` seconds.
+pub const LIVE_CLAIM_EVENT: &str = "UPDATE live_feed SET next_attempt_at = now() + make_interval(secs => $1) \
+     WHERE id = (SELECT id FROM live_feed WHERE trigger = 'event' AND status = 'pending' AND next_attempt_at <= now() \
+         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, delivery_id, content_type, body, attempts";
+/// Claims the latest period taken on, while it waits and is due, for `$1` seconds: the current
+/// figures first.
+pub const LIVE_CLAIM_NEWEST: &str = "UPDATE live_feed SET next_attempt_at = now() + make_interval(secs => $1) \
+     WHERE id = (SELECT id FROM live_feed WHERE trigger = 'period' \
+         ORDER BY period_start DESC LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         AND status = 'pending' AND next_attempt_at <= now() \
+     RETURNING id, delivery_id, content_type, body, attempts";
+/// Claims the oldest due waiting period before the latest (the backlog) for `$1` seconds.
+pub const LIVE_CLAIM_BACKLOG: &str = "UPDATE live_feed SET next_attempt_at = now() + make_interval(secs => $1) \
+     WHERE id = (SELECT id FROM live_feed WHERE trigger = 'period' AND status = 'pending' AND next_attempt_at <= now() \
+         AND period_start < (SELECT max(period_start) FROM live_feed WHERE trigger = 'period') \
+         ORDER BY period_start LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, delivery_id, content_type, body, attempts";
+/// The receiver answered again: the waiting periods are due now (at the catch-up pace).
+pub const LIVE_RELEASE_BACKLOG: &str = "UPDATE live_feed SET next_attempt_at = now() \
+     WHERE trigger = 'period' AND status = 'pending' AND next_attempt_at > now()";
+/// What waits: when the next event, the latest period and the backlog are due, and how many
+/// periods wait.
+pub const LIVE_QUEUE: &str = "SELECT \
+     (SELECT min(next_attempt_at) FROM live_feed WHERE trigger = 'event' AND status = 'pending') AS event_due, \
+     (SELECT CASE WHEN status = 'pending' THEN next_attempt_at END FROM live_feed WHERE trigger = 'period' \
+         ORDER BY period_start DESC LIMIT 1) AS newest_due, \
+     (SELECT min(next_attempt_at) FROM live_feed WHERE trigger = 'period' AND status = 'pending' \
+         AND period_start < (SELECT max(period_start) FROM live_feed WHERE trigger = 'period')) AS backlog_due, \
+     (SELECT count(*) FROM live_feed WHERE trigger = 'period' AND status = 'pending') AS waiting";
+pub const LIVE_INSERT_ATTEMPT: &str = "INSERT INTO live_feed_attempts (push_id, attempt, outcome, http_status, error, latency_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+pub const LIVE_MARK_DELIVERED: &str = "UPDATE live_feed SET status = 'delivered', attempts = attempts + 1, \
+     last_attempt_at = now(), delivered_at = now(), last_status = $2, last_error = NULL WHERE id = $1";
+pub const LIVE_MARK_RETRY: &str = "UPDATE live_feed SET attempts = attempts + 1, last_attempt_at = now(), \
+     next_attempt_at = now() + make_interval(secs => $2), last_status = $3, last_error = $4 WHERE id = $1";
+pub const LIVE_MARK_DEAD: &str = "UPDATE live_feed SET status = 'dead', attempts = attempts + 1, \
+     last_attempt_at = now(), last_status = $2, last_error = $3 WHERE id = $1";
+/// Deliveries, newest period first, optionally of one status (`$1`) and trigger (`$2`).
+pub const LIVE_LIST: &str = "SELECT id, trigger, period_start, space_id, transition_id, delivery_id, status, attempts, \
+         created_at, last_attempt_at, delivered_at, last_status, last_error \
+     FROM live_feed WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR trigger = $2) \
+     ORDER BY period_start DESC, id DESC LIMIT $3 OFFSET $4";
+/// Deletes what is settled (delivered, dead, skipped) and older than `$1` days.
+pub const LIVE_PRUNE: &str = "DELETE FROM live_feed WHERE status <> 'pending' \
+     AND created_at < now() - make_interval(days => $1)";
+
+/// The live feed's push table: attempts recorded as the daily report's are.
+pub const LIVE_FEED: PushTable = PushTable {
+    insert_attempt: LIVE_INSERT_ATTEMPT,
+    mark_delivered: LIVE_MARK_DELIVERED,
+    mark_retry: LIVE_MARK_RETRY,
+    mark_dead: LIVE_MARK_DEAD,
+};
+
+/// Live feed statements, for the prepare-everything test.
+pub const ALL_LIVE_FEED: &[&str] = &[
+    LIVE_LAST_PERIOD,
+    LIVE_INSERT_PERIOD,
+    LIVE_INSERT_SKIPPED,
+    LIVE_GIVE_UP,
+    LIVE_INSERT_EVENT,
+    LIVE_LAST_EVENT,
+    LIVE_RED_OR_CLOSED,
+    LIVE_CLAIM_EVENT,
+    LIVE_CLAIM_NEWEST,
+    LIVE_CLAIM_BACKLOG,
+    LIVE_RELEASE_BACKLOG,
+    LIVE_QUEUE,
+    LIVE_INSERT_ATTEMPT,
+    LIVE_MARK_DELIVERED,
+    LIVE_MARK_RETRY,
+    LIVE_MARK_DEAD,
+    LIVE_LIST,
+    LIVE_PRUNE,
 ];

@@ -153,16 +153,15 @@ impl InternalEvent for WebhookDelivery<'_> {
     }
 }
 
-/// What became of one attempt to push the daily report upstream.
+/// What became of one attempt to push upstream (the daily report, the live feed).
 pub enum PushOutcome<'a> {
     Delivered,
     Retried { in_s: f64, reason: Option<&'a str> },
     Dead { reason: Option<&'a str> },
 }
 
-/// One attempt to push `day`'s report.
+/// One attempt to push a day's report (its delivery id names the day: `vf-report-2026-10-02`).
 pub struct ReportPush<'a> {
-    pub day: &'a dyn std::fmt::Display,
     pub delivery: &'a str,
     pub attempts: u32,
     pub outcome: PushOutcome<'a>,
@@ -170,7 +169,7 @@ pub struct ReportPush<'a> {
 
 impl InternalEvent for ReportPush<'_> {
     fn emit(self) {
-        let (day, delivery, attempts) = (self.day, self.delivery, self.attempts);
+        let (delivery, attempts) = (self.delivery, self.attempts);
         let label = match self.outcome {
             PushOutcome::Delivered => "delivered",
             PushOutcome::Retried { .. } => "retried",
@@ -179,15 +178,118 @@ impl InternalEvent for ReportPush<'_> {
         metrics::counter!(t::REPORT_PUSHES, "outcome" => label).increment(1);
         match self.outcome {
             PushOutcome::Delivered => {
-                tracing::info!(day = %day, delivery, attempts, "daily report delivered")
+                tracing::info!(delivery, attempts, "daily report delivered")
             }
             PushOutcome::Retried { in_s, reason } => {
-                tracing::info!(day = %day, delivery, attempts, retry_in_s = in_s, reason, "daily report push will be retried")
+                tracing::info!(
+                    delivery,
+                    attempts,
+                    retry_in_s = in_s,
+                    reason,
+                    "daily report push will be retried"
+                )
             }
             PushOutcome::Dead { reason } => {
-                tracing::warn!(day = %day, delivery, attempts, reason, "daily report push is a dead letter")
+                tracing::warn!(
+                    delivery,
+                    attempts,
+                    reason,
+                    "daily report push is a dead letter"
+                )
             }
         }
+    }
+}
+
+/// Whether a live-feed push was a period's or an immediate one (a change to red, a closure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveTrigger {
+    Period,
+    Event,
+}
+
+impl LiveTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveTrigger::Period => "period",
+            LiveTrigger::Event => "event",
+        }
+    }
+}
+
+/// One attempt of a live-feed push to the provincial platform.
+pub struct LiveFeedPush<'a> {
+    pub trigger: LiveTrigger,
+    pub delivery: &'a str,
+    pub attempts: u32,
+    pub http_status: Option<u16>,
+    pub outcome: PushOutcome<'a>,
+}
+
+impl InternalEvent for LiveFeedPush<'_> {
+    fn emit(self) {
+        let (delivery, attempts, status) = (self.delivery, self.attempts, self.http_status);
+        let label = match self.outcome {
+            PushOutcome::Delivered => "delivered",
+            PushOutcome::Retried { .. } => "retried",
+            PushOutcome::Dead { .. } => "dead",
+        };
+        metrics::counter!(t::LIVE_FEED_PUSHES, "trigger" => self.trigger.as_str(), "outcome" => label)
+            .increment(1);
+        match self.outcome {
+            PushOutcome::Delivered => {
+                tracing::debug!(delivery, attempts, status, "live feed push delivered")
+            }
+            PushOutcome::Retried { in_s, reason } => {
+                tracing::info!(
+                    delivery,
+                    attempts,
+                    status,
+                    retry_in_s = in_s,
+                    reason,
+                    "live feed push will be retried"
+                )
+            }
+            PushOutcome::Dead { reason } => {
+                tracing::warn!(
+                    delivery,
+                    attempts,
+                    status,
+                    reason,
+                    "live feed push is a dead letter"
+                )
+            }
+        }
+    }
+}
+
+/// Periods the live feed will never send: boundaries no instance was running at (`skipped`), or
+/// waiting periods beyond the catch-up bound (`given_up`, dead letters).
+pub struct LiveFeedGap<'a> {
+    /// `skipped` or `given_up`.
+    pub outcome: &'static str,
+    pub periods: u64,
+    /// The first and last delivery ids concerned, for the log line.
+    pub first: Option<&'a str>,
+    pub last: Option<&'a str>,
+    pub reason: &'a str,
+}
+
+impl InternalEvent for LiveFeedGap<'_> {
+    fn emit(self) {
+        if self.periods == 0 {
+            return;
+        }
+        metrics::counter!(t::LIVE_FEED_PUSHES, "trigger" => "period", "outcome" => self.outcome)
+            .increment(self.periods);
+        tracing::warn!(
+            outcome = self.outcome,
+            periods = self.periods,
+            first = self.first,
+            last = self.last,
+            reason = self.reason,
+            "live feed periods not sent"
+        );
     }
 }
 

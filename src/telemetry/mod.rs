@@ -39,6 +39,8 @@ pub const WEBHOOK_DELIVERIES: &str = "visitorflow_webhook_deliveries_total";
 pub const WEBHOOK_LATENCY: &str = "visitorflow_webhook_request_seconds";
 pub const ALERT_DELIVERY_DELAY: &str = "visitorflow_alert_delivery_delay_seconds";
 pub const REPORT_PUSHES: &str = "visitorflow_report_pushes_total";
+pub const LIVE_FEED_PUSHES: &str = "visitorflow_live_feed_pushes_total";
+pub const LIVE_FEED_WAITING: &str = "visitorflow_live_feed_waiting_periods";
 pub const BOOKINGS: &str = "visitorflow_bookings_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -241,6 +243,14 @@ fn describe() {
     describe_counter!(
         REPORT_PUSHES,
         "Attempts to push the daily county report upstream, by outcome (delivered, retried, dead)."
+    );
+    describe_counter!(
+        LIVE_FEED_PUSHES,
+        "Live feed to the provincial platform, by trigger (period, event) and outcome: attempts delivered, retried or dead, and periods skipped (no instance running at the boundary) or given up (beyond the catch-up bound)."
+    );
+    describe_gauge!(
+        LIVE_FEED_WAITING,
+        "Live feed periods recorded and not yet delivered (the catch-up backlog, the current period included)."
     );
 }
 

@@ -7,6 +7,7 @@ pub mod check;
 pub mod data;
 pub mod hook;
 pub mod proxy;
+pub mod schema;
 
 use std::collections::HashSet;
 use std::time::Duration;
