@@ -53,6 +53,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let timing = dublin.as_deref().map(time_per_area);
     if json {
         println!(
             "{}",
@@ -60,6 +61,45 @@ fn main() {
         );
     } else {
         print!("{eval}");
+        if let Some(ms) = timing {
+            println!(
+                "cost: {ms:.2} ms per area for a 7-day forecast from 400 days of hourly history"
+            );
+        }
         eprintln!("({:.1} s)", started.elapsed().as_secs_f64());
     }
+}
+
+/// Milliseconds per `forecast` call (7 days, the calibration included) on 400 days of a Dublin
+/// counter (its year, the first 35 days repeated a year later), the production entry point.
+fn time_per_area(text: &str) -> f64 {
+    use chrono::TimeDelta;
+    use visitorflow::forecast::{Known, forecast};
+    use visitorflow::sim::forecast_eval::{dublin_calendar, dublin_days};
+    let Ok(series) = dublin_days(text) else {
+        return f64::NAN;
+    };
+    let Some((_, year)) = series.first() else {
+        return f64::NAN;
+    };
+    let mut history = year.clone();
+    history.extend(year.iter().take(35).map(|d| {
+        let mut d = d.clone();
+        d.date += TimeDelta::days(365);
+        d
+    }));
+    let cal = dublin_calendar();
+    let first = history
+        .last()
+        .map(|d| d.date + TimeDelta::days(1))
+        .expect("days");
+    let runs = 50;
+    let started = std::time::Instant::now();
+    for _ in 0..runs {
+        let out = forecast(&history, &|d| cal.day(d, None), first, 7, &|_| {
+            Known::default()
+        });
+        std::hint::black_box(out);
+    }
+    started.elapsed().as_secs_f64() * 1000.0 / f64::from(runs)
 }
