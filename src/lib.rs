@@ -14,7 +14,7 @@
 //! - `calendar`: local days: public holidays and make-up working days, school holidays, events.
 //! - `decode`: device payloads (native JSON, Milesight) to count reports, within limits.
 //! - `core`: de-duplication and repair per device, occupancy per space, minute buckets, snapshots.
-//! - `forecast`: day-ahead and week-ahead forecasts of entries and occupancy, with intervals.
+//! - `forecast`: day-ahead and 7-day forecasts of daily entries and hourly profiles, with intervals.
 //! - `rules`: capacity levels, dwell and hysteresis, forecasts, data-quality alerts.
 //! - `admission`: timed-entry reservations: slot quotas, bookings, expected arrivals.
 //! - `dispatch`: distribution centres' shuttle and diversion advice.

@@ -13,6 +13,8 @@
 //!   cancellations, check-ins at the gates, no-shows);
 //! - [`booking_eval`]: the ticketing evaluation, a Golden-Week day at the canyon with sales
 //!   controlled by the live levels alone and booking-aware (pure; `examples/admission_eval`);
+//! - [`forecast_eval`]: the day-ahead forecast's rolling-origin evaluation on the Dublin footfall
+//!   year and the CalIt2 door (pure; `examples/forecast_eval`);
 //! - [`dispatch`]: the dispatch advisor's evaluation, a seeded Golden-Week day of the county with
 //!   and without the advice followed (pure; `examples/dispatch_eval`).
 //!
@@ -20,6 +22,7 @@
 
 pub mod booking_eval;
 pub mod dispatch;
+pub mod forecast_eval;
 pub mod publish;
 pub mod replay;
 pub mod report;
