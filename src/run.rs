@@ -167,6 +167,7 @@ impl Service {
             calendar: Arc::clone(&checked.calendar),
             pool: pool.clone(),
             wake: Arc::new(Notify::new()),
+            asked: Default::default(),
         });
         tasks.spawn(Arc::clone(&forecaster).run(tasks.stopped()));
         let report_push = checked.push_plan.map(|plan| {

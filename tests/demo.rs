@@ -245,6 +245,63 @@ fn assert_serves_the_county(banner: &Banner) {
         thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(slots["slots"].as_array().unwrap().len(), 9, "{slots}");
+
+    // With its history in, tomorrow — a simulated public holiday — is forecast busier and the
+    // evening-before warning opens for the canyon, worded for tomorrow.
+    let url = format!("http://{}/api/v1/alerts?limit=1000", banner.http);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let warning = loop {
+        let v: serde_json::Value = rt.block_on(async {
+            let resp = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(&banner.token)
+                .send()
+                .await
+                .unwrap();
+            resp.json().await.unwrap()
+        });
+        let found = v["alerts"].as_array().into_iter().flatten().find(|a| {
+            a["space_id"] == "tianshan-canyon"
+                && a["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("forecast."))
+                && a["state"] == "firing"
+        });
+        if let Some(a) = found {
+            break a.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no evening-before warning for the canyon in the demo"
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    let msg = warning["details"]["message_zh"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(msg.contains("明日"), "{warning}");
+    let url = format!(
+        "http://{}/api/v1/spaces/tianshan-canyon/forecast?days=2",
+        banner.http
+    );
+    let f: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(&banner.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let days = f["days"].as_array().expect("forecast days");
+    assert_eq!(days[0]["day_kind"], "holiday", "{f}");
+    let entries = |d: &serde_json::Value| d["entries"]["mean"].as_f64().unwrap();
+    assert!(
+        entries(&days[0]) > 2.0 * entries(&days[1]),
+        "the holiday is not forecast busier: {f}"
+    );
 }
 
 /// Processes whose command line mentions any of `needles` (a zombie's is empty: it is gone).

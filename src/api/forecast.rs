@@ -191,7 +191,7 @@ pub async fn get_forecast(
     };
     let horizon = today + TimeDelta::days(i64::from(st.forecaster.plan.days));
     if stored.len() < days as usize && from >= today && to <= horizon {
-        st.forecaster.once(Trigger::Manual, None, now).await?;
+        st.forecaster.on_request(now).await?;
         let client = st
             .pool
             .get()

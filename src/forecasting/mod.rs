@@ -25,6 +25,9 @@ use crate::shutdown::Shutdown;
 use crate::store::{self, Step, StoreError, bookings, forecasts as db, sql};
 use crate::telemetry as t;
 
+/// At most one run caused by readers in this long.
+pub const ASKED_EVERY: Duration = Duration::from_secs(600);
+
 /// Why a run was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -72,6 +75,8 @@ pub struct Forecaster {
     pub pool: Pool,
     /// Wakes the worker for a run now (an input changed).
     pub wake: Arc<Notify>,
+    /// When a reader last caused a run (a forecast asked for with none stored).
+    pub asked: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Forecaster {
@@ -132,6 +137,19 @@ impl Forecaster {
             Some(today)
         };
         Ok(next_day.and_then(at).or(Some(now + TimeDelta::hours(1))))
+    }
+
+    /// A run for a reader who found no forecast stored, at most one per [`ASKED_EVERY`]: an area
+    /// without history has none to store, and its readers must not cause a run each.
+    pub async fn on_request(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        {
+            let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+            if asked.is_some_and(|t| t.elapsed() < ASKED_EVERY) {
+                return Ok(());
+            }
+            *asked = Some(Instant::now());
+        }
+        self.once(Trigger::Manual, None, now).await.map(|_| ())
     }
 
     /// One run now: today and the next `days` days for the county and every scenic area.

@@ -266,13 +266,7 @@ fn transition(
         AlertKind::InstantLevel => (ctx.instant.load_pct, None),
         AlertKind::DailyLevel => (ctx.daily.load_pct, None),
         AlertKind::EarlyWarning { .. } => (ctx.instant.load_pct, ctx.forecast.cloned()),
-        AlertKind::Outlook { .. } => {
-            let assessed = ctx.input.outlook.as_ref().and_then(|o| {
-                let caps = (ctx.input.instant_capacity, ctx.input.daily_capacity);
-                super::outlook::assess(o, ctx.ladder, caps.0, caps.1, o.warn_from)
-            });
-            (assessed.and_then(|a| a.peak_pct), None)
-        }
+        AlertKind::Outlook { .. } => (super::outlook::peak_pct(ctx.input, ctx.ladder), None),
         _ => (None, None),
     };
     let (message_zh, message_en) = describe(ctx, kind, change, from, to);

@@ -73,6 +73,13 @@ pub fn assess(
     })
 }
 
+/// The expected peak's share of the instantaneous maximum of `input`'s outlook (percent).
+pub(crate) fn peak_pct(input: &super::SpaceInput, ladder: &Ladder) -> Option<f64> {
+    let o = input.outlook.as_ref()?;
+    let (instant, daily) = (input.instant_capacity, input.daily_capacity);
+    assess(o, ladder, instant, daily, o.warn_from)?.peak_pct
+}
+
 /// The warning's words: `明日11:00–14:00预计达到橙色…` / `tomorrow 11:00–14:00 expected at orange …`.
 pub(crate) fn describe(
     (zh, en): (&str, &str),
