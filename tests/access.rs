@@ -566,6 +566,32 @@ async fn reads_need_a_token_and_admin_reads_an_admin() {
         let (s, _) = call(addr, Who::Admin, Method::GET, path, None).await;
         assert_eq!(s, 200, "{path} as admin");
     }
+    // Forecasts: anyone with a token reads them; only an admin makes a run, and only the
+    // area's operator (or an admin) sets what is known about its days.
+    let (s, v) = call(
+        addr,
+        Who::Viewer,
+        Method::GET,
+        "/api/v1/spaces/canyon/forecast",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "forecast as a viewer: {v}");
+    for who in [Who::Viewer, Who::Operator] {
+        let (s, v) = call(addr, who, Method::POST, "/api/v1/forecast/run", None).await;
+        assert_eq!(s, 403, "forecast run as {who:?}: {v}");
+    }
+    let (s, _) = call(addr, Who::Admin, Method::POST, "/api/v1/forecast/run", None).await;
+    assert_eq!(s, 200, "forecast run as admin");
+    let closed = Some(serde_json::json!({"closed": true}));
+    let input = "/api/v1/spaces/village/forecast/inputs/2030-01-01";
+    let (s, v) = call(addr, Who::Viewer, Method::PUT, input, closed.clone()).await;
+    assert_eq!(s, 403, "forecast input as a viewer: {v}");
+    let (s, v) = call(addr, Who::Operator, Method::PUT, input, closed.clone()).await;
+    assert_eq!(s, 403, "another area's forecast input: {v}");
+    let own = "/api/v1/spaces/canyon/forecast/inputs/2030-01-01";
+    let (s, v) = call(addr, Who::Operator, Method::PUT, own, closed).await;
+    assert_eq!(s, 202, "its own area's forecast input: {v}");
     // Open without a token: ops routes, the pages, the public routes, the document.
     for path in [
         "/healthz",
