@@ -174,6 +174,7 @@ async fn connect_with(mut cfg: tokio_postgres::Config) -> Result<Client, StoreEr
             tracing::debug!(error = %e, "database connection closed");
         }
     });
+    note_server(&client).await?;
     Ok(client)
 }
 
@@ -211,6 +212,15 @@ pub async fn migrate(
         Mode::Plain
     };
     Ok(mode)
+}
+
+/// Which server a connection reached (with a multi-host URL, the one that was writable), for
+/// `visitorflow_db_primary` and the failover count.
+async fn note_server(client: &Client) -> Result<(), StoreError> {
+    let host: String = client.query_one(sql::SERVER_ADDR, &[]).await?.try_get(0)?;
+    use crate::telemetry::events::InternalEvent;
+    crate::telemetry::events::DatabasePrimary { host: &host }.emit();
+    Ok(())
 }
 
 /// Longest wait for a pooled connection, for creating one, and for checking one before reuse.

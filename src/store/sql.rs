@@ -102,6 +102,9 @@ pub const SERIES_1D: &str = "SELECT bucket, entries, exits, occupancy, peak, cor
      WHERE space_id = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket LIMIT $4";
 
 pub const PING: &str = "SELECT 1";
+/// The server a connection reached, `host:port` (`local:port` over a Unix socket).
+pub const SERVER_ADDR: &str =
+    "SELECT coalesce(host(inet_server_addr()), 'local') || ':' || current_setting('port')";
 
 /// The ingester's fence: ends the server side of connections that earlier sessions of the same
 /// ingester (same `application_name`) left behind, e.g. a transaction whose client vanished into a
@@ -144,6 +147,7 @@ pub const ALL_PLAIN: &[&str] = &[
     SERIES_1H,
     SERIES_1D,
     PING,
+    SERVER_ADDR,
     FENCE,
     FENCED_LEFT,
     PRUNE_REPORTS_PLAIN,

@@ -101,6 +101,8 @@ pub struct PgCluster {
     run_as: Option<RunAs>,
     timescaledb: bool,
     running: bool,
+    /// Settings appended to the per-start file (replication: a synchronous standby's name).
+    extra: Vec<String>,
 }
 
 impl PgCluster {
@@ -120,23 +122,108 @@ impl PgCluster {
             run_as,
             timescaledb,
             running: false,
+            extra: Vec::new(),
         };
         cluster.hand_dir_to_run_as()?;
         if !cluster.data.join("PG_VERSION").is_file() {
             cluster.initdb()?;
         }
         cluster.stop_stale_server()?;
+        cluster.launch_on_free_port()
+    }
 
+    fn launch_on_free_port(mut self) -> Result<PgCluster> {
+        let cluster = &mut self;
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
             cluster.port = free_port()?;
             match cluster.launch() {
-                Ok(()) => return Ok(cluster),
+                Ok(()) => return Ok(self),
                 Err(Launch::PortInUse(e)) => last_err = Some(e),
                 Err(Launch::Other(e)) => return Err(e),
             }
         }
         Err(last_err.expect("at least one attempt"))
+    }
+
+    /// A streaming-replication standby of `primary` in `dir`, copied with `pg_basebackup -R`
+    /// and started on a free port. `synchronous`: the primary then waits for it on every commit
+    /// (`synchronous_standby_names = '*'`, `synchronous_commit = on`, its default), so whatever
+    /// the primary acknowledged is on the standby too.
+    pub fn standby_of(primary: &mut PgCluster, dir: &Path, synchronous: bool) -> Result<PgCluster> {
+        let dir = prepare_dir(dir)?;
+        let standby = PgCluster {
+            data: dir.join("data"),
+            log: dir.join("postgres.log"),
+            dir,
+            port: 0,
+            bins: primary.bins.clone(),
+            run_as: primary.run_as.clone(),
+            timescaledb: primary.timescaledb,
+            running: false,
+            extra: Vec::new(),
+        };
+        standby.hand_dir_to_run_as()?;
+        let mut cmd = standby.server_command("pg_basebackup");
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary.port.to_string(),
+            "-U",
+            PG_USER,
+        ])
+        .arg("-D")
+        .arg(&standby.data)
+        .args(["-R", "-X", "stream", "--no-sync", "-c", "fast"]);
+        standby.run_server(&mut cmd)?;
+        let standby = standby.launch_on_free_port()?;
+        if synchronous {
+            primary.extra = vec!["synchronous_standby_names = '*'".into()];
+            primary.write_settings()?;
+            let mut reload = primary.server_command("pg_ctl");
+            reload.arg("reload").arg("-D").arg(&primary.data);
+            primary.run_server(&mut reload)?;
+        }
+        Ok(standby)
+    }
+
+    /// Promotes a standby to primary (`pg_ctl promote -w`): it then accepts writes.
+    pub fn promote(&mut self) -> Result<()> {
+        let mut cmd = self.server_command("pg_ctl");
+        cmd.arg("promote").arg("-D").arg(&self.data).args([
+            "-w",
+            "-t",
+            &PG_READY_TIMEOUT.as_secs().to_string(),
+        ]);
+        self.run_server(&mut cmd)?;
+        Ok(())
+    }
+
+    /// SIGKILL to the postmaster: no shutdown of any kind, as when its machine dies. Its
+    /// backends notice and exit; the cluster is not started again (a failed-over primary would
+    /// diverge from the promoted standby).
+    pub fn kill(&mut self) -> Result<()> {
+        let pid_file = self.data.join("postmaster.pid");
+        let pid = fs::read_to_string(&pid_file)
+            .map_err(io_err(format!("reading {}", pid_file.display())))?
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+            .ok_or_else(|| SuperviseError::BadDir {
+                dir: self.data.clone(),
+                reason: "postmaster.pid holds no pid".into(),
+            })?;
+        let mut cmd = Command::new("kill");
+        cmd.args(["-KILL", &pid.to_string()]);
+        run(&mut cmd)?;
+        // Backends exit once they see their postmaster gone; until then the port may answer.
+        let deadline = std::time::Instant::now() + PG_READY_TIMEOUT;
+        while accepts_connections(self.port) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.running = false;
+        Ok(())
     }
 
     /// `postgres://visitorflow@127.0.0.1:PORT/DATABASE`. `database` must be a plain name (it is
@@ -301,7 +388,11 @@ impl PgCluster {
     }
 
     fn write_settings(&self) -> Result<()> {
-        let s = conf::postgres_settings(self.port, &self.dir, self.timescaledb);
+        let mut s = conf::postgres_settings(self.port, &self.dir, self.timescaledb);
+        for line in &self.extra {
+            s.push_str(line);
+            s.push('\n');
+        }
         let path = self.data.join("visitorflow.conf");
         fs::write(&path, s).map_err(io_err(format!("writing {}", path.display())))?;
         if let Some(user) = &self.run_as {

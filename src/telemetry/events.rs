@@ -12,6 +12,31 @@ pub trait InternalEvent {
     fn emit(self);
 }
 
+/// A connection reached the writable database at `host` (`host:port`, as the server reports
+/// it). A host other than the last one seen is a failover: counted and logged, and the info
+/// gauge moves to the new primary.
+pub struct DatabasePrimary<'a> {
+    pub host: &'a str,
+}
+
+impl InternalEvent for DatabasePrimary<'_> {
+    fn emit(self) {
+        static LAST: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() == Some(self.host) {
+            return;
+        }
+        if let Some(old) = last.replace(self.host.to_owned()) {
+            metrics::gauge!(t::DB_PRIMARY, "host" => old.clone()).set(0.0);
+            metrics::counter!(t::DB_FAILOVERS).increment(1);
+            tracing::warn!(from = %old, to = self.host, "the writable database moved (failover)");
+        } else {
+            metrics::counter!(t::DB_FAILOVERS).absolute(0);
+        }
+        metrics::gauge!(t::DB_PRIMARY, "host" => self.host.to_owned()).set(1.0);
+    }
+}
+
 /// An ingest session ended on an error; the ingester reloads its state and reconnects.
 pub struct IngestSessionEnded<'a> {
     pub error: &'a dyn std::fmt::Display,

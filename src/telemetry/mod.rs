@@ -42,6 +42,8 @@ pub const REPORT_PUSHES: &str = "visitorflow_report_pushes_total";
 pub const LIVE_FEED_PUSHES: &str = "visitorflow_live_feed_pushes_total";
 pub const LIVE_FEED_WAITING: &str = "visitorflow_live_feed_waiting_periods";
 pub const BOOKINGS: &str = "visitorflow_bookings_total";
+pub const DB_PRIMARY: &str = "visitorflow_db_primary";
+pub const DB_FAILOVERS: &str = "visitorflow_db_failovers_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -212,6 +214,14 @@ fn describe() {
         ALERT_EVALUATION,
         Unit::Seconds,
         "Time to evaluate the capacity rules for every space."
+    );
+    describe_gauge!(
+        DB_PRIMARY,
+        "1 for the database server (host:port) the service last connected to for writes, 0 for earlier ones."
+    );
+    describe_counter!(
+        DB_FAILOVERS,
+        "Times the service found its writable database on another server than before (a failover)."
     );
     describe_counter!(
         FORECAST_RUNS,
