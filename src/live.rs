@@ -163,6 +163,7 @@ impl Captured {
                     seq_restarts_total: st.resets_total,
                     seq_jumps_total: st.jumps_total,
                     last_seq_jump: st.last_jump,
+                    lost: seen.lost,
                 };
                 (d, now)
             })

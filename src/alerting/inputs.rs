@@ -39,6 +39,7 @@ pub fn space_inputs(
             missing_reports: live.missing_reports,
             clock_skew: None,
             last_seq_jump: live.last_seq_jump,
+            lost: live.lost,
         };
         let fresh = !is_silent(&health);
         for &s in d.targets.iter().filter(|&&s| s != d.space) {

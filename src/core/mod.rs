@@ -4,6 +4,7 @@
 //! `seq` de-duplicates and repairs per device; `occupancy` keeps each space's day; this module
 //! routes a device's report to every space it counts in and collects the batch's rows and buckets.
 
+pub mod loss;
 pub mod occupancy;
 pub mod route;
 pub mod seq;
@@ -257,6 +258,8 @@ impl Batch {
 pub struct DeviceSeen {
     pub last_received: Option<DateTime<Utc>>,
     pub online: Option<bool>,
+    /// Reports a database failover lost (`loss`), as last found.
+    pub lost: Option<loss::LostMark>,
 }
 
 /// The county's ingest state, indexed like the registry.

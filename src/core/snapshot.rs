@@ -50,4 +50,6 @@ pub struct DeviceNow {
     /// Implausible forward jumps of seq, and the last one (timestamp, seq).
     pub seq_jumps_total: u64,
     pub last_seq_jump: Option<(DateTime<Utc>, u64)>,
+    /// Reports a database failover lost, as last found (`core::loss`).
+    pub lost: Option<super::loss::LostMark>,
 }

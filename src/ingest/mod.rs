@@ -15,12 +15,13 @@ use tokio::time::Instant;
 use crate::live::Wake;
 mod config;
 mod cut;
+mod failover;
 pub mod push;
 mod tickets;
 
 use crate::admission::Reservations;
 use crate::core::route::{Routed, Router};
-use crate::core::seq::JumpBound;
+use crate::core::seq::{JumpBound, SeqState};
 use crate::core::{Batch, BatchStats, Core, Pending, Recounted};
 use crate::decode::{CountReport, Limits, Reject};
 use crate::ids::DeviceIdx;
@@ -78,6 +79,8 @@ pub struct Ingester {
     reservations: Arc<Reservations>,
     /// Counts pushed over HTTP for this ingester's devices ([`push`]).
     pushes: Option<tokio::sync::mpsc::Receiver<Push>>,
+    /// Per device, the state after its last acknowledged commit: what a failover may lose.
+    marks: failover::Marks,
 }
 
 impl Ingester {
@@ -97,6 +100,7 @@ impl Ingester {
             scope: None,
             reservations: Arc::default(),
             pushes: None,
+            marks: failover::Marks::default(),
         }
     }
 
@@ -327,6 +331,12 @@ impl Ingester {
         tokio::time::timeout(limit, store::load_state(&db, &mut core))
             .await
             .map_err(bounded)??;
+        let lost = self.marks.compare(&mut core, Utc::now());
+        if !lost.is_empty() {
+            tokio::time::timeout(limit, failover::record(&db, &self.registry, &lost))
+                .await
+                .map_err(bounded)??;
+        }
         let writer = tokio::time::timeout(limit, store::BatchWriter::prepare(&db))
             .await
             .map_err(bounded)??;
@@ -416,6 +426,11 @@ impl Ingester {
         let mut encoded = writer.encode(core, batch);
         encoded.tickets = std::mem::take(&mut work.tickets);
         let captured = Captured::take(core, &batch.spaces, &batch.devices);
+        let states = batch
+            .devices
+            .iter()
+            .map(|&d| (d, core.seq[d.get()]))
+            .collect();
         let stats = std::mem::take(&mut batch.stats);
         batch.clear();
         work.rejects.flush();
@@ -440,6 +455,7 @@ impl Ingester {
             pushes: std::mem::take(&mut work.pushes),
             captured,
             stats,
+            states,
         }
     }
 
@@ -459,7 +475,11 @@ impl Ingester {
             // A client that gave up gets nothing; its retry is a duplicate.
             let _ = reply.send(Ok(pushed));
         }
-        conn.ack(&mut done.acks).await.map_err(IngestError::Broker)
+        conn.ack(&mut done.acks)
+            .await
+            .map_err(IngestError::Broker)?;
+        self.marks.acknowledged(std::mem::take(&mut done.states));
+        Ok(())
     }
 
     fn handle(
@@ -568,6 +588,8 @@ struct InFlight {
     pushes: Vec<(PushReply, Pushed)>,
     captured: Captured,
     stats: BatchStats,
+    /// The batch's devices' states, remembered once acknowledged ([`failover::Marks`]).
+    states: Vec<(DeviceIdx, SeqState)>,
 }
 
 type CommitResult = (tokio_postgres::Client, Result<(), StoreError>);

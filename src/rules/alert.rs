@@ -30,8 +30,7 @@ pub enum AlertKind {
     Outlook { target: Level },
     /// Every counter of the space is silent: its level is unknown.
     Stale,
-    /// Some of the space's own counters have not been heard from for too long (one alert for all
-    /// of them; the open alert lists them).
+    /// Some of the space's own counters unheard for too long (one alert listing them all).
     SilentDevices,
     /// Exits without entries today above the bound.
     Drift,
@@ -42,11 +41,12 @@ pub enum AlertKind {
     SeqJump,
     /// A device clock is off beyond the bound.
     ClockSkew,
+    /// Acknowledged reports missing after a database failover (`core::loss`): never resent.
+    ReportsLost,
     /// An external hazard; the space is closed for dispatch while it stands.
     Hazard { hazard: String },
-    /// Ticket sales paused or closed (`crate::admission`): raised by alerting from the area's
-    /// status and bookings, never by the engine; it travels the alerts' path to be signed,
-    /// retried and logged for art. 45.
+    /// Ticket sales paused or closed (`crate::admission`): raised by alerting, never by the
+    /// engine, and sent the alerts' way (signed, retried, logged for art. 45).
     Admission,
     /// Timed-entry slots sold beyond their quota (`crate::admission`), raised like `Admission`.
     Oversold,
@@ -70,6 +70,7 @@ impl AlertKind {
             AlertKind::MissingReports => "missing_reports".into(),
             AlertKind::SeqJump => "seq_jump".into(),
             AlertKind::ClockSkew => "clock_skew".into(),
+            AlertKind::ReportsLost => "reports_lost".into(),
             AlertKind::Hazard { hazard } => format!("hazard.{hazard}"),
             AlertKind::Admission => "admission".into(),
             AlertKind::Oversold => "oversold".into(),
@@ -285,66 +286,6 @@ fn transition(
         message_zh,
         message_en,
     }
-}
-
-/// Transitions closing every alert of a space that is no longer configured.
-pub(crate) fn resolve_removed(
-    space: &SpaceId,
-    open: &[OpenAlert],
-    now: DateTime<Utc>,
-) -> Vec<Transition> {
-    open.iter()
-        .map(|o| Transition {
-            space: space.clone(),
-            kind: o.kind.clone(),
-            change: Change::Resolve,
-            from: o.level,
-            to: o.level.map(|_| Level::Normal),
-            severity: o.severity,
-            at: now,
-            since: o.since,
-            load_pct: None,
-            forecast: None,
-            devices: Vec::new(),
-            message_zh: format!("{space}已从配置中删除，告警关闭"),
-            message_en: format!("{space} is no longer configured; alert closed"),
-        })
-        .collect()
-}
-
-/// Takes the legacy per-device silence alerts out of a restored space's open set, returning
-/// their resolves: the space's `silent_devices` alert, opened by the next evaluation, replaces
-/// them.
-pub(crate) fn retire_legacy(
-    space: &SpaceId,
-    open: &mut Vec<OpenAlert>,
-    now: DateTime<Utc>,
-) -> Vec<Transition> {
-    let mut out = Vec::new();
-    open.retain(|o| {
-        let AlertKind::Silent { device } = &o.kind else {
-            return true;
-        };
-        out.push(Transition {
-            space: space.clone(),
-            kind: o.kind.clone(),
-            change: Change::Resolve,
-            from: None,
-            to: None,
-            severity: o.severity,
-            at: now,
-            since: o.since,
-            load_pct: None,
-            forecast: None,
-            devices: Vec::new(),
-            message_zh: format!("{space}设备{device}的单独静默告警关闭，改由本区域的计数设备无数据告警汇总"),
-            message_en: format!(
-                "{space}: the per-device silence alert of {device} is closed; the space's silent_devices alert lists its silent counters"
-            ),
-        });
-        false
-    });
-    out
 }
 
 /// How many names a message lists before "+N more".
@@ -636,6 +577,7 @@ fn describe(
                 ),
             )
         }
+        AlertKind::ReportsLost => super::lost::describe((zh, en), &ctx.input.devices, change),
         AlertKind::ClockSkew => {
             if change == Change::Resolve {
                 return (

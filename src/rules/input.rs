@@ -79,6 +79,8 @@ pub struct DeviceHealth {
     pub clock_skew: Option<TimeDelta>,
     /// Its last implausible forward jump of seq: the report's timestamp and seq.
     pub last_seq_jump: Option<(DateTime<Utc>, u64)>,
+    /// Reports a database failover lost (acknowledged, then missing on the promoted server).
+    pub lost: Option<crate::core::loss::LostMark>,
 }
 
 impl DeviceHealth {
@@ -91,6 +93,7 @@ impl DeviceHealth {
             missing_reports: 0,
             clock_skew: None,
             last_seq_jump: None,
+            lost: None,
         }
     }
 }

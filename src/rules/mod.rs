@@ -57,9 +57,11 @@ mod alert;
 mod config;
 mod forecast;
 mod input;
+mod lost;
 mod level;
 pub mod outlook;
 mod replay;
+mod restore;
 #[cfg(test)]
 mod tests;
 
@@ -556,6 +558,20 @@ impl Engine {
                 h.severity,
             );
         }
+        let lost: Vec<DeviceId> = input
+            .devices
+            .iter()
+            .filter(|d| d.lost.is_some_and(|l| now - l.at < LOSS_HOLD))
+            .map(|d| d.device.clone())
+            .collect();
+        if !lost.is_empty() {
+            want.push(Want {
+                kind: AlertKind::ReportsLost,
+                severity: Severity::Major,
+                level: None,
+                devices: lost,
+            });
+        }
 
         let instant = level_status(
             &inst_cap,
@@ -638,10 +654,16 @@ impl Engine {
         for mut snap in state.spaces {
             match engine.index.get(&snap.space) {
                 Some(&i) => {
-                    resolves.extend(alert::retire_legacy(&snap.space, &mut snap.state.open, now));
+                    resolves.extend(restore::retire_legacy(
+                        &snap.space,
+                        &mut snap.state.open,
+                        now,
+                    ));
                     engine.slots[i.get()].state = snap.state;
                 }
-                None => resolves.extend(alert::resolve_removed(&snap.space, &snap.state.open, now)),
+                None => {
+                    resolves.extend(restore::resolve_removed(&snap.space, &snap.state.open, now))
+                }
             }
         }
         Ok((engine, resolves))
@@ -652,6 +674,10 @@ impl Engine {
 pub const SEQ_JUMP_HOLD: TimeDelta = TimeDelta::hours(24);
 
 /// Whether `d`'s seq jumped implausibly within [`SEQ_JUMP_HOLD`] of `now`.
+/// How long reports lost in a failover keep their alert open (the loss itself is recorded in
+/// `report_losses` for good).
+pub const LOSS_HOLD: TimeDelta = TimeDelta::hours(24);
+
 pub fn recent_jump(d: &DeviceHealth, now: DateTime<Utc>) -> bool {
     d.last_seq_jump
         .is_some_and(|(at, _)| now - at < SEQ_JUMP_HOLD)

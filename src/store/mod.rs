@@ -214,6 +214,30 @@ pub async fn migrate(
     Ok(mode)
 }
 
+/// Records reports a failover lost (`core::loss`), a row per missing seq range.
+pub async fn record_losses(
+    client: &Client,
+    registry: &crate::registry::Registry,
+    losses: &[crate::core::loss::Lost],
+) -> Result<(), StoreError> {
+    let ranges = || {
+        losses
+            .iter()
+            .flat_map(|l| l.seqs.iter().map(move |r| (l, r)))
+    };
+    let devices: Vec<&str> = ranges()
+        .map(|(l, _)| registry.device(l.device).id.as_str())
+        .collect();
+    let from: Vec<i64> = ranges().map(|(_, r)| *r.start() as i64).collect();
+    let to: Vec<i64> = ranges().map(|(_, r)| *r.end() as i64).collect();
+    let after: Vec<Option<DateTime<Utc>>> = ranges().map(|(l, _)| l.after).collect();
+    let until: Vec<Option<DateTime<Utc>>> = ranges().map(|(l, _)| l.until).collect();
+    client
+        .execute(sql::INSERT_LOSSES, &[&devices, &from, &to, &after, &until])
+        .await?;
+    Ok(())
+}
+
 /// Which server a connection reached (with a multi-host URL, the one that was writable), for
 /// `visitorflow_db_primary` and the failover count.
 async fn note_server(client: &Client) -> Result<(), StoreError> {

@@ -102,6 +102,9 @@ pub const SERIES_1D: &str = "SELECT bucket, entries, exits, occupancy, peak, cor
      WHERE space_id = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket LIMIT $4";
 
 pub const PING: &str = "SELECT 1";
+/// Failover losses, one row per missing seq range (arrays of equal length).
+pub const INSERT_LOSSES: &str = "INSERT INTO report_losses (device_id, seq_from, seq_to, after_ts, until_ts) \
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[], $5::timestamptz[])";
 /// The server a connection reached, `host:port` (`local:port` over a Unix socket).
 pub const SERVER_ADDR: &str =
     "SELECT coalesce(host(inet_server_addr()), 'local') || ':' || current_setting('port')";
@@ -148,6 +151,7 @@ pub const ALL_PLAIN: &[&str] = &[
     SERIES_1D,
     PING,
     SERVER_ADDR,
+    INSERT_LOSSES,
     FENCE,
     FENCED_LEFT,
     PRUNE_REPORTS_PLAIN,

@@ -12,6 +12,37 @@ pub trait InternalEvent {
     fn emit(self);
 }
 
+/// Acknowledged reports of `device` missing on the database after a failover: counted, and
+/// logged with the device, its topic's space, the seq ranges and the time they cover.
+pub struct ReportsLost<'a> {
+    pub device: &'a str,
+    pub space: &'a str,
+    pub seqs: &'a [std::ops::RangeInclusive<u64>],
+    pub count: u64,
+    pub after: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl InternalEvent for ReportsLost<'_> {
+    fn emit(self) {
+        metrics::counter!(t::REPORTS_LOST, "cause" => "failover").increment(self.count);
+        let ranges: Vec<String> = self
+            .seqs
+            .iter()
+            .map(|r| format!("{}–{}", r.start(), r.end()))
+            .collect();
+        tracing::error!(
+            device = self.device,
+            space = self.space,
+            seqs = %ranges.join(","),
+            count = self.count,
+            after = ?self.after,
+            until = ?self.until,
+            "acknowledged reports are missing after a database failover; the device will not resend them"
+        );
+    }
+}
+
 /// A connection reached the writable database at `host` (`host:port`, as the server reports
 /// it). A host other than the last one seen is a failover: counted and logged, and the info
 /// gauge moves to the new primary.

@@ -44,6 +44,7 @@ pub const LIVE_FEED_WAITING: &str = "visitorflow_live_feed_waiting_periods";
 pub const BOOKINGS: &str = "visitorflow_bookings_total";
 pub const DB_PRIMARY: &str = "visitorflow_db_primary";
 pub const DB_FAILOVERS: &str = "visitorflow_db_failovers_total";
+pub const REPORTS_LOST: &str = "visitorflow_reports_lost_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -218,6 +219,10 @@ fn describe() {
     describe_gauge!(
         DB_PRIMARY,
         "1 for the database server (host:port) the service last connected to for writes, 0 for earlier ones."
+    );
+    describe_counter!(
+        REPORTS_LOST,
+        "Acknowledged reports found missing on the database after a failover (an asynchronous standby promoted); recorded in report_losses."
     );
     describe_counter!(
         DB_FAILOVERS,

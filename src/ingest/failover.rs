@@ -1,0 +1,93 @@
+//! What a database failover may have lost: the ingester remembers, per device, its state after
+//! the last commit the broker was told about, and compares it with the state a new session
+//! loads (from whichever server is the primary now). Acknowledged reports the loaded state
+//! lacks ([`crate::core::loss`]) are gone for good — the broker dropped them and the devices
+//! will not resend — so they are recorded (`report_losses`), logged, counted and kept on the
+//! device for the `reports_lost` alert, instead of silently continuing.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use crate::core::Core;
+use crate::core::loss::{self, Lost, LostMark};
+use crate::core::seq::SeqState;
+use crate::ids::DeviceIdx;
+use crate::registry::Registry;
+use crate::store::StoreError;
+use crate::telemetry::events::{InternalEvent, ReportsLost};
+
+/// Per device: the state after its last acknowledged commit, and its last loss found.
+#[derive(Default)]
+pub(super) struct Marks {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    acked: Vec<Option<SeqState>>,
+    lost: Vec<Option<LostMark>>,
+}
+
+impl Marks {
+    /// After a batch's acknowledgement: these devices' states are what the broker no longer
+    /// holds.
+    pub(super) fn acknowledged(&self, states: Vec<(DeviceIdx, SeqState)>) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for (d, st) in states {
+            if m.acked.len() <= d.get() {
+                m.acked.resize(d.get() + 1, None);
+            }
+            m.acked[d.get()] = Some(st);
+        }
+    }
+
+    /// At a session's start, with the state just loaded: what is missing since the last
+    /// acknowledgement (the loaded state is then the new baseline), and every device's last
+    /// loss carried into `core` so its views keep showing it.
+    pub(super) fn compare(&self, core: &mut Core, now: DateTime<Utc>) -> Vec<Lost> {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut found = Vec::new();
+        for (i, acked) in m.acked.iter_mut().enumerate() {
+            let (Some(before), Some(loaded)) = (acked.as_ref(), core.seq.get(i)) else {
+                continue;
+            };
+            if let Some(l) = loss::lost(DeviceIdx(i as u32), before, loaded) {
+                found.push(l);
+            }
+            *acked = Some(*loaded);
+        }
+        if m.lost.len() < core.seen.len() {
+            m.lost.resize(core.seen.len(), None);
+        }
+        for l in &found {
+            m.lost[l.device.get()] = Some(l.mark(now));
+        }
+        for (seen, lost) in core.seen.iter_mut().zip(&m.lost) {
+            seen.lost = *lost;
+        }
+        found
+    }
+}
+
+/// Logs, counts and stores what a failover lost (before the loaded figures are published, so
+/// the devices' views already show it).
+pub(super) async fn record(
+    db: &tokio_postgres::Client,
+    registry: &Registry,
+    lost: &[Lost],
+) -> Result<(), StoreError> {
+    for l in lost {
+        let device = registry.device(l.device);
+        ReportsLost {
+            device: device.id.as_str(),
+            space: registry.space(device.space).id.as_str(),
+            seqs: &l.seqs,
+            count: l.count,
+            after: l.after,
+            until: l.until,
+        }
+        .emit();
+    }
+    crate::store::record_losses(db, registry, lost).await
+}
