@@ -28,6 +28,7 @@ use crate::report::push::{PushHandle, PushPlan, Pusher};
 use crate::retry::RetryPolicy;
 use crate::rules::{Engine, RulesError};
 use crate::shutdown::{self, Shutdown, Trigger};
+use crate::store::replica::Reads;
 use crate::store::{self, Mode, StoreError};
 use crate::telemetry;
 use crate::webhook::SubscriptionError;
@@ -205,6 +206,7 @@ impl Service {
             )),
             report_push,
             forecaster: Arc::clone(&forecaster),
+            reads: start_reads(&cfg, &pool, &mut tasks)?,
             reservations: Arc::clone(&checked.reservations),
             pushes,
             openapi: Arc::default(),
@@ -409,6 +411,23 @@ fn start_report_push(
     };
     tasks.spawn(pusher.run(tasks.stopped()));
     handle
+}
+
+/// The history reads' pools: a replica's when `[database] read_url` names one, watched for lag.
+fn start_reads(cfg: &Config, primary: &Pool, tasks: &mut Tasks) -> Result<Arc<Reads>, RunError> {
+    let db = &cfg.database;
+    let replica = if db.read_url.is_empty() {
+        None
+    } else {
+        Some(store::pool(&db.read_url, db.pool_size)?)
+    };
+    let reads = Arc::new(Reads::new(
+        primary.clone(),
+        replica,
+        Duration::from_millis(db.max_replica_lag_ms),
+    ));
+    tasks.spawn(Arc::clone(&reads).watch(tasks.stopped()));
+    Ok(reads)
 }
 
 /// The calendar of `[calendar]`, with the holiday file it names read here (the embedded one by

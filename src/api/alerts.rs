@@ -2,7 +2,7 @@
 //! art. 45 compliance log; webhook deliveries and dead-letter replay; the audit log. Changes are
 //! made as the caller's token (its id is the actor recorded), within the spaces it may operate.
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, DbConn};
+use super::extract::{ApiJson, ApiPath, ApiQuery, DbConn, HistoryConn, read_from};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -90,7 +90,7 @@ const SEVERITIES: [&str; 4] = ["info", "warning", "major", "critical"];
         (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn list(
     State(st): State<AppState>,
-    client: DbConn,
+    client: HistoryConn,
     ApiQuery(q): ApiQuery<AlertQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, offset) = page(q.limit, q.offset)?;
@@ -124,10 +124,8 @@ pub async fn list(
         offset,
     };
     let rows = db::list_alerts(&client, &f).await?;
-    Ok(
-        Json(serde_json::json!({ "alerts": rows, "limit": limit, "offset": offset }))
-            .into_response(),
-    )
+    let body = Json(serde_json::json!({ "alerts": rows, "limit": limit, "offset": offset }));
+    Ok(read_from(body.into_response(), client.1))
 }
 
 /// One alert with its transitions.
@@ -231,7 +229,7 @@ pub struct LevelsQuery {
         (status = 404, description = "No such space", body = ErrorBody)))]
 pub async fn levels(
     State(st): State<AppState>,
-    client: DbConn,
+    client: HistoryConn,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LevelsQuery>,
 ) -> Result<Response, ApiError> {
@@ -243,8 +241,10 @@ pub async fn levels(
         return Err(ApiError::BadRequest("`from` must be before `to`".into()));
     }
     let rows = db::level_history(&client, &space, from, to, limit, offset).await?;
-    Ok(Json(serde_json::json!({ "space": space, "from": from, "to": to, "changes": rows, "limit": limit, "offset": offset }))
-        .into_response())
+    let body = Json(
+        serde_json::json!({ "space": space, "from": from, "to": to, "changes": rows, "limit": limit, "offset": offset }),
+    );
+    Ok(read_from(body.into_response(), client.1))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

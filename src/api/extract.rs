@@ -9,10 +9,12 @@ use std::ops::{Deref, DerefMut};
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
+use axum::response::Response;
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
 use crate::store::StoreError;
+use crate::store::replica::ReadFrom;
 
 /// A query string, or 400 with axum's reason.
 pub struct ApiQuery<T>(pub T);
@@ -55,6 +57,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
     }
 }
+
+/// A connection for a history read ([`crate::store::replica`]): the replica's while it is
+/// current enough, else the primary's; [`HistoryConn::mark`] says which on the response.
+pub struct HistoryConn(pub deadpool_postgres::Object, pub ReadFrom);
+
+impl FromRequestParts<AppState> for HistoryConn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let (pool, from) = st.reads.choose();
+        let conn = pool.get().await.map_err(StoreError::from)?;
+        Ok(Self(conn, from))
+    }
+}
+
+impl Deref for HistoryConn {
+    type Target = tokio_postgres::Client;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// `X-Visitorflow-Read-From` on `resp`: `primary`, `replica; lag=0.120`, or
+/// `primary; replica-behind=42.000` when the replica was too far behind to be read.
+pub fn read_from(mut resp: Response, from: ReadFrom) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&from.header()) {
+        resp.headers_mut().insert(READ_FROM, v);
+    }
+    resp
+}
+
+pub const READ_FROM: &str = "x-visitorflow-read-from";
 
 /// A connection from the service's pool for the length of a request.
 pub struct DbConn(pub deadpool_postgres::Object);

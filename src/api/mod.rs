@@ -82,6 +82,8 @@ pub struct AppState {
     pub feed: Arc<Feed>,
     /// The daily report's push upstream, when `[report_push]` is enabled.
     pub report_push: Option<Arc<crate::report::push::PushHandle>>,
+    /// Where history reads go: the replica while it is current enough, else the primary.
+    pub reads: Arc<crate::store::replica::Reads>,
     /// Day-ahead forecast runs on request, and the calendar they and the reports read.
     pub forecaster: Arc<crate::forecasting::Forecaster>,
     /// Every area's timed-entry plan (`[admission]`).

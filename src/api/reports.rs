@@ -3,7 +3,7 @@
 //! admins) and the record of pushes (`GET /api/v1/reports/pushes`, admins); and the live feed's
 //! deliveries upstream (`GET /api/v1/live-feed/deliveries`, admins).
 
-use super::extract::{ApiPath, ApiQuery, DbConn};
+use super::extract::{ApiPath, ApiQuery, DbConn, read_from};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -66,22 +66,13 @@ pub async fn daily(
         Some(id) => Some(super::spaces::find_space(&st, id)?),
         None => None,
     };
-    let report = report::build(
-        &st.pool,
-        &st.registry,
-        &st.forecaster.calendar,
-        day,
-        only,
-        now,
-    )
-    .await?;
+    let (pool, read) = st.reads.choose();
+    let report = report::build(pool, &st.registry, &st.forecaster.calendar, day, only, now).await?;
     if wants_csv(q.format, &headers) {
-        return Ok(csv_response(
-            &format!("daily-{day}.csv"),
-            report::to_csv(&report),
-        ));
+        let csv = csv_response(&format!("daily-{day}.csv"), report::to_csv(&report));
+        return Ok(read_from(csv, read));
     }
-    Ok(Json(report).into_response())
+    Ok(read_from(Json(report).into_response(), read))
 }
 
 /// Pushes a finished local day's county report upstream now, in the configured format, as a

@@ -13,12 +13,14 @@ use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::extract::read_from;
 use super::{ApiError, AppState, ErrorBody, time_param, wants_csv};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::live::{DeviceNow, Live, SpaceNow};
 use crate::registry::{DeviceKind, PayloadFormat, SpaceKind};
 use crate::registry::{Registry, Unit};
 use crate::rules::Status;
+use crate::store::replica::ReadFrom;
 use crate::store::{self, SeriesPoint, Step};
 
 #[derive(Debug, Serialize)]
@@ -216,6 +218,8 @@ struct Series<'a> {
     step: Step,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    /// Where the points were read: the primary, or the replica and how far behind it was.
+    read_from: ReadFrom,
     #[schema(value_type = Vec<SeriesPointSchema>)]
     points: Vec<SeriesPoint>,
 }
@@ -288,7 +292,8 @@ pub async fn get_series(
         return Err(ApiError::BadRequest("`from` must be before `to`".into()));
     }
     let space = st.registry.space(s).id.as_str();
-    let points = store::series(&st.pool, space, from, to, step, MAX_POINTS).await?;
+    let (pool, read) = st.reads.choose();
+    let points = store::series(pool, space, from, to, step, MAX_POINTS).await?;
     if wants_csv(q.format, &headers) {
         let mut out = String::from("bucket,entries,exits,occupancy,peak,correction\n");
         for p in &points {
@@ -307,14 +312,18 @@ pub async fn get_series(
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        return Ok(csv_response(&format!("{space}-{step}.csv"), out));
+        return Ok(read_from(
+            csv_response(&format!("{space}-{step}.csv"), out),
+            read,
+        ));
     }
-    Ok(Json(Series {
+    let body = Json(Series {
         space,
         step,
         from,
         to,
+        read_from: read,
         points,
-    })
-    .into_response())
+    });
+    Ok(read_from(body.into_response(), read))
 }

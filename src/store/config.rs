@@ -12,6 +12,10 @@ pub struct DatabaseConfig {
     pub raw_retention_days: u32,
     /// Use TimescaleDB when the extension is available (`false` forces plain PostgreSQL).
     pub timescaledb: bool,
+    /// A streaming replica (multi-host allowed) for the API's history reads; empty: the primary.
+    pub read_url: String,
+    /// A replica further behind than this is not read from (the primary is, and says so).
+    pub max_replica_lag_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -21,6 +25,8 @@ impl Default for DatabaseConfig {
             pool_size: 8,
             raw_retention_days: 90,
             timescaledb: true,
+            read_url: String::new(),
+            max_replica_lag_ms: 5000,
         }
     }
 }

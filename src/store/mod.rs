@@ -13,6 +13,7 @@ pub mod forecasts;
 pub mod live_feed;
 pub mod outbox;
 pub mod recounts;
+pub mod replica;
 pub mod reports;
 mod state;
 pub mod timescale;

@@ -102,6 +102,11 @@ pub const SERIES_1D: &str = "SELECT bucket, entries, exits, occupancy, peak, cor
      WHERE space_id = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket LIMIT $4";
 
 pub const PING: &str = "SELECT 1";
+/// Replica lag: the primary's WAL position, and how far the replica's replay is behind it.
+pub const PRIMARY_LSN: &str = "SELECT pg_current_wal_lsn()::text";
+pub const REPLICA_LAG: &str = "SELECT CASE WHEN pg_is_in_recovery() \
+         THEN pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn())::float8 END AS behind_bytes, \
+     extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS age_s";
 /// Failover losses, one row per missing seq range (arrays of equal length).
 pub const INSERT_LOSSES: &str = "INSERT INTO report_losses (device_id, seq_from, seq_to, after_ts, until_ts) \
      SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[], $5::timestamptz[])";
@@ -152,6 +157,8 @@ pub const ALL_PLAIN: &[&str] = &[
     PING,
     SERVER_ADDR,
     INSERT_LOSSES,
+    PRIMARY_LSN,
+    REPLICA_LAG,
     FENCE,
     FENCED_LEFT,
     PRUNE_REPORTS_PLAIN,

@@ -45,6 +45,7 @@ pub const BOOKINGS: &str = "visitorflow_bookings_total";
 pub const DB_PRIMARY: &str = "visitorflow_db_primary";
 pub const DB_FAILOVERS: &str = "visitorflow_db_failovers_total";
 pub const REPORTS_LOST: &str = "visitorflow_reports_lost_total";
+pub const DB_REPLICA_LAG: &str = "visitorflow_db_replica_lag_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -219,6 +220,10 @@ fn describe() {
     describe_gauge!(
         DB_PRIMARY,
         "1 for the database server (host:port) the service last connected to for writes, 0 for earlier ones."
+    );
+    describe_gauge!(
+        DB_REPLICA_LAG,
+        "How far the read replica ([database] read_url) is behind the primary (NaN: unknown); above max_replica_lag_ms history is read from the primary."
     );
     describe_counter!(
         REPORTS_LOST,
