@@ -15,6 +15,8 @@ use serde_yaml_ng::Value;
 use visitorflow::config::Config;
 
 const COMPOSE: &str = "docker-compose.yml";
+/// The primary + synchronous standby overlay (`-f docker-compose.yml -f` this).
+const REPLICATION: &str = "deploy/replication/compose.yml";
 
 fn compose() -> Value {
     yaml(COMPOSE)
@@ -382,6 +384,8 @@ fn every_variable_is_in_env_example_and_no_secret_is_in_the_file() {
     let c = compose();
     let mut all = Vec::new();
     strings(&c, &mut all);
+    // The replication overlay's variables are in .env.example too.
+    strings(&yaml(REPLICATION), &mut all);
     let refs: Vec<VarRef> = all.iter().flat_map(|s| var_refs(s)).collect();
     assert!(!refs.is_empty());
     let example = env_example();
@@ -644,10 +648,13 @@ fn ports_agree_with_listeners_health_checks_and_scrape_targets() {
     let script = init["command"][0].as_str().unwrap();
     assert!(script.contains("/mosquitto/auth/passwd") && mounted(&init, "/mosquitto/auth/passwd"));
 
-    // Grafana's datasources point at the compose services.
+    // Grafana's datasources point at the compose services (the database host as the grafana
+    // service's environment names it).
+    let grafana_env = environment(&service(&c, "grafana"));
     let ds = yaml("deploy/grafana/provisioning/datasources/datasources.yml");
     for d in ds["datasources"].as_sequence().unwrap() {
-        let url = d["url"].as_str().unwrap();
+        let url = interpolate(d["url"].as_str().unwrap(), &|n| grafana_env.get(n).cloned());
+        let url = url.as_str();
         let hostport = url.trim_start_matches("http://");
         let (host, port) = hostport.split_once(':').unwrap();
         let port: u16 = port.trim_end_matches('/').parse().unwrap();
@@ -958,4 +965,60 @@ fn variable_reference_parser() {
         (n == "X").then(|| "pw".into())
     });
     assert_eq!(s, "u:pw@h d $Z");
+}
+
+/// The replication overlay: its standby is a TimescaleDB like the primary, with a restart
+/// policy, a health check and its scripts mounted from the repository; the service's URL lists
+/// both servers and writes to whichever accepts writes, its history and Grafana read the
+/// standby.
+#[test]
+fn the_replication_overlay_names_both_servers_and_reads_from_the_standby() {
+    let base = compose();
+    let o = yaml(REPLICATION);
+    let standby = service(&o, "timescaledb-standby");
+    assert_eq!(standby["image"], base["services"]["timescaledb"]["image"]);
+    assert!(standby["restart"].is_string() && !healthcheck_command(&standby).is_empty());
+    for (svc, _) in services(&o) {
+        for (host, _) in mounts(&o["services"][svc.as_str()]) {
+            if let Some(rel) = host.strip_prefix("./") {
+                assert!(repo().join(rel).is_file(), "{svc}: {host} is missing");
+            }
+        }
+    }
+    let env = environment(&service(&o, "visitorflow"));
+    let url: tokio_postgres::Config =
+        interpolate(&env["VISITORFLOW__DATABASE__URL"], &|_| Some("x".into()))
+            .parse()
+            .unwrap();
+    let hosts: Vec<String> = url
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(hosts, ["timescaledb", "timescaledb-standby"]);
+    assert_eq!(
+        url.get_target_session_attrs(),
+        tokio_postgres::config::TargetSessionAttrs::ReadWrite
+    );
+    assert!(env["VISITORFLOW__DATABASE__READ_URL"].contains("@timescaledb-standby:5432/"));
+    assert_eq!(
+        environment(&service(&o, "grafana"))["GRAFANA_DB_HOST"],
+        "timescaledb-standby"
+    );
+    let primary = o["services"]["timescaledb"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        primary.contains("synchronous_standby_names=standby1"),
+        "{primary}"
+    );
+    let script = std::fs::read_to_string(repo().join("deploy/replication/standby.sh")).unwrap();
+    assert!(script.contains("application_name=standby1"));
 }

@@ -6,7 +6,6 @@
 
 mod common;
 
-
 use common::*;
 use visitorflow::supervise::PgCluster;
 
