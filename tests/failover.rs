@@ -120,6 +120,19 @@ async fn a_synchronous_standby_promoted_after_the_primary_is_killed_loses_nothin
         failovers.is_some_and(|n| n >= 1.0),
         "failovers: {failovers:?}"
     );
+    let without = |suffix: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("visitorflow_db_without_primary_seconds_{suffix} "))
+            })
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    assert!(without("count").is_some_and(|n| n >= 1.0), "{metrics}");
+    println!(
+        "without a primary: {:.2} s (visitorflow_db_without_primary_seconds)",
+        without("sum").unwrap_or_default()
+    );
     svc.shutdown().await;
 }
 

@@ -27,9 +27,28 @@ pub(super) struct Marks {
 struct Inner {
     acked: Vec<Option<SeqState>>,
     lost: Vec<Option<LostMark>>,
+    /// When a session ended on a database fault, until a session reaches a primary again.
+    without_primary: Option<std::time::Instant>,
 }
 
 impl Marks {
+    /// A session ended on a database fault: from now the ingester has no primary.
+    pub(super) fn database_lost(&self) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.without_primary
+            .get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// A session reached a writable database: how long there was none, if a fault ended the
+    /// last one (`visitorflow_db_without_primary_seconds`).
+    pub(super) fn database_back(&self) -> Option<std::time::Duration> {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let d = m.without_primary.take()?.elapsed();
+        metrics::histogram!(crate::telemetry::DB_WITHOUT_PRIMARY).record(d.as_secs_f64());
+        tracing::info!(seconds = d.as_secs_f64(), "writing to the database again");
+        Some(d)
+    }
+
     /// After a batch's acknowledgement: these devices' states are what the broker no longer
     /// holds.
     pub(super) fn acknowledged(&self, states: Vec<(DeviceIdx, SeqState)>) {

@@ -181,6 +181,9 @@ impl Ingester {
             };
             self.set_ready(false);
             if let Err(e) = result {
+                if e.cause() == "database" {
+                    self.marks.database_lost();
+                }
                 IngestSessionEnded {
                     error: &e,
                     cause: e.cause(),
@@ -331,6 +334,7 @@ impl Ingester {
         tokio::time::timeout(limit, store::load_state(&db, &mut core))
             .await
             .map_err(bounded)??;
+        self.marks.database_back();
         let lost = self.marks.compare(&mut core, Utc::now());
         if !lost.is_empty() {
             tokio::time::timeout(limit, failover::record(&db, &self.registry, &lost))

@@ -46,6 +46,7 @@ pub const DB_PRIMARY: &str = "visitorflow_db_primary";
 pub const DB_FAILOVERS: &str = "visitorflow_db_failovers_total";
 pub const REPORTS_LOST: &str = "visitorflow_reports_lost_total";
 pub const DB_REPLICA_LAG: &str = "visitorflow_db_replica_lag_seconds";
+pub const DB_WITHOUT_PRIMARY: &str = "visitorflow_db_without_primary_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -220,6 +221,11 @@ fn describe() {
     describe_gauge!(
         DB_PRIMARY,
         "1 for the database server (host:port) the service last connected to for writes, 0 for earlier ones."
+    );
+    describe_histogram!(
+        DB_WITHOUT_PRIMARY,
+        Unit::Seconds,
+        "Time the ingester was without a writable database: from the session a database fault ended to the next one on a primary."
     );
     describe_gauge!(
         DB_REPLICA_LAG,
