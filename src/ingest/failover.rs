@@ -10,8 +10,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 
 use crate::core::Core;
-use crate::core::loss::{self, Lost, LostMark};
-use crate::core::seq::SeqState;
+use crate::core::loss::{self, Lost, LostMark, Mark};
 use crate::ids::DeviceIdx;
 use crate::registry::Registry;
 use crate::store::StoreError;
@@ -25,7 +24,7 @@ pub(super) struct Marks {
 
 #[derive(Default)]
 struct Inner {
-    acked: Vec<Option<SeqState>>,
+    acked: Vec<Option<Mark>>,
     lost: Vec<Option<LostMark>>,
     /// When a session ended on a database fault, until a session reaches a primary again.
     without_primary: Option<std::time::Instant>,
@@ -51,7 +50,7 @@ impl Marks {
 
     /// After a batch's acknowledgement: these devices' states are what the broker no longer
     /// holds.
-    pub(super) fn acknowledged(&self, states: Vec<(DeviceIdx, SeqState)>) {
+    pub(super) fn acknowledged(&self, states: Vec<(DeviceIdx, Mark)>) {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         for (d, st) in states {
             if m.acked.len() <= d.get() {
@@ -71,10 +70,11 @@ impl Marks {
             let (Some(before), Some(loaded)) = (acked.as_ref(), core.seq.get(i)) else {
                 continue;
             };
-            if let Some(l) = loss::lost(DeviceIdx(i as u32), before, loaded) {
+            let loaded = Mark::of(loaded);
+            if let Some(l) = loss::lost(DeviceIdx(i as u32), before, &loaded) {
                 found.push(l);
             }
-            *acked = Some(*loaded);
+            *acked = Some(loaded);
         }
         if m.lost.len() < core.seen.len() {
             m.lost.resize(core.seen.len(), None);

@@ -20,8 +20,9 @@ pub mod push;
 mod tickets;
 
 use crate::admission::Reservations;
+use crate::core::loss::Mark;
 use crate::core::route::{Routed, Router};
-use crate::core::seq::{JumpBound, SeqState};
+use crate::core::seq::JumpBound;
 use crate::core::{Batch, BatchStats, Core, Pending, Recounted};
 use crate::decode::{CountReport, Limits, Reject};
 use crate::ids::DeviceIdx;
@@ -433,7 +434,7 @@ impl Ingester {
         let states = batch
             .devices
             .iter()
-            .map(|&d| (d, core.seq[d.get()]))
+            .map(|&d| (d, Mark::of(&core.seq[d.get()])))
             .collect();
         let stats = std::mem::take(&mut batch.stats);
         batch.clear();
@@ -593,7 +594,7 @@ struct InFlight {
     captured: Captured,
     stats: BatchStats,
     /// The batch's devices' states, remembered once acknowledged ([`failover::Marks`]).
-    states: Vec<(DeviceIdx, SeqState)>,
+    states: Vec<(DeviceIdx, Mark)>,
 }
 
 type CommitResult = (tokio_postgres::Client, Result<(), StoreError>);
