@@ -50,7 +50,7 @@ impl Trigger {
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct RunSummary {
-    /// None when another instance was running one, or tonight's run was already made.
+    /// None when tonight's run was already made (by this or another instance).
     pub run_id: Option<i64>,
     pub made_at: Option<DateTime<Utc>>,
     pub first_day: NaiveDate,
@@ -247,10 +247,8 @@ impl Forecaster {
         }
         summary.spaces = spaces.len();
         let tx = client.transaction().await?;
-        let locked: bool = tx.query_one(sql::FORECAST_LOCK, &[]).await?.try_get(0)?;
-        if !locked {
-            return Ok(summary);
-        }
+        // A run asked for while another stores waits for it rather than being dropped.
+        tx.execute(sql::FORECAST_LOCK, &[]).await?;
         if trigger == Trigger::Nightly && self.due(now).await?.is_some() {
             return Ok(summary);
         }

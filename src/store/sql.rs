@@ -446,9 +446,9 @@ pub const LATEST_FORECASTS: &str = "SELECT DISTINCT ON (f.space_id, f.day) f.spa
      FROM day_forecasts f JOIN forecast_runs r ON r.id = f.run_id \
      WHERE f.space_id = ANY($1) AND f.day >= $2 AND f.day <= $3 AND r.made_at < $4 \
      ORDER BY f.space_id, f.day, f.run_id DESC";
-/// One forecast run at a time across instances (held until the run's transaction ends).
-pub const FORECAST_LOCK: &str =
-    "SELECT pg_try_advisory_xact_lock(hashtext('visitorflow.forecast'))";
+/// One forecast run at a time across instances: a run waits for the one storing (the lock is
+/// held until the run's transaction ends).
+pub const FORECAST_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('visitorflow.forecast'))";
 pub const LAST_RUN: &str = "SELECT max(id) FROM forecast_runs";
 pub const LAST_NIGHTLY_RUN: &str =
     "SELECT max(made_at) FROM forecast_runs WHERE trigger = 'nightly'";
