@@ -50,8 +50,8 @@ fn history(today: NaiveDate) -> (Vec<(String, String)>, i64) {
 
 async fn alerts_of(addr: std::net::SocketAddr, kind_prefix: &str) -> Vec<Value> {
     let (_, v) = get_json(addr, "/api/v1/alerts?space=canyon&limit=100").await;
-    v.as_array()
-        .or_else(|| v["alerts"].as_array())
+    v["alerts"]
+        .as_array()
         .cloned()
         .unwrap_or_default()
         .into_iter()

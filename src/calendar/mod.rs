@@ -33,6 +33,16 @@ pub enum DayKind {
 }
 
 impl DayKind {
+    /// As serialised: `workday`, `weekend`, `holiday`, `make_up_workday`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DayKind::Workday => "workday",
+            DayKind::Weekend => "weekend",
+            DayKind::Holiday => "holiday",
+            DayKind::MakeUpWorkday => "make_up_workday",
+        }
+    }
+
     pub fn is_day_off(self) -> bool {
         matches!(self, DayKind::Weekend | DayKind::Holiday)
     }

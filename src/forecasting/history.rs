@@ -7,7 +7,7 @@ use chrono::{NaiveDate, Timelike};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
 
-use crate::calendar::{Day, DayKind};
+use crate::calendar::Day;
 use crate::forecast::{DayForecast, DayObs, HOURS};
 use crate::store::SeriesPoint;
 use crate::store::forecasts::NewDay;
@@ -59,15 +59,6 @@ pub fn by_local_day(points: &[SeriesPoint], tz: Tz) -> History {
     history
 }
 
-pub fn kind_str(kind: DayKind) -> &'static str {
-    match kind {
-        DayKind::Workday => "workday",
-        DayKind::Weekend => "weekend",
-        DayKind::Holiday => "holiday",
-        DayKind::MakeUpWorkday => "make_up_workday",
-    }
-}
-
 /// The row of one space's day: entries from the entries forecast, the occupancy profile and peak
 /// from the occupancy one.
 pub fn row(space: &str, day: &Day, entries: &DayForecast, occupancy: &DayForecast) -> NewDay {
@@ -80,7 +71,7 @@ pub fn row(space: &str, day: &Day, entries: &DayForecast, occupancy: &DayForecas
     NewDay {
         space: space.to_string(),
         day: day.date,
-        day_kind: kind_str(day.kind),
+        day_kind: day.kind.as_str(),
         holiday: day.holiday.as_ref().map(|h| h.name.to_string()),
         entries: serde_json::to_value(entries.total).unwrap_or_default(),
         peak: serde_json::to_value(occupancy.peak).unwrap_or_default(),

@@ -11,6 +11,7 @@ use super::config::Params;
 use super::forecast::Forecast;
 use super::input::{CapLimit, DeviceHealth, SpaceInput};
 use super::level::{Ladder, Level, Severity};
+use super::words::{LISTED, listed};
 use super::{LevelStatus, SpaceDef};
 use crate::ids::{DeviceId, SpaceId};
 
@@ -286,19 +287,6 @@ fn transition(
         message_zh,
         message_en,
     }
-}
-
-/// How many names a message lists before "+N more".
-const LISTED: usize = 5;
-
-/// The first [`LISTED`] of `shown` joined by `sep`, then how many of `total` were left out:
-/// messages stay short however many devices an alert is about.
-fn listed(shown: &[String], total: usize, sep: &str, more: impl Fn(usize) -> String) -> String {
-    let mut s = shown[..shown.len().min(LISTED)].join(sep);
-    if total > LISTED {
-        s.push_str(&more(total - LISTED));
-    }
-    s
 }
 
 fn pct(load: Option<f64>) -> String {

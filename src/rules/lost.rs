@@ -2,9 +2,7 @@
 
 use super::Change;
 use super::input::DeviceHealth;
-
-/// Counters named before "+N more".
-const LISTED: usize = 5;
+use super::words::listed;
 
 pub(crate) fn describe(
     (zh, en): (&str, &str),
@@ -26,23 +24,14 @@ pub(crate) fn describe(
     let total: u64 = lost.iter().map(|(_, l)| l.count).sum();
     let named: Vec<String> = lost
         .iter()
-        .take(LISTED)
         .map(|(d, l)| format!("{d} seq {}–{} ({})", l.first, l.last, l.count))
         .collect();
-    let more = lost.len().saturating_sub(LISTED);
-    let (more_zh, more_en) = if more > 0 {
-        (format!(" 等另{more}台"), format!(" +{more} more"))
-    } else {
-        (String::new(), String::new())
-    };
+    let names_zh = listed(&named, named.len(), "，", |n| format!(" 等另{n}台"));
+    let names_en = listed(&named, named.len(), ", ", |n| format!(" +{n} more"));
     (
+        format!("{zh}：数据库切换后{total}条已确认的上报不在新主库上，设备不会重发：{names_zh}"),
         format!(
-            "{zh}：数据库切换后{total}条已确认的上报不在新主库上，设备不会重发：{}{more_zh}",
-            named.join("，")
-        ),
-        format!(
-            "{en}: {total} acknowledged reports are missing on the promoted database and will not be resent: {}{more_en}",
-            named.join(", ")
+            "{en}: {total} acknowledged reports are missing on the promoted database and will not be resent: {names_en}"
         ),
     )
 }

@@ -62,6 +62,7 @@ mod level;
 pub mod outlook;
 mod replay;
 mod restore;
+mod words;
 #[cfg(test)]
 mod tests;
 
