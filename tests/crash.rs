@@ -19,7 +19,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts the binary with its warnings appended to `log`.
+/// Starts the binary with its warnings (and the ingester's notices) appended to `log`.
 fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
     let out = std::fs::OpenOptions::new()
         .create(true)
@@ -29,7 +29,7 @@ fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_visitorflow"))
         .args(["run", "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,visitorflow::ingest=info")
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out))
         .spawn()
@@ -58,8 +58,24 @@ async fn wait_ready(addr: std::net::SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_mid_stream_loses_and_doubles_nothing() {
+    kill_nine(false).await;
+}
+
+/// The same with every batch's state journaled (no checkpoint until input pauses): each kill
+/// leaves journal rows that the next start must fold exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_between_checkpoints_loses_and_doubles_nothing() {
+    kill_nine(true).await;
+}
+
+async fn kill_nine(journal: bool) {
     let stack = Stack::start();
-    let mut cfg = stack.config("vf-kill9");
+    let mut cfg = stack.config(if journal { "vf-kill9j" } else { "vf-kill9" });
+    if journal {
+        cfg.ingest.state_direct_rows = 0;
+        cfg.ingest.state_checkpoint_ms = 600_000;
+        cfg.ingest.state_quiet_ms = 600_000;
+    }
     let port = free_port();
     cfg.http.listen = format!("127.0.0.1:{port}").parse().unwrap();
     let path = stack.dir.path().join("visitorflow.toml");
@@ -112,6 +128,31 @@ async fn kill_dash_nine_mid_stream_loses_and_doubles_nothing() {
     let committed = published.elapsed();
     assert_eq!(v["exits_today"].as_u64(), Some(exits));
     let db = stack.db().await;
+    if journal {
+        // Nothing is checkpointed while the service runs: one more kill, and the next start must
+        // fold whatever the journal holds into the tables exactly once.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        child = spawn(&path, &log);
+        wait_ready(addr).await;
+        let left: i64 = db
+            .query_one("SELECT count(*) FROM state_journal", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "the start folded the journal");
+    }
+    let state: (i64, i64) = {
+        let r = db
+            .query_one(
+                "SELECT entries, exits FROM space_state WHERE space_id = 'canyon'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(state, (total as i64, exits as i64));
     assert_eq!(
         stored(&db).await,
         (total as i64, total as i64, total as i64, exits as i64)
@@ -144,8 +185,21 @@ async fn kill_dash_nine_mid_stream_loses_and_doubles_nothing() {
         .filter(|l| l.contains("rejected MQTT input"))
         .count();
     assert_eq!(rejected_lines, 0, "{log}");
+    let folds = log
+        .lines()
+        .filter(|l| l.contains("wrote the state journal an earlier session left"))
+        .count();
+    if journal {
+        // The kills fell between checkpoints (each start after one folds).
+        assert!(folds >= 1, "no start found journal rows to fold: {log}");
+    } else {
+        assert_eq!(
+            folds, 0,
+            "a county's few counters write their state directly"
+        );
+    }
     println!(
-        "(f) kill -9 of the binary 3 times mid-stream: published {total} reports, stored {total}, \
+        "(f) kill -9 of the binary 3 times mid-stream (journal {journal}, {folds} starts folded it): published {total} reports, stored {total}, \
          lost 0, double-counted 0; back to ready within {:.2} s of each kill, all committed {:.2} s \
          after the last publish; the last start settled {redelivered} redelivered reports and the \
          replayed stream ({duplicates}) as duplicates, refused 0, logged 0 rejection lines",

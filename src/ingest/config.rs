@@ -29,6 +29,14 @@ pub struct IngestConfig {
     /// flagged, without opening that many missing reports or silencing the counter.
     pub seq_jump_slack: u64,
     pub seq_jump_per_second: f64,
+    /// Under sustained load a batch journals the state it changed (one row) and a checkpoint
+    /// writes the device, space and minute rows at most this long after; also as soon as input
+    /// pauses. See docs/performance.md, "State checkpoints".
+    pub state_checkpoint_ms: u64,
+    /// Changes of up to this many state rows since the last checkpoint are written directly.
+    pub state_direct_rows: usize,
+    /// A pause in input this long checkpoints what is journaled.
+    pub state_quiet_ms: u64,
 }
 
 impl Default for IngestConfig {
@@ -43,6 +51,9 @@ impl Default for IngestConfig {
             commit_timeout_ms: 10_000,
             seq_jump_slack: 10_000,
             seq_jump_per_second: 10.0,
+            state_checkpoint_ms: 5_000,
+            state_direct_rows: 256,
+            state_quiet_ms: 50,
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::partition::{PartitionError, Scope};
 use crate::registry::Registry;
 use crate::source::{self, Acks, SourceEvent};
 use crate::store::TicketWrite;
+use crate::store::checkpoint::CheckpointPolicy;
 use crate::store::{self, StoreError};
 use crate::telemetry as t;
 use crate::telemetry::events::{IngestSessionEnded, InternalEvent, Rejections};
@@ -238,6 +239,10 @@ impl Ingester {
         let mut db = Some(db);
         let mut inflight: Option<InFlight> = None;
         let mut deadline: Option<Instant> = None;
+        // Journaled state is checkpointed once input pauses, so the state tables catch up as
+        // soon as a burst ends rather than after `state_checkpoint_ms`.
+        let mut last_input = Instant::now();
+        let quiet = Duration::from_millis(self.cfg.ingest.state_quiet_ms);
         loop {
             if recounts_due && inflight.is_none() {
                 recounts_due = false;
@@ -263,9 +268,12 @@ impl Ingester {
                 deadline = None;
                 continue;
             }
+            let flush_at = (writer.journaled() && inflight.is_none() && work.pending() == 0)
+                .then(|| last_input + quiet);
             let step = tokio::select! {
                 biased;
                 r = wait_commit(&mut inflight, limit) => Step::Committed(r),
+                _ = sleep_until_some(flush_at), if flush_at.is_some() => Step::Flush,
                 ev = conn.events.recv(), if !full => Step::Event(ev),
                 Some(p) = next_push(pushes), if !full => Step::Push(p),
                 _ = sleep_until_some(deadline), if !due => Step::Linger,
@@ -280,14 +288,24 @@ impl Ingester {
                     }
                 }
                 Step::Event(ev) => {
+                    last_input = Instant::now();
                     self.handle(ev, &mut core, &mut work)?;
                     deadline = cut.deadline(deadline, work.pending(), Instant::now());
                 }
                 Step::Push(p) => {
+                    last_input = Instant::now();
                     self.push(p, &mut core, &mut work);
                     deadline = cut.deadline(deadline, work.pending(), Instant::now());
                 }
                 Step::Linger => {}
+                Step::Flush => {
+                    let Some(client) = db.take() else {
+                        return Err(IngestError::CommitTask("database connection lost".into()));
+                    };
+                    writer.checkpoint_next();
+                    inflight =
+                        Some(self.start_commit(&mut core, &mut work, &mut writer, client, limit));
+                }
                 Step::Recount => recounts_due = true,
             }
         }
@@ -332,6 +350,15 @@ impl Ingester {
             slack: self.cfg.ingest.seq_jump_slack,
             per_second: self.cfg.ingest.seq_jump_per_second.max(0.0),
         });
+        let folded = tokio::time::timeout(limit, store::fold_journal(&mut db))
+            .await
+            .map_err(bounded)??;
+        if folded > 0 {
+            tracing::info!(
+                rows = folded,
+                "wrote the state journal an earlier session left into the state tables"
+            );
+        }
         tokio::time::timeout(limit, store::load_state(&db, &mut core))
             .await
             .map_err(bounded)??;
@@ -342,9 +369,16 @@ impl Ingester {
                 .await
                 .map_err(bounded)??;
         }
+        // Other instances read partitioned state from the tables: it is written with every batch.
+        let policy = CheckpointPolicy {
+            every: Duration::from_millis(self.cfg.ingest.state_checkpoint_ms),
+            direct_rows: self.cfg.ingest.state_direct_rows,
+            journal: self.scope.is_none(),
+        };
         let writer = tokio::time::timeout(limit, store::BatchWriter::prepare(&db))
             .await
-            .map_err(bounded)??;
+            .map_err(bounded)??
+            .with_policy(policy);
         match &self.scope {
             Some(scope) => scope.publish_loaded(&core),
             None => self.live.publish_all(&core),
@@ -614,6 +648,8 @@ enum Step {
     Event(Option<SourceEvent>),
     Push(Push),
     Linger,
+    /// Input paused with state still only journaled: commit an empty checkpoint batch.
+    Flush,
     Recount,
 }
 

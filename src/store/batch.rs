@@ -1,14 +1,18 @@
-//! The ingester's batch commit, pipelined: binary COPY of the raw reports, `unnest` upserts of
-//! buckets and state, repair moves, revised days, applied head counts. What it loads on start and
-//! looks up in the raw table is `state.rs`.
+//! The ingester's batch commit, pipelined: binary COPY of the raw reports, the state it changed
+//! (`unnest` upserts of buckets and state at a checkpoint, otherwise one journal row, as
+//! `checkpoint.rs` decides), repair moves, revised days, applied head counts. What it loads on
+//! start and looks up in the raw table is `state.rs`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::{SinkExt, pin_mut};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
+use super::checkpoint::{CheckpointPolicy, MergedBucket, StateWrite, Unwritten};
 use super::{StoreError, bookings, controls, i64_of, sql};
 use crate::core::occupancy::SpaceCounts;
 use crate::core::seq::SeqState;
@@ -26,6 +30,9 @@ use crate::registry::Registry;
 pub struct BatchWriter {
     statements: BatchStatements,
     buf: BytesMut,
+    policy: CheckpointPolicy,
+    /// What changed since the last checkpoint.
+    unwritten: Unwritten,
 }
 
 /// The commit's prepared statements (cheap to clone: a statement is a handle).
@@ -35,6 +42,8 @@ pub struct BatchStatements {
     buckets: Statement,
     devices: Statement,
     spaces: Statement,
+    journal: Statement,
+    clear_journal: Statement,
     moves: Statement,
     revisions: Statement,
     recounts: Statement,
@@ -48,6 +57,9 @@ pub struct EncodedBatch {
     buckets: BucketCols,
     devices: DeviceCols,
     spaces: SpaceCols,
+    /// A checkpoint (state upserted, journal emptied if `clear_journal`) or a journal row.
+    write: StateWrite,
+    clear_journal: bool,
     hazards: Vec<(SpaceIdx, crate::decode::HazardSignal, DateTime<Utc>)>,
     moves: Vec<RepairMove>,
     revisions: Vec<Revision>,
@@ -67,12 +79,32 @@ impl BatchWriter {
                 buckets: client.prepare(sql::UPSERT_BUCKETS).await?,
                 devices: client.prepare(sql::UPSERT_DEVICE_STATE).await?,
                 spaces: client.prepare(sql::UPSERT_SPACE_STATE).await?,
+                journal: client.prepare(sql::JOURNAL_STATE).await?,
+                clear_journal: client.prepare(sql::CLEAR_JOURNAL).await?,
                 moves: client.prepare(sql::MOVE_REPAIRS).await?,
                 revisions: client.prepare(sql::UPSERT_REVISIONS).await?,
                 recounts: client.prepare(sql::COMPLETE_RECOUNTS).await?,
             },
             buf: BytesMut::new(),
+            policy: CheckpointPolicy::default(),
+            unwritten: Unwritten::new(Instant::now()),
         })
+    }
+
+    /// When state reaches its tables (the default journals under load and checkpoints every 5 s).
+    pub fn with_policy(mut self, policy: CheckpointPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The next batch is a checkpoint, whatever it holds.
+    pub fn checkpoint_next(&mut self) {
+        self.unwritten.force();
+    }
+
+    /// Journal rows wait for a checkpoint (the ingester flushes them when input pauses).
+    pub fn journaled(&self) -> bool {
+        self.unwritten.journaled()
     }
 
     pub fn statements(&self) -> &BatchStatements {
@@ -86,8 +118,28 @@ impl BatchWriter {
             encode_reports(&mut self.buf, reg, &batch.rows);
             self.buf.split().freeze()
         });
+        self.unwritten.note(batch);
+        let now = Instant::now();
+        let write = self.unwritten.decide(&self.policy, now);
+        // A checkpoint writes everything changed since the last one (the core's current state,
+        // buckets merged); a journal row only what this batch changed.
+        let (changed_devices, changed_spaces, merged, clear_journal) = match write {
+            StateWrite::Checkpoint => {
+                let c = self.unwritten.checkpoint(now);
+                (c.devices, c.spaces, c.buckets, c.clear_journal)
+            }
+            StateWrite::Journal => {
+                self.unwritten.journal();
+                let merged = batch
+                    .buckets
+                    .iter()
+                    .map(|(s, m, d)| (s, m, MergedBucket::of(d)))
+                    .collect();
+                (batch.devices.clone(), batch.spaces.clone(), merged, false)
+            }
+        };
         let mut buckets = BucketCols::default();
-        for (space, minute, d) in batch.buckets.iter() {
+        for (space, minute, d) in merged {
             buckets.space.push(space);
             buckets
                 .start
@@ -96,9 +148,10 @@ impl BatchWriter {
             buckets.exits.push(d.exits);
             buckets.occupancy.push(d.occupancy.map(i64_of));
             buckets.correction.push(d.correction);
+            buckets.peak.push(d.peak.map(i64_of));
         }
         let mut devices = DeviceCols::default();
-        for &d in &batch.devices {
+        for &d in &changed_devices {
             let st = &core.seq[d.get()];
             if !st.started && core.seen[d.get()].online.is_none() {
                 continue;
@@ -106,7 +159,7 @@ impl BatchWriter {
             devices.push(d, st, &core.seen[d.get()]);
         }
         let mut spaces = SpaceCols::default();
-        for &s in &batch.spaces {
+        for &s in &changed_spaces {
             let c = &core.counts[s.get()];
             if let Some(day) = c.day {
                 spaces.push(s, day, c);
@@ -118,6 +171,8 @@ impl BatchWriter {
             buckets,
             devices,
             spaces,
+            write,
+            clear_journal,
             hazards: batch.hazards.clone(),
             moves: batch.repair_moves.clone(),
             revisions: batch.revisions.clone(),
@@ -159,82 +214,43 @@ impl BatchStatements {
             sink.send(copy.clone()).await?;
             sink.finish().await?;
         }
-        if !b.buckets.space.is_empty() {
-            let c = &b.buckets;
-            let s = space_ids(&c.space);
-            tx.execute(
-                &self.buckets,
-                &[
-                    &s,
-                    &c.start,
-                    &c.entries,
-                    &c.exits,
-                    &c.occupancy,
-                    &c.correction,
-                ],
-            )
-            .await?;
-        }
-        if !b.devices.device.is_empty() {
-            let c = &b.devices;
-            let id: Vec<&str> = c
-                .device
-                .iter()
-                .map(|&d| reg.device(d).id.as_str())
-                .collect();
-            tx.execute(
-                &self.devices,
-                &[
-                    &id,
-                    &c.high,
-                    &c.hi,
-                    &c.lo,
-                    &c.last_ts,
-                    &c.run_start,
-                    &c.tin,
-                    &c.tout,
-                    &c.missing,
-                    &c.gaps,
-                    &c.repaired,
-                    &c.resets,
-                    &c.last_received,
-                    &c.online,
-                    &c.rhi,
-                    &c.rlo,
-                    &c.prev_run_start,
-                    &c.jumps,
-                    &c.jump_at,
-                    &c.jump_seq,
-                    &c.jumped_in,
-                    &c.jumped_out,
-                    &c.high_ts,
-                ],
-            )
-            .await?;
-        }
-        if !b.spaces.space.is_empty() {
-            let sc = &b.spaces;
-            let id = space_ids(&sc.space);
-            tx.execute(
-                &self.spaces,
-                &[
-                    &id,
-                    &sc.day,
-                    &sc.entries,
-                    &sc.exits,
-                    &sc.base,
-                    &sc.minute,
-                    &sc.min_in,
-                    &sc.min_out,
-                    &sc.drift,
-                    &sc.peak,
-                    &sc.peak_at,
-                    &sc.last_report,
-                    &sc.adjust,
-                    &sc.corrected,
-                ],
-            )
-            .await?;
+        let bucket_ids = space_ids(&b.buckets.space);
+        let buckets = b.buckets.params(&bucket_ids);
+        let device_ids: Vec<&str> = b
+            .devices
+            .device
+            .iter()
+            .map(|&d| reg.device(d).id.as_str())
+            .collect();
+        let devices = b.devices.params(&device_ids);
+        let space_state_ids = space_ids(&b.spaces.space);
+        let spaces = b.spaces.params(&space_state_ids);
+        let (nb, nd, ns) = (bucket_ids.len(), device_ids.len(), space_state_ids.len());
+        match b.write {
+            StateWrite::Journal if nb + nd + ns > 0 => {
+                let all: Vec<&(dyn ToSql + Sync)> = devices
+                    .iter()
+                    .chain(&spaces)
+                    .chain(&buckets)
+                    .copied()
+                    .collect();
+                tx.execute(&self.journal, &all).await?;
+            }
+            StateWrite::Journal => {}
+            StateWrite::Checkpoint => {
+                if nb > 0 {
+                    tx.execute(&self.buckets, &buckets).await?;
+                }
+                if nd > 0 {
+                    tx.execute(&self.devices, &devices).await?;
+                }
+                if ns > 0 {
+                    tx.execute(&self.spaces, &spaces).await?;
+                }
+                if b.clear_journal {
+                    tx.execute(&self.clear_journal, &[]).await?;
+                }
+            }
         }
         if !b.moves.is_empty() {
             let m = &b.moves;
@@ -313,8 +329,14 @@ pub async fn commit_batch(
     core: &Core,
     batch: &Batch,
 ) -> Result<(), StoreError> {
+    // Nothing follows to checkpoint a journal row: the state is written with the batch.
+    let direct = CheckpointPolicy {
+        journal: false,
+        ..CheckpointPolicy::default()
+    };
     BatchWriter::prepare(client)
         .await?
+        .with_policy(direct)
         .commit(client, core, batch)
         .await
 }
@@ -393,6 +415,25 @@ struct BucketCols {
     exits: Vec<i64>,
     occupancy: Vec<Option<i64>>,
     correction: Vec<i64>,
+    peak: Vec<Option<i64>>,
+}
+
+/// Statement parameters, borrowed from column vectors.
+type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+
+impl BucketCols {
+    /// `sql::UPSERT_BUCKETS`'s parameters (and the journal's `b_` columns), `ids` for `space`.
+    fn params<'a>(&'a self, ids: &'a (dyn ToSql + Sync)) -> Params<'a> {
+        vec![
+            ids,
+            &self.start,
+            &self.entries,
+            &self.exits,
+            &self.occupancy,
+            &self.correction,
+            &self.peak,
+        ]
+    }
 }
 
 #[derive(Default)]
@@ -423,6 +464,35 @@ struct DeviceCols {
 }
 
 impl DeviceCols {
+    /// `sql::UPSERT_DEVICE_STATE`'s parameters (and the journal's `d_` columns).
+    fn params<'a>(&'a self, ids: &'a (dyn ToSql + Sync)) -> Params<'a> {
+        vec![
+            ids,
+            &self.high,
+            &self.hi,
+            &self.lo,
+            &self.last_ts,
+            &self.run_start,
+            &self.tin,
+            &self.tout,
+            &self.missing,
+            &self.gaps,
+            &self.repaired,
+            &self.resets,
+            &self.last_received,
+            &self.online,
+            &self.rhi,
+            &self.rlo,
+            &self.prev_run_start,
+            &self.jumps,
+            &self.jump_at,
+            &self.jump_seq,
+            &self.jumped_in,
+            &self.jumped_out,
+            &self.high_ts,
+        ]
+    }
+
     fn push(&mut self, d: DeviceIdx, st: &SeqState, seen: &crate::core::DeviceSeen) {
         self.device.push(d);
         self.high.push(i64_of(st.high));
@@ -470,6 +540,26 @@ struct SpaceCols {
 }
 
 impl SpaceCols {
+    /// `sql::UPSERT_SPACE_STATE`'s parameters (and the journal's `s_` columns).
+    fn params<'a>(&'a self, ids: &'a (dyn ToSql + Sync)) -> Params<'a> {
+        vec![
+            ids,
+            &self.day,
+            &self.entries,
+            &self.exits,
+            &self.base,
+            &self.minute,
+            &self.min_in,
+            &self.min_out,
+            &self.drift,
+            &self.peak,
+            &self.peak_at,
+            &self.last_report,
+            &self.adjust,
+            &self.corrected,
+        ]
+    }
+
     fn push(&mut self, s: SpaceIdx, day: NaiveDate, c: &SpaceCounts) {
         self.space.push(s);
         self.day.push(day);

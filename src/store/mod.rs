@@ -5,6 +5,7 @@ pub mod sql;
 pub mod row;
 pub mod alerts;
 mod batch;
+pub mod checkpoint;
 pub mod bookings;
 mod config;
 pub mod controls;
@@ -277,7 +278,7 @@ pub use batch::{
     encode_reports,
 };
 pub use config::DatabaseConfig;
-pub use state::{PendingRecount, load_state, lookup, pending_recounts};
+pub use state::{PendingRecount, fold_journal, load_state, lookup, pending_recounts};
 
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)

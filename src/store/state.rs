@@ -150,6 +150,20 @@ pub(super) const STATE_MAPPINGS: &[(&str, &[&str])] = &[
     (sql::PENDING_RECOUNTS, &["id", "space_id", "inside"]),
 ];
 
+/// Writes what a session that ended between checkpoints left in `state_journal` into the state
+/// tables and empties it, in one transaction; returns the journal rows folded. Runs before
+/// [`load_state`], under a lock so two starting sessions never fold the same rows.
+pub async fn fold_journal(client: &mut Client) -> Result<u64, StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute(sql::FOLD_LOCK, &[]).await?;
+    tx.execute(sql::FOLD_DEVICES, &[]).await?;
+    tx.execute(sql::FOLD_SPACES, &[]).await?;
+    tx.execute(sql::FOLD_BUCKETS, &[]).await?;
+    let rows = tx.execute(sql::CLEAR_JOURNAL, &[]).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
 /// Restores the ingest state written by earlier batches, so a restart neither resets occupancy
 /// nor counts a redelivered report twice. Rows for ids no longer in the registry are skipped.
 pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreError> {

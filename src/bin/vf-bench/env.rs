@@ -177,7 +177,14 @@ pub async fn verify_exactly_once(
         )
         .await?;
     let (rows, distinct): (i64, i64) = (r.get(0), r.get(1));
-    let county = county_entries(db).await?;
+    // The state tables follow the committed figures at the service's next checkpoint, which
+    // comes once input pauses.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut county = county_entries(db).await?;
+    while county < entries && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        county = county_entries(db).await?;
+    }
     if rows as u64 != n || distinct as u64 != n || county != entries {
         bail!(
             "exactly-once violated: published {n} reports ({entries} entries); stored {rows} rows, \
