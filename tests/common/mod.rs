@@ -105,6 +105,12 @@ impl Stack {
         // Plain PostgreSQL unless VISITORFLOW_TEST_TIMESCALEDB=1 asks for the TimescaleDB path
         // (which then runs wherever the extension is installed; CI has none).
         cfg.database.timescaledb = want_timescaledb();
+        // VISITORFLOW_TEST_JOURNAL=1 journals every batch's state (a checkpoint only when input
+        // pauses or every 5 s): scripts/test runs the fault suite so too, since the tests' few
+        // counters are otherwise always written directly.
+        if std::env::var("VISITORFLOW_TEST_JOURNAL").is_ok_and(|v| v == "1") {
+            cfg.ingest.state_direct_rows = 0;
+        }
         cfg.mqtt.port = self.mq.port();
         cfg.mqtt.client_id = client_id.into();
         cfg.mqtt.reconnect_delay_ms = 100;
