@@ -10,13 +10,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::{SinkExt, pin_mut};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::{Client, GenericClient, Statement};
 
 use super::checkpoint::{CheckpointPolicy, MergedBucket, StateWrite, Unwritten};
-use super::{StoreError, bookings, controls, i64_of, sql};
+use super::{StoreError, bookings, controls, i64_of, journal, sql};
 use crate::core::occupancy::SpaceCounts;
 use crate::core::seq::SeqState;
-use crate::core::{Batch, Core, RawRow, Recounted, RepairMove, Revision};
+use crate::core::{Batch, Core, DeviceSeen, RawRow, Recounted, RepairMove, Revision};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 
@@ -54,12 +54,7 @@ pub struct BatchStatements {
 pub struct EncodedBatch {
     registry: Arc<Registry>,
     copy: Option<Bytes>,
-    buckets: BucketCols,
-    devices: DeviceCols,
-    spaces: SpaceCols,
-    /// A checkpoint (state upserted, journal emptied if `clear_journal`) or a journal row.
-    write: StateWrite,
-    clear_journal: bool,
+    state: EncodedState,
     hazards: Vec<(SpaceIdx, crate::decode::HazardSignal, DateTime<Utc>)>,
     moves: Vec<RepairMove>,
     revisions: Vec<Revision>,
@@ -120,59 +115,44 @@ impl BatchWriter {
         });
         self.unwritten.note(batch);
         let now = Instant::now();
-        let write = self.unwritten.decide(&self.policy, now);
         // A checkpoint writes everything changed since the last one (the core's current state,
         // buckets merged); a journal row only what this batch changed.
-        let (changed_devices, changed_spaces, merged, clear_journal) = match write {
+        let state = match self.unwritten.decide(&self.policy, now) {
             StateWrite::Checkpoint => {
                 let c = self.unwritten.checkpoint(now);
-                (c.devices, c.spaces, c.buckets, c.clear_journal)
+                EncodedState::Rows {
+                    rows: StateRows::of(core, &c.devices, &c.spaces, &c.buckets),
+                    clear_journal: c.clear_journal,
+                }
             }
             StateWrite::Journal => {
                 self.unwritten.journal();
-                let merged = batch
-                    .buckets
-                    .iter()
-                    .map(|(s, m, d)| (s, m, MergedBucket::of(d)))
-                    .collect();
-                (batch.devices.clone(), batch.spaces.clone(), merged, false)
+                let changes = journal::Changes {
+                    devices: changed_devices(core, &batch.devices)
+                        .map(|(id, st, seen)| (id, st, seen.last_received, seen.online))
+                        .collect(),
+                    spaces: changed_spaces(core, &batch.spaces)
+                        .map(|(id, _, c)| (id, c))
+                        .collect(),
+                    buckets: batch
+                        .buckets
+                        .iter()
+                        .map(|(s, m, d)| (reg.space(s).id.as_str(), m, MergedBucket::of(d)))
+                        .collect(),
+                };
+                let empty = changes.devices.is_empty()
+                    && changes.spaces.is_empty()
+                    && changes.buckets.is_empty();
+                EncodedState::Journal((!empty).then(|| {
+                    journal::encode(&mut self.buf, &changes);
+                    self.buf.split().freeze()
+                }))
             }
         };
-        let mut buckets = BucketCols::default();
-        for (space, minute, d) in merged {
-            buckets.space.push(space);
-            buckets
-                .start
-                .push(DateTime::<Utc>::from_timestamp(minute * 60, 0).unwrap_or_default());
-            buckets.entries.push(d.entries);
-            buckets.exits.push(d.exits);
-            buckets.occupancy.push(d.occupancy.map(i64_of));
-            buckets.correction.push(d.correction);
-            buckets.peak.push(d.peak.map(i64_of));
-        }
-        let mut devices = DeviceCols::default();
-        for &d in &changed_devices {
-            let st = &core.seq[d.get()];
-            if !st.started && core.seen[d.get()].online.is_none() {
-                continue;
-            }
-            devices.push(d, st, &core.seen[d.get()]);
-        }
-        let mut spaces = SpaceCols::default();
-        for &s in &changed_spaces {
-            let c = &core.counts[s.get()];
-            if let Some(day) = c.day {
-                spaces.push(s, day, c);
-            }
-        }
         EncodedBatch {
             registry: Arc::clone(reg),
             copy,
-            buckets,
-            devices,
-            spaces,
-            write,
-            clear_journal,
+            state,
             hazards: batch.hazards.clone(),
             moves: batch.repair_moves.clone(),
             revisions: batch.revisions.clone(),
@@ -204,9 +184,6 @@ impl BatchStatements {
         b: &EncodedBatch,
     ) -> Result<Vec<TicketApplied>, StoreError> {
         let reg = &b.registry;
-        let space_ids = |idx: &[SpaceIdx]| -> Vec<&str> {
-            idx.iter().map(|&s| reg.space(s).id.as_str()).collect()
-        };
         let tx = client.transaction().await?;
         if let Some(copy) = &b.copy {
             let sink = tx.copy_in::<_, Bytes>(&self.copy).await?;
@@ -214,40 +191,18 @@ impl BatchStatements {
             sink.send(copy.clone()).await?;
             sink.finish().await?;
         }
-        let bucket_ids = space_ids(&b.buckets.space);
-        let buckets = b.buckets.params(&bucket_ids);
-        let device_ids: Vec<&str> = b
-            .devices
-            .device
-            .iter()
-            .map(|&d| reg.device(d).id.as_str())
-            .collect();
-        let devices = b.devices.params(&device_ids);
-        let space_state_ids = space_ids(&b.spaces.space);
-        let spaces = b.spaces.params(&space_state_ids);
-        let (nb, nd, ns) = (bucket_ids.len(), device_ids.len(), space_state_ids.len());
-        match b.write {
-            StateWrite::Journal if nb + nd + ns > 0 => {
-                let all: Vec<&(dyn ToSql + Sync)> = devices
-                    .iter()
-                    .chain(&spaces)
-                    .chain(&buckets)
-                    .copied()
-                    .collect();
-                tx.execute(&self.journal, &all).await?;
+        match &b.state {
+            EncodedState::Journal(Some(body)) => {
+                tx.execute(&self.journal, &[&body.as_ref()]).await?;
             }
-            StateWrite::Journal => {}
-            StateWrite::Checkpoint => {
-                if nb > 0 {
-                    tx.execute(&self.buckets, &buckets).await?;
-                }
-                if nd > 0 {
-                    tx.execute(&self.devices, &devices).await?;
-                }
-                if ns > 0 {
-                    tx.execute(&self.spaces, &spaces).await?;
-                }
-                if b.clear_journal {
+            EncodedState::Journal(None) => {}
+            EncodedState::Rows {
+                rows,
+                clear_journal,
+            } => {
+                rows.write(&tx, &self.buckets, &self.devices, &self.spaces)
+                    .await?;
+                if *clear_journal {
                     tx.execute(&self.clear_journal, &[]).await?;
                 }
             }
@@ -407,9 +362,116 @@ fn count_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
+/// How a batch's state is written.
+enum EncodedState {
+    /// A checkpoint's rows, emptying the journal with them where it holds rows.
+    Rows {
+        rows: StateRows,
+        clear_journal: bool,
+    },
+    /// One journal row (none when the batch changed no state).
+    Journal(Option<Bytes>),
+}
+
+/// The devices among `devices` with state worth keeping (heard from, or told online/offline).
+fn changed_devices<'a>(
+    core: &'a Core,
+    devices: &'a [DeviceIdx],
+) -> impl Iterator<Item = (&'a str, &'a SeqState, &'a DeviceSeen)> {
+    devices.iter().filter_map(|&d| {
+        let (st, seen) = (&core.seq[d.get()], &core.seen[d.get()]);
+        (st.started || seen.online.is_some())
+            .then(|| (core.registry.device(d).id.as_str(), st, seen))
+    })
+}
+
+/// The spaces among `spaces` that have a day's counts.
+fn changed_spaces<'a>(
+    core: &'a Core,
+    spaces: &'a [SpaceIdx],
+) -> impl Iterator<Item = (&'a str, NaiveDate, &'a SpaceCounts)> {
+    spaces.iter().filter_map(|&s| {
+        let c = &core.counts[s.get()];
+        c.day
+            .map(|day| (core.registry.space(s).id.as_str(), day, c))
+    })
+}
+
+/// State rows as the upserts take them: minute buckets, device state, space state.
+#[derive(Default)]
+pub(super) struct StateRows {
+    buckets: BucketCols,
+    devices: DeviceCols,
+    spaces: SpaceCols,
+}
+
+impl StateRows {
+    /// The core's current state of `devices` and `spaces`, and `buckets`.
+    fn of(
+        core: &Core,
+        devices: &[DeviceIdx],
+        spaces: &[SpaceIdx],
+        buckets: &[(SpaceIdx, i64, MergedBucket)],
+    ) -> Self {
+        let mut rows = Self::default();
+        for &(s, minute, b) in buckets {
+            rows.buckets
+                .push(core.registry.space(s).id.as_str().to_owned(), minute, &b);
+        }
+        for (id, st, seen) in changed_devices(core, devices) {
+            rows.devices
+                .push(id.to_owned(), st, seen.last_received, seen.online);
+        }
+        for (id, day, c) in changed_spaces(core, spaces) {
+            rows.spaces.push(id.to_owned(), day, c);
+        }
+        rows
+    }
+
+    /// What journal rows folded together hold.
+    pub(super) fn of_journal(e: journal::Entry) -> Self {
+        let mut rows = Self::default();
+        for (id, minute, b) in e.buckets {
+            rows.buckets.push(id, minute, &b);
+        }
+        for (id, d) in e.devices {
+            rows.devices.push(id, &d.seq, d.last_received, d.online);
+        }
+        for (id, c) in e.spaces {
+            if let Some(day) = c.day {
+                rows.spaces.push(id, day, &c);
+            }
+        }
+        rows
+    }
+
+    /// Upserts the rows (each statement only when it has rows).
+    pub(super) async fn write(
+        &self,
+        tx: &impl GenericClient,
+        buckets: &Statement,
+        devices: &Statement,
+        spaces: &Statement,
+    ) -> Result<(), StoreError> {
+        if !self.buckets.space.is_empty() {
+            tx.execute(buckets, &self.buckets.params()).await?;
+        }
+        if !self.devices.device.is_empty() {
+            tx.execute(devices, &self.devices.params()).await?;
+        }
+        if !self.spaces.space.is_empty() {
+            tx.execute(spaces, &self.spaces.params()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Statement parameters, borrowed from column vectors.
+type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+
 #[derive(Default)]
 struct BucketCols {
-    space: Vec<SpaceIdx>,
+    space: Vec<String>,
     start: Vec<DateTime<Utc>>,
     entries: Vec<i64>,
     exits: Vec<i64>,
@@ -418,14 +480,22 @@ struct BucketCols {
     peak: Vec<Option<i64>>,
 }
 
-/// Statement parameters, borrowed from column vectors.
-type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
-
 impl BucketCols {
-    /// `sql::UPSERT_BUCKETS`'s parameters (and the journal's `b_` columns), `ids` for `space`.
-    fn params<'a>(&'a self, ids: &'a (dyn ToSql + Sync)) -> Params<'a> {
+    fn push(&mut self, space: String, minute: i64, b: &MergedBucket) {
+        self.space.push(space);
+        self.start
+            .push(DateTime::<Utc>::from_timestamp(minute * 60, 0).unwrap_or_default());
+        self.entries.push(b.entries);
+        self.exits.push(b.exits);
+        self.occupancy.push(b.occupancy.map(i64_of));
+        self.correction.push(b.correction);
+        self.peak.push(b.peak.map(i64_of));
+    }
+
+    /// `sql::UPSERT_BUCKETS`'s parameters.
+    fn params(&self) -> Params<'_> {
         vec![
-            ids,
+            &self.space,
             &self.start,
             &self.entries,
             &self.exits,
@@ -438,7 +508,7 @@ impl BucketCols {
 
 #[derive(Default)]
 struct DeviceCols {
-    device: Vec<DeviceIdx>,
+    device: Vec<String>,
     high: Vec<i64>,
     hi: Vec<i64>,
     lo: Vec<i64>,
@@ -464,10 +534,10 @@ struct DeviceCols {
 }
 
 impl DeviceCols {
-    /// `sql::UPSERT_DEVICE_STATE`'s parameters (and the journal's `d_` columns).
-    fn params<'a>(&'a self, ids: &'a (dyn ToSql + Sync)) -> Params<'a> {
+    /// `sql::UPSERT_DEVICE_STATE`'s parameters.
+    fn params(&self) -> Params<'_> {
         vec![
-            ids,
+            &self.device,
             &self.high,
             &self.hi,
             &self.lo,
@@ -493,8 +563,14 @@ impl DeviceCols {
         ]
     }
 
-    fn push(&mut self, d: DeviceIdx, st: &SeqState, seen: &crate::core::DeviceSeen) {
-        self.device.push(d);
+    fn push(
+        &mut self,
+        id: String,
+        st: &SeqState,
+        last_received: Option<DateTime<Utc>>,
+        online: Option<bool>,
+    ) {
+        self.device.push(id);
         self.high.push(i64_of(st.high));
         // The window's bits are stored as two bigints, bit patterns preserved.
         self.hi.push((st.window >> 64) as u64 as i64);
@@ -507,8 +583,8 @@ impl DeviceCols {
         self.gaps.push(i64_of(st.gaps_total));
         self.repaired.push(i64_of(st.repaired_total));
         self.resets.push(i64_of(st.resets_total));
-        self.last_received.push(seen.last_received);
-        self.online.push(seen.online);
+        self.last_received.push(last_received);
+        self.online.push(online);
         self.rhi.push((st.repaired >> 64) as u64 as i64);
         self.rlo.push(st.repaired as u64 as i64);
         self.prev_run_start.push(st.prev_run_start);
@@ -523,7 +599,7 @@ impl DeviceCols {
 
 #[derive(Default)]
 struct SpaceCols {
-    space: Vec<SpaceIdx>,
+    space: Vec<String>,
     day: Vec<NaiveDate>,
     entries: Vec<i64>,
     exits: Vec<i64>,
@@ -540,10 +616,10 @@ struct SpaceCols {
 }
 
 impl SpaceCols {
-    /// `sql::UPSERT_SPACE_STATE`'s parameters (and the journal's `s_` columns).
-    fn params<'a>(&'a self, ids: &'a (dyn ToSql + Sync)) -> Params<'a> {
+    /// `sql::UPSERT_SPACE_STATE`'s parameters.
+    fn params(&self) -> Params<'_> {
         vec![
-            ids,
+            &self.space,
             &self.day,
             &self.entries,
             &self.exits,
@@ -560,8 +636,8 @@ impl SpaceCols {
         ]
     }
 
-    fn push(&mut self, s: SpaceIdx, day: NaiveDate, c: &SpaceCounts) {
-        self.space.push(s);
+    fn push(&mut self, id: String, day: NaiveDate, c: &SpaceCounts) {
+        self.space.push(id);
         self.day.push(day);
         self.entries.push(i64_of(c.entries));
         self.exits.push(i64_of(c.exits));

@@ -55,20 +55,34 @@ pub struct MergedBucket {
 }
 
 impl MergedBucket {
+    /// Adds one batch's change.
     pub fn add(&mut self, d: &BucketDelta) {
-        self.entries += d.entries;
-        self.exits += d.exits;
-        self.correction += d.correction;
-        if let Some(o) = d.occupancy {
-            self.occupancy = Some(o);
-            self.peak = Some(self.peak.map_or(o, |p| p.max(o)));
-        }
+        self.merge(&Self::of(d));
     }
 
+    /// Adds a later change of the same bucket.
+    pub fn merge(&mut self, later: &MergedBucket) {
+        self.entries += later.entries;
+        self.exits += later.exits;
+        self.correction += later.correction;
+        if later.occupancy.is_some() {
+            self.occupancy = later.occupancy;
+        }
+        self.peak = match (self.peak, later.peak) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// One batch's change (its occupancy is the batch's only sample, hence its peak).
     pub fn of(d: &BucketDelta) -> Self {
-        let mut m = Self::default();
-        m.add(d);
-        m
+        Self {
+            entries: d.entries,
+            exits: d.exits,
+            occupancy: d.occupancy,
+            peak: d.occupancy,
+            correction: d.correction,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod row;
 pub mod alerts;
 mod batch;
 pub mod checkpoint;
+pub mod journal;
 pub mod bookings;
 mod config;
 pub mod controls;
@@ -105,6 +106,8 @@ pub enum StoreError {
     Pool(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] refinery::Error),
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
 }
 
 /// tokio-postgres shows only "db error" for server errors; the server's message is the useful part.

@@ -4,39 +4,26 @@
 pub const COPY_REPORTS: &str = "COPY reports (device_id, seq, ts, received_at, space_id, entries, exits, \
      repaired_entries, repaired_exits, total_in, total_out, period_s, gap_from, repair_from) FROM STDIN (FORMAT binary)";
 
-/// The minute buckets' merge, shared by a batch's upsert and the journal's fold: counts add up,
-/// the newest known occupancy wins, the peak is the highest seen.
-macro_rules! bucket_merge {
-    () => {
-        " ON CONFLICT (space_id, bucket) DO UPDATE SET \
+/// A minute bucket's change over one or more batches: counts add up, the newest known occupancy
+/// wins, the peak is the highest seen (`store::checkpoint::MergedBucket` merges the same way).
+pub const UPSERT_BUCKETS: &str = "INSERT INTO space_series_1m (space_id, bucket, entries, exits, occupancy, peak, correction) \
+     SELECT s, b, e, x, o, p, c FROM unnest($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], \
+         $7::int8[]) AS t(s, b, e, x, o, c, p) \
+     ON CONFLICT (space_id, bucket) DO UPDATE SET \
          entries = space_series_1m.entries + EXCLUDED.entries, \
          exits = space_series_1m.exits + EXCLUDED.exits, \
          correction = space_series_1m.correction + EXCLUDED.correction, \
          occupancy = COALESCE(EXCLUDED.occupancy, space_series_1m.occupancy), \
-         peak = GREATEST(space_series_1m.peak, EXCLUDED.peak)"
-    };
-}
+         peak = GREATEST(space_series_1m.peak, EXCLUDED.peak)";
 
-macro_rules! device_state_columns {
-    () => {
-        "device_id, high_seq, window_hi, window_lo, last_ts, run_start, totals_in, totals_out, missing, \
-         gaps_total, repaired_total, resets_total, last_received, online, repaired_hi, repaired_lo, \
-         prev_run_start, jumps_total, last_jump_at, last_jump_seq, jumped_in, jumped_out, high_ts"
-    };
-}
-
-macro_rules! device_state_types {
-    () => {
-        "$1::text[], $2::int8[], $3::int8[], $4::int8[], $5::timestamptz[], $6::timestamptz[], \
-         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::timestamptz[], \
-         $14::bool[], $15::int8[], $16::int8[], $17::timestamptz[], $18::int8[], $19::timestamptz[], \
-         $20::int8[], $21::int8[], $22::int8[], $23::timestamptz[]"
-    };
-}
-
-macro_rules! device_state_set {
-    () => {
-        " ON CONFLICT (device_id) DO UPDATE SET high_seq = EXCLUDED.high_seq, window_hi = EXCLUDED.window_hi, \
+pub const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device_id, high_seq, window_hi, window_lo, last_ts, \
+         run_start, totals_in, totals_out, missing, gaps_total, repaired_total, resets_total, last_received, online, \
+         repaired_hi, repaired_lo, prev_run_start, jumps_total, last_jump_at, last_jump_seq, jumped_in, jumped_out, high_ts) \
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::timestamptz[], $6::timestamptz[], \
+         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::timestamptz[], $14::bool[], \
+         $15::int8[], $16::int8[], $17::timestamptz[], $18::int8[], $19::timestamptz[], $20::int8[], $21::int8[], \
+         $22::int8[], $23::timestamptz[]) \
+     ON CONFLICT (device_id) DO UPDATE SET high_seq = EXCLUDED.high_seq, window_hi = EXCLUDED.window_hi, \
          window_lo = EXCLUDED.window_lo, last_ts = EXCLUDED.last_ts, run_start = EXCLUDED.run_start, \
          totals_in = EXCLUDED.totals_in, totals_out = EXCLUDED.totals_out, missing = EXCLUDED.missing, \
          gaps_total = EXCLUDED.gaps_total, repaired_total = EXCLUDED.repaired_total, \
@@ -44,69 +31,22 @@ macro_rules! device_state_set {
          repaired_hi = EXCLUDED.repaired_hi, repaired_lo = EXCLUDED.repaired_lo, \
          prev_run_start = EXCLUDED.prev_run_start, jumps_total = EXCLUDED.jumps_total, \
          last_jump_at = EXCLUDED.last_jump_at, last_jump_seq = EXCLUDED.last_jump_seq, \
-         jumped_in = EXCLUDED.jumped_in, jumped_out = EXCLUDED.jumped_out, high_ts = EXCLUDED.high_ts"
-    };
-}
+         jumped_in = EXCLUDED.jumped_in, jumped_out = EXCLUDED.jumped_out, high_ts = EXCLUDED.high_ts";
 
-macro_rules! space_state_columns {
-    () => {
-        "space_id, day, entries, exits, base, minute, min_in, min_out, closed_drift, peak, peak_at, \
-         last_report, adjust, corrected"
-    };
-}
+pub const UPSERT_SPACE_STATE: &str = "INSERT INTO space_state (space_id, day, entries, exits, base, minute, min_in, \
+         min_out, closed_drift, peak, peak_at, last_report, adjust, corrected) \
+     SELECT * FROM unnest($1::text[], $2::date[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], \
+         $8::int8[], $9::int8[], $10::int8[], $11::timestamptz[], $12::timestamptz[], $13::int8[], $14::int8[]) \
+     ON CONFLICT (space_id) DO UPDATE SET day = EXCLUDED.day, entries = EXCLUDED.entries, exits = EXCLUDED.exits, \
+         base = EXCLUDED.base, minute = EXCLUDED.minute, min_in = EXCLUDED.min_in, min_out = EXCLUDED.min_out, \
+         closed_drift = EXCLUDED.closed_drift, peak = EXCLUDED.peak, peak_at = EXCLUDED.peak_at, \
+         last_report = EXCLUDED.last_report, adjust = EXCLUDED.adjust, corrected = EXCLUDED.corrected";
 
-macro_rules! space_state_set {
-    () => {
-        " ON CONFLICT (space_id) DO UPDATE SET day = EXCLUDED.day, entries = EXCLUDED.entries, \
-         exits = EXCLUDED.exits, base = EXCLUDED.base, minute = EXCLUDED.minute, min_in = EXCLUDED.min_in, \
-         min_out = EXCLUDED.min_out, closed_drift = EXCLUDED.closed_drift, peak = EXCLUDED.peak, \
-         peak_at = EXCLUDED.peak_at, last_report = EXCLUDED.last_report, adjust = EXCLUDED.adjust, \
-         corrected = EXCLUDED.corrected"
-    };
-}
+/// One batch's changed state as one journal row (`store::journal`'s format).
+pub const JOURNAL_STATE: &str = "INSERT INTO state_journal (body) VALUES ($1)";
 
-pub const UPSERT_BUCKETS: &str = concat!(
-    "INSERT INTO space_series_1m (space_id, bucket, entries, exits, occupancy, peak, correction) \
-     SELECT s, b, e, x, o, p, c FROM unnest($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], \
-         $5::int8[], $6::int8[], $7::int8[]) AS t(s, b, e, x, o, c, p)",
-    bucket_merge!()
-);
-
-pub const UPSERT_DEVICE_STATE: &str = concat!(
-    "INSERT INTO device_state (",
-    device_state_columns!(),
-    ") SELECT * FROM unnest(",
-    device_state_types!(),
-    ")",
-    device_state_set!()
-);
-
-pub const UPSERT_SPACE_STATE: &str = concat!(
-    "INSERT INTO space_state (",
-    space_state_columns!(),
-    ") SELECT * FROM unnest($1::text[], $2::date[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], \
-         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::timestamptz[], $12::timestamptz[], \
-         $13::int8[], $14::int8[])",
-    space_state_set!()
-);
-
-/// One batch's changed state as one journal row: the device state ($1–$23, as
-/// [`UPSERT_DEVICE_STATE`]), the space state ($24–$37) and the bucket deltas ($38–$44).
-pub const JOURNAL_STATE: &str = "INSERT INTO state_journal (d_device_id, d_high_seq, d_window_hi, \
-     d_window_lo, d_last_ts, d_run_start, d_totals_in, d_totals_out, d_missing, d_gaps_total, d_repaired_total, \
-     d_resets_total, d_last_received, d_online, d_repaired_hi, d_repaired_lo, d_prev_run_start, d_jumps_total, \
-     d_last_jump_at, d_last_jump_seq, d_jumped_in, d_jumped_out, d_high_ts, \
-     s_space_id, s_day, s_entries, s_exits, s_base, s_minute, s_min_in, s_min_out, s_closed_drift, s_peak, \
-     s_peak_at, s_last_report, s_adjust, s_corrected, \
-     b_space_id, b_bucket, b_entries, b_exits, b_occupancy, b_correction, b_peak) \
-     VALUES ($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::timestamptz[], $6::timestamptz[], \
-         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::timestamptz[], \
-         $14::bool[], $15::int8[], $16::int8[], $17::timestamptz[], $18::int8[], $19::timestamptz[], \
-         $20::int8[], $21::int8[], $22::int8[], $23::timestamptz[], \
-         $24::text[], $25::date[], $26::int8[], $27::int8[], $28::int8[], $29::int8[], $30::int8[], \
-         $31::int8[], $32::int8[], $33::int8[], $34::timestamptz[], $35::timestamptz[], $36::int8[], \
-         $37::int8[], \
-         $38::text[], $39::timestamptz[], $40::int8[], $41::int8[], $42::int8[], $43::int8[], $44::int8[])";
+/// The journal in the order it was written, for the fold at a session's start.
+pub const READ_JOURNAL: &str = "SELECT body FROM state_journal ORDER BY id";
 
 /// A checkpoint has written everything the journal holds: it empties it in the same transaction.
 pub const CLEAR_JOURNAL: &str = "DELETE FROM state_journal";
@@ -114,43 +54,6 @@ pub const CLEAR_JOURNAL: &str = "DELETE FROM state_journal";
 /// Folding the journal at a session's start runs under this lock, so two starting sessions never
 /// fold the same rows (the second then finds the journal empty).
 pub const FOLD_LOCK: &str = "SELECT pg_advisory_xact_lock(7460203)";
-
-/// The journal's newest state of each device into `device_state`.
-pub const FOLD_DEVICES: &str = concat!(
-    "INSERT INTO device_state (",
-    device_state_columns!(),
-    ") SELECT DISTINCT ON (d.device_id) d.* FROM state_journal j, unnest(j.d_device_id, j.d_high_seq, \
-         j.d_window_hi, j.d_window_lo, j.d_last_ts, j.d_run_start, j.d_totals_in, j.d_totals_out, j.d_missing, \
-         j.d_gaps_total, j.d_repaired_total, j.d_resets_total, j.d_last_received, j.d_online, j.d_repaired_hi, \
-         j.d_repaired_lo, j.d_prev_run_start, j.d_jumps_total, j.d_last_jump_at, j.d_last_jump_seq, \
-         j.d_jumped_in, j.d_jumped_out, j.d_high_ts) AS d(",
-    device_state_columns!(),
-    ") ORDER BY d.device_id, j.id DESC",
-    device_state_set!()
-);
-
-/// The journal's newest state of each space into `space_state`.
-pub const FOLD_SPACES: &str = concat!(
-    "INSERT INTO space_state (",
-    space_state_columns!(),
-    ") SELECT DISTINCT ON (s.space_id) s.* FROM state_journal j, unnest(j.s_space_id, j.s_day, j.s_entries, \
-         j.s_exits, j.s_base, j.s_minute, j.s_min_in, j.s_min_out, j.s_closed_drift, j.s_peak, j.s_peak_at, \
-         j.s_last_report, j.s_adjust, j.s_corrected) AS s(",
-    space_state_columns!(),
-    ") ORDER BY s.space_id, j.id DESC",
-    space_state_set!()
-);
-
-/// The journal's bucket deltas, merged per (space, minute), into `space_series_1m`.
-pub const FOLD_BUCKETS: &str = concat!(
-    "INSERT INTO space_series_1m (space_id, bucket, entries, exits, occupancy, peak, correction) \
-     SELECT b.s, b.b, sum(b.e), sum(b.x), \
-         (array_agg(b.o ORDER BY j.id DESC) FILTER (WHERE b.o IS NOT NULL))[1], max(b.p), sum(b.c) \
-     FROM state_journal j, unnest(j.b_space_id, j.b_bucket, j.b_entries, j.b_exits, j.b_occupancy, \
-         j.b_correction, j.b_peak) AS b(s, b, e, x, o, c, p) \
-     GROUP BY b.s, b.b",
-    bucket_merge!()
-);
 
 pub const LOAD_DEVICE_STATE: &str = "SELECT device_id, high_seq, window_hi, window_lo, last_ts, run_start, totals_in, \
      totals_out, missing, gaps_total, repaired_total, resets_total, last_received, online, repaired_hi, repaired_lo, \
@@ -258,10 +161,8 @@ pub const ALL_PLAIN: &[&str] = &[
     UPSERT_SPACE_STATE,
     JOURNAL_STATE,
     CLEAR_JOURNAL,
+    READ_JOURNAL,
     FOLD_LOCK,
-    FOLD_DEVICES,
-    FOLD_SPACES,
-    FOLD_BUCKETS,
     LOAD_DEVICE_STATE,
     LOAD_SPACE_STATE,
     LOOKUP_REPORTS,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::{Client, Row};
 
+use super::batch::StateRows;
 use super::row::{FromRow, query_as};
-use super::{StoreError, i64_of, sql, u64_of};
+use super::{StoreError, i64_of, journal, sql, u64_of};
 use crate::core::occupancy::SpaceCounts;
 use crate::core::seq::{Found, RepairOwner, SeqState};
 use crate::core::{Core, Pending};
@@ -156,12 +157,25 @@ pub(super) const STATE_MAPPINGS: &[(&str, &[&str])] = &[
 pub async fn fold_journal(client: &mut Client) -> Result<u64, StoreError> {
     let tx = client.transaction().await?;
     tx.execute(sql::FOLD_LOCK, &[]).await?;
-    tx.execute(sql::FOLD_DEVICES, &[]).await?;
-    tx.execute(sql::FOLD_SPACES, &[]).await?;
-    tx.execute(sql::FOLD_BUCKETS, &[]).await?;
-    let rows = tx.execute(sql::CLEAR_JOURNAL, &[]).await?;
+    let rows = tx.query(sql::READ_JOURNAL, &[]).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let body: &[u8] = row.try_get("body")?;
+        entries.push(journal::decode(body)?);
+    }
+    let state = StateRows::of_journal(journal::fold(entries));
+    let (buckets, devices, spaces) = (
+        tx.prepare(sql::UPSERT_BUCKETS).await?,
+        tx.prepare(sql::UPSERT_DEVICE_STATE).await?,
+        tx.prepare(sql::UPSERT_SPACE_STATE).await?,
+    );
+    state.write(&tx, &buckets, &devices, &spaces).await?;
+    tx.execute(sql::CLEAR_JOURNAL, &[]).await?;
     tx.commit().await?;
-    Ok(rows)
+    Ok(rows.len() as u64)
 }
 
 /// Restores the ingest state written by earlier batches, so a restart neither resets occupancy
