@@ -121,7 +121,7 @@ impl BatchWriter {
             StateWrite::Checkpoint => {
                 let c = self.unwritten.checkpoint(now);
                 EncodedState::Rows {
-                    rows: StateRows::of(core, &c.devices, &c.spaces, &c.buckets),
+                    rows: Box::new(StateRows::of(core, &c.devices, &c.spaces, &c.buckets)),
                     clear_journal: c.clear_journal,
                 }
             }
@@ -366,7 +366,7 @@ fn count_i32(v: u32) -> i32 {
 enum EncodedState {
     /// A checkpoint's rows, emptying the journal with them where it holds rows.
     Rows {
-        rows: StateRows,
+        rows: Box<StateRows>,
         clear_journal: bool,
     },
     /// One journal row (none when the batch changed no state).

@@ -37,9 +37,12 @@ pub struct Entry {
     pub buckets: Vec<(String, i64, MergedBucket)>,
 }
 
+/// A device's id, de-duplication state, last receipt and online flag, borrowed.
+pub type DeviceChange<'a> = (&'a str, &'a SeqState, Option<DateTime<Utc>>, Option<bool>);
+
 /// What a batch changed, borrowed for [`encode`].
 pub struct Changes<'a> {
-    pub devices: Vec<(&'a str, &'a SeqState, Option<DateTime<Utc>>, Option<bool>)>,
+    pub devices: Vec<DeviceChange<'a>>,
     pub spaces: Vec<(&'a str, &'a SpaceCounts)>,
     pub buckets: Vec<(&'a str, i64, MergedBucket)>,
 }
