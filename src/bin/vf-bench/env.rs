@@ -130,6 +130,8 @@ impl Env {
             log: self.dir.join(format!("{name}.log")),
             bin: self.service_bin.clone(),
             child: None,
+            spawned: None,
+            ready_after: None,
         };
         Ok(svc)
     }
@@ -193,6 +195,10 @@ pub struct Service {
     pub log: PathBuf,
     bin: PathBuf,
     pub child: Option<Child>,
+    spawned: Option<Instant>,
+    /// From spawning the process to its first `/readyz` 200 (registry loaded, database migrated,
+    /// broker subscribed), polled every 10 ms.
+    pub ready_after: Option<Duration>,
 }
 
 impl Service {
@@ -207,6 +213,7 @@ impl Service {
             .stderr(log)
             .spawn()
             .context("starting visitorflow")?;
+        self.spawned = Some(Instant::now());
         let pid = child.id();
         self.child = Some(child);
         Ok(pid)
@@ -228,6 +235,7 @@ impl Service {
             if let Ok(r) = http.get(&url).send().await
                 && r.status() == 200
             {
+                self.ready_after = self.spawned.map(|t| t.elapsed());
                 // Readiness is set on ConnAck with the SUBSCRIBEs already written; give the
                 // broker a moment to process them before anything is published.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -236,7 +244,7 @@ impl Service {
             if Instant::now() > deadline {
                 bail!("visitorflow not ready in 120 s; see {}", self.log.display());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
