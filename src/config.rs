@@ -139,7 +139,12 @@ impl Config {
             }])
         })?;
         let csv = std::io::BufReader::with_capacity(1 << 16, file);
-        Registry::build_with(&self.county, &self.spaces, &self.devices, Some((&name, csv)))
+        Registry::build_with(
+            &self.county,
+            &self.spaces,
+            &self.devices,
+            Some((&name, csv)),
+        )
     }
 
     /// Drops the `[[spaces]]` and `[[devices]]` lists, once [`Config::registry`] has been built

@@ -189,14 +189,22 @@ fn device(row: &[&str; COLUMNS.len()]) -> Result<DeviceConfig, Vec<(&'static str
     });
     let interval_s = given("poll_interval_s").map_or(60, |c| {
         c.parse().unwrap_or_else(|_| {
-            whys.push(("poll_interval_s", format!("{c:?} is not a number of seconds")));
+            whys.push((
+                "poll_interval_s",
+                format!("{c:?} is not a number of seconds"),
+            ));
             60
         })
     });
-    let polled = ["poll_url", "poll_interval_s", "poll_username", "poll_password"]
-        .into_iter()
-        .chain(["poll_password_file"])
-        .any(|c| given(c).is_some());
+    let polled = [
+        "poll_url",
+        "poll_interval_s",
+        "poll_username",
+        "poll_password",
+    ]
+    .into_iter()
+    .chain(["poll_password_file"])
+    .any(|c| given(c).is_some());
     let poll = polled.then(|| PollConfig {
         url: cell("poll_url").to_owned(),
         interval_s,

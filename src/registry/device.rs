@@ -59,9 +59,8 @@ impl Devices {
         problems: &mut Vec<Problem>,
     ) {
         let loc = origin.at(&d.id);
-        let mut push = |location: String, message: String| {
-            problems.push(Problem { location, message })
-        };
+        let mut push =
+            |location: String, message: String| problems.push(Problem { location, message });
         if !is_valid_id(&d.id) {
             push(
                 loc.clone(),
@@ -115,9 +114,8 @@ impl Devices {
                     .into(),
             ),
             (Some(p), true) => {
-                let scheme_ok = url::Url::parse(&p.url).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.host().is_some()
-                });
+                let scheme_ok = url::Url::parse(&p.url)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
                 if !scheme_ok {
                     push(
                         format!("{loc}.poll.url"),

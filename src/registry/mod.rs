@@ -355,9 +355,14 @@ impl Registry {
             );
         }
         if let Some((name, reader)) = csv {
-            csv::read_devices(name, reader, |origin, d, problems: &mut Vec<Problem>| {
-                devices.add(origin, d, &mut spaces, &space_by_id, problems)
-            }, &mut problems);
+            csv::read_devices(
+                name,
+                reader,
+                |origin, d, problems: &mut Vec<Problem>| {
+                    devices.add(origin, d, &mut spaces, &space_by_id, problems)
+                },
+                &mut problems,
+            );
         }
 
         if !problems.is_empty() {
@@ -411,7 +416,9 @@ impl Registry {
             .retain(|_, d| owned[self.devices[d.get()].space.get()]);
         for d in &mut r.devices {
             let kept = d.targets.iter().copied();
-            d.targets = kept.filter(|s| owned[s.get()] && !derived[s.get()]).collect();
+            d.targets = kept
+                .filter(|s| owned[s.get()] && !derived[s.get()])
+                .collect();
         }
         r.counted = (0..self.spaces.len())
             .map(|i| owned[i] && !derived[i])

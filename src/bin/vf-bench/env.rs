@@ -132,6 +132,7 @@ impl Env {
             child: None,
             spawned: None,
             ready_after: None,
+            ready_hwm_kib: None,
         };
         Ok(svc)
     }
@@ -199,6 +200,8 @@ pub struct Service {
     /// From spawning the process to its first `/readyz` 200 (registry loaded, database migrated,
     /// broker subscribed), polled every 10 ms.
     pub ready_after: Option<Duration>,
+    /// VmHWM at that moment: the start-up peak, before any report.
+    pub ready_hwm_kib: Option<u64>,
 }
 
 impl Service {
@@ -236,6 +239,7 @@ impl Service {
                 && r.status() == 200
             {
                 self.ready_after = self.spawned.map(|t| t.elapsed());
+                self.ready_hwm_kib = self.pid().and_then(|p| procs::status_kib(p, "VmHWM:"));
                 // Readiness is set on ConnAck with the SUBSCRIBEs already written; give the
                 // broker a moment to process them before anything is published.
                 tokio::time::sleep(Duration::from_millis(100)).await;

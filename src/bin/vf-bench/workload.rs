@@ -306,6 +306,9 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(regs[0].devices.len(), 42);
-        assert_eq!(format!("{:?}", regs[0].devices), format!("{:?}", regs[1].devices));
+        assert_eq!(
+            format!("{:?}", regs[0].devices),
+            format!("{:?}", regs[1].devices)
+        );
     }
 }

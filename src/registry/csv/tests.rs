@@ -113,7 +113,10 @@ fn a_csv_registry_equals_the_toml_one() {
         assert_eq!(toml.device_idx(id), csv.device_idx(id), "{id}");
     }
     let axis = csv.device(csv.device_idx("axis-1").unwrap());
-    assert_eq!(axis.poll.as_ref().unwrap().password.as_deref(), Some("a,b\"c"));
+    assert_eq!(
+        axis.poll.as_ref().unwrap().password.as_deref(),
+        Some("a,b\"c")
+    );
 }
 
 #[test]
@@ -185,7 +188,8 @@ fn a_problem_reads_the_same_from_toml_and_csv_but_for_where() {
         "[[devices]]\nid = \"v\"\nspace = \"upper\"\nkind = \"vehicle_counter\"\nformat = \"dahua_summary\"\n",
     )
     .unwrap_err();
-    let csv = from_csv("id,space,kind,format\nv,upper,vehicle_counter,dahua_summary\n").unwrap_err();
+    let csv =
+        from_csv("id,space,kind,format\nv,upper,vehicle_counter,dahua_summary\n").unwrap_err();
     assert_eq!(toml.len(), 2);
     for (t, c) in toml.iter().zip(&csv) {
         assert_eq!(t.message, c.message);
@@ -208,7 +212,10 @@ fn a_bad_header_stops_the_file_with_every_header_problem() {
     );
     let empty = problems("# nothing here\n");
     assert_eq!(empty.len(), 1);
-    assert!(empty[0].starts_with("devices.csv: no header row"), "{empty:?}");
+    assert!(
+        empty[0].starts_with("devices.csv: no header row"),
+        "{empty:?}"
+    );
 }
 
 #[test]
@@ -220,7 +227,11 @@ fn a_missing_file_is_a_located_problem() {
     let err = cfg.registry().unwrap_err().0;
     assert_eq!(err.len(), 1);
     assert_eq!(err[0].location, "registry.devices_csv");
-    assert!(err[0].message.starts_with("cannot read /nonexistent/devices.csv"));
+    assert!(
+        err[0]
+            .message
+            .starts_with("cannot read /nonexistent/devices.csv")
+    );
 }
 
 #[test]
@@ -229,24 +240,13 @@ fn a_relative_csv_path_is_the_config_file_s_neighbour() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("devices.csv"), DEVICES_CSV).unwrap();
     let path = dir.join("config.toml");
-    std::fs::write(&path, format!("[registry]\ndevices_csv = \"devices.csv\"\n{SPACES}")).unwrap();
+    std::fs::write(
+        &path,
+        format!("[registry]\ndevices_csv = \"devices.csv\"\n{SPACES}"),
+    )
+    .unwrap();
     let cfg = Config::load(Some(&path)).unwrap();
     let reg = cfg.registry().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(reg.devices.len(), 5);
-}
-
-#[test]
-fn zz_sizes_scratch() {
-    use std::mem::size_of;
-    eprintln!(
-        "SIZES Device={} SeqState={} DeviceSeen={} DeviceNow={} DeviceHealth={} PollConfig={} DeviceConfig={}",
-        size_of::<crate::registry::Device>(),
-        size_of::<crate::core::seq::SeqState>(),
-        size_of::<crate::core::DeviceSeen>(),
-        size_of::<crate::core::snapshot::DeviceNow>(),
-        size_of::<crate::rules::DeviceHealth>(),
-        size_of::<crate::registry::PollConfig>(),
-        size_of::<crate::registry::DeviceConfig>(),
-    );
 }
