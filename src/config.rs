@@ -10,6 +10,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::registry::{Problem, Registry, RegistryError};
+
 pub use crate::admission::{AdmissionConfig, AreaReservations};
 pub use crate::alerting::AlertingConfig;
 pub use crate::api::{HttpConfig, Role, TokenConfig};
@@ -19,8 +21,8 @@ pub use crate::forecasting::ForecastConfig;
 pub use crate::ingest::IngestConfig;
 pub use crate::partition::PartitionConfig;
 pub use crate::registry::{
-    CountyConfig, DeviceConfig, DeviceKind, Direction, LineConfig, PayloadFormat, SpaceConfig,
-    SpaceKind,
+    CountyConfig, DeviceConfig, DeviceKind, Direction, LineConfig, PayloadFormat, RegistryConfig,
+    SpaceConfig, SpaceKind,
 };
 pub use crate::report::live::LiveFeedConfig;
 pub use crate::report::push::ReportPushConfig;
@@ -37,6 +39,9 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../config/county.toml");
 pub struct Config {
     #[serde(default)]
     pub county: CountyConfig,
+    /// Files the registry is also read from (`devices_csv`).
+    #[serde(default)]
+    pub registry: RegistryConfig,
     #[serde(default)]
     pub mqtt: MqttConfig,
     #[serde(default)]
@@ -120,14 +125,50 @@ impl Config {
         }
     }
 
-    /// The validated registry of this configuration's `[county]`, `[[spaces]]` and `[[devices]]`.
-    pub fn registry(&self) -> Result<crate::registry::Registry, crate::registry::RegistryError> {
-        crate::registry::Registry::build(&self.county, &self.spaces, &self.devices)
+    /// The validated registry of this configuration's `[county]`, `[[spaces]]` and `[[devices]]`,
+    /// and the rows of `[registry] devices_csv` when it names a file.
+    pub fn registry(&self) -> Result<Registry, RegistryError> {
+        let Some(path) = &self.registry.devices_csv else {
+            return Registry::build(&self.county, &self.spaces, &self.devices);
+        };
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| {
+            RegistryError(vec![Problem {
+                location: "registry.devices_csv".into(),
+                message: format!("cannot read {name}: {e}"),
+            }])
+        })?;
+        let csv = std::io::BufReader::with_capacity(1 << 16, file);
+        Registry::build_with(
+            &self.county,
+            &self.spaces,
+            &self.devices,
+            Some((&name, csv)),
+        )
+    }
+
+    /// Drops the `[[spaces]]` and `[[devices]]` lists, once [`Config::registry`] has been built
+    /// from them: a running service holds its registry once, in the `Registry`.
+    pub fn forget_registry_lists(&mut self) {
+        self.spaces = Vec::new();
+        self.devices = Vec::new();
     }
 
     /// Loads `path` (or the embedded default when `None`), then applies `VISITORFLOW__…` variables.
+    /// A relative `[registry] devices_csv` is taken relative to the file's directory.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::layered(&read(path)?, std::env::vars())
+        let mut cfg = Self::layered(&read(path)?, std::env::vars())?;
+        cfg.resolve_paths(path);
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, path: Option<&Path>) {
+        let dir = path.and_then(Path::parent);
+        if let (Some(dir), Some(csv)) = (dir, &mut self.registry.devices_csv)
+            && csv.is_relative()
+        {
+            *csv = dir.join(&*csv);
+        }
     }
 
     /// Parses TOML text (no environment layering): for tests and `check-config` on inline text.
@@ -139,7 +180,9 @@ impl Config {
     /// of the process environment: checks what a deployment's environment would configure
     /// (tests/ops.rs does this for docker-compose.yml).
     pub fn load_with_vars(path: &Path, vars: HashMap<String, String>) -> Result<Self, ConfigError> {
-        Self::layered(&read(Some(path))?, vars)
+        let mut cfg = Self::layered(&read(Some(path))?, vars)?;
+        cfg.resolve_paths(Some(path));
+        Ok(cfg)
     }
 
     /// The file is deserialised straight into the typed tree (a county's registry can hold 100,000
@@ -210,6 +253,7 @@ impl Config {
         }
         sections!(
             county,
+            registry,
             mqtt,
             database,
             http,

@@ -59,7 +59,7 @@ impl Poller {
         intake: Arc<PushIntake>,
         limits: Limits,
     ) -> Option<Result<Self, PollError>> {
-        let poll = device.poll.clone()?;
+        let poll = device.poll.as_deref()?.clone();
         Some(Self::build(device, tz, poll, intake, limits))
     }
 

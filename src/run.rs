@@ -119,8 +119,11 @@ impl Tasks {
 }
 
 impl Service {
-    pub async fn start(cfg: Config) -> Result<Service, RunError> {
+    pub async fn start(mut cfg: Config) -> Result<Service, RunError> {
         let checked = checked(&cfg)?;
+        // Everything from here on reads the `Registry`; the lists it was built from would be a
+        // second copy of it for as long as start-up runs.
+        cfg.forget_registry_lists();
         let metrics = telemetry::handle().map_err(|e| RunError::Metrics(e.to_string()))?;
         let mode = migrate(&cfg, checked.partitions.is_some()).await?;
         tracing::info!(mode = mode.as_str(), "storage ready");

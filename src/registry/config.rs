@@ -1,5 +1,6 @@
-//! The registry's sections of the TOML file: `[county]`, `[[spaces]]` and `[[devices]]` (kinds,
-//! payload formats, counting lines and directions). Validated by [`super::Registry::build`].
+//! The registry's sections of the TOML file: `[county]`, `[registry]`, `[[spaces]]` and
+//! `[[devices]]` (kinds, payload formats, counting lines and directions). Validated by
+//! [`super::Registry::build_with`].
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,17 @@ impl Default for CountyConfig {
             time_zone: "Asia/Shanghai".into(),
         }
     }
+}
+
+/// Where else the registry is read from besides the TOML file's tables.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// A CSV of devices, one a row, read after the `[[devices]]` tables (a relative path is
+    /// relative to the config file). For large registries: it is validated as it is read,
+    /// where a TOML file of 100,000 devices is first parsed whole (~150 MiB at start-up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices_csv: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

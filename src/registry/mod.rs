@@ -2,19 +2,25 @@
 //! `Registry::build` reports every problem in a config at once, each with its location, which is
 //! what `visitorflow check-config` prints.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
+use std::io::BufRead;
 
 use chrono::NaiveTime;
 use chrono_tz::Tz;
 
 mod config;
+mod csv;
+mod device;
 
 use crate::ids::{DeviceId, DeviceIdx, SpaceId, SpaceIdx};
 pub use config::{
     CountyConfig, DeviceConfig, DeviceKind, Direction, LineConfig, PayloadFormat, PollConfig,
-    SpaceConfig, SpaceKind,
+    RegistryConfig, SpaceConfig, SpaceKind,
 };
+pub use csv::COLUMNS as CSV_COLUMNS;
+use device::Devices;
+pub use device::Origin;
 
 /// What a space counts: people or vehicles. Counts never roll up across units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -49,16 +55,18 @@ pub struct Device {
     pub kind: DeviceKind,
     pub format: PayloadFormat,
     pub direction: Direction,
-    pub lines: Vec<LineConfig>,
+    /// Boxed slices, not vectors, here and in `targets`: a registry holds 100,000 devices, and a
+    /// vector's capacity word and slack are paid by each.
+    pub lines: Box<[LineConfig]>,
     /// Hikvision: the camera channel (`None`: 1).
     pub channel: Option<u32>,
     /// SHA-256 of the device's HTTP push secret; `None`: it cannot push over HTTP.
     pub http_sha256: Option<[u8; 32]>,
-    /// Polled devices: where and how often to ask.
-    pub poll: Option<PollConfig>,
+    /// Polled devices: where and how often to ask (boxed: ~100 bytes most devices lack).
+    pub poll: Option<Box<PollConfig>>,
     /// Spaces whose counts this device's reports change: its own space, then each ancestor that is
     /// not measured at its own gates (zone → area → county), stopping at a change of unit or kind.
-    pub targets: Vec<SpaceIdx>,
+    pub targets: Box<[SpaceIdx]>,
 }
 
 /// 32 bytes from 64 hex digits.
@@ -106,7 +114,7 @@ fn space_loc(i: usize, s: &SpaceConfig) -> String {
     format!("spaces[{i}] (id = {:?})", s.id)
 }
 
-fn is_valid_id(id: &str) -> bool {
+pub(crate) fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -118,11 +126,23 @@ fn is_valid_id(id: &str) -> bool {
 
 impl Registry {
     /// Validates the registry's sections of the configuration (`[county]`, `[[spaces]]`,
-    /// `[[devices]]`); `Config::registry` calls it with the file's.
+    /// `[[devices]]`).
     pub fn build(
         county: &CountyConfig,
         space_cfgs: &[SpaceConfig],
         device_cfgs: &[DeviceConfig],
+    ) -> Result<Self, RegistryError> {
+        Self::build_with(county, space_cfgs, device_cfgs, None::<(&str, &[u8])>)
+    }
+
+    /// As [`Registry::build`], with more devices read from a CSV (`(name, text)`: its name for
+    /// locations, see [`CSV_COLUMNS`]) after the `[[devices]]` tables, one row at a time;
+    /// `Config::registry` calls it with the file's sections and `[registry] devices_csv`.
+    pub fn build_with(
+        county: &CountyConfig,
+        space_cfgs: &[SpaceConfig],
+        device_cfgs: &[DeviceConfig],
+        csv: Option<(&str, impl BufRead)>,
     ) -> Result<Self, RegistryError> {
         let mut problems = Vec::new();
         let mut push =
@@ -324,170 +344,41 @@ impl Registry {
             );
         }
 
-        let mut device_by_id: HashMap<DeviceId, DeviceIdx> = HashMap::new();
-        let mut devices: Vec<Device> = Vec::with_capacity(device_cfgs.len());
-        // Every id seen, including devices rejected below, so a later duplicate is still reported.
-        let mut seen_device_ids: HashSet<&str> = HashSet::new();
-        for (i, d) in device_cfgs.iter().enumerate() {
-            let loc = format!("devices[{i}] (id = {:?})", d.id);
-            if !is_valid_id(&d.id) {
-                push(
-                    loc.clone(),
-                    "id must be 1–64 characters of A–Z a–z 0–9 - _ . (it is a topic segment)"
-                        .into(),
-                );
-            }
-            let id = DeviceId::new(d.id.as_str());
-            if !seen_device_ids.insert(d.id.as_str()) {
-                push(loc, format!("duplicate device id {:?}", d.id));
-                continue;
-            }
-            let Some(&space) = space_by_id.get(d.space.as_str()) else {
-                push(
-                    format!("{loc}.space"),
-                    format!("bound to no known space ({:?})", d.space),
-                );
-                continue;
-            };
-            let skind = spaces[space.get()].kind;
-            match (d.kind, skind) {
-                (DeviceKind::VehicleCounter, SpaceKind::CarPark) => {}
-                (DeviceKind::VehicleCounter, _) => push(
-                    format!("{loc}.kind"),
-                    format!(
-                        "a vehicle_counter belongs in a car_park, not the {} {:?}",
-                        skind.as_str(),
-                        d.space
-                    ),
-                ),
-                (_, SpaceKind::CarPark) => push(
-                    format!("{loc}.kind"),
-                    format!(
-                        "a car park counts vehicles: use kind = \"vehicle_counter\" for {:?}",
-                        d.id
-                    ),
-                ),
-                _ => {}
-            }
-            match (&d.poll, d.format.polled()) {
-                (None, true) => push(
-                    format!("{loc}.poll"),
-                    format!(
-                        "a {:?} device is polled: give poll = {{ url = \"http://…\" }}",
-                        d.format
-                    ),
-                ),
-                (Some(_), false) => push(
-                    format!("{loc}.poll"),
-                    "only axis_live_sum, dahua_summary and hikvision_counting devices are polled"
-                        .into(),
-                ),
-                (Some(p), true) => {
-                    let scheme_ok = url::Url::parse(&p.url).is_ok_and(|u| {
-                        matches!(u.scheme(), "http" | "https") && u.host().is_some()
-                    });
-                    if !scheme_ok {
-                        push(
-                            format!("{loc}.poll.url"),
-                            format!("{:?}: an http(s) URL with a host", p.url),
-                        );
-                    }
-                    if !(1..=3600).contains(&p.interval_s) {
-                        push(format!("{loc}.poll.interval_s"), "1 to 3600 seconds".into());
-                    }
-                    if p.password.is_some() && p.password_file.is_some() {
-                        push(
-                            format!("{loc}.poll"),
-                            "password or password_file, not both".into(),
-                        );
-                    }
-                }
-                (None, false) => {}
-            }
-            if d.channel.is_some() && d.format != PayloadFormat::HikvisionIsapi {
-                push(
-                    format!("{loc}.channel"),
-                    "channel applies to the hikvision_isapi format only".into(),
-                );
-            }
-            let http_sha256 = match d.http_sha256.as_deref().map(parse_sha256) {
-                None => None,
-                Some(Some(h)) => Some(h),
-                Some(None) => {
-                    push(
-                        format!("{loc}.http_sha256"),
-                        "not a SHA-256 in hex (64 characters 0-9a-f)".into(),
-                    );
-                    None
-                }
-            };
-            match d.format {
-                PayloadFormat::Native if !d.lines.is_empty() => push(
-                    format!("{loc}.lines"),
-                    "lines do not apply to the native format".into(),
-                ),
-                PayloadFormat::HikvisionIsapi if d.lines.len() > 1 => push(
-                    format!("{loc}.lines"),
-                    "a Hikvision camera pushes each counting region as its own event: one region per device".into(),
-                ),
-                PayloadFormat::HikvisionIsapi | PayloadFormat::Xovis => {}
-                PayloadFormat::AxisLiveSum
-                | PayloadFormat::DahuaSummary
-                | PayloadFormat::HikvisionCounting
-                    if !d.lines.is_empty() =>
-                {
-                    push(
-                        format!("{loc}.lines"),
-                        "a polled counter has no lines to choose".into(),
-                    )
-                }
-                PayloadFormat::AxisLiveSum
-                | PayloadFormat::DahuaSummary
-                | PayloadFormat::HikvisionCounting => {}
-                PayloadFormat::MilesightVs13x => {
-                    for (j, l) in d.lines.iter().enumerate() {
-                        if !(1..=4).contains(&l.line) {
-                            push(
-                                format!("{loc}.lines[{j}]"),
-                                format!("line {} does not exist (VS13x has lines 1–4)", l.line),
-                            );
-                        }
-                    }
-                }
-                PayloadFormat::Native => {}
-            }
-            let lines = if d.format == PayloadFormat::MilesightVs13x && d.lines.is_empty() {
-                vec![LineConfig {
-                    line: 1,
-                    direction: Direction::Normal,
-                }]
-            } else {
-                d.lines.clone()
-            };
-            spaces[space.get()].measured = true;
-            let idx = DeviceIdx(devices.len() as u32);
-            device_by_id.insert(id.clone(), idx);
-            devices.push(Device {
-                idx,
-                id,
-                space,
-                kind: d.kind,
-                format: d.format,
-                direction: d.direction,
-                lines,
-                channel: d.channel,
-                http_sha256,
-                poll: d.poll.clone(),
-                targets: Vec::new(),
-            });
+        let mut devices = Devices::with_capacity(device_cfgs.len());
+        for (index, d) in device_cfgs.iter().enumerate() {
+            devices.add(
+                Origin::Toml { index },
+                d,
+                &mut spaces,
+                &space_by_id,
+                &mut problems,
+            );
+        }
+        if let Some((name, reader)) = csv {
+            csv::read_devices(
+                name,
+                reader,
+                |origin, d, problems: &mut Vec<Problem>| {
+                    devices.add(origin, d, &mut spaces, &space_by_id, problems)
+                },
+                &mut problems,
+            );
         }
 
         if !problems.is_empty() {
             return Err(RegistryError(problems));
         }
+        let Devices {
+            list: mut devices,
+            by_id: mut device_by_id,
+            ..
+        } = devices;
         for d in &mut devices {
-            d.targets = targets_of(&spaces, d.space);
+            d.targets = targets_of(&spaces, d.space).into_boxed_slice();
         }
+        // A streamed CSV grows these by doubling; give the slack back.
+        devices.shrink_to_fit();
+        device_by_id.shrink_to_fit();
         Ok(Self {
             spaces,
             devices,
@@ -524,7 +415,10 @@ impl Registry {
         r.device_by_id
             .retain(|_, d| owned[self.devices[d.get()].space.get()]);
         for d in &mut r.devices {
-            d.targets.retain(|s| owned[s.get()] && !derived[s.get()]);
+            let kept = d.targets.iter().copied();
+            d.targets = kept
+                .filter(|s| owned[s.get()] && !derived[s.get()])
+                .collect();
         }
         r.counted = (0..self.spaces.len())
             .map(|i| owned[i] && !derived[i])

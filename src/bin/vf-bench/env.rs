@@ -130,6 +130,9 @@ impl Env {
             log: self.dir.join(format!("{name}.log")),
             bin: self.service_bin.clone(),
             child: None,
+            spawned: None,
+            ready_after: None,
+            ready_hwm_kib: None,
         };
         Ok(svc)
     }
@@ -200,6 +203,12 @@ pub struct Service {
     pub log: PathBuf,
     bin: PathBuf,
     pub child: Option<Child>,
+    spawned: Option<Instant>,
+    /// From spawning the process to its first `/readyz` 200 (registry loaded, database migrated,
+    /// broker subscribed), polled every 10 ms.
+    pub ready_after: Option<Duration>,
+    /// VmHWM at that moment: the start-up peak, before any report.
+    pub ready_hwm_kib: Option<u64>,
 }
 
 impl Service {
@@ -214,6 +223,7 @@ impl Service {
             .stderr(log)
             .spawn()
             .context("starting visitorflow")?;
+        self.spawned = Some(Instant::now());
         let pid = child.id();
         self.child = Some(child);
         Ok(pid)
@@ -235,6 +245,8 @@ impl Service {
             if let Ok(r) = http.get(&url).send().await
                 && r.status() == 200
             {
+                self.ready_after = self.spawned.map(|t| t.elapsed());
+                self.ready_hwm_kib = self.pid().and_then(|p| procs::status_kib(p, "VmHWM:"));
                 // Readiness is set on ConnAck with the SUBSCRIBEs already written; give the
                 // broker a moment to process them before anything is published.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -243,7 +255,7 @@ impl Service {
             if Instant::now() > deadline {
                 bail!("visitorflow not ready in 120 s; see {}", self.log.display());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -1197,20 +1197,51 @@ end
 
     // ---- 6. footprint -----------------------------------------------------------------------
 
+    /// RSS of the service with 1,000 spaces and 100,000 devices (from a devices CSV, as a large
+    /// county would configure them; `VF_BENCH_REGISTRY=toml` writes `[[devices]]` tables instead)
+    /// idle, under a full-speed stream from every device, at its start-up peak (VmHWM at
+    /// readiness) and over the whole run; the time from spawning it to `/readyz`; and the bytes
+    /// each device holds: the idle RSS beyond that of the same spaces with 1,000 devices, over
+    /// the 99,000 more.
     async fn footprint(&mut self) -> anyhow::Result<()> {
-        let (spaces, devices) = (1_000, 100_000);
+        let (spaces, devices, few) = (1_000, 100_000, 1_000);
         let n: u64 = if self.quick { 100_000 } else { 300_000 };
-        let layout = Layout::new(spaces, devices);
+        let csv = std::env::var("VF_BENCH_REGISTRY").map_or(true, |v| v != "toml");
+        let mut layout = Layout::new(spaces, devices);
+        layout.devices_csv = csv;
+        let mut small = Layout::new(spaces, few);
+        small.devices_csv = csv;
         let dir = self.scratch("footprint")?;
         let topics = dir.join("topics.txt");
         layout.write_topics(&topics, devices)?;
+        let small_topics = dir.join("topics-small.txt");
+        small.write_topics(&small_topics, few)?;
         let entries = spread_entries(n, devices as u64);
         let warm = Warm {
             topics: &topics,
             devices: devices as u64,
         };
-        let (mut idle, mut peak, mut hwm) = (vec![], vec![], vec![]);
+        let (mut idle, mut peak, mut hwm, mut ready, mut per_device) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut start_peak = vec![];
         for _ in 0..self.runs.min(3) {
+            // The same spaces with few devices: the baseline of the per-device figure.
+            let broker = self.env.broker()?;
+            let db = self.env.database().await?;
+            let small_warm = Warm {
+                topics: &small_topics,
+                devices: few as u64,
+            };
+            let (mut svc, watch) = self
+                .start_service(&small, &db, &broker, None, small_warm)
+                .await?;
+            let pid = svc.pid().context("service pid")?;
+            let idle_few = crate::procs::status_kib(pid, "VmRSS:").unwrap_or(0) as f64;
+            svc.kill();
+            drop(watch);
+            self.env.drop_database(db).await?;
+            finish_broker(broker);
+
             let broker = self.env.broker()?;
             let db = self.env.database().await?;
             let (mut svc, watch) = self
@@ -1218,8 +1249,12 @@ end
                 .await?;
             let watch = watch.polling(Duration::from_millis(100));
             let pid = svc.pid().context("service pid")?;
-            let mib = |field| crate::procs::status_kib(pid, field).unwrap_or(0) as f64 / 1024.0;
+            let kib = |field| crate::procs::status_kib(pid, field).unwrap_or(0) as f64;
+            let mib = |field| kib(field) / 1024.0;
+            ready.push(svc.ready_after.context("readiness time")?.as_secs_f64());
+            start_peak.push(svc.ready_hwm_kib.context("VmHWM when ready")? as f64 / 1024.0);
             idle.push(mib("VmRSS:"));
+            per_device.push((kib("VmRSS:") - idle_few) * 1024.0 / (devices - few) as f64);
             let tag = self.env.unique("pub");
             let feed = Feed::Many {
                 topics: &topics,
@@ -1256,16 +1291,40 @@ end
             self.env.drop_database(db).await?;
             finish_broker(broker);
         }
-        let g = "6 footprint, 1,000 spaces + 100,000 devices";
+        let g = if csv {
+            "6 footprint, 1,000 spaces + 100,000 devices (CSV)"
+        } else {
+            "6 footprint, 1,000 spaces + 100,000 devices (TOML)"
+        };
         self.figure(g, "RSS after start (idle)", "MiB", idle);
         self.figure_t(
             g,
             "RSS under load (max sampled)",
             "MiB",
             peak,
+            Some(Target::AtMost(100.0)),
+        );
+        self.figure_t(
+            g,
+            "start-up peak RSS (VmHWM when ready)",
+            "MiB",
+            start_peak,
             Some(Target::AtMost(150.0)),
         );
-        self.figure(g, "peak RSS (VmHWM, incl. start-up)", "MiB", hwm);
+        self.figure(g, "peak RSS (VmHWM, start-up and load)", "MiB", hwm);
+        self.figure_t(
+            g,
+            "start-up to ready (spawn → /readyz)",
+            "s",
+            ready,
+            Some(Target::AtMost(2.0)),
+        );
+        self.figure(
+            g,
+            "idle bytes per device (vs 1,000 devices)",
+            "B",
+            per_device,
+        );
         Ok(())
     }
 }

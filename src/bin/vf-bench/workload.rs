@@ -16,6 +16,9 @@ pub const ROOT: &str = "county";
 pub struct Layout {
     pub spaces: Vec<SpaceConfig>,
     pub devices: Vec<DeviceConfig>,
+    /// Write the devices as a CSV beside the config (`[registry] devices_csv`) instead of
+    /// `[[devices]]` tables: how a county with 100,000 counters is configured.
+    pub devices_csv: bool,
 }
 
 impl Layout {
@@ -67,6 +70,7 @@ impl Layout {
         Layout {
             spaces: out,
             devices,
+            devices_csv: false,
         }
     }
 
@@ -137,7 +141,13 @@ pub const READER_TOKEN: &str = "vf_bench-reader";
 pub fn write_config(layout: &Layout, s: &ServiceSettings, path: &Path) -> anyhow::Result<()> {
     let mut cfg = Config::from_toml("")?;
     cfg.spaces = layout.spaces.clone();
-    cfg.devices = layout.devices.clone();
+    if layout.devices_csv {
+        let csv = path.with_extension("devices.csv");
+        write_devices_csv(&layout.devices, &csv)?;
+        cfg.registry.devices_csv = Some(csv);
+    } else {
+        cfg.devices = layout.devices.clone();
+    }
     cfg.database.url = s.db_url.clone();
     cfg.database.timescaledb = false;
     cfg.database.raw_retention_days = 0;
@@ -170,6 +180,21 @@ pub fn write_config(layout: &Layout, s: &ServiceSettings, path: &Path) -> anyhow
     }
     let text = toml::to_string(&cfg).context("serialising the config")?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The devices as a registry CSV (only what [`Layout`] sets: id, space, kind; the rest default).
+fn write_devices_csv(devices: &[DeviceConfig], path: &Path) -> anyhow::Result<()> {
+    let mut s = String::with_capacity(devices.len() * 32 + 16);
+    s.push_str("id,space,kind\n");
+    for d in devices {
+        let kind = match d.kind {
+            DeviceKind::Gate => "gate",
+            DeviceKind::Camera => "camera",
+            DeviceKind::VehicleCounter => "vehicle_counter",
+        };
+        let _ = writeln!(s, "{},{},{kind}", d.id, d.space);
+    }
+    std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
 }
 
 /// People in and out in report `seq` of a device (deterministic, so the expected totals are
@@ -257,5 +282,33 @@ mod tests {
                 3
             );
         }
+    }
+
+    #[test]
+    fn the_csv_registry_is_the_toml_one() {
+        let dir = std::env::temp_dir().join(format!("vf-bench-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut layout = Layout::new(10, 40);
+        layout.add_alert_areas(2, 5);
+        let settings = ServiceSettings {
+            db_url: "postgres://x@localhost/x".into(),
+            mqtt_port: 1883,
+            client_id: "c",
+            http: "127.0.0.1:0".parse().unwrap(),
+            webhook: None,
+        };
+        let mut regs = Vec::new();
+        for csv in [false, true] {
+            layout.devices_csv = csv;
+            let path = dir.join(format!("{csv}.toml"));
+            write_config(&layout, &settings, &path).unwrap();
+            regs.push(Config::load(Some(&path)).unwrap().registry().unwrap());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(regs[0].devices.len(), 42);
+        assert_eq!(
+            format!("{:?}", regs[0].devices),
+            format!("{:?}", regs[1].devices)
+        );
     }
 }
