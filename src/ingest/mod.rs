@@ -374,6 +374,7 @@ impl Ingester {
             every: Duration::from_millis(self.cfg.ingest.state_checkpoint_ms),
             direct_rows: self.cfg.ingest.state_direct_rows,
             journal: self.scope.is_none(),
+            ..CheckpointPolicy::default()
         };
         let writer = tokio::time::timeout(limit, store::BatchWriter::prepare(&db))
             .await

@@ -12,7 +12,7 @@ use futures_util::{SinkExt, pin_mut};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Statement};
 
-use super::checkpoint::{CheckpointPolicy, MergedBucket, StateWrite, Unwritten};
+use super::checkpoint::{CheckpointPolicy, Checkpoints, MergedBucket};
 use super::{StoreError, bookings, controls, i64_of, journal, sql};
 use crate::core::occupancy::SpaceCounts;
 use crate::core::seq::SeqState;
@@ -31,8 +31,8 @@ pub struct BatchWriter {
     statements: BatchStatements,
     buf: BytesMut,
     policy: CheckpointPolicy,
-    /// What changed since the last checkpoint.
-    unwritten: Unwritten,
+    /// What changed since the last checkpoint, and a checkpoint in progress.
+    checkpoints: Checkpoints,
 }
 
 /// The commit's prepared statements (cheap to clone: a statement is a handle).
@@ -82,7 +82,7 @@ impl BatchWriter {
             },
             buf: BytesMut::new(),
             policy: CheckpointPolicy::default(),
-            unwritten: Unwritten::new(Instant::now()),
+            checkpoints: Checkpoints::new(Instant::now()),
         })
     }
 
@@ -92,14 +92,14 @@ impl BatchWriter {
         self
     }
 
-    /// The next batch is a checkpoint, whatever it holds.
+    /// The next batch begins a checkpoint, whatever it holds.
     pub fn checkpoint_next(&mut self) {
-        self.unwritten.force();
+        self.checkpoints.force();
     }
 
-    /// Journal rows wait for a checkpoint (the ingester flushes them when input pauses).
+    /// Journal rows or a checkpoint wait to be finished (the ingester flushes when input pauses).
     pub fn journaled(&self) -> bool {
-        self.unwritten.journaled()
+        self.checkpoints.pending()
     }
 
     pub fn statements(&self) -> &BatchStatements {
@@ -113,41 +113,38 @@ impl BatchWriter {
             encode_reports(&mut self.buf, reg, &batch.rows);
             self.buf.split().freeze()
         });
-        self.unwritten.note(batch);
-        let now = Instant::now();
-        // A checkpoint writes everything changed since the last one (the core's current state,
-        // buckets merged); a journal row only what this batch changed.
-        let state = match self.unwritten.decide(&self.policy, now) {
-            StateWrite::Checkpoint => {
-                let c = self.unwritten.checkpoint(now);
-                EncodedState::Rows {
-                    rows: Box::new(StateRows::of(core, &c.devices, &c.spaces, &c.buckets)),
-                    clear_journal: c.clear_journal,
-                }
-            }
-            StateWrite::Journal => {
-                self.unwritten.journal();
-                let changes = journal::Changes {
-                    devices: changed_devices(core, &batch.devices)
-                        .map(|(id, st, seen)| (id, st, seen.last_received, seen.online))
-                        .collect(),
-                    spaces: changed_spaces(core, &batch.spaces)
-                        .map(|(id, _, c)| (id, c))
-                        .collect(),
-                    buckets: batch
-                        .buckets
-                        .iter()
-                        .map(|(s, m, d)| (reg.space(s).id.as_str(), m, MergedBucket::of(d)))
-                        .collect(),
-                };
-                let empty = changes.devices.is_empty()
-                    && changes.spaces.is_empty()
-                    && changes.buckets.is_empty();
-                EncodedState::Journal((!empty).then(|| {
-                    journal::encode(&mut self.buf, &changes);
-                    self.buf.split().freeze()
-                }))
-            }
+        let plan = self.checkpoints.plan(batch, &self.policy, Instant::now());
+        let journal = plan.journal.and_then(|seq| {
+            let changes = journal::Changes {
+                devices: changed_devices(core, &batch.devices)
+                    .map(|(id, st, seen)| (id, st, seen.last_received, seen.online))
+                    .collect(),
+                spaces: changed_spaces(core, &batch.spaces)
+                    .map(|(id, _, c)| (id, c))
+                    .collect(),
+                buckets: batch
+                    .buckets
+                    .iter()
+                    .map(|(s, m, d)| (reg.space(s).id.as_str(), m, MergedBucket::of(d)))
+                    .collect(),
+            };
+            let empty = changes.devices.is_empty()
+                && changes.spaces.is_empty()
+                && changes.buckets.is_empty();
+            (!empty).then(|| {
+                journal::encode(&mut self.buf, &changes);
+                (i64_of(seq), self.buf.split().freeze())
+            })
+        });
+        let state = EncodedState {
+            journal,
+            rows: Box::new(StateRows::of(
+                core,
+                &plan.devices,
+                &plan.spaces,
+                &plan.buckets,
+            )),
+            clear_upto: plan.clear_upto.map(i64_of),
         };
         EncodedBatch {
             registry: Arc::clone(reg),
@@ -191,21 +188,15 @@ impl BatchStatements {
             sink.send(copy.clone()).await?;
             sink.finish().await?;
         }
-        match &b.state {
-            EncodedState::Journal(Some(body)) => {
-                tx.execute(&self.journal, &[&body.as_ref()]).await?;
-            }
-            EncodedState::Journal(None) => {}
-            EncodedState::Rows {
-                rows,
-                clear_journal,
-            } => {
-                rows.write(&tx, &self.buckets, &self.devices, &self.spaces)
-                    .await?;
-                if *clear_journal {
-                    tx.execute(&self.clear_journal, &[]).await?;
-                }
-            }
+        if let Some((seq, body)) = &b.state.journal {
+            tx.execute(&self.journal, &[seq, &body.as_ref()]).await?;
+        }
+        b.state
+            .rows
+            .write(&tx, &self.buckets, &self.devices, &self.spaces)
+            .await?;
+        if let Some(upto) = &b.state.clear_upto {
+            tx.execute(&self.clear_journal, &[upto]).await?;
         }
         if !b.moves.is_empty() {
             let m = &b.moves;
@@ -362,15 +353,12 @@ fn count_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
-/// How a batch's state is written.
-enum EncodedState {
-    /// A checkpoint's rows, emptying the journal with them where it holds rows.
-    Rows {
-        rows: Box<StateRows>,
-        clear_journal: bool,
-    },
-    /// One journal row (none when the batch changed no state).
-    Journal(Option<Bytes>),
+/// A batch's state writes: its own journal row (numbered), a checkpoint's slice, and the journal
+/// rows that slice finished covering.
+struct EncodedState {
+    journal: Option<(i64, Bytes)>,
+    rows: Box<StateRows>,
+    clear_upto: Option<i64>,
 }
 
 /// The devices among `devices` with state worth keeping (heard from, or told online/offline).

@@ -43,13 +43,16 @@ pub const UPSERT_SPACE_STATE: &str = "INSERT INTO space_state (space_id, day, en
          last_report = EXCLUDED.last_report, adjust = EXCLUDED.adjust, corrected = EXCLUDED.corrected";
 
 /// One batch's changed state as one journal row (`store::journal`'s format).
-pub const JOURNAL_STATE: &str = "INSERT INTO state_journal (body) VALUES ($1)";
+pub const JOURNAL_STATE: &str = "INSERT INTO state_journal (seq, body) VALUES ($1, $2)";
 
 /// The journal in the order it was written, for the fold at a session's start.
 pub const READ_JOURNAL: &str = "SELECT body FROM state_journal ORDER BY id";
 
-/// A checkpoint has written everything the journal holds: it empties it in the same transaction.
-pub const CLEAR_JOURNAL: &str = "DELETE FROM state_journal";
+/// A checkpoint's last slice has written what these journal rows hold: deleted in its transaction.
+pub const CLEAR_JOURNAL: &str = "DELETE FROM state_journal WHERE seq <= $1";
+
+/// The fold at a session's start has written everything the journal holds.
+pub const EMPTY_JOURNAL: &str = "DELETE FROM state_journal";
 
 /// Folding the journal at a session's start runs under this lock, so two starting sessions never
 /// fold the same rows (the second then finds the journal empty).
@@ -161,6 +164,7 @@ pub const ALL_PLAIN: &[&str] = &[
     UPSERT_SPACE_STATE,
     JOURNAL_STATE,
     CLEAR_JOURNAL,
+    EMPTY_JOURNAL,
     READ_JOURNAL,
     FOLD_LOCK,
     LOAD_DEVICE_STATE,

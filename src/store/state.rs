@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::{Client, Row};
 
 use super::batch::StateRows;
+use super::checkpoint::CheckpointPolicy;
 use super::row::{FromRow, query_as};
 use super::{StoreError, i64_of, journal, sql, u64_of};
 use crate::core::occupancy::SpaceCounts;
@@ -166,16 +167,35 @@ pub async fn fold_journal(client: &mut Client) -> Result<u64, StoreError> {
         let body: &[u8] = row.try_get("body")?;
         entries.push(journal::decode(body)?);
     }
-    let state = StateRows::of_journal(journal::fold(entries));
+    let mut folded = journal::fold(entries);
     let (buckets, devices, spaces) = (
         tx.prepare(sql::UPSERT_BUCKETS).await?,
         tx.prepare(sql::UPSERT_DEVICE_STATE).await?,
         tx.prepare(sql::UPSERT_SPACE_STATE).await?,
     );
-    state.write(&tx, &buckets, &devices, &spaces).await?;
-    tx.execute(sql::CLEAR_JOURNAL, &[]).await?;
+    // In slices, as a checkpoint writes, so a province's journal is never all in rows at once.
+    let slice = CheckpointPolicy::default().slice_rows;
+    loop {
+        let part = journal::Entry {
+            devices: take_front(&mut folded.devices, slice),
+            spaces: take_front(&mut folded.spaces, slice),
+            buckets: take_front(&mut folded.buckets, slice),
+        };
+        if part.devices.is_empty() && part.spaces.is_empty() && part.buckets.is_empty() {
+            break;
+        }
+        StateRows::of_journal(part)
+            .write(&tx, &buckets, &devices, &spaces)
+            .await?;
+    }
+    tx.execute(sql::EMPTY_JOURNAL, &[]).await?;
     tx.commit().await?;
     Ok(rows.len() as u64)
+}
+
+/// Up to `n` elements from the front of `v`.
+fn take_front<T>(v: &mut Vec<T>, n: usize) -> Vec<T> {
+    v.drain(..n.min(v.len())).collect()
 }
 
 /// Restores the ingest state written by earlier batches, so a restart neither resets occupancy
