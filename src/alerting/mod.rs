@@ -190,7 +190,9 @@ impl Alerter {
         // one's duration (within the tick); a commit during the pause keeps its wake-up.
         let mut statuses: Vec<Option<Arc<Status>>> = vec![None; self.registry.spaces.len()];
         let mut in_force = inputs::Controls::default();
-        let mut next_full = tokio::time::Instant::now();
+        // The first evaluation (after the first commit or tick, as before) covers every space.
+        let mut next_full = tokio::time::Instant::now() + tick;
+        let mut first = true;
         let mut last_saved = now;
         loop {
             tokio::select! {
@@ -207,7 +209,8 @@ impl Alerter {
                 &controls::active_caps(&client).await?,
                 &controls::active_hazards(&client).await?,
             );
-            let full = reread || tokio::time::Instant::now() >= next_full;
+            let full = reread || first || tokio::time::Instant::now() >= next_full;
+            first = false;
             let which = if full {
                 next_full = tokio::time::Instant::from_std(started) + tick;
                 inputs::every_space(&self.registry)

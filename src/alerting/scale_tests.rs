@@ -77,9 +77,10 @@ fn evaluation_cost_at_province_scale() {
     let reg = province(10_000, 20_000, 10_000);
     let mut engine = Engine::for_registry(RulesConfig::default(), &reg).unwrap();
     let owners = Owners::new(&reg);
-    // Half an hour of evaluations 20 s apart fill every space's samples (Theil–Sen at its size).
-    for k in 0..100 {
-        let now = t0() + TimeDelta::seconds(20 * k);
+    // Half an hour of evaluations 20 s apart fill every space's samples (Theil–Sen at its size),
+    // then evaluations a second apart, as on the tick.
+    for k in 0..120 {
+        let now = t0() + TimeDelta::seconds(20 * k.min(100) + (k - 100).max(0));
         let (spaces, devices) = figures(&reg, now, TimeDelta::seconds(5));
         let controls = Controls::default();
         let read = Read {
@@ -106,7 +107,7 @@ fn evaluation_cost_at_province_scale() {
                 .len();
         }
         let evaluated = started.elapsed();
-        if k % 20 == 19 {
+        if k % 20 == 19 || k > 100 {
             let started = Instant::now();
             let json = serde_json::to_value(engine.snapshot()).unwrap();
             let saved = started.elapsed();
