@@ -51,6 +51,9 @@ pub struct Live {
     ingest_ready: AtomicBool,
     /// Spaces changed since the feed last took them (indexed like `spaces`).
     changed: Mutex<Vec<bool>>,
+    /// Spaces whose figures (or whose counters' figures) were published since the alerting loop
+    /// last took them: after a commit it evaluates those, not the whole county.
+    due: Mutex<Marks>,
     /// Alert transitions and acknowledgements not yet sent on the feed.
     alert_notes: Mutex<Vec<AlertNote>>,
     /// Each distribution centre's current advice (newest id), as `GET /api/v1/dispatch` shows it:
@@ -117,6 +120,39 @@ fn tile_differs(a: &Status, b: &Status) -> bool {
         || a.closed != b.closed
         || a.alerts != b.alerts
         || minutes(&a.forecast) != minutes(&b.forecast)
+}
+
+/// A set of spaces marked since it was last taken: a flag per space and the list of those set, so
+/// marking and taking cost what was marked, not the registry's size.
+#[derive(Debug, Default)]
+struct Marks {
+    on: Vec<bool>,
+    list: Vec<SpaceIdx>,
+}
+
+impl Marks {
+    fn new(spaces: usize) -> Self {
+        Self {
+            on: vec![false; spaces],
+            list: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, s: SpaceIdx) {
+        if let Some(on) = self.on.get_mut(s.get())
+            && !*on
+        {
+            *on = true;
+            self.list.push(s);
+        }
+    }
+
+    fn take(&mut self) -> Vec<SpaceIdx> {
+        for s in &self.list {
+            self.on[s.get()] = false;
+        }
+        std::mem::take(&mut self.list)
+    }
 }
 
 /// Some spaces' and devices' figures taken from a core at one moment, to publish later.
@@ -206,6 +242,7 @@ impl Live {
             broker_connected: AtomicBool::new(false),
             ingest_ready: AtomicBool::new(false),
             changed: Mutex::new(vec![false; spaces]),
+            due: Mutex::new(Marks::new(spaces)),
             alert_notes: Mutex::new(Vec::new()),
             dispatch: RwLock::new(BTreeMap::new()),
             dispatch_notes: Mutex::new(Vec::new()),
@@ -248,6 +285,12 @@ impl Live {
             .collect();
         changed.iter_mut().for_each(|c| *c = false);
         out
+    }
+
+    /// The spaces whose figures, or whose own or parts' counters' figures, were published since
+    /// the last call (unordered, without their ancestors), clearing the marks.
+    pub fn take_due(&self) -> Vec<SpaceIdx> {
+        self.due.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Queues an alert change for the live feed.
@@ -361,6 +404,14 @@ impl Live {
             .clone()
     }
 
+    /// `f` of every space's and device's figures, read in place: for a reader that needs a few
+    /// of them (keep `f` short, publishing waits for it).
+    pub fn read_figures<R>(&self, f: impl FnOnce(&[SpaceNow], &[DeviceNow]) -> R) -> R {
+        let spaces = self.spaces.read().unwrap_or_else(|e| e.into_inner());
+        let devices = self.devices.read().unwrap_or_else(|e| e.into_inner());
+        f(&spaces, &devices)
+    }
+
     pub fn device(&self, d: DeviceIdx) -> DeviceNow {
         self.devices.read().unwrap_or_else(|e| e.into_inner())[d.get()]
     }
@@ -388,22 +439,21 @@ impl Live {
             .clone()
     }
 
-    pub fn set_statuses(&self, statuses: Vec<Option<Arc<Status>>>) {
-        let mut old = self.statuses.write().unwrap_or_else(|e| e.into_inner());
-        let changed: Vec<usize> = statuses
-            .iter()
-            .enumerate()
-            .filter(
-                |(i, new)| match (old.get(*i).and_then(Option::as_ref), new) {
-                    (Some(a), Some(b)) => tile_differs(a, b),
-                    (None, None) => false,
-                    _ => true,
-                },
-            )
-            .map(|(i, _)| i)
-            .collect();
-        *old = statuses;
-        drop(old);
+    /// Replaces the statuses of the spaces just evaluated; the others stay as they were. Marks
+    /// for the feed those whose tile changed.
+    pub fn update_statuses(&self, evaluated: &[(SpaceIdx, Arc<Status>)]) {
+        let mut cur = self.statuses.write().unwrap_or_else(|e| e.into_inner());
+        let mut changed = Vec::new();
+        for (s, new) in evaluated {
+            let Some(slot) = cur.get_mut(s.get()) else {
+                continue;
+            };
+            if slot.as_ref().is_none_or(|old| tile_differs(old, new)) {
+                changed.push(s.get());
+            }
+            *slot = Some(Arc::clone(new));
+        }
+        drop(cur);
         self.mark(changed);
     }
 
@@ -440,6 +490,7 @@ impl Live {
     /// Sets figures computed outside any core (a partitioned county: the sum of its areas).
     pub fn set_space(&self, s: SpaceIdx, now: SpaceNow) {
         self.spaces.write().unwrap_or_else(|e| e.into_inner())[s.get()] = now;
+        self.due.lock().unwrap_or_else(|e| e.into_inner()).mark(s);
     }
 
     fn publish(&self, core: &Core, spaces: &[SpaceIdx], devices: &[DeviceIdx]) {
@@ -450,6 +501,22 @@ impl Live {
     /// the batch and publishes them once that batch has committed, while the core is already
     /// applying the next one).
     pub fn publish_captured(&self, registry: &Registry, captured: &Captured) {
+        {
+            // Published, changed or not: what the rules see of these spaces is current again.
+            let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+            for &(s, _) in &captured.spaces {
+                due.mark(s);
+            }
+            // A counter's health is its own space's input, its freshness its targets'.
+            for d in captured
+                .devices
+                .iter()
+                .filter_map(|(d, _)| registry.devices.get(d.get()))
+            {
+                due.mark(d.space);
+                d.targets.iter().for_each(|&s| due.mark(s));
+            }
+        }
         let mut changed = Vec::new();
         {
             let mut out = self.spaces.write().unwrap_or_else(|e| e.into_inner());

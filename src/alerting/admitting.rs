@@ -78,16 +78,24 @@ impl Admitting {
         })
     }
 
+    /// The timed-entry areas: every evaluation covers them, since it reads their bookings.
+    pub fn areas(&self) -> impl Iterator<Item = SpaceIdx> + '_ {
+        self.reservations.plans().map(|p| p.space)
+    }
+
     /// Reads the areas' bookings of their current day: adds each area's booked visitors who may
     /// still come to its daily load (stale booking data keeps its last figures, never "no
-    /// bookings"), and returns the day's slots.
+    /// bookings"), and returns the day's slots. `all` are the inputs of the spaces `which`
+    /// (sorted), which hold every area.
     pub async fn read_bookings(
         &self,
         client: &tokio_postgres::Client,
         reg: &Registry,
+        which: &[SpaceIdx],
         all: &mut [SpaceInput],
         now: DateTime<Utc>,
     ) -> Result<DaySlots, AlertingError> {
+        let at = |s: SpaceIdx| which.binary_search(&s).ok();
         let mut out = DaySlots::default();
         if self.reservations.is_empty() {
             return Ok(out);
@@ -108,7 +116,7 @@ impl Admitting {
             .reservations
             .plans()
             .map(|p| {
-                let counted = all.get(p.space.get()).and_then(|i| i.day);
+                let counted = at(p.space).and_then(|i| all[i].day);
                 (p, admission::current_day(reg, p.space, counted, now))
             })
             .collect();
@@ -123,7 +131,7 @@ impl Admitting {
                 .filter(|r| r.space_id == *id && r.day == *day)
                 .map(store::bookings::SlotRow::counts)
                 .collect();
-            let Some(input) = all.get_mut(plan.space.get()) else {
+            let Some(input) = at(plan.space).map(|i| &mut all[i]) else {
                 continue;
             };
             let effective = crate::rules::effective_daily(input.daily_capacity, &input.caps, now);

@@ -1,10 +1,18 @@
-//! The rules engine's inputs for every space, built in one pass from what the alerting loop read:
-//! the live snapshots, the active policy caps and hazards (indexed by space once, not filtered
-//! again for each space), and each device's health. Pure: the loop reads, this assembles.
+//! The rules engine's inputs for the spaces one evaluation covers, built in one pass from what the
+//! alerting loop read: the live figures, the active policy caps and hazards (indexed by space
+//! once, not filtered again for each space), and each device's health. Pure: the loop reads,
+//! this assembles.
+//!
+//! An evaluation after a commit covers only the spaces it touched and their ancestors
+//! ([`with_ancestors`]); the steady tick covers every space. A space's input is the same either
+//! way: its own counters' health, and a tally of its parts' counters over the whole registry.
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+
 use crate::core::snapshot::{DeviceNow, SpaceNow};
+use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 use crate::rules::{
     CapLimit, CapScope, DeviceHealth, Hazard, PartDevices, PolicyCap, Severity, SpaceInput,
@@ -15,53 +23,160 @@ use crate::store::controls::{CapRow, HazardRow};
 pub struct Read<'a> {
     pub spaces: &'a [SpaceNow],
     pub devices: &'a [DeviceNow],
-    pub caps: &'a [CapRow],
-    pub hazards: &'a [HazardRow],
+    pub controls: &'a Controls,
 }
 
-/// One [`SpaceInput`] per registry space, in index order. Each device is visited once: its health
-/// goes to its own space, a tally of its freshness (`is_silent` false) to every other space it
-/// counts in (the county root must not carry 100,000 devices).
+/// Each space's own counters (registered in it), built once per registry.
+pub struct Owners {
+    /// Device indices grouped by space: space `s` owns `devices[start[s]..start[s + 1]]`.
+    devices: Vec<DeviceIdx>,
+    start: Vec<usize>,
+}
+
+impl Owners {
+    pub fn new(registry: &Registry) -> Self {
+        let n = registry.spaces.len();
+        let mut count = vec![0usize; n + 1];
+        for d in &registry.devices {
+            count[d.space.get() + 1] += 1;
+        }
+        for i in 0..n {
+            count[i + 1] += count[i];
+        }
+        let start = count.clone();
+        let mut devices = vec![DeviceIdx(0); registry.devices.len()];
+        // Registry order within a space, as a full pass over the devices lists them.
+        for d in &registry.devices {
+            let at = &mut count[d.space.get()];
+            devices[*at] = d.idx;
+            *at += 1;
+        }
+        Self { devices, start }
+    }
+
+    fn of(&self, s: SpaceIdx) -> &[DeviceIdx] {
+        &self.devices[self.start[s.get()]..self.start[s.get() + 1]]
+    }
+}
+
+/// The active policy caps and hazards, converted and grouped by space (spaces with none are
+/// absent); rows of unknown spaces are dropped.
+#[derive(Debug, Default, PartialEq)]
+pub struct Controls {
+    caps: HashMap<SpaceIdx, Vec<PolicyCap>>,
+    hazards: HashMap<SpaceIdx, Vec<Hazard>>,
+}
+
+impl Controls {
+    pub fn new(registry: &Registry, caps: &[CapRow], hazards: &[HazardRow]) -> Self {
+        Self {
+            caps: by_space(registry, caps, |c| &c.space_id, policy_cap),
+            hazards: by_space(registry, hazards, |h| &h.space_id, hazard),
+        }
+    }
+
+    /// The spaces whose caps or hazards differ between `self` and `before`: an operator's change
+    /// is evaluated at once, not at the next tick.
+    pub fn changed_since(&self, before: &Controls) -> Vec<SpaceIdx> {
+        fn diff<T: PartialEq>(
+            a: &HashMap<SpaceIdx, Vec<T>>,
+            b: &HashMap<SpaceIdx, Vec<T>>,
+            out: &mut Vec<SpaceIdx>,
+        ) {
+            let differs = |s: &SpaceIdx, x: &HashMap<SpaceIdx, Vec<T>>, y: &HashMap<_, Vec<T>>| {
+                x.get(s) != y.get(s)
+            };
+            out.extend(a.keys().filter(|s| differs(s, a, b)));
+            out.extend(b.keys().filter(|s| differs(s, b, a)));
+        }
+        let mut out = Vec::new();
+        diff(&self.caps, &before.caps, &mut out);
+        diff(&self.hazards, &before.hazards, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn caps(&self, s: SpaceIdx) -> Vec<PolicyCap> {
+        self.caps.get(&s).cloned().unwrap_or_default()
+    }
+
+    fn hazards(&self, s: SpaceIdx) -> Vec<Hazard> {
+        self.hazards.get(&s).cloned().unwrap_or_default()
+    }
+}
+
+/// `spaces` with every ancestor of each, sorted and without duplicates: a space's counts and
+/// freshness reach its ancestors, so they are evaluated with it.
+pub fn with_ancestors(
+    registry: &Registry,
+    spaces: impl IntoIterator<Item = SpaceIdx>,
+) -> Vec<SpaceIdx> {
+    let mut on = vec![false; registry.spaces.len()];
+    let mut out = Vec::new();
+    for s in spaces {
+        let mut cur = Some(s);
+        while let Some(c) = cur.filter(|c| c.get() < on.len() && !on[c.get()]) {
+            on[c.get()] = true;
+            out.push(c);
+            cur = registry.spaces[c.get()].parent;
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Every space of the registry, in index order.
+pub fn every_space(registry: &Registry) -> Vec<SpaceIdx> {
+    registry.spaces.iter().map(|s| s.idx).collect()
+}
+
+/// The inputs of the spaces in `which` (sorted, as [`with_ancestors`] returns them), in that
+/// order. `silent_since(last_received)` says whether a counter last heard then is silent now.
+/// Each counter's freshness is tallied in every space it counts in other than its own (the
+/// county root must not carry 100,000 device healths); health is built only for the counters of
+/// the spaces evaluated.
 pub fn space_inputs(
     registry: &Registry,
+    owners: &Owners,
     read: &Read<'_>,
-    is_silent: impl Fn(&DeviceHealth) -> bool,
+    silent_since: impl Fn(Option<DateTime<Utc>>) -> bool,
+    which: &[SpaceIdx],
 ) -> Vec<SpaceInput> {
-    let n = registry.spaces.len();
-    let mut own: Vec<Vec<DeviceHealth>> = vec![Vec::new(); n];
-    let mut parts = vec![PartDevices::default(); n];
+    let mut parts = vec![PartDevices::default(); registry.spaces.len()];
     for d in &registry.devices {
-        let live = read.devices[d.idx.get()];
-        let health = DeviceHealth {
-            device: d.id.clone(),
-            last_received: live.last_received,
-            period: None,
-            missing_reports: live.missing_reports,
-            clock_skew: None,
-            last_seq_jump: live.last_seq_jump,
-            lost: live.lost,
-        };
-        let fresh = !is_silent(&health);
+        let fresh = !silent_since(read.devices[d.idx.get()].last_received);
         for &s in d.targets.iter().filter(|&&s| s != d.space) {
             parts[s.get()].add(fresh);
         }
-        own[d.space.get()].push(health);
     }
-    let mut caps = by_space(registry, read.caps, |c| &c.space_id, policy_cap);
-    let mut hazards = by_space(registry, read.hazards, |h| &h.space_id, hazard);
-    registry
-        .spaces
+    which
         .iter()
-        .map(|space| {
-            let i = space.idx.get();
-            let mut input = SpaceInput::from_live(space, &read.spaces[i]);
-            input.devices = std::mem::take(&mut own[i]);
-            input.parts = parts[i];
-            input.caps = std::mem::take(&mut caps[i]);
-            input.hazards = std::mem::take(&mut hazards[i]);
+        .map(|&s| {
+            let mut input = SpaceInput::from_live(registry.space(s), &read.spaces[s.get()]);
+            input.devices = owners
+                .of(s)
+                .iter()
+                .map(|&d| health(registry, d, &read.devices[d.get()]))
+                .collect();
+            input.parts = parts[s.get()];
+            input.caps = read.controls.caps(s);
+            input.hazards = read.controls.hazards(s);
             input
         })
         .collect()
+}
+
+fn health(registry: &Registry, d: DeviceIdx, live: &DeviceNow) -> DeviceHealth {
+    DeviceHealth {
+        device: registry.devices[d.get()].id.clone(),
+        last_received: live.last_received,
+        period: None,
+        missing_reports: live.missing_reports,
+        clock_skew: None,
+        last_seq_jump: live.last_seq_jump,
+        lost: live.lost,
+    }
 }
 
 /// `rows` converted and grouped by their space's index; rows of unknown spaces are dropped.
@@ -70,18 +185,11 @@ fn by_space<R, T>(
     rows: &[R],
     space: impl Fn(&R) -> &String,
     convert: impl Fn(&R) -> T,
-) -> Vec<Vec<T>> {
-    let index: HashMap<&str, usize> = registry
-        .spaces
-        .iter()
-        .map(|s| (s.id.as_str(), s.idx.get()))
-        .collect();
-    let mut out: Vec<Vec<T>> = std::iter::repeat_with(Vec::new)
-        .take(registry.spaces.len())
-        .collect();
+) -> HashMap<SpaceIdx, Vec<T>> {
+    let mut out: HashMap<SpaceIdx, Vec<T>> = HashMap::new();
     for r in rows {
-        if let Some(&i) = index.get(space(r).as_str()) {
-            out[i].push(convert(r));
+        if let Some(s) = registry.space_idx(space(r).as_str()) {
+            out.entry(s).or_default().push(convert(r));
         }
     }
     out
@@ -165,13 +273,14 @@ mod tests {
         let spaces = vec![SpaceNow::default(); reg.spaces.len()];
         let caps = [cap("canyon", 75.0), cap("nowhere", 50.0)];
         let hazards = [hazard_row("village", "major"), hazard_row("canyon", "odd")];
+        let controls = Controls::new(&reg, &caps, &hazards);
         let read = Read {
             spaces: &spaces,
             devices: &devices,
-            caps: &caps,
-            hazards: &hazards,
+            controls: &controls,
         };
-        let inputs = space_inputs(&reg, &read, |h| h.last_received.is_none());
+        let owners = Owners::new(&reg);
+        let inputs = space_inputs(&reg, &owners, &read, |at| at.is_none(), &every_space(&reg));
         assert_eq!(inputs.len(), reg.spaces.len());
         let at = |id: &str| &inputs[reg.space_idx(id).unwrap().get()];
         assert_eq!(at("canyon").caps.len(), 1);

@@ -11,6 +11,10 @@ pub mod fanout;
 pub mod inputs;
 pub mod outbox;
 pub mod outlooks;
+#[cfg(test)]
+mod scale_tests;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,9 +28,9 @@ use crate::shutdown::Shutdown;
 
 use crate::dispatch::{DispatchModel, HubAdvice};
 use crate::ids::SpaceIdx;
-use crate::live::{AlertNote, Live, Wake};
+use crate::live::{AlertNote, DeviceNow, Live, SpaceNow, Wake};
 use crate::registry::Registry;
-use crate::rules::{AlertKind, Engine, EngineState, RulesError, SpaceDef, Transition};
+use crate::rules::{AlertKind, Engine, EngineState, RulesError, SpaceDef, Status, Transition};
 use crate::store::{self, StoreError, alerts as db, controls, outbox as outbox_db};
 use crate::telemetry as t;
 use crate::webhook::model::AlertEvent;
@@ -44,6 +48,22 @@ pub enum AlertingError {
 
 /// Evaluations start at most every this many times their duration (within the tick).
 const EVALUATION_SHARE: u32 = 5;
+
+/// What an evaluation reads besides the live figures and the database.
+struct Evaluation<'a> {
+    engine: &'a mut Engine,
+    owners: &'a inputs::Owners,
+    controls: &'a inputs::Controls,
+    outlooks: &'a outlooks::Outlooks,
+}
+
+/// An evaluation's transitions (each with the status it was decided on), the new statuses of the
+/// spaces it covered, and the timed-entry areas' slots.
+type Evaluated = (
+    Vec<(Transition, Option<Arc<Status>>)>,
+    Vec<(SpaceIdx, Arc<Status>)>,
+    admitting::DaySlots,
+);
 
 pub struct Alerter {
     cfg: Arc<AlerterSettings>,
@@ -161,23 +181,59 @@ impl Alerter {
                 .expect("the default [forecast] is valid")
         }));
         let tick = Duration::from_millis(self.cfg.alerting.tick_ms.max(50));
-        // Ingest commits every few milliseconds under load, and one evaluation covers every space:
-        // evaluating after each commit kept a core busy on a large registry. So an evaluation
-        // starts at most every EVALUATION_SHARE times the previous one's duration (a few ms on a
-        // small county, up to the tick on a large one); a commit during the pause keeps its
-        // wake-up, so the next evaluation starts as soon as the pause ends.
+        let owners = inputs::Owners::new(&self.registry);
+        // Ingest commits every few milliseconds under load. An evaluation after a commit covers
+        // the spaces it published and their ancestors, plus those whose caps or hazards changed
+        // and the timed-entry areas (their bookings are read every time); every space is
+        // evaluated on the tick, so silence, dwell timers, forecasts and outlooks advance
+        // everywhere. Evaluations still start at most every EVALUATION_SHARE times the previous
+        // one's duration (within the tick); a commit during the pause keeps its wake-up.
+        let mut statuses: Vec<Option<Arc<Status>>> = vec![None; self.registry.spaces.len()];
+        let mut in_force = inputs::Controls::default();
+        // The first evaluation (after the first commit or tick, as before) covers every space.
+        let mut next_full = tokio::time::Instant::now() + tick;
+        let mut first = true;
         let mut last_saved = now;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(tick) => {}
+                _ = tokio::time::sleep_until(next_full) => {}
                 _ = self.wake.notified() => {}
             }
             let now = Utc::now();
             let started = std::time::Instant::now();
-            outlooks.refresh(&client, &self.registry, now).await?;
-            let (mut transitions, statuses, slots) = self
-                .evaluate(&client, &mut engine, &admitting, &outlooks, now)
+            // Taken before the figures are read: whatever is published later is marked again.
+            let due = self.live.take_due();
+            let reread = outlooks.refresh(&client, &self.registry, now).await?;
+            let read = inputs::Controls::new(
+                &self.registry,
+                &controls::active_caps(&client).await?,
+                &controls::active_hazards(&client).await?,
+            );
+            let full = reread || first || tokio::time::Instant::now() >= next_full;
+            first = false;
+            let which = if full {
+                next_full = tokio::time::Instant::from_std(started) + tick;
+                inputs::every_space(&self.registry)
+            } else {
+                let changed = read.changed_since(&in_force);
+                inputs::with_ancestors(
+                    &self.registry,
+                    due.into_iter().chain(changed).chain(admitting.areas()),
+                )
+            };
+            in_force = read;
+            let mut eval = Evaluation {
+                engine: &mut engine,
+                owners: &owners,
+                controls: &in_force,
+                outlooks: &outlooks,
+            };
+            let (mut transitions, evaluated, slots) = self
+                .evaluate(&client, &mut eval, &which, &admitting, now)
                 .await?;
+            for (s, status) in &evaluated {
+                statuses[s.get()] = Some(Arc::clone(status));
+            }
             let (sales, signals) = admitting.changes(&self.registry, &statuses, &slots, now);
             transitions.extend(sales);
             if !self.reservations.is_empty() {
@@ -208,7 +264,7 @@ impl Alerter {
                     self.dispatch(&mut client, d, &statuses, now).await?;
                 }
             }
-            self.live.set_statuses(statuses);
+            self.live.update_statuses(&evaluated);
             self.live.set_evaluating(true);
             metrics::histogram!(t::ALERT_EVALUATION).record(started.elapsed().as_secs_f64());
             // Never longer than the tick: that is how stale a status may get.
@@ -217,51 +273,53 @@ impl Alerter {
         }
     }
 
+    /// Evaluates the spaces `which` (sorted): their transitions (each with the status it was
+    /// decided on), their new statuses, and the timed-entry areas' slots.
     async fn evaluate(
         &self,
         client: &tokio_postgres::Client,
-        engine: &mut Engine,
+        eval: &mut Evaluation<'_>,
+        which: &[SpaceIdx],
         admitting: &admitting::Admitting,
-        outlooks: &outlooks::Outlooks,
         now: DateTime<Utc>,
-    ) -> Result<
-        (
-            Vec<(Transition, Option<Arc<crate::rules::Status>>)>,
-            Vec<Option<Arc<crate::rules::Status>>>,
-            admitting::DaySlots,
-        ),
-        AlertingError,
-    > {
-        let caps = controls::active_caps(client).await?;
-        let hazards = controls::active_hazards(client).await?;
-        let spaces = self.live.spaces();
-        let devices = self.live.devices();
-        let read = inputs::Read {
-            spaces: &spaces,
-            devices: &devices,
-            caps: &caps,
-            hazards: &hazards,
+    ) -> Result<Evaluated, AlertingError> {
+        let Evaluation {
+            engine,
+            owners,
+            controls,
+            outlooks,
+        } = eval;
+        let build = |spaces: &[SpaceNow], devices: &[DeviceNow]| {
+            let read = inputs::Read {
+                spaces,
+                devices,
+                controls,
+            };
+            let silent = |at| engine.is_silent_since(at, now);
+            inputs::space_inputs(&self.registry, owners, &read, silent, which)
         };
-        let mut all = inputs::space_inputs(&self.registry, &read, |h| engine.is_silent(h, now));
+        let mut all = if which.len() == self.registry.spaces.len() {
+            // Every space: a copy, so publishing never waits for the whole county's inputs.
+            build(&self.live.spaces(), &self.live.devices())
+        } else {
+            self.live.read_figures(build)
+        };
         let slots = admitting
-            .read_bookings(client, &self.registry, &mut all, now)
+            .read_bookings(client, &self.registry, which, &mut all, now)
             .await?;
-        for (i, input) in all.iter_mut().enumerate() {
-            let s = SpaceIdx(i as u32);
-            input.outlook = outlooks.current(&self.registry, s, engine.ladder(s), now);
-        }
         let mut transitions = Vec::new();
-        let mut statuses = Vec::with_capacity(spaces.len());
-        for (i, input) in all.iter().enumerate() {
-            let ev = engine.evaluate(SpaceIdx(i as u32), now, input);
+        let mut evaluated = Vec::with_capacity(which.len());
+        for (&s, input) in which.iter().zip(&mut all) {
+            input.outlook = outlooks.current(&self.registry, s, engine.ladder(s), now);
+            let ev = engine.evaluate(s, now, input);
             // One status shared by all of the space's transitions rather than a copy per transition.
             let status = Arc::new(ev.status);
             for tr in ev.transitions {
                 transitions.push((tr, Some(Arc::clone(&status))));
             }
-            statuses.push(Some(status));
+            evaluated.push((s, status));
         }
-        Ok((transitions, statuses, slots))
+        Ok((transitions, evaluated, slots))
     }
 
     /// Runs the advisor and records each hub whose advice changed, with its webhook deliveries,

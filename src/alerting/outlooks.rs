@@ -46,21 +46,22 @@ impl Outlooks {
         }
     }
 
-    /// Re-reads the stored forecasts if the last read is a minute old.
+    /// Re-reads the stored forecasts if the last read is a minute old or a new run was stored;
+    /// true when it re-read them (any space's outlook may have changed).
     pub async fn refresh(
         &mut self,
         client: &tokio_postgres::Client,
         registry: &Registry,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         if !self.plan.enabled || self.checked_at.is_some_and(|t| now - t < CHECK) {
-            return Ok(());
+            return Ok(false);
         }
         // A new run is read within CHECK; the day's turn within REFRESH.
         self.checked_at = Some(now);
         let last = forecasts::last_run(client).await?;
         if last == self.last_run && self.read_at.is_some_and(|t| now - t < REFRESH) {
-            return Ok(());
+            return Ok(false);
         }
         self.last_run = last;
         let today = now.with_timezone(&registry.tz).date_naive();
@@ -88,7 +89,7 @@ impl Outlooks {
             });
         }
         self.read_at = Some(now);
-        Ok(())
+        Ok(true)
     }
 
     /// The outlook in force for `s` at `now`: the nearest day whose warning is due and whose

@@ -73,22 +73,99 @@ impl Samples {
         }
     }
 
-    /// Theil–Sen slope in people per minute; `scratch` is reused between calls.
+    /// Theil–Sen slope in people per minute, from scratch (the reference for [`Fit::slope`]).
+    #[cfg(test)]
     fn slope_per_min(&self, scratch: &mut Vec<f64>) -> Option<f64> {
         scratch.clear();
         let q = &self.0;
         for (i, a) in q.iter().enumerate() {
-            for b in q.iter().skip(i + 1) {
-                let dt_min = (b.t - a.t).num_milliseconds() as f64 / 60_000.0;
-                if dt_min > 0.0 {
-                    scratch.push((b.occupancy as f64 - a.occupancy as f64) / dt_min);
-                }
-            }
+            scratch.extend(q.iter().skip(i + 1).filter_map(|b| pair_slope(a, b)));
         }
         median(scratch)
     }
 }
 
+/// People per minute from `a` to the later `b`; `None` under a millisecond apart.
+fn pair_slope(a: &Sample, b: &Sample) -> Option<f64> {
+    let dt_min = (b.t - a.t).num_milliseconds() as f64 / 60_000.0;
+    (dt_min > 0.0).then(|| (b.occupancy as f64 - a.occupancy as f64) / dt_min)
+}
+
+/// One space's Theil–Sen fit kept between evaluations. Every evaluation replaces the newest
+/// sample, while the others change only every window/60 (one appended, the oldest dropped): so
+/// the pairwise slopes among all but the newest are kept sorted, and a fit adds only the newest
+/// sample's n − 1 slopes and finds the median of the two sorted lists by bisection, instead of
+/// n²/2 slopes and a selection for every space at every evaluation. Not saved: a restored engine
+/// rebuilds it on its first fit.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fit {
+    /// The samples `settled` was computed from.
+    settled_of: Vec<Sample>,
+    settled: Vec<f64>,
+    newest: Vec<f64>,
+}
+
+impl Fit {
+    /// The Theil–Sen slope of `samples` in people per minute: the same value as the median of
+    /// all pairwise slopes.
+    pub fn slope(&mut self, samples: &Samples) -> Option<f64> {
+        let q = &samples.0;
+        let (newest, older) = q.back().map(|b| (b, q.len() - 1))?;
+        if !self.settled_of.iter().eq(q.range(..older)) {
+            self.settled_of.clear();
+            self.settled_of.extend(q.range(..older));
+            self.settled.clear();
+            for (i, a) in self.settled_of.iter().enumerate() {
+                let later = &self.settled_of[i + 1..];
+                self.settled
+                    .extend(later.iter().filter_map(|b| pair_slope(a, b)));
+            }
+            self.settled.sort_unstable_by(f64::total_cmp);
+        }
+        self.newest.clear();
+        self.newest
+            .extend(q.range(..older).filter_map(|a| pair_slope(a, newest)));
+        self.newest.sort_unstable_by(f64::total_cmp);
+        let (a, b) = (&self.settled[..], &self.newest[..]);
+        let n = a.len() + b.len();
+        if n == 0 {
+            return None;
+        }
+        let mid = nth_of_two(a, b, n / 2);
+        if n % 2 == 1 {
+            return Some(mid);
+        }
+        Some((nth_of_two(a, b, n / 2 - 1) + mid) / 2.0)
+    }
+}
+
+/// The `k`th smallest (from 0) of the union of the sorted `a` and `b`; `k < a.len() + b.len()`.
+fn nth_of_two(a: &[f64], b: &[f64], k: usize) -> f64 {
+    // Take the k + 1 smallest: i from `a`, the rest from `b`. The least i with
+    // a[i] ≥ b[k − i] is the split (a[..i] and b[..k + 1 − i] are the smallest).
+    let take = k + 1;
+    let (mut lo, mut hi) = (take.saturating_sub(b.len()), take.min(a.len()));
+    while lo < hi {
+        let i = (lo + hi) / 2;
+        if a[i].total_cmp(&b[take - i - 1]).is_lt() {
+            lo = i + 1;
+        } else {
+            hi = i;
+        }
+    }
+    let (i, j) = (lo, take - lo);
+    match (
+        i.checked_sub(1).map(|x| a[x]),
+        j.checked_sub(1).map(|y| b[y]),
+    ) {
+        (Some(x), Some(y)) => x.max(y),
+        (Some(x), None) => x,
+        (None, Some(y)) => y,
+        (None, None) => unreachable!("k < a.len() + b.len()"),
+    }
+}
+
+#[cfg(test)]
 fn median(v: &mut [f64]) -> Option<f64> {
     let n = v.len();
     if n == 0 {
@@ -166,13 +243,13 @@ impl Forecast {
         min_span: TimeDelta,
         booked: &[BookedArrivals],
         now: DateTime<Utc>,
-        scratch: &mut Vec<f64>,
+        fit: &mut Fit,
     ) -> Option<Self> {
         let span = samples.span();
         if samples.len() < 3 || span < min_span {
             return None;
         }
-        let slope = samples.slope_per_min(scratch)?;
+        let slope = fit.slope(samples)?;
         let path = Projection::new(slope, booked, now);
         let eta = |pct: f64| {
             effective.and_then(|c| path.eta(occupancy as f64, pct * f64::from(c) / 100.0))
@@ -355,6 +432,39 @@ mod tests {
         }
         let slope = s.slope_per_min(&mut Vec::new()).unwrap();
         assert!((slope - 10.0).abs() < 1e-9, "{slope}");
+    }
+
+    proptest::proptest! {
+        /// The kept fit is the from-scratch median of all pairwise slopes, bit for bit, as the
+        /// samples slide (newest replaced, one appended every spacing, the oldest dropped).
+        #[test]
+        fn the_kept_fit_is_the_full_theil_sen(
+            steps in proptest::collection::vec((1i64..90, 0u64..5_000), 1..300),
+        ) {
+            let w = TimeDelta::minutes(20);
+            let (mut s, mut fit, mut at) = (Samples::default(), Fit::default(), 0);
+            for (dt, occ) in steps {
+                at += dt;
+                s.push(t(at), occ, w);
+                proptest::prop_assert_eq!(
+                    fit.slope(&s).map(f64::to_bits),
+                    s.slope_per_min(&mut Vec::new()).map(f64::to_bits)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nth_of_two_sorted_lists() {
+        let (a, b) = ([1.0, 3.0, 5.0, 7.0], [2.0, 2.0, 6.0]);
+        let mut all: Vec<f64> = a.iter().chain(&b).copied().collect();
+        all.sort_by(f64::total_cmp);
+        for (k, want) in all.iter().enumerate() {
+            assert_eq!(nth_of_two(&a, &b, k), *want, "k = {k}");
+            assert_eq!(nth_of_two(&b, &a, k), *want, "k = {k}");
+        }
+        assert_eq!(nth_of_two(&[], &b, 2), 6.0);
+        assert_eq!(nth_of_two(&a, &[], 0), 1.0);
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub use replay::{Crossing, ForecastReport, ForecastSummary, WarningEvent, replay
 
 use alert::{Ctx, Want};
 use config::Params;
-use forecast::{Early, EarlyParams, Samples};
+use forecast::{Early, EarlyParams, Fit, Samples};
 use input::{Capacity, Measure};
 use level::Held;
 
@@ -254,6 +254,8 @@ struct Slot {
     def: SpaceDef,
     ladder: Ladder,
     state: SpaceState,
+    /// The inflow fit kept between evaluations (derived from `state.samples`).
+    fit: Fit,
 }
 
 /// Per-space rule state for the whole county; see the module docs.
@@ -263,8 +265,6 @@ pub struct Engine {
     params: Params,
     slots: Vec<Slot>,
     index: HashMap<SpaceId, SpaceIdx>,
-    /// Reused by the Theil–Sen fit.
-    scratch: Vec<f64>,
 }
 
 const STALE_ACTION: (&str, &str) = (
@@ -313,6 +313,7 @@ impl Engine {
                 def,
                 ladder,
                 state: SpaceState::default(),
+                fit: Fit::default(),
             });
         }
         for id in cfg.spaces.keys() {
@@ -328,7 +329,6 @@ impl Engine {
             params,
             slots,
             index,
-            scratch: Vec::new(),
         })
     }
 
@@ -368,6 +368,16 @@ impl Engine {
         is_silent(device, now, &self.params)
     }
 
+    /// [`Engine::is_silent`] of a counter of no known period last heard at `last_received`
+    /// (`None`: never), without building its [`DeviceHealth`].
+    pub fn is_silent_since(
+        &self,
+        last_received: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        silent_after(last_received, None, now, &self.params)
+    }
+
     /// Evaluates one space at `now`. Call it after each commit that touched the space and on a
     /// regular tick (every 10–30 s), since dwell timers and silence only advance when evaluated.
     /// Never panics on any input; panics only if `space` is not an index this engine was built
@@ -379,15 +389,13 @@ impl Engine {
         input: &SpaceInput,
     ) -> Evaluation {
         let Self {
-            params: p,
-            slots,
-            scratch,
-            ..
+            params: p, slots, ..
         } = self;
         let Slot {
             def,
             ladder,
             state: st,
+            fit,
         } = &mut slots[space.get()];
 
         if let Some(day) = input.day {
@@ -450,7 +458,7 @@ impl Engine {
                 p.min_span,
                 &input.booked,
                 now,
-                scratch,
+                fit,
             )
         };
         let early_params = EarlyParams {
@@ -686,11 +694,19 @@ pub fn recent_jump(d: &DeviceHealth, now: DateTime<Utc>) -> bool {
 
 /// Silent: nothing received for `silent_after_periods` periods (or ever).
 fn is_silent(d: &DeviceHealth, now: DateTime<Utc>, p: &Params) -> bool {
-    let Some(last) = d.last_received else {
+    silent_after(d.last_received, d.period, now, p)
+}
+
+fn silent_after(
+    last_received: Option<DateTime<Utc>>,
+    period: Option<TimeDelta>,
+    now: DateTime<Utc>,
+    p: &Params,
+) -> bool {
+    let Some(last) = last_received else {
         return true;
     };
-    let period = d
-        .period
+    let period = period
         .filter(|x| *x > TimeDelta::zero())
         .unwrap_or(p.default_period);
     let quiet_s = (now - last).num_milliseconds() as f64 / 1000.0;
