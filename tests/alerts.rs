@@ -564,17 +564,18 @@ async fn silent_counters_are_one_alert_per_space_and_legacy_ones_resolve_on_upgr
 
     // What an earlier version left behind: per-device alerts in the saved state and the table,
     // for the device's space and its ancestors.
-    let mut state: Value = db
-        .query_one("SELECT state FROM rule_state WHERE id = 1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    // (Each space's saved rule state is its own row; the service saves every space's at its
+    // first evaluation.)
     let since = "2026-05-01T01:00:00Z";
-    for snap in state["spaces"].as_array_mut().unwrap() {
-        let space = snap["space"].as_str().unwrap().to_owned();
-        if space != "canyon" && space != "county" {
-            continue;
-        }
+    for space in ["canyon", "county"] {
+        let mut snap: Value = db
+            .query_one(
+                "SELECT state FROM rule_state_spaces WHERE space_id = $1",
+                &[&space],
+            )
+            .await
+            .unwrap()
+            .get(0);
         snap["state"]["open"]
             .as_array_mut()
             .unwrap()
@@ -589,10 +590,13 @@ async fn silent_counters_are_one_alert_per_space_and_legacy_ones_resolve_on_upgr
         )
         .await
         .unwrap();
-    }
-    db.execute("UPDATE rule_state SET state = $1 WHERE id = 1", &[&state])
+        db.execute(
+            "UPDATE rule_state_spaces SET state = $2 WHERE space_id = $1",
+            &[&space, &snap],
+        )
         .await
         .unwrap();
+    }
     let sent = inbox.lock().unwrap().got.len();
 
     let svc = start_service(cfg).await;

@@ -46,6 +46,16 @@ pub enum AlertingError {
     Rules(#[from] RulesError),
 }
 
+/// The engine whose state a persist saves: every space's, or those whose alerts changed.
+#[derive(Clone, Copy)]
+struct Saving<'a> {
+    engine: &'a Engine,
+    all: bool,
+}
+
+/// Every space's rule state is saved at least this often (those whose alerts change, at once).
+const SAVE_ALL: TimeDelta = TimeDelta::seconds(30);
+
 /// Evaluations start at most every this many times their duration (within the tick).
 const EVALUATION_SHARE: u32 = 5;
 
@@ -135,13 +145,21 @@ impl Alerter {
         }
         let defs = || self.registry.spaces.iter().map(SpaceDef::from);
         let now = Utc::now();
-        let saved = db::load_rule_state(&client).await?.and_then(|v| {
+        let unreadable = |e: &serde_json::Error| tracing::warn!(error = %e, "saved rule state unreadable: left out");
+        let whole = db::load_rule_state(&client).await?.and_then(|v| {
             serde_json::from_value::<EngineState>(v)
-                .inspect_err(
-                    |e| tracing::warn!(error = %e, "saved rule state unreadable: starting afresh"),
-                )
+                .inspect_err(unreadable)
                 .ok()
         });
+        let spaces = db::load_space_rule_states(&client)
+            .await?
+            .into_iter()
+            .filter_map(|(version, v)| {
+                let snap = serde_json::from_value(v).inspect_err(unreadable).ok()?;
+                Some((u32::try_from(version).unwrap_or(0), snap))
+            })
+            .collect();
+        let saved = EngineState::saved(whole, spaces);
         // Restoring resolves what the saved state holds but this version no longer keeps open:
         // alerts of removed spaces, legacy per-device silence alerts.
         let (mut engine, resolves) = match saved {
@@ -153,7 +171,11 @@ impl Alerter {
         };
         if !resolves.is_empty() {
             let resolves: Vec<_> = resolves.into_iter().map(|t| (t, None)).collect();
-            self.persist(&mut client, &engine, &resolves, &HashMap::new(), &[], now)
+            let saving = Saving {
+                engine: &engine,
+                all: true,
+            };
+            self.persist(&mut client, saving, &resolves, &HashMap::new(), &[], now)
                 .await?;
         }
         let mut dispatcher = match DispatchModel::build(&self.cfg.dispatch, &self.registry) {
@@ -193,7 +215,8 @@ impl Alerter {
         // The first evaluation (after the first commit or tick, as before) covers every space.
         let mut next_full = tokio::time::Instant::now() + tick;
         let mut first = true;
-        let mut last_saved = now;
+        // Every space's rule state is saved at the first evaluation and every SAVE_ALL after.
+        let mut last_saved_all: Option<DateTime<Utc>> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_full) => {}
@@ -241,20 +264,24 @@ impl Alerter {
                     .set_tickets(admitting.tickets(self.registry.spaces.len()));
             }
             let escalations = self.due_escalations(&client, now).await?;
-            if !transitions.is_empty()
-                || !escalations.is_empty()
-                || now - last_saved > TimeDelta::seconds(30)
-            {
+            let save_all = last_saved_all.is_none_or(|t| now - t > SAVE_ALL);
+            if !transitions.is_empty() || !escalations.is_empty() || save_all {
+                let saving = Saving {
+                    engine: &engine,
+                    all: save_all,
+                };
                 self.persist(
                     &mut client,
-                    &engine,
+                    saving,
                     &transitions,
                     &signals,
                     &escalations,
                     now,
                 )
                 .await?;
-                last_saved = now;
+                if save_all {
+                    last_saved_all = Some(now);
+                }
             }
             if let Some(d) = dispatcher.as_mut() {
                 let levels_changed = transitions.iter().any(|(t, _)| {
@@ -411,7 +438,7 @@ impl Alerter {
     async fn persist(
         &self,
         client: &mut tokio_postgres::Client,
-        engine: &Engine,
+        saving: Saving<'_>,
         transitions: &[(Transition, Option<Arc<crate::rules::Status>>)],
         signals: &HashMap<SpaceIdx, admission::Signal>,
         escalations: &[(i64, serde_json::Value)],
@@ -421,8 +448,14 @@ impl Alerter {
         let tx = client.transaction().await.map_err(StoreError::from)?;
         let mut wakes = Wakes::new(self.cfg.webhooks.len());
         let mut notes = Vec::with_capacity(transitions.len());
+        let statements = if transitions.is_empty() {
+            None
+        } else {
+            Some(db::TransitionStatements::prepare(&tx).await?)
+        };
         for (tr, status) in transitions {
-            let Some(s) = self.registry.space_idx(tr.space.as_str()) else {
+            let (Some(s), Some(st)) = (self.registry.space_idx(tr.space.as_str()), &statements)
+            else {
                 continue;
             };
             let space = self.registry.space(s);
@@ -430,7 +463,7 @@ impl Alerter {
             if matches!(tr.kind, AlertKind::Admission | AlertKind::Oversold) {
                 ev.admission = signals.get(&s).cloned();
             }
-            let Some(rec) = db::record_transition(&tx, &event::write(tr, &ev)).await? else {
+            let Some(rec) = db::record_transition(&tx, st, &event::write(tr, &ev)).await? else {
                 continue;
             };
             notes.push(AlertNote {
@@ -469,8 +502,29 @@ impl Alerter {
             self.enqueue(&tx, &ev, &source, None, &mut wakes).await?;
             db::mark_escalated(&tx, *alert_id, now).await?;
         }
-        let state = serde_json::to_value(engine.snapshot()).unwrap_or_default();
-        db::save_rule_state(&tx, &state, now).await?;
+        // The rule state of the spaces whose alerts changed goes with those changes (the rest
+        // every SAVE_ALL): a restart neither re-sends nor forgets a recorded change.
+        let spaces: Vec<SpaceIdx> = if saving.all {
+            (0..self.registry.spaces.len() as u32)
+                .map(SpaceIdx)
+                .collect()
+        } else {
+            let mut s: Vec<SpaceIdx> = transitions
+                .iter()
+                .filter_map(|(t, _)| self.registry.space_idx(t.space.as_str()))
+                .collect();
+            s.sort_unstable();
+            s.dedup();
+            s
+        };
+        let snaps = saving.engine.snapshot_of(&spaces);
+        let ids: Vec<&str> = snaps.iter().map(|s| s.space.as_str()).collect();
+        let states: Vec<serde_json::Value> = snaps
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap_or_default())
+            .collect();
+        let version = i32::try_from(crate::rules::STATE_VERSION).unwrap_or(i32::MAX);
+        db::save_space_rule_states(&tx, &ids, version, &states, now).await?;
         tx.commit().await.map_err(StoreError::from)?;
         self.live.note_alerts(notes);
         self.wake_outbox(&wakes);

@@ -243,6 +243,39 @@ pub struct SpaceSnapshot {
     state: SpaceState,
 }
 
+impl EngineState {
+    /// What was saved: an older whole-engine document (if any) with the per-space states saved
+    /// since laid over it (those of another state version are left out). None if nothing was.
+    pub fn saved(whole: Option<EngineState>, spaces: Vec<(u32, SpaceSnapshot)>) -> Option<Self> {
+        let whole = whole.filter(|w| w.version == STATE_VERSION || spaces.is_empty());
+        let current: Vec<SpaceSnapshot> = spaces
+            .into_iter()
+            .filter(|(v, _)| *v == STATE_VERSION)
+            .map(|(_, s)| s)
+            .collect();
+        if whole.is_none() && current.is_empty() {
+            return None;
+        }
+        let mut out = whole.unwrap_or(EngineState {
+            version: STATE_VERSION,
+            spaces: Vec::new(),
+        });
+        let at: HashMap<SpaceId, usize> = out
+            .spaces
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.space.clone(), i))
+            .collect();
+        for snap in current {
+            match at.get(&snap.space) {
+                Some(&i) => out.spaces[i] = snap,
+                None => out.spaces.push(snap),
+            }
+        }
+        Some(out)
+    }
+}
+
 impl SpaceSnapshot {
     pub fn open_alerts(&self) -> &[OpenAlert] {
         &self.state.open
@@ -624,6 +657,18 @@ impl Engine {
             },
             transitions,
         }
+    }
+
+    /// The memory of these spaces, for saving with their alert changes.
+    pub fn snapshot_of(&self, spaces: &[SpaceIdx]) -> Vec<SpaceSnapshot> {
+        spaces
+            .iter()
+            .filter_map(|s| self.slots.get(s.get()))
+            .map(|s| SpaceSnapshot {
+                space: s.def.id.clone(),
+                state: s.state.clone(),
+            })
+            .collect()
     }
 
     /// The engine's memory: levels, dwell timers, samples, early-warning latches, open alerts.

@@ -1577,3 +1577,52 @@ fn a_day_ahead_outlook_opens_its_warning_and_its_absence_resolves_it() {
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].change, Change::Resolve);
 }
+
+#[test]
+fn per_space_saved_states_override_the_whole_document_of_the_same_version() {
+    let two = || {
+        Engine::new(
+            RulesConfig::default(),
+            [
+                SpaceDef::new(SpaceId::new("canyon")),
+                SpaceDef::new(SpaceId::new("village")),
+            ],
+        )
+        .unwrap()
+    };
+    let mut before = two();
+    let whole = before.snapshot();
+    // The canyon fills after the whole document was saved; only its own state is saved again.
+    before.evaluate(SpaceIdx(0), t0(), &inp(t0(), 0));
+    let ev = before.evaluate(SpaceIdx(0), secs(1), &inp(secs(1), 950));
+    assert!(!level_changes(&ev).is_empty());
+    let canyon = before.snapshot_of(&[SpaceIdx(0)]);
+    let stale = before.snapshot_of(&[SpaceIdx(1)]);
+    let rows = vec![
+        (STATE_VERSION, canyon[0].clone()),
+        (STATE_VERSION + 1, stale[0].clone()),
+    ];
+    let saved = EngineState::saved(Some(whole.clone()), rows).unwrap();
+    assert_eq!(saved.spaces.len(), 2);
+    assert_eq!(saved.spaces[0], canyon[0], "the canyon's own row wins");
+    assert_eq!(
+        saved.spaces[1], whole.spaces[1],
+        "another version's row is left out"
+    );
+    // Restored from it, the canyon's red level is not sent again.
+    let (mut after, resolves) = Engine::restore(
+        RulesConfig::default(),
+        two()
+            .snapshot()
+            .spaces
+            .iter()
+            .map(|s| SpaceDef::new(s.space.clone())),
+        saved,
+        t0(),
+    )
+    .unwrap();
+    assert!(resolves.is_empty());
+    let again = after.evaluate(SpaceIdx(0), secs(2), &inp(secs(2), 950));
+    assert!(level_changes(&again).is_empty(), "{:?}", again.transitions);
+    assert!(EngineState::saved(None, Vec::new()).is_none());
+}

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use super::row::{from_row, query_as, query_opt_as, query_opt_scalar, query_scalar};
+use super::row::{from_row, query_as, query_opt_as, query_opt_scalar};
 use super::{StoreError, sql};
 
 /// An alert transition to record, with what to send to each subscription.
@@ -35,32 +35,69 @@ pub struct Recorded {
     pub started_at: DateTime<Utc>,
 }
 
+/// The whole-engine document earlier versions saved (`rule_state`), if any.
 pub async fn load_rule_state(client: &Client) -> Result<Option<Value>, StoreError> {
     query_opt_scalar(client, sql::LOAD_RULE_STATE, &[]).await
 }
 
-pub async fn save_rule_state(
+/// The per-space rule states saved so far: (version, state) each.
+pub async fn load_space_rule_states(client: &Client) -> Result<Vec<(i32, Value)>, StoreError> {
+    let rows = client.query(sql::LOAD_SPACE_RULE_STATES, &[]).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Saves these spaces' rule states (`spaces[i]`'s is `states[i]`), written by `version`.
+pub async fn save_space_rule_states(
     tx: &Transaction<'_>,
-    state: &Value,
+    spaces: &[&str],
+    version: i32,
+    states: &[Value],
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    tx.execute(sql::SAVE_RULE_STATE, &[state, &at]).await?;
+    if !spaces.is_empty() {
+        tx.execute(
+            sql::SAVE_SPACE_RULE_STATES,
+            &[&spaces, &version, &states, &at],
+        )
+        .await?;
+    }
     Ok(())
+}
+
+/// [`record_transition`]'s statements, prepared once for a transaction that records many (an
+/// evaluation of a province can change thousands of alerts at once).
+pub struct TransitionStatements {
+    resolve: tokio_postgres::Statement,
+    open: tokio_postgres::Statement,
+    insert: tokio_postgres::Statement,
+}
+
+impl TransitionStatements {
+    pub async fn prepare(tx: &Transaction<'_>) -> Result<Self, StoreError> {
+        Ok(Self {
+            resolve: tx.prepare(sql::RESOLVE_ALERT).await?,
+            open: tx.prepare(sql::UPSERT_OPEN_ALERT).await?,
+            insert: tx.prepare(sql::INSERT_TRANSITION).await?,
+        })
+    }
 }
 
 /// Records one transition: the alert row (opened, updated or resolved) and the transition row.
 pub async fn record_transition(
     tx: &Transaction<'_>,
+    st: &TransitionStatements,
     t: &TransitionWrite,
 ) -> Result<Option<Recorded>, StoreError> {
     let row = if t.change == "resolve" {
-        tx.query_opt(sql::RESOLVE_ALERT, &[&t.space_id, &t.kind, &t.at])
+        tx.query_opt(&st.resolve, &[&t.space_id, &t.kind, &t.at])
             .await?
     } else {
         let refire = t.change == "escalate";
         Some(
             tx.query_one(
-                sql::UPSERT_OPEN_ALERT,
+                &st.open,
                 &[
                     &t.space_id,
                     &t.kind,
@@ -81,24 +118,25 @@ pub async fn record_transition(
     };
     let alert_id: i64 = row.try_get("id")?;
     let state: String = row.try_get("state")?;
-    let transition_id: i64 = query_scalar(
-        tx,
-        sql::INSERT_TRANSITION,
-        &[
-            &alert_id,
-            &t.at,
-            &t.change,
-            &state,
-            &t.severity,
-            &t.level,
-            &t.load_pct,
-            &None::<String>,
-            &t.message_zh,
-            &t.message_en,
-            &t.details,
-        ],
-    )
-    .await?;
+    let transition_id: i64 = tx
+        .query_one(
+            &st.insert,
+            &[
+                &alert_id,
+                &t.at,
+                &t.change,
+                &state,
+                &t.severity,
+                &t.level,
+                &t.load_pct,
+                &None::<String>,
+                &t.message_zh,
+                &t.message_en,
+                &t.details,
+            ],
+        )
+        .await?
+        .try_get(0)?;
     Ok(Some(Recorded {
         alert_id,
         transition_id,

@@ -193,8 +193,12 @@ pub const ALL_TIMESCALE: &[&str] = &[PRUNE_REPORTS_TIMESCALE];
 // ---- alerts (src/store/alerts.rs) ----
 
 pub const LOAD_RULE_STATE: &str = "SELECT state FROM rule_state WHERE id = 1";
-pub const SAVE_RULE_STATE: &str = "INSERT INTO rule_state (id, state, updated_at) VALUES (1, $1, $2) \
-     ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at";
+/// The rule engine's per-space states (`rule_state_spaces`), which override `rule_state`'s.
+pub const LOAD_SPACE_RULE_STATES: &str = "SELECT version, state FROM rule_state_spaces";
+pub const SAVE_SPACE_RULE_STATES: &str = "INSERT INTO rule_state_spaces (space_id, version, state, updated_at) \
+     SELECT s, $2, j, $4 FROM unnest($1::text[], $3::jsonb[]) AS t(s, j) \
+     ON CONFLICT (space_id) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state, \
+         updated_at = EXCLUDED.updated_at";
 
 /// Opens an alert, or updates the open one with the same identity (re-crossing while open).
 /// An escalation fires it again even if it had been acknowledged.
@@ -293,7 +297,8 @@ pub const LIST_AUDIT: &str = "SELECT id, at, actor, action, target, details FROM
 /// Alert statements, for the prepare-everything test.
 pub const ALL_ALERTS: &[&str] = &[
     LOAD_RULE_STATE,
-    SAVE_RULE_STATE,
+    LOAD_SPACE_RULE_STATES,
+    SAVE_SPACE_RULE_STATES,
     UPSERT_OPEN_ALERT,
     RESOLVE_ALERT,
     INSERT_TRANSITION,
