@@ -16,6 +16,7 @@ use crate::live::Wake;
 mod config;
 mod cut;
 mod failover;
+mod inflight;
 pub mod push;
 mod tickets;
 
@@ -37,6 +38,7 @@ use crate::telemetry as t;
 use crate::telemetry::events::{IngestSessionEnded, InternalEvent, Rejections};
 pub use config::{IngestConfig, IngesterSettings};
 use cut::{BatchCut, Decision};
+use inflight::{AbortOnDrop, InFlight, wait_commit};
 pub use push::{Push, PushBody, PushIntake, PushRefusal, Pushed};
 
 #[derive(Debug, thiserror::Error)]
@@ -618,32 +620,6 @@ impl Ingester {
     }
 }
 
-/// A session's reusable per-batch state.
-/// A batch whose commit is running, with what to do once it has committed.
-struct InFlight {
-    task: AbortOnDrop,
-    deadline: Instant,
-    started: Instant,
-    acks: Acks,
-    pushes: Vec<(PushReply, Pushed)>,
-    captured: Captured,
-    stats: BatchStats,
-    /// The batch's devices' states, remembered once acknowledged ([`failover::Marks`]).
-    states: Vec<(DeviceIdx, Mark)>,
-}
-
-type CommitResult = (tokio_postgres::Client, Result<(), StoreError>);
-
-/// Aborts the commit task if the session ends while it runs (its transaction then rolls back
-/// with the connection; the broker redelivers the batch to the next session).
-struct AbortOnDrop(tokio::task::JoinHandle<CommitResult>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 enum Step {
     Committed(Result<tokio_postgres::Client, IngestError>),
     Event(Option<SourceEvent>),
@@ -656,22 +632,6 @@ enum Step {
 
 /// How often an ingester looks for head counts asked for through another instance's API.
 const RECOUNT_POLL: Duration = Duration::from_secs(2);
-
-/// The in-flight commit's outcome (the connection comes back), or never when none is running.
-async fn wait_commit(
-    inflight: &mut Option<InFlight>,
-    limit: Duration,
-) -> Result<tokio_postgres::Client, IngestError> {
-    let Some(f) = inflight.as_mut() else {
-        return std::future::pending().await;
-    };
-    match tokio::time::timeout_at(f.deadline, &mut f.task.0).await {
-        Err(_) => Err(IngestError::CommitTimeout(limit)),
-        Ok(Err(e)) => Err(IngestError::CommitTask(e.to_string())),
-        Ok(Ok((_, Err(e)))) => Err(e.into()),
-        Ok(Ok((client, Ok(())))) => Ok(client),
-    }
-}
 
 /// The next push, or never without a receiver.
 async fn next_push(pushes: &mut Option<tokio::sync::mpsc::Receiver<Push>>) -> Option<Push> {
