@@ -534,9 +534,32 @@ impl Bench {
             self.feed(&feed, broker.port(), 1, &tag),
             watch.committed(warm.entries(), &svc)
         )?;
-        // Let the rules see every device report and resolve what start-up raised.
+        // Let the rules see every device report and resolve what start-up raised: on a province
+        // that is thousands of alert changes, recorded for a few seconds.
         let settle = if self.quick { 1000 } else { 2000 };
         tokio::time::sleep(Duration::from_millis(settle)).await;
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(60);
+        let first = alert_transitions(&self.http, &svc).await;
+        let mut last = first;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = alert_transitions(&self.http, &svc).await;
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        if let (Some(a), Some(b)) = (first, last)
+            && b > a
+        {
+            println!(
+                "   start-up alert changes still being recorded {settle} ms after the warm-up: \
+                 {} more in {:.1} s before the measured stream",
+                b - a,
+                started.elapsed().as_secs_f64()
+            );
+        }
         Ok((svc, watch))
     }
 
@@ -1331,6 +1354,18 @@ end
     }
 }
 
+/// Alert changes the service has recorded so far (all kinds), from its Prometheus counters.
+async fn alert_transitions(http: &reqwest::Client, svc: &Service) -> Option<f64> {
+    let url = format!("http://{}/metrics", svc.http);
+    let text = http.get(url).send().await.ok()?.text().await.ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with("visitorflow_alert_transitions_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
 /// The mean duration of the service's rule evaluations so far, from its Prometheus summary.
 async fn evaluation_ms(http: &reqwest::Client, svc: &Service) -> Option<f64> {
     let text = http
@@ -1398,17 +1433,23 @@ impl Watch {
         Watch { every, ..self }
     }
 
-    /// The county's committed entries today, as the service's API shows them.
+    /// The county's committed entries today, as the service's API shows them; 0 while the
+    /// service is still starting (a backlog run watches from its process start).
     async fn county(&self, svc: &Service) -> anyhow::Result<u64> {
-        let v: serde_json::Value = self
+        let url = format!("http://{}/api/v1/spaces/county", svc.http);
+        let sent = self
             .http
-            .get(format!("http://{}/api/v1/spaces/county", svc.http))
+            .get(url)
             .bearer_auth(workload::READER_TOKEN)
             .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+            .await;
+        let v: serde_json::Value = match sent {
+            Ok(r) if r.status().is_success() => r.json().await?,
+            // Not up or not ready yet; a service that never is stalls the watch (below).
+            Ok(_) => return Ok(0),
+            Err(e) if e.is_connect() => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
         Ok(v["entries_today"].as_u64().unwrap_or(0))
     }
 
