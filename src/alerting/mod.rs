@@ -12,8 +12,6 @@ pub mod inputs;
 pub mod outbox;
 pub mod outlooks;
 #[cfg(test)]
-mod scale_tests;
-#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
