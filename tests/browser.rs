@@ -264,6 +264,12 @@ async fn control_room_signs_in_updates_live_and_acknowledges() {
     // The canyon sells timed entry: its detail view shows the slots.
     cfg.admission =
         toml::from_str("[spaces.tianshan-canyon]\nslots = [\"00:00-23:59\"]\n").unwrap();
+    // Its one slot covers the calendar day; so does its business day here, so "today" has places
+    // left whatever the hour the test runs (before its usual 08:00 opening the business day is
+    // still yesterday's, whose slot is over: the board rightly said 约满 then).
+    for s in cfg.spaces.iter_mut().filter(|s| s.id == "tianshan-canyon") {
+        s.opens_at = Some("00:00".into());
+    }
     cfg.rules.forecast_window_s = 120;
     cfg.rules.forecast_min_span_s = 3;
     let svc = start_service(cfg).await;

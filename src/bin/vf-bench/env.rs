@@ -218,6 +218,8 @@ impl Service {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "warn")
+            // As deploy/Dockerfile and deploy/visitorflow.service run it.
+            .env("MIMALLOC_PURGE_DELAY", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
