@@ -50,7 +50,17 @@ async fn minutes(db: &tokio_postgres::Client, space: &str) -> Vec<(DateTime<Utc>
 /// sent, after the live ones, from the counter's buffer — then the whole backlog once more.
 async fn backfill(with_totals: bool) {
     let stack = Stack::start();
-    let svc = start_service(stack.config(if with_totals { "vf-bf-t" } else { "vf-bf" })).await;
+    let mut cfg = stack.config(if with_totals { "vf-bf-t" } else { "vf-bf" });
+    // The reports span 5.5 hours: the canyon's day starts 6 hours ago, so they all count today
+    // whatever the hour the test runs (at 01:00 in China they would otherwise straddle midnight).
+    let opens = (Utc::now() - TimeDelta::hours(6))
+        .with_timezone(&FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%H:%M")
+        .to_string();
+    for s in cfg.spaces.iter_mut().filter(|s| s.id == "canyon") {
+        s.opens_at = Some(opens.clone());
+    }
+    let svc = start_service(cfg).await;
     let addr = svc.http_addr;
     let start = Utc::now() - TimeDelta::minutes(330);
     let start = start - TimeDelta::seconds(start.timestamp() % 60) + TimeDelta::seconds(30);
