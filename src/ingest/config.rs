@@ -35,7 +35,8 @@ pub struct IngestConfig {
     pub state_checkpoint_ms: u64,
     /// Changes of up to this many state rows since the last checkpoint are written directly.
     pub state_direct_rows: usize,
-    /// A pause in input this long checkpoints what is journaled.
+    /// A pause in input this long checkpoints what is journaled (0: as soon as the ingester has
+    /// nothing else to do, so the state tables follow a burst within a commit).
     pub state_quiet_ms: u64,
 }
 
@@ -53,7 +54,7 @@ impl Default for IngestConfig {
             seq_jump_per_second: 10.0,
             state_checkpoint_ms: 5_000,
             state_direct_rows: 256,
-            state_quiet_ms: 50,
+            state_quiet_ms: 0,
         }
     }
 }

@@ -275,9 +275,10 @@ impl Ingester {
             let step = tokio::select! {
                 biased;
                 r = wait_commit(&mut inflight, limit) => Step::Committed(r),
-                _ = sleep_until_some(flush_at), if flush_at.is_some() => Step::Flush,
                 ev = conn.events.recv(), if !full => Step::Event(ev),
                 Some(p) = next_push(pushes), if !full => Step::Push(p),
+                // After input: a checkpoint waits while there is any.
+                _ = sleep_until_some(flush_at), if flush_at.is_some() => Step::Flush,
                 _ = sleep_until_some(deadline), if !due => Step::Linger,
                 _ = self.live.recount_requested() => Step::Recount,
                 _ = recount_tick.tick() => Step::Recount,
