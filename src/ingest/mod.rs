@@ -265,6 +265,11 @@ impl Ingester {
                 if !work.batch.pending.is_empty() {
                     self.settle(&mut core, &mut work, &client, limit).await?;
                 }
+                // Nothing more waiting: the batch ends a burst and writes the state with its
+                // reports, so the tables are current whenever input is not sustained.
+                if conn.events.is_empty() {
+                    writer.checkpoint_next();
+                }
                 inflight =
                     Some(self.start_commit(&mut core, &mut work, &mut writer, client, limit));
                 deadline = None;
