@@ -35,8 +35,8 @@ pub struct IngestConfig {
     pub state_checkpoint_ms: u64,
     /// Changes of up to this many state rows since the last checkpoint are written directly.
     pub state_direct_rows: usize,
-    /// A pause in input this long checkpoints what is journaled (0: as soon as the ingester has
-    /// nothing else to do, so the state tables follow a burst within a commit).
+    /// A pause in input this long checkpoints what is journaled (0: at once — a batch cut with
+    /// no input waiting writes the state with its reports, so the tables follow every burst).
     pub state_quiet_ms: u64,
 }
 

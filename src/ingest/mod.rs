@@ -266,8 +266,9 @@ impl Ingester {
                     self.settle(&mut core, &mut work, &client, limit).await?;
                 }
                 // Nothing more waiting: the batch ends a burst and writes the state with its
-                // reports, so the tables are current whenever input is not sustained.
-                if conn.events.is_empty() {
+                // reports, so the tables are current whenever input is not sustained (unless a
+                // pause is to be waited for: `state_quiet_ms`).
+                if quiet.is_zero() && conn.events.is_empty() {
                     writer.checkpoint_next();
                 }
                 inflight =
