@@ -6,6 +6,8 @@
 //! receiving their elements one by one. Encoding, decoding and folding rows together are pure;
 //! `state.rs` reads and writes them.
 
+use std::collections::HashMap;
+
 use bytes::{Buf, BufMut, BytesMut};
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -271,41 +273,45 @@ pub fn decode(mut body: &[u8]) -> Result<Entry, JournalError> {
 /// Journal rows in the order they were written, as one: each device's and space's newest state,
 /// each bucket's changes merged.
 pub fn fold(rows: impl IntoIterator<Item = Entry>) -> Entry {
-    use std::collections::HashMap;
     let mut out = Entry::default();
-    let mut dev: HashMap<String, usize> = HashMap::new();
-    let mut space: HashMap<String, usize> = HashMap::new();
-    let mut bucket: HashMap<(String, i64), usize> = HashMap::new();
+    let (mut dev, mut space, mut bucket) = (HashMap::new(), HashMap::new(), HashMap::new());
     for row in rows {
-        for (id, s) in row.devices {
-            match dev.get(&id) {
-                Some(&i) => out.devices[i] = (id, s),
-                None => {
-                    dev.insert(id.clone(), out.devices.len());
-                    out.devices.push((id, s));
-                }
-            }
+        for d in row.devices {
+            keep(&mut dev, &mut out.devices, d.0.clone(), d, newest);
         }
-        for (id, s) in row.spaces {
-            match space.get(&id) {
-                Some(&i) => out.spaces[i] = (id, s),
-                None => {
-                    space.insert(id.clone(), out.spaces.len());
-                    out.spaces.push((id, s));
-                }
-            }
+        for s in row.spaces {
+            keep(&mut space, &mut out.spaces, s.0.clone(), s, newest);
         }
-        for (id, minute, b) in row.buckets {
-            match bucket.get(&(id.clone(), minute)) {
-                Some(&i) => out.buckets[i].2.merge(&b),
-                None => {
-                    bucket.insert((id.clone(), minute), out.buckets.len());
-                    out.buckets.push((id, minute, b));
-                }
-            }
+        for b in row.buckets {
+            let key = (b.0.clone(), b.1);
+            keep(&mut bucket, &mut out.buckets, key, b, |old, new| {
+                old.2.merge(&new.2)
+            });
         }
     }
     out
+}
+
+/// A device's or space's newer state replaces the older.
+fn newest<V>(old: &mut V, new: V) {
+    *old = new;
+}
+
+/// `v` into `out` once per `key`, in first-seen order; a later one is `combine`d into it.
+fn keep<K: std::hash::Hash + Eq, V>(
+    index: &mut HashMap<K, usize>,
+    out: &mut Vec<V>,
+    key: K,
+    v: V,
+    combine: impl FnOnce(&mut V, V),
+) {
+    match index.get(&key) {
+        Some(&i) => combine(&mut out[i], v),
+        None => {
+            index.insert(key, out.len());
+            out.push(v);
+        }
+    }
 }
 
 fn bit(n: u32, on: bool) -> u64 {
