@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use crate::admission::Sales;
 use crate::core::Core;
-pub use crate::core::snapshot::{DeviceNow, SpaceNow};
+pub use crate::core::snapshot::{DeviceNow, DeviceTable, SpaceNow};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 use crate::rules::Status;
@@ -45,7 +45,7 @@ pub struct Live {
     statuses: RwLock<Vec<Option<Arc<Status>>>>,
     /// Timed-entry areas' ticket sales now, from alerting.
     tickets: RwLock<Vec<Option<TicketsNow>>>,
-    devices: RwLock<Vec<DeviceNow>>,
+    devices: RwLock<DeviceTable>,
     broker_connected: AtomicBool,
     /// The ingester has loaded its state and holds a broker session.
     ingest_ready: AtomicBool,
@@ -191,7 +191,7 @@ impl Captured {
                 let now = DeviceNow {
                     last_seq: st.started.then_some(st.high),
                     last_report: st.last_ts,
-                    last_received: seen.last_received,
+                    last_received: seen.last_received.get(),
                     online: seen.online,
                     missing_reports: st.missing,
                     gap_reports_total: st.gaps_total,
@@ -199,7 +199,7 @@ impl Captured {
                     seq_restarts_total: st.resets_total,
                     seq_jumps_total: st.jumps_total,
                     last_seq_jump: st.last_jump,
-                    lost: seen.lost,
+                    lost: core.lost.get(&d).copied(),
                 };
                 (d, now)
             })
@@ -238,7 +238,7 @@ impl Live {
             spaces: RwLock::new(vec![SpaceNow::default(); spaces]),
             statuses: RwLock::new(vec![None; spaces]),
             tickets: RwLock::new(vec![None; spaces]),
-            devices: RwLock::new(vec![DeviceNow::default(); devices]),
+            devices: RwLock::new(DeviceTable::new(devices)),
             broker_connected: AtomicBool::new(false),
             ingest_ready: AtomicBool::new(false),
             changed: Mutex::new(vec![false; spaces]),
@@ -406,21 +406,23 @@ impl Live {
 
     /// `f` of every space's and device's figures, read in place: for a reader that needs a few
     /// of them (keep `f` short, publishing waits for it).
-    pub fn read_figures<R>(&self, f: impl FnOnce(&[SpaceNow], &[DeviceNow]) -> R) -> R {
+    pub fn read_figures<R>(&self, f: impl FnOnce(&[SpaceNow], &DeviceTable) -> R) -> R {
         let spaces = self.spaces.read().unwrap_or_else(|e| e.into_inner());
         let devices = self.devices.read().unwrap_or_else(|e| e.into_inner());
         f(&spaces, &devices)
     }
 
     pub fn device(&self, d: DeviceIdx) -> DeviceNow {
-        self.devices.read().unwrap_or_else(|e| e.into_inner())[d.get()]
-    }
-
-    pub fn devices(&self) -> Vec<DeviceNow> {
         self.devices
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .get(d)
+    }
+
+    /// The figures of `devices`, read under one lock (not a copy of all 100,000).
+    pub fn devices_of(&self, devices: impl IntoIterator<Item = DeviceIdx>) -> Vec<DeviceNow> {
+        let table = self.devices.read().unwrap_or_else(|e| e.into_inner());
+        devices.into_iter().map(|d| table.get(d)).collect()
     }
 
     pub fn status(&self, s: SpaceIdx) -> Option<Arc<Status>> {
@@ -514,7 +516,7 @@ impl Live {
                 .filter_map(|(d, _)| registry.devices.get(d.get()))
             {
                 due.mark(d.space);
-                d.targets.iter().for_each(|&s| due.mark(s));
+                registry.targets(d.idx).iter().for_each(|&s| due.mark(s));
             }
         }
         let mut changed = Vec::new();
@@ -549,8 +551,8 @@ impl Live {
             drift.set(now.drift_today as f64);
         }
         let mut out = self.devices.write().unwrap_or_else(|e| e.into_inner());
-        for &(d, now) in &captured.devices {
-            out[d.get()] = now;
+        for (d, now) in &captured.devices {
+            out.set(*d, now);
         }
     }
 }

@@ -454,7 +454,7 @@ fn load(text: &str) -> Result<(), TestCaseError> {
     };
     if let Ok(reg) = cfg.registry() {
         for d in &reg.devices {
-            prop_assert_eq!(d.targets.first(), Some(&d.space));
+            prop_assert_eq!(reg.targets(d.idx).first(), Some(&d.space));
             prop_assert_eq!(reg.device_idx(d.id.as_str()), Some(d.idx));
         }
         for s in &reg.spaces {

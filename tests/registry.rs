@@ -47,8 +47,7 @@ fn build(toml: &str) -> Registry {
 }
 
 fn target_ids(reg: &Registry, device: &str) -> Vec<String> {
-    let d = reg.device(reg.device_idx(device).expect("device exists"));
-    d.targets
+    reg.targets(reg.device_idx(device).expect("device exists"))
         .iter()
         .map(|&s| reg.space(s).id.as_str().to_owned())
         .collect()
@@ -194,12 +193,14 @@ fn shipped_default_every_space_counted_and_every_device_bound() {
     let reg = shipped();
     // Every device resolves to a space and counts at least its own.
     for d in &reg.devices {
-        assert_eq!(d.targets.first(), Some(&d.space), "{}", d.id);
+        assert_eq!(reg.targets(d.idx).first(), Some(&d.space), "{}", d.id);
     }
     // Every area, zone, hub and car park is counted: by its own devices or its parts'.
     for s in &reg.spaces {
         assert!(
-            reg.devices.iter().any(|d| d.targets.contains(&s.idx)),
+            reg.devices
+                .iter()
+                .any(|d| reg.targets(d.idx).contains(&s.idx)),
             "nothing counts {}",
             s.id
         );

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, NaiveDate, NaiveTime, TimeDelta, Utc};
 
 use super::AlertingError;
 use crate::admission::{self, OversoldTracker, Reservations, Signal, SlotState, Tracker};
@@ -24,6 +24,14 @@ pub(super) struct DaySlots {
     confirmed: HashMap<SpaceIdx, DateTime<Utc>>,
     /// Areas whose sales an operator holds.
     held: HashMap<SpaceIdx, DateTime<Utc>>,
+}
+
+/// What one evaluation read of the bookings: each area's current day and slot counts, and the
+/// slots tallied from them as the evaluation's parts are built.
+#[derive(Debug, Default)]
+pub(super) struct Booked {
+    areas: HashMap<SpaceIdx, (NaiveDate, Vec<(NaiveTime, admission::SlotCounts)>)>,
+    pub slots: DaySlots,
 }
 
 /// The transitions of the areas whose signal changed (with the status decided on), and the
@@ -83,65 +91,88 @@ impl Admitting {
         self.reservations.plans().map(|p| p.space)
     }
 
-    /// Reads the areas' bookings of their current day: adds each area's booked visitors who may
-    /// still come to its daily load (stale booking data keeps its last figures, never "no
-    /// bookings"), and returns the day's slots. `all` are the inputs of the spaces `which`
-    /// (sorted), which hold every area.
+    /// Reads the areas' bookings of their current day (`counted`: the business day an area's
+    /// counts are in, if any) and the areas' confirmations and holds. [`Booked::apply`] then
+    /// adds them to the inputs of each part of an evaluation.
     pub async fn read_bookings(
         &self,
         client: &tokio_postgres::Client,
         reg: &Registry,
-        which: &[SpaceIdx],
-        all: &mut [SpaceInput],
+        counted: impl Fn(SpaceIdx) -> Option<NaiveDate>,
         now: DateTime<Utc>,
-    ) -> Result<DaySlots, AlertingError> {
-        let at = |s: SpaceIdx| which.binary_search(&s).ok();
-        let mut out = DaySlots::default();
+    ) -> Result<Booked, AlertingError> {
+        let mut out = Booked::default();
         if self.reservations.is_empty() {
             return Ok(out);
         }
         if self.reservations.any_confirmation() {
-            out.confirmed = store::bookings::last_confirmations(client)
+            out.slots.confirmed = store::bookings::last_confirmations(client)
                 .await?
                 .into_iter()
                 .filter_map(|(id, at)| Some((reg.space_idx(&id)?, at)))
                 .collect();
         }
-        out.held = store::bookings::active_holds(client)
+        out.slots.held = store::bookings::active_holds(client)
             .await?
             .into_iter()
             .filter_map(|(id, at)| Some((reg.space_idx(&id)?, at)))
             .collect();
-        let areas: Vec<(&admission::AreaPlan, NaiveDate)> = self
+        let areas: Vec<(SpaceIdx, NaiveDate)> = self
             .reservations
             .plans()
             .map(|p| {
-                let counted = at(p.space).and_then(|i| all[i].day);
-                (p, admission::current_day(reg, p.space, counted, now))
+                (
+                    p.space,
+                    admission::current_day(reg, p.space, counted(p.space), now),
+                )
             })
             .collect();
         let keys: Vec<(&str, NaiveDate)> = areas
             .iter()
-            .map(|(p, day)| (reg.space(p.space).id.as_str(), *day))
+            .map(|(s, day)| (reg.space(*s).id.as_str(), *day))
             .collect();
         let rows = store::bookings::slot_counts(client, &keys).await?;
-        for ((plan, day), (id, _)) in areas.iter().zip(&keys) {
-            let counts: Vec<_> = rows
-                .iter()
-                .filter(|r| r.space_id == *id && r.day == *day)
-                .map(store::bookings::SlotRow::counts)
-                .collect();
-            let Some(input) = at(plan.space).map(|i| &mut all[i]) else {
+        out.areas = areas
+            .iter()
+            .zip(&keys)
+            .map(|(&(s, day), (id, _))| {
+                let counts = rows
+                    .iter()
+                    .filter(|r| r.space_id == *id && r.day == day)
+                    .map(store::bookings::SlotRow::counts)
+                    .collect();
+                (s, (day, counts))
+            })
+            .collect();
+        Ok(out)
+    }
+
+    /// Adds each area among `which` (sorted; `inputs` are theirs) its booked visitors who may
+    /// still come to its daily load (stale booking data keeps its last figures, never "no
+    /// bookings"), and keeps the day's slots.
+    pub fn apply(
+        &self,
+        reg: &Registry,
+        booked: &mut Booked,
+        which: &[SpaceIdx],
+        inputs: &mut [SpaceInput],
+        now: DateTime<Utc>,
+    ) {
+        for plan in self.reservations.plans() {
+            let Ok(i) = which.binary_search(&plan.space) else {
                 continue;
             };
+            let Some((day, counts)) = booked.areas.get(&plan.space) else {
+                continue;
+            };
+            let input = &mut inputs[i];
             let effective = crate::rules::effective_daily(input.daily_capacity, &input.caps, now);
             let quotas = plan.quotas(effective.unwrap_or(0));
             let grace = self.reservations.no_show_grace;
-            let slots = admission::tally(plan, &quotas, &counts, reg.tz, *day, grace, now);
+            let slots = admission::tally(plan, &quotas, counts, reg.tz, *day, grace, now);
             input.booked = admission::booked_arrivals(&slots, grace);
-            out.slots.insert(plan.space, slots);
+            booked.slots.slots.insert(plan.space, slots);
         }
-        Ok(out)
     }
 
     /// Each space's ticket sales as last decided (`None` where no timed entry is sold).

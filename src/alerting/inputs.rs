@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::core::snapshot::{DeviceNow, SpaceNow};
+use crate::core::snapshot::{DeviceTable, SpaceNow};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 use crate::rules::{
@@ -22,7 +22,7 @@ use crate::store::controls::{CapRow, HazardRow};
 /// What the loop read for one evaluation.
 pub struct Read<'a> {
     pub spaces: &'a [SpaceNow],
-    pub devices: &'a [DeviceNow],
+    pub devices: &'a DeviceTable,
     pub controls: &'a Controls,
 }
 
@@ -56,6 +56,34 @@ impl Owners {
 
     fn of(&self, s: SpaceIdx) -> &[DeviceIdx] {
         &self.devices[self.start[s.get()]..self.start[s.get() + 1]]
+    }
+
+    /// `which` (sorted) in consecutive groups owning about `devices` counters each (a space with
+    /// more is a group of its own): an evaluation builds, and holds, one group's inputs at a time
+    /// — every counter's health at once is ~15 MB for a province.
+    pub fn groups<'a>(
+        &'a self,
+        which: &'a [SpaceIdx],
+        devices: usize,
+    ) -> impl Iterator<Item = &'a [SpaceIdx]> + 'a {
+        let mut rest = which;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let mut owned = 0;
+            let mut n = 0;
+            while n < rest.len() {
+                owned += self.of(rest[n]).len();
+                if n > 0 && owned > devices {
+                    break;
+                }
+                n += 1;
+            }
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            Some(group)
+        })
     }
 }
 
@@ -131,25 +159,34 @@ pub fn every_space(registry: &Registry) -> Vec<SpaceIdx> {
     registry.spaces.iter().map(|s| s.idx).collect()
 }
 
-/// The inputs of the spaces in `which` (sorted, as [`with_ancestors`] returns them), in that
-/// order. `silent_since(last_received)` says whether a counter last heard then is silent now.
-/// Each counter's freshness is tallied in every space it counts in other than its own (the
-/// county root must not carry 100,000 device healths); health is built only for the counters of
-/// the spaces evaluated.
-pub fn space_inputs(
+/// Each space's tally of the fresh and silent counters that count in it other than its own (the
+/// county root must not carry 100,000 device healths). `silent_since(last_received)` says
+/// whether a counter last heard then is silent now.
+pub fn part_devices(
     registry: &Registry,
-    owners: &Owners,
-    read: &Read<'_>,
+    devices: &DeviceTable,
     silent_since: impl Fn(Option<DateTime<Utc>>) -> bool,
-    which: &[SpaceIdx],
-) -> Vec<SpaceInput> {
+) -> Vec<PartDevices> {
     let mut parts = vec![PartDevices::default(); registry.spaces.len()];
     for d in &registry.devices {
-        let fresh = !silent_since(read.devices[d.idx.get()].last_received);
-        for &s in d.targets.iter().filter(|&&s| s != d.space) {
+        let fresh = !silent_since(devices.last_received(d.idx));
+        for &s in registry.targets(d.idx).iter().filter(|&&s| s != d.space) {
             parts[s.get()].add(fresh);
         }
     }
+    parts
+}
+
+/// The inputs of the spaces in `which` (sorted, as [`with_ancestors`] returns them), in that
+/// order, with the tallies of [`part_devices`]; health is built only for the counters of the
+/// spaces evaluated.
+pub fn build(
+    registry: &Registry,
+    owners: &Owners,
+    read: &Read<'_>,
+    parts: &[PartDevices],
+    which: &[SpaceIdx],
+) -> Vec<SpaceInput> {
     which
         .iter()
         .map(|&s| {
@@ -157,7 +194,7 @@ pub fn space_inputs(
             input.devices = owners
                 .of(s)
                 .iter()
-                .map(|&d| health(registry, d, &read.devices[d.get()]))
+                .map(|&d| health(registry, d, &read.devices.get(d)))
                 .collect();
             input.parts = parts[s.get()];
             input.caps = read.controls.caps(s);
@@ -167,7 +204,23 @@ pub fn space_inputs(
         .collect()
 }
 
-fn health(registry: &Registry, d: DeviceIdx, live: &DeviceNow) -> DeviceHealth {
+/// [`part_devices`] and [`build`] in one: the inputs of `which` from one reading.
+pub fn space_inputs(
+    registry: &Registry,
+    owners: &Owners,
+    read: &Read<'_>,
+    silent_since: impl Fn(Option<DateTime<Utc>>) -> bool,
+    which: &[SpaceIdx],
+) -> Vec<SpaceInput> {
+    let parts = part_devices(registry, read.devices, silent_since);
+    build(registry, owners, read, &parts, which)
+}
+
+fn health(
+    registry: &Registry,
+    d: DeviceIdx,
+    live: &crate::core::snapshot::DeviceNow,
+) -> DeviceHealth {
     DeviceHealth {
         device: registry.devices[d.get()].id.clone(),
         last_received: live.last_received,
@@ -232,6 +285,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::core::snapshot::DeviceNow;
 
     const REG: &str = include_str!("../../tests/data/county.toml");
 
@@ -270,6 +324,7 @@ mod tests {
         // gate-1 reported a minute ago; the others never did.
         let gate = reg.device_idx("gate-1").unwrap();
         devices[gate.get()].last_received = Some(now - TimeDelta::minutes(1));
+        let devices: DeviceTable = devices.into_iter().collect();
         let spaces = vec![SpaceNow::default(); reg.spaces.len()];
         let caps = [cap("canyon", 75.0), cap("nowhere", 50.0)];
         let hazards = [hazard_row("village", "major"), hazard_row("canyon", "odd")];
@@ -303,5 +358,25 @@ mod tests {
             "the areas' counters count in the county: {county:?}"
         );
         assert_eq!(at("canyon").parts.total, 0, "its own gates are not parts");
+    }
+
+    #[test]
+    fn groups_cover_every_space_once_in_order_within_the_device_budget() {
+        let reg = Config::from_toml(REG).unwrap().registry().unwrap();
+        let owners = Owners::new(&reg);
+        let every = every_space(&reg);
+        for budget in [0, 1, 2, 3, 100] {
+            let groups: Vec<&[SpaceIdx]> = owners.groups(&every, budget).collect();
+            assert_eq!(groups.concat(), every, "budget {budget}");
+            for g in &groups {
+                let owned: usize = g.iter().map(|&s| owners.of(s).len()).sum();
+                assert!(
+                    g.len() == 1 || owned <= budget,
+                    "budget {budget}: {g:?} owns {owned}"
+                );
+            }
+        }
+        assert_eq!(owners.groups(&every, 100).count(), 1);
+        assert_eq!(owners.groups(&[], 100).count(), 0);
     }
 }

@@ -26,7 +26,7 @@ use crate::shutdown::Shutdown;
 
 use crate::dispatch::{DispatchModel, HubAdvice};
 use crate::ids::SpaceIdx;
-use crate::live::{AlertNote, DeviceNow, Live, SpaceNow, Wake};
+use crate::live::{AlertNote, Live, Wake};
 use crate::registry::Registry;
 use crate::rules::{AlertKind, Engine, EngineState, RulesError, SpaceDef, Status, Transition};
 use crate::store::{self, StoreError, alerts as db, controls, outbox as outbox_db};
@@ -53,6 +53,9 @@ struct Saving<'a> {
 
 /// Every space's rule state is saved at least this often (those whose alerts change, at once).
 const SAVE_ALL: TimeDelta = TimeDelta::seconds(30);
+
+/// An evaluation builds the inputs of spaces owning about this many counters at a time.
+const GROUP_DEVICES: usize = 2_048;
 
 /// Evaluations start at most every this many times their duration (within the tick).
 const EVALUATION_SHARE: u32 = 5;
@@ -314,37 +317,39 @@ impl Alerter {
             controls,
             outlooks,
         } = eval;
-        let build = |spaces: &[SpaceNow], devices: &[DeviceNow]| {
-            let read = inputs::Read {
-                spaces,
-                devices,
-                controls,
-            };
-            let silent = |at| engine.is_silent_since(at, now);
-            inputs::space_inputs(&self.registry, owners, &read, silent, which)
-        };
-        let mut all = if which.len() == self.registry.spaces.len() {
-            // Every space: a copy, so publishing never waits for the whole county's inputs.
-            build(&self.live.spaces(), &self.live.devices())
-        } else {
-            self.live.read_figures(build)
-        };
-        let slots = admitting
-            .read_bookings(client, &self.registry, which, &mut all, now)
+        let silent = |at| engine.is_silent_since(at, now);
+        let parts = self
+            .live
+            .read_figures(|_, devices| inputs::part_devices(&self.registry, devices, silent));
+        let mut booked = admitting
+            .read_bookings(client, &self.registry, |s| self.live.space(s).day, now)
             .await?;
         let mut transitions = Vec::new();
         let mut evaluated = Vec::with_capacity(which.len());
-        for (&s, input) in which.iter().zip(&mut all) {
-            input.outlook = outlooks.current(&self.registry, s, engine.ladder(s), now);
-            let ev = engine.evaluate(s, now, input);
-            // One status shared by all of the space's transitions rather than a copy per transition.
-            let status = Arc::new(ev.status);
-            for tr in ev.transitions {
-                transitions.push((tr, Some(Arc::clone(&status))));
+        // A group of spaces at a time: the inputs of a province's every counter at once would be
+        // ~15 MB, and publishing waits only for one group's reading.
+        for group in owners.groups(which, GROUP_DEVICES) {
+            let mut inputs = self.live.read_figures(|spaces, devices| {
+                let read = inputs::Read {
+                    spaces,
+                    devices,
+                    controls,
+                };
+                inputs::build(&self.registry, owners, &read, &parts, group)
+            });
+            admitting.apply(&self.registry, &mut booked, group, &mut inputs, now);
+            for (&s, input) in group.iter().zip(&mut inputs) {
+                input.outlook = outlooks.current(&self.registry, s, engine.ladder(s), now);
+                let ev = engine.evaluate(s, now, input);
+                // One status shared by all of the space's transitions rather than a copy per transition.
+                let status = Arc::new(ev.status);
+                for tr in ev.transitions {
+                    transitions.push((tr, Some(Arc::clone(&status))));
+                }
+                evaluated.push((s, status));
             }
-            evaluated.push((s, status));
         }
-        Ok((transitions, evaluated, slots))
+        Ok((transitions, evaluated, booked.slots))
     }
 
     /// Runs the advisor and records each hub whose advice changed, with its webhook deliveries,

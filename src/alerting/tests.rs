@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::inputs::{self, Controls, Owners, Read};
-use crate::core::snapshot::{DeviceNow, SpaceNow};
+use crate::core::snapshot::{DeviceNow, DeviceTable, SpaceNow};
 use crate::ids::SpaceIdx;
 use crate::live::Live;
 use crate::registry::Registry;
@@ -22,9 +22,10 @@ fn evaluate(
     now: DateTime<Utc>,
 ) -> Outcome {
     let controls = Controls::default();
+    let devices: DeviceTable = figures.1.iter().copied().collect();
     let read = Read {
         spaces: figures.0,
-        devices: figures.1,
+        devices: &devices,
         controls: &controls,
     };
     let owners = Owners::new(reg);
@@ -145,7 +146,7 @@ fn partial_inputs_equal_full_inputs() {
     let now = t0() + TimeDelta::minutes(20);
     let spaces = vec![SpaceNow::default(); reg.spaces.len()];
     // Half the counters heard now, half not for 20 minutes (silent).
-    let devices: Vec<DeviceNow> = (0..reg.devices.len())
+    let devices: DeviceTable = (0..reg.devices.len())
         .map(|i| DeviceNow {
             last_received: Some(if i % 2 == 0 { now } else { t0() }),
             ..Default::default()
@@ -181,7 +182,7 @@ pub(super) mod scale {
 
     use super::super::inputs::{self, Controls, Owners, Read};
     use crate::config::Config;
-    use crate::core::snapshot::{DeviceNow, SpaceNow};
+    use crate::core::snapshot::{DeviceNow, DeviceTable, SpaceNow};
     use crate::ids::SpaceIdx;
     use crate::registry::Registry;
     use crate::rules::{Engine, RulesConfig};
@@ -226,7 +227,7 @@ pub(super) mod scale {
         reg: &Registry,
         now: DateTime<Utc>,
         heard_ago: TimeDelta,
-    ) -> (Vec<SpaceNow>, Vec<DeviceNow>) {
+    ) -> (Vec<SpaceNow>, DeviceTable) {
         let day = NaiveDate::from_ymd_opt(2026, 5, 1);
         let spaces = (0..reg.spaces.len())
             .map(|i| SpaceNow {

@@ -55,13 +55,13 @@ pub async fn push(
         return Err(ApiError::NotFound(format!("no device {device:?}")));
     };
     let d = st.registry.device(idx);
-    let Some(want) = d.http_sha256 else {
+    let Some(want) = d.http_sha256.as_deref() else {
         return Err(ApiError::Forbidden(format!(
             "device {device:?} has no http_sha256 in the registry: it cannot push over HTTP"
         )));
     };
     match secret(&headers, &device) {
-        Some(s) if bool::from(super::auth::sha256(&s).ct_eq(&want)) => {}
+        Some(s) if bool::from(super::auth::sha256(&s).ct_eq(want)) => {}
         _ => return Ok(challenge()),
     }
     let body = match multipart_part(&headers, &body).await {

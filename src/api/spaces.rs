@@ -153,7 +153,13 @@ pub async fn get_space(
     let s = find_space(&st, &id)?;
     let now = st.live.spaces();
     let statuses = st.live.statuses();
-    let devices = st.live.devices();
+    let own: Vec<DeviceIdx> = reg
+        .devices
+        .iter()
+        .filter(|d| d.space == s)
+        .map(|d| d.idx)
+        .collect();
+    let devices = st.live.devices_of(own.iter().copied());
     let detail = SpaceDetail {
         space: space_view(reg, s, now[s.get()], statuses[s.get()].clone()),
         children: reg
@@ -162,11 +168,10 @@ pub async fn get_space(
             .iter()
             .map(|&c| space_view(reg, c, now[c.get()], statuses[c.get()].clone()))
             .collect(),
-        devices: reg
-            .devices
+        devices: own
             .iter()
-            .filter(|d| d.space == s)
-            .map(|d| device_view(reg, d.idx, devices[d.idx.get()]))
+            .zip(devices)
+            .map(|(&d, now)| device_view(reg, d, now))
             .collect(),
     };
     Ok(Json(detail).into_response())
@@ -176,12 +181,15 @@ pub async fn get_space(
 #[utoipa::path(get, path = "/api/v1/devices", tag = "spaces",
     responses((status = 200, description = "Every device", body = Vec<Object>)))]
 pub async fn list_devices(State(st): State<AppState>) -> Response {
-    let now = st.live.devices();
+    let now = st
+        .live
+        .devices_of(st.registry.devices.iter().map(|d| d.idx));
     let views: Vec<_> = st
         .registry
         .devices
         .iter()
-        .map(|d| device_view(&st.registry, d.idx, now[d.idx.get()]))
+        .zip(now)
+        .map(|(d, now)| device_view(&st.registry, d.idx, now))
         .collect();
     Json(views).into_response()
 }

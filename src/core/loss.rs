@@ -9,6 +9,7 @@ use std::ops::RangeInclusive;
 use chrono::{DateTime, Utc};
 
 use super::seq::{SeqState, WINDOW};
+use super::stamp::Stamp;
 use crate::ids::DeviceIdx;
 
 /// What a device's views show of its last loss: when it was found, how many reports, the first
@@ -45,16 +46,17 @@ pub struct Lost {
 }
 
 /// What a device's seq state says about which reports it holds, kept per device after each
-/// acknowledged commit: a quarter of a [`SeqState`], as a province has 100,000 devices.
+/// acknowledged commit: a quarter of a [`SeqState`] (48 bytes), as a province has 100,000
+/// devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark {
     pub started: bool,
     pub high: u64,
     /// Bit i: seq `high - i` held by its own report (not by a repair).
     pub held: u128,
-    pub run_start: Option<DateTime<Utc>>,
+    pub run_start: Stamp,
     /// Timestamp of the newest report.
-    pub newest: Option<DateTime<Utc>>,
+    pub newest: Stamp,
 }
 
 impl Mark {
@@ -63,8 +65,8 @@ impl Mark {
             started: st.started,
             high: st.high,
             held: st.window & !st.repaired,
-            run_start: st.run_start,
-            newest: st.high_ts.or(st.last_ts),
+            run_start: st.run_start.into(),
+            newest: st.high_ts.or(st.last_ts).into(),
         }
     }
 
@@ -108,8 +110,8 @@ pub fn lost(device: DeviceIdx, acked: &Mark, loaded: &Mark) -> Option<Lost> {
         device,
         seqs,
         count,
-        after: loaded.newest,
-        until: acked.newest,
+        after: loaded.newest.get(),
+        until: acked.newest.get(),
     })
 }
 

@@ -9,6 +9,7 @@ pub mod occupancy;
 pub mod route;
 pub mod seq;
 pub mod snapshot;
+pub mod stamp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 use occupancy::{Applied, SpaceCounts, unix_minute};
 use seq::{Found, JumpBound, Lookup, RepairOwner, SeqState, Settled, Verdict};
+use stamp::Stamp;
 
 /// One accepted report as stored in the raw table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,13 +255,12 @@ impl Batch {
     }
 }
 
-/// Live per-device facts that are not part of de-duplication.
+/// Live per-device facts that are not part of de-duplication (16 bytes: a province holds
+/// 100,000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeviceSeen {
-    pub last_received: Option<DateTime<Utc>>,
+    pub last_received: Stamp,
     pub online: Option<bool>,
-    /// Reports a database failover lost (`loss`), as last found.
-    pub lost: Option<loss::LostMark>,
 }
 
 /// The county's ingest state, indexed like the registry.
@@ -269,6 +270,9 @@ pub struct Core {
     pub seq: Vec<SeqState>,
     pub counts: Vec<SpaceCounts>,
     pub seen: Vec<DeviceSeen>,
+    /// Reports a database failover lost (`loss`), as last found, for the few devices that had
+    /// such a loss.
+    pub lost: HashMap<DeviceIdx, loss::LostMark>,
     pub jump_bound: JumpBound,
 }
 
@@ -278,6 +282,7 @@ impl Core {
             seq: vec![SeqState::default(); registry.devices.len()],
             counts: vec![SpaceCounts::default(); registry.spaces.len()],
             seen: vec![DeviceSeen::default(); registry.devices.len()],
+            lost: HashMap::new(),
             registry,
             jump_bound: JumpBound::default(),
         }
@@ -311,7 +316,7 @@ impl Core {
             .high_ts
             .or(self.seq[device.get()].last_ts);
         let verdict = self.seq[device.get()].observe(r, &self.jump_bound);
-        self.seen[device.get()].last_received = Some(received);
+        self.seen[device.get()].last_received = received.into();
         batch.touch_device(device);
         let stats = &mut batch.stats;
         let (re, rx, repair) = match verdict {
@@ -408,7 +413,7 @@ impl Core {
         let sign = if add { 1 } else { -1 };
         let (de, dx) = (sign * i64::from(e), sign * i64::from(x));
         let registry = &self.registry;
-        for &s in &registry.device(device).targets {
+        for &s in registry.targets(device) {
             let space = registry.space(s);
             let day = business_day(registry.tz, space.opens_at, at);
             let counts = &mut self.counts[s.get()];

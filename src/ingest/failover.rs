@@ -5,6 +5,7 @@
 //! will not resend — so they are recorded (`report_losses`), logged, counted and kept on the
 //! device for the `reports_lost` alert, instead of silently continuing.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -17,20 +18,29 @@ use crate::store::StoreError;
 use crate::telemetry::events::{InternalEvent, ReportsLost};
 
 /// Per device: the state after its last acknowledged commit, and its last loss found.
-#[derive(Default)]
 pub(super) struct Marks {
     inner: Mutex<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     acked: Vec<Option<Mark>>,
-    lost: Vec<Option<LostMark>>,
+    /// The devices that had a loss (few).
+    lost: HashMap<DeviceIdx, LostMark>,
     /// When a session ended on a database fault, until a session reaches a primary again.
     without_primary: Option<std::time::Instant>,
 }
 
 impl Marks {
+    pub(super) fn new(devices: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                acked: vec![None; devices],
+                lost: HashMap::new(),
+                without_primary: None,
+            }),
+        }
+    }
+
     /// A session ended on a database fault: from now the ingester has no primary.
     pub(super) fn database_lost(&self) {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -76,15 +86,10 @@ impl Marks {
             }
             *acked = Some(loaded);
         }
-        if m.lost.len() < core.seen.len() {
-            m.lost.resize(core.seen.len(), None);
-        }
         for l in &found {
-            m.lost[l.device.get()] = Some(l.mark(now));
+            m.lost.insert(l.device, l.mark(now));
         }
-        for (seen, lost) in core.seen.iter_mut().zip(&m.lost) {
-            seen.lost = *lost;
-        }
+        core.lost.clone_from(&m.lost);
         found
     }
 }

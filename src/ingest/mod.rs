@@ -97,6 +97,7 @@ impl Ingester {
         let limits = Limits::from(&cfg.ingest);
         Self {
             cfg,
+            marks: failover::Marks::new(registry.devices.len()),
             registry,
             live,
             limits,
@@ -104,7 +105,6 @@ impl Ingester {
             scope: None,
             reservations: Arc::default(),
             pushes: None,
-            marks: failover::Marks::default(),
         }
     }
 

@@ -115,7 +115,7 @@ impl PartitionMap {
         let mut derived = vec![false; reg.spaces.len()];
         let mut parts: BTreeMap<SpaceIdx, Vec<SpaceIdx>> = BTreeMap::new();
         for d in &reg.devices {
-            for w in d.targets.windows(2) {
+            for w in reg.targets(d.idx).windows(2) {
                 let (part, up) = (w[0], w[1]);
                 if reg.space(up).parent.is_none() {
                     derived[up.get()] = true;
@@ -386,13 +386,13 @@ mod tests {
             let r = reg.restricted(&map.owned(n), &map.derived);
             for d in &r.devices {
                 assert!(
-                    !d.targets.contains(&county),
+                    !r.targets(d.idx).contains(&county),
                     "{} still counts the county",
                     d.id
                 );
                 if r.device_idx(d.id.as_str()).is_some() {
-                    assert!(!d.targets.is_empty());
-                    assert!(d.targets.iter().all(|t| map.partition[t.get()] == n));
+                    assert!(!r.targets(d.idx).is_empty());
+                    assert!(r.targets(d.idx).iter().all(|t| map.partition[t.get()] == n));
                 }
             }
         }
@@ -401,8 +401,7 @@ mod tests {
         let n = map.partition[cam.get()];
         let r = reg.restricted(&map.owned(n), &map.derived);
         let t: Vec<&str> = r
-            .device(cam)
-            .targets
+            .targets(cam)
             .iter()
             .map(|s| r.space(*s).id.as_str())
             .collect();

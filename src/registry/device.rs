@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::index::DeviceIndex;
 use super::{
     Device, DeviceConfig, DeviceKind, Direction, LineConfig, PayloadFormat, Problem, Space,
     SpaceKind, is_valid_id, parse_sha256,
@@ -33,7 +34,7 @@ impl Origin<'_> {
 #[derive(Default)]
 pub(super) struct Devices {
     pub list: Vec<Device>,
-    pub by_id: HashMap<DeviceId, DeviceIdx>,
+    pub by_id: DeviceIndex,
     /// Ids of entries refused outright (bound to no space), so a later duplicate is still
     /// reported; every other id seen is in `by_id`.
     refused: HashSet<DeviceId>,
@@ -43,7 +44,7 @@ impl Devices {
     pub fn with_capacity(n: usize) -> Self {
         Self {
             list: Vec::with_capacity(n),
-            by_id: HashMap::with_capacity(n),
+            by_id: DeviceIndex::with_capacity(n),
             refused: HashSet::new(),
         }
     }
@@ -67,7 +68,9 @@ impl Devices {
                 "id must be 1–64 characters of A–Z a–z 0–9 - _ . (it is a topic segment)".into(),
             );
         }
-        if self.by_id.contains_key(d.id.as_str()) || self.refused.contains(d.id.as_str()) {
+        if self.by_id.get(&self.list, d.id.as_str()).is_some()
+            || self.refused.contains(d.id.as_str())
+        {
             push(loc, format!("duplicate device id {:?}", d.id));
             return;
         }
@@ -142,7 +145,7 @@ impl Devices {
         }
         let http_sha256 = match d.http_sha256.as_deref().map(parse_sha256) {
             None => None,
-            Some(Some(h)) => Some(h),
+            Some(Some(h)) => Some(Box::new(h)),
             Some(None) => {
                 push(
                     format!("{loc}.http_sha256"),
@@ -197,7 +200,6 @@ impl Devices {
             };
         spaces[space.get()].measured = true;
         let idx = DeviceIdx(self.list.len() as u32);
-        self.by_id.insert(id.clone(), idx);
         self.list.push(Device {
             idx,
             id,
@@ -209,7 +211,7 @@ impl Devices {
             channel: d.channel,
             http_sha256,
             poll: d.poll.clone().map(Box::new),
-            targets: Box::default(),
         });
+        self.by_id.insert(&self.list, idx);
     }
 }

@@ -12,6 +12,7 @@ use chrono_tz::Tz;
 mod config;
 mod csv;
 mod device;
+mod index;
 
 use crate::ids::{DeviceId, DeviceIdx, SpaceId, SpaceIdx};
 pub use config::{
@@ -21,6 +22,7 @@ pub use config::{
 pub use csv::COLUMNS as CSV_COLUMNS;
 use device::Devices;
 pub use device::Origin;
+use index::DeviceIndex;
 
 /// What a space counts: people or vehicles. Counts never roll up across units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -45,6 +47,10 @@ pub struct Space {
     pub unit: Unit,
     /// True when devices are bound to this space itself; otherwise its figures are its parts' sum.
     pub measured: bool,
+    /// Spaces whose counts the reports of a device bound here change: this space, then each
+    /// ancestor that is not measured at its own gates (zone → area → county), stopping at a
+    /// change of unit or kind. Kept once per space, not per device (a province has 100,000).
+    pub targets: Box<[SpaceIdx]>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,18 +61,16 @@ pub struct Device {
     pub kind: DeviceKind,
     pub format: PayloadFormat,
     pub direction: Direction,
-    /// Boxed slices, not vectors, here and in `targets`: a registry holds 100,000 devices, and a
-    /// vector's capacity word and slack are paid by each.
+    /// A boxed slice, not a vector: a registry holds 100,000 devices, and a vector's capacity
+    /// word and slack are paid by each.
     pub lines: Box<[LineConfig]>,
     /// Hikvision: the camera channel (`None`: 1).
     pub channel: Option<u32>,
-    /// SHA-256 of the device's HTTP push secret; `None`: it cannot push over HTTP.
-    pub http_sha256: Option<[u8; 32]>,
+    /// SHA-256 of the device's HTTP push secret; `None`: it cannot push over HTTP (boxed: most
+    /// devices publish over MQTT and would carry 33 bytes for nothing).
+    pub http_sha256: Option<Box<[u8; 32]>>,
     /// Polled devices: where and how often to ask (boxed: ~100 bytes most devices lack).
     pub poll: Option<Box<PollConfig>>,
-    /// Spaces whose counts this device's reports change: its own space, then each ancestor that is
-    /// not measured at its own gates (zone → area → county), stopping at a change of unit or kind.
-    pub targets: Box<[SpaceIdx]>,
 }
 
 /// 32 bytes from 64 hex digits.
@@ -88,7 +92,7 @@ pub struct Registry {
     pub devices: Vec<Device>,
     pub tz: Tz,
     space_by_id: HashMap<SpaceId, SpaceIdx>,
-    device_by_id: HashMap<DeviceId, DeviceIdx>,
+    device_by_id: DeviceIndex,
     /// Per space: counted by this registry's ingester (empty: all of them; see `restricted`).
     counted: Vec<bool>,
 }
@@ -224,6 +228,7 @@ impl Registry {
                     Unit::People
                 },
                 measured: false,
+                targets: Box::default(),
             });
         }
 
@@ -373,12 +378,15 @@ impl Registry {
             by_id: mut device_by_id,
             ..
         } = devices;
-        for d in &mut devices {
-            d.targets = targets_of(&spaces, d.space).into_boxed_slice();
+        let targets: Vec<Box<[SpaceIdx]>> = (0..spaces.len())
+            .map(|s| targets_of(&spaces, SpaceIdx(s as u32)).into_boxed_slice())
+            .collect();
+        for (s, t) in spaces.iter_mut().zip(targets) {
+            s.targets = t;
         }
         // A streamed CSV grows these by doubling; give the slack back.
         devices.shrink_to_fit();
-        device_by_id.shrink_to_fit();
+        device_by_id.shrink_to_fit(&devices);
         Ok(Self {
             spaces,
             devices,
@@ -397,12 +405,17 @@ impl Registry {
         &self.devices[idx.get()]
     }
 
+    /// The spaces a report of device `idx` counts in ([`Space::targets`] of its space).
+    pub fn targets(&self, idx: DeviceIdx) -> &[SpaceIdx] {
+        &self.spaces[self.devices[idx.get()].space.get()].targets
+    }
+
     pub fn space_idx(&self, id: &str) -> Option<SpaceIdx> {
         self.space_by_id.get(id).copied()
     }
 
     pub fn device_idx(&self, id: &str) -> Option<DeviceIdx> {
-        self.device_by_id.get(id).copied()
+        self.device_by_id.get(&self.devices, id)
     }
 
     /// The registry as one ingest partition sees it (`crate::partition`): same spaces, devices
@@ -413,10 +426,10 @@ impl Registry {
         let mut r = self.clone();
         r.space_by_id.retain(|_, s| owned[s.get()]);
         r.device_by_id
-            .retain(|_, d| owned[self.devices[d.get()].space.get()]);
-        for d in &mut r.devices {
-            let kept = d.targets.iter().copied();
-            d.targets = kept
+            .retain(|d| owned[self.devices[d.get()].space.get()]);
+        for sp in &mut r.spaces {
+            let kept = sp.targets.iter().copied();
+            sp.targets = kept
                 .filter(|s| owned[s.get()] && !derived[s.get()])
                 .collect();
         }

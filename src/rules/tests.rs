@@ -1157,7 +1157,7 @@ fn wired_from_the_registry_and_the_live_view() {
     input.devices = reg
         .devices
         .iter()
-        .filter(|d| d.targets.contains(&canyon))
+        .filter(|d| reg.targets(d.idx).contains(&canyon))
         .map(|d| DeviceHealth::heard(d.id.clone(), mins(0)))
         .collect();
     let ev = e.evaluate(canyon, mins(0), &input);

@@ -676,7 +676,7 @@ mod tests {
             .map(|tick| {
                 for d in &reg.devices {
                     let f = tick[d.idx.get()];
-                    for t in &d.targets {
+                    for t in reg.targets(d.idx) {
                         occ[t.get()] += i64::from(f.entered) - i64::from(f.left);
                     }
                 }
@@ -918,7 +918,7 @@ mod tests {
                 let flows = m.step(from + TimeDelta::seconds((k as u64 * tick_s) as i64), tick);
                 for d in &reg.devices {
                     let f = flows[d.idx.get()];
-                    for t in &d.targets {
+                    for t in reg.targets(d.idx) {
                         occ[t.get()] += i64::from(f.entered) - i64::from(f.left);
                     }
                 }

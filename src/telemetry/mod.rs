@@ -109,13 +109,14 @@ fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError
         .install_recorder()?;
     describe();
     // Histogram samples (one ingest-lag sample per report) are kept until drained; without
-    // upkeep they grow without bound between scrapes, or forever when nothing scrapes.
+    // upkeep they grow without bound between scrapes, or forever when nothing scrapes. Each
+    // second: at 50,000 reports/s five seconds' samples held 4 MB.
     let upkeep = handle.clone();
     let _ = std::thread::Builder::new()
         .name("metrics-upkeep".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(std::time::Duration::from_secs(5));
+                std::thread::sleep(std::time::Duration::from_secs(1));
                 upkeep.run_upkeep();
             }
         });

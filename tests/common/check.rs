@@ -384,7 +384,7 @@ pub async fn verify(
         let ts: DateTime<Utc> = r.get(2);
         let (e, x): (i64, i64) = (r.get(3), r.get(4));
         let at = ts - TimeDelta::microseconds(1);
-        for &s in &reg.device(dev).targets {
+        for &s in reg.targets(dev) {
             let space = reg.space(s);
             let b = raw_buckets
                 .entry((space.id.as_str().to_string(), unix_minute(at)))

@@ -275,12 +275,7 @@ mod tests {
             cfg.spaces = l.spaces;
             cfg.devices = l.devices;
             let reg = cfg.registry().unwrap();
-            assert_eq!(
-                reg.device(reg.device_idx("cam-000000").unwrap())
-                    .targets
-                    .len(),
-                3
-            );
+            assert_eq!(reg.targets(reg.device_idx("cam-000000").unwrap()).len(), 3);
         }
     }
 
