@@ -186,7 +186,7 @@ impl Captured {
         let devices = devices
             .iter()
             .map(|&d| {
-                let st = &core.seq[d.get()];
+                let st = core.seq.get(d);
                 let seen = &core.seen[d.get()];
                 let now = DeviceNow {
                     last_seq: st.started.then_some(st.high),

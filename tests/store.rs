@@ -249,9 +249,15 @@ async fn ingest_state_round_trips_through_the_database() {
         }
         let mut loaded = Core::new(Arc::clone(&registry));
         store::load_state(&db, &mut loaded).await.unwrap();
-        for (i, dev) in registry.devices.iter().enumerate() {
-            if core.seq[i].started {
-                assert_eq!(loaded.seq[i], core.seq[i], "case {case}: device {}", dev.id);
+        for dev in &registry.devices {
+            let st = core.seq.get(dev.idx);
+            if st.started {
+                assert_eq!(
+                    loaded.seq.get(dev.idx),
+                    st,
+                    "case {case}: device {}",
+                    dev.id
+                );
             }
         }
         for (i, sp) in registry.spaces.iter().enumerate() {

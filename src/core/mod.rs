@@ -8,6 +8,7 @@ pub mod loss;
 pub mod occupancy;
 pub mod route;
 pub mod seq;
+pub mod seqs;
 pub mod snapshot;
 pub mod stamp;
 
@@ -21,7 +22,8 @@ use crate::decode::CountReport;
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 use occupancy::{Applied, SpaceCounts, unix_minute};
-use seq::{Found, JumpBound, Lookup, RepairOwner, SeqState, Settled, Verdict};
+use seq::{Found, JumpBound, Lookup, RepairOwner, Settled, Verdict};
+use seqs::SeqStates;
 use stamp::Stamp;
 
 /// One accepted report as stored in the raw table.
@@ -267,7 +269,7 @@ pub struct DeviceSeen {
 #[derive(Debug, Clone)]
 pub struct Core {
     pub registry: Arc<Registry>,
-    pub seq: Vec<SeqState>,
+    pub seq: SeqStates,
     pub counts: Vec<SpaceCounts>,
     pub seen: Vec<DeviceSeen>,
     /// Reports a database failover lost (`loss`), as last found, for the few devices that had
@@ -279,7 +281,7 @@ pub struct Core {
 impl Core {
     pub fn new(registry: Arc<Registry>) -> Self {
         Self {
-            seq: vec![SeqState::default(); registry.devices.len()],
+            seq: SeqStates::new(registry.devices.len()),
             counts: vec![SpaceCounts::default(); registry.spaces.len()],
             seen: vec![DeviceSeen::default(); registry.devices.len()],
             lost: HashMap::new(),
@@ -312,10 +314,10 @@ impl Core {
         batch: &mut Batch,
     ) -> Verdict {
         // Before V6 the report at `high` had no timestamp of its own: the newest seen stands in.
-        let prev_ts = self.seq[device.get()]
-            .high_ts
-            .or(self.seq[device.get()].last_ts);
-        let verdict = self.seq[device.get()].observe(r, &self.jump_bound);
+        let mut st = self.seq.get(device);
+        let prev_ts = st.high_ts.or(st.last_ts);
+        let verdict = st.observe(r, &self.jump_bound);
+        self.seq.set(device, &st);
         self.seen[device.get()].last_received = received.into();
         batch.touch_device(device);
         let stats = &mut batch.stats;
@@ -493,9 +495,11 @@ impl Core {
                 present: f.present || in_batch,
                 owner: owner.map(|(o, _)| o),
             };
-            let jumps = self.seq[p.device.get()].jumps_total;
-            let settled = self.seq[p.device.get()].settle(r, &p.lookup, found, &self.jump_bound);
-            if self.seq[p.device.get()].jumps_total > jumps {
+            let mut st = self.seq.get(p.device);
+            let jumps = st.jumps_total;
+            let settled = st.settle(r, &p.lookup, found, &self.jump_bound);
+            self.seq.set(p.device, &st);
+            if st.jumps_total > jumps {
                 batch.stats.jumps += 1;
             }
             match settled {

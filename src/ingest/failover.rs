@@ -77,10 +77,10 @@ impl Marks {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut found = Vec::new();
         for (i, acked) in m.acked.iter_mut().enumerate() {
-            let (Some(before), Some(loaded)) = (acked.as_ref(), core.seq.get(i)) else {
+            let Some(before) = acked.as_ref().filter(|_| i < core.seq.len()) else {
                 continue;
             };
-            let loaded = Mark::of(loaded);
+            let loaded = Mark::of(&core.seq.get(DeviceIdx(i as u32)));
             if let Some(l) = loss::lost(DeviceIdx(i as u32), before, &loaded) {
                 found.push(l);
             }

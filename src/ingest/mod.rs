@@ -478,7 +478,7 @@ impl Ingester {
         let states = batch
             .devices
             .iter()
-            .map(|&d| (d, Mark::of(&core.seq[d.get()])))
+            .map(|&d| (d, Mark::of(&core.seq.get(d))))
             .collect();
         let stats = std::mem::take(&mut batch.stats);
         batch.clear();

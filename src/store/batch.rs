@@ -365,9 +365,9 @@ struct EncodedState {
 fn changed_devices<'a>(
     core: &'a Core,
     devices: &'a [DeviceIdx],
-) -> impl Iterator<Item = (&'a str, &'a SeqState, &'a DeviceSeen)> {
+) -> impl Iterator<Item = (&'a str, SeqState, &'a DeviceSeen)> {
     devices.iter().filter_map(|&d| {
-        let (st, seen) = (&core.seq[d.get()], &core.seen[d.get()]);
+        let (st, seen) = (core.seq.get(d), &core.seen[d.get()]);
         (st.started || seen.online.is_some())
             .then(|| (core.registry.device(d).id.as_str(), st, seen))
     })
@@ -408,7 +408,7 @@ impl StateRows {
         }
         for (id, st, seen) in changed_devices(core, devices) {
             rows.devices
-                .push(id.to_owned(), st, seen.last_received.get(), seen.online);
+                .push(id.to_owned(), &st, seen.last_received.get(), seen.online);
         }
         for (id, day, c) in changed_spaces(core, spaces) {
             rows.spaces.push(id.to_owned(), day, c);

@@ -39,8 +39,8 @@ pub struct Entry {
     pub buckets: Vec<(String, i64, MergedBucket)>,
 }
 
-/// A device's id, de-duplication state, last receipt and online flag, borrowed.
-pub type DeviceChange<'a> = (&'a str, &'a SeqState, Option<DateTime<Utc>>, Option<bool>);
+/// A device's id (borrowed), de-duplication state, last receipt and online flag.
+pub type DeviceChange<'a> = (&'a str, SeqState, Option<DateTime<Utc>>, Option<bool>);
 
 /// What a batch changed, borrowed for [`encode`].
 pub struct Changes<'a> {
@@ -531,7 +531,7 @@ mod tests {
             devices: e
                 .devices
                 .iter()
-                .map(|(id, d)| (id.as_str(), &d.seq, d.last_received, d.online))
+                .map(|(id, d)| (id.as_str(), d.seq, d.last_received, d.online))
                 .collect(),
             spaces: e.spaces.iter().map(|(id, s)| (id.as_str(), s)).collect(),
             buckets: e

@@ -206,7 +206,7 @@ pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreErr
         let Some(d) = registry.device_idx(&row.device_id) else {
             continue;
         };
-        core.seq[d.get()] = row.seq;
+        core.seq.set(d, &row.seq);
         core.seen[d.get()].last_received = row.last_received.into();
         core.seen[d.get()].online = row.online;
     }
