@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::core::snapshot::{DeviceTable, SpaceNow};
+use crate::core::snapshot::{DeviceNow, DeviceTable, SpaceNow};
 use crate::ids::{DeviceIdx, SpaceIdx};
 use crate::registry::Registry;
 use crate::rules::{
@@ -177,28 +177,59 @@ pub fn part_devices(
     parts
 }
 
+/// The live figures of the spaces in `which` and of their own counters, copied: read under
+/// the live view's locks, so publishing waits for a copy of one group's figures only, never for
+/// the building of its inputs.
+pub struct Figures {
+    spaces: Vec<SpaceNow>,
+    /// The counters of each space of `which` in turn, as [`Owners`] lists them.
+    devices: Vec<DeviceNow>,
+}
+
+impl Figures {
+    pub fn read(
+        owners: &Owners,
+        spaces: &[SpaceNow],
+        devices: &DeviceTable,
+        which: &[SpaceIdx],
+    ) -> Self {
+        Self {
+            spaces: which.iter().map(|s| spaces[s.get()]).collect(),
+            devices: which
+                .iter()
+                .flat_map(|&s| owners.of(s))
+                .map(|&d| devices.get(d))
+                .collect(),
+        }
+    }
+}
+
 /// The inputs of the spaces in `which` (sorted, as [`with_ancestors`] returns them), in that
-/// order, with the tallies of [`part_devices`]; health is built only for the counters of the
-/// spaces evaluated.
+/// order, from their [`Figures`] and the tallies of [`part_devices`]; health is built only for
+/// the counters of the spaces evaluated.
 pub fn build(
     registry: &Registry,
     owners: &Owners,
-    read: &Read<'_>,
+    figures: &Figures,
+    controls: &Controls,
     parts: &[PartDevices],
     which: &[SpaceIdx],
 ) -> Vec<SpaceInput> {
+    let mut devices = figures.devices.iter();
     which
         .iter()
-        .map(|&s| {
-            let mut input = SpaceInput::from_live(registry.space(s), &read.spaces[s.get()]);
+        .zip(&figures.spaces)
+        .map(|(&s, now)| {
+            let mut input = SpaceInput::from_live(registry.space(s), now);
             input.devices = owners
                 .of(s)
                 .iter()
-                .map(|&d| health(registry, d, &read.devices.get(d)))
+                .zip(devices.by_ref())
+                .map(|(&d, live)| health(registry, d, live))
                 .collect();
             input.parts = parts[s.get()];
-            input.caps = read.controls.caps(s);
-            input.hazards = read.controls.hazards(s);
+            input.caps = controls.caps(s);
+            input.hazards = controls.hazards(s);
             input
         })
         .collect()
@@ -213,7 +244,8 @@ pub fn space_inputs(
     which: &[SpaceIdx],
 ) -> Vec<SpaceInput> {
     let parts = part_devices(registry, read.devices, silent_since);
-    build(registry, owners, read, &parts, which)
+    let figures = Figures::read(owners, read.spaces, read.devices, which);
+    build(registry, owners, &figures, read.controls, &parts, which)
 }
 
 fn health(
@@ -285,7 +317,6 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::core::snapshot::DeviceNow;
 
     const REG: &str = include_str!("../../tests/data/county.toml");
 

@@ -327,16 +327,13 @@ impl Alerter {
         let mut transitions = Vec::new();
         let mut evaluated = Vec::with_capacity(which.len());
         // A group of spaces at a time: the inputs of a province's every counter at once would be
-        // ~15 MB, and publishing waits only for one group's reading.
+        // ~15 MB. Publishing waits only for a copy of one group's figures.
         for group in owners.groups(which, GROUP_DEVICES) {
-            let mut inputs = self.live.read_figures(|spaces, devices| {
-                let read = inputs::Read {
-                    spaces,
-                    devices,
-                    controls,
-                };
-                inputs::build(&self.registry, owners, &read, &parts, group)
+            let figures = self.live.read_figures(|spaces, devices| {
+                inputs::Figures::read(owners, spaces, devices, group)
             });
+            let mut inputs =
+                inputs::build(&self.registry, owners, &figures, controls, &parts, group);
             admitting.apply(&self.registry, &mut booked, group, &mut inputs, now);
             for (&s, input) in group.iter().zip(&mut inputs) {
                 input.outlook = outlooks.current(&self.registry, s, engine.ladder(s), now);

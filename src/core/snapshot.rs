@@ -150,9 +150,15 @@ impl DeviceTable {
                 | flag(now.online == Some(true), ONLINE),
         };
         match now.lost {
-            Some(l) => self.lost.insert(d, l),
-            None => self.lost.remove(&d),
-        };
+            Some(l) => {
+                self.lost.insert(d, l);
+            }
+            // Nearly always empty: no hashing then.
+            None if !self.lost.is_empty() => {
+                self.lost.remove(&d);
+            }
+            None => {}
+        }
     }
 }
 
