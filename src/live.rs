@@ -191,7 +191,7 @@ impl Captured {
                 let now = DeviceNow {
                     last_seq: st.started.then_some(st.high),
                     last_report: st.last_ts,
-                    last_received: seen.last_received.get(),
+                    last_received: seen.last_received,
                     online: seen.online,
                     missing_reports: st.missing,
                     gap_reports_total: st.gaps_total,

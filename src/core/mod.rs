@@ -24,7 +24,6 @@ use crate::registry::Registry;
 use occupancy::{Applied, SpaceCounts, unix_minute};
 use seq::{Found, JumpBound, Lookup, RepairOwner, Settled, Verdict};
 use seqs::SeqStates;
-use stamp::Stamp;
 
 /// One accepted report as stored in the raw table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,10 +257,10 @@ impl Batch {
 }
 
 /// Live per-device facts that are not part of de-duplication (16 bytes: a province holds
-/// 100,000).
+/// 100,000; its failover loss is in [`Core::lost`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeviceSeen {
-    pub last_received: Stamp,
+    pub last_received: Option<DateTime<Utc>>,
     pub online: Option<bool>,
 }
 
@@ -318,7 +317,7 @@ impl Core {
         let prev_ts = st.high_ts.or(st.last_ts);
         let verdict = st.observe(r, &self.jump_bound);
         self.seq.set(device, &st);
-        self.seen[device.get()].last_received = received.into();
+        self.seen[device.get()].last_received = Some(received);
         batch.touch_device(device);
         let stats = &mut batch.stats;
         let (re, rx, repair) = match verdict {

@@ -117,7 +117,7 @@ impl BatchWriter {
         let journal = plan.journal.and_then(|seq| {
             let changes = journal::Changes {
                 devices: changed_devices(core, &batch.devices)
-                    .map(|(id, st, seen)| (id, st, seen.last_received.get(), seen.online))
+                    .map(|(id, st, seen)| (id, st, seen.last_received, seen.online))
                     .collect(),
                 spaces: changed_spaces(core, &batch.spaces)
                     .map(|(id, _, c)| (id, c))
@@ -408,7 +408,7 @@ impl StateRows {
         }
         for (id, st, seen) in changed_devices(core, devices) {
             rows.devices
-                .push(id.to_owned(), &st, seen.last_received.get(), seen.online);
+                .push(id.to_owned(), &st, seen.last_received, seen.online);
         }
         for (id, day, c) in changed_spaces(core, spaces) {
             rows.spaces.push(id.to_owned(), day, c);

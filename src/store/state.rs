@@ -207,7 +207,7 @@ pub async fn load_state(client: &Client, core: &mut Core) -> Result<(), StoreErr
             continue;
         };
         core.seq.set(d, &row.seq);
-        core.seen[d.get()].last_received = row.last_received.into();
+        core.seen[d.get()].last_received = row.last_received;
         core.seen[d.get()].online = row.online;
     }
     for row in query_as::<SpaceStateRow, _>(client, sql::LOAD_SPACE_STATE, &[]).await? {

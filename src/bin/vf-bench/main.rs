@@ -2,9 +2,11 @@
 //! service and runs `vf-bench run`, which starts a private PostgreSQL and a fresh Mosquitto per
 //! measured run, drives the real `visitorflow` binary and the reference tools on the same streams
 //! and prints every figure as a median ratio (docs/performance.md). The other subcommands are the
-//! helper processes it spawns, separate so their CPU can be read from `/proc`.
+//! helper processes it spawns, separate so their CPU can be read from `/proc`, and `pipeline`,
+//! the service's own work on a report in-process, for instruction counts under callgrind.
 
 mod env;
+mod pipeline;
 mod procs;
 mod publish;
 mod rawpath;
@@ -32,6 +34,9 @@ enum Cmd {
     Publish(publish::PublishOpts),
     /// The bare rumqttc reference subscriber: counts and acknowledges.
     CountSub(subscribe::CountSubOpts),
+    /// The service's own work on each report (routing, decoding, de-duplication, occupancy,
+    /// minute buckets) in-process, without broker or database: run it under callgrind.
+    Pipeline(pipeline::PipelineOpts),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
             Cmd::Run(o) => scenarios::run(o).await,
             Cmd::Publish(o) => publish::run(o).await.map(|()| ExitCode::SUCCESS),
             Cmd::CountSub(o) => subscribe::run(o).await.map(|()| ExitCode::SUCCESS),
+            Cmd::Pipeline(o) => pipeline::run(&o).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
