@@ -87,8 +87,8 @@ struct Cell {
 }
 
 const HAS_SEQ: u8 = 1;
-const ONLINE_KNOWN: u8 = 4;
-const ONLINE: u8 = 8;
+const ONLINE_KNOWN: u8 = 2;
+const ONLINE: u8 = 4;
 
 fn narrow(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
