@@ -15,10 +15,6 @@ impl Stamp {
     pub fn get(self) -> Option<DateTime<Utc>> {
         (self != Self::NONE).then(|| DateTime::from_timestamp_nanos(self.0))
     }
-
-    pub fn is_some(self) -> bool {
-        self != Self::NONE
-    }
 }
 
 impl Default for Stamp {
