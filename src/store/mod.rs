@@ -252,8 +252,15 @@ async fn note_server(client: &Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Longest wait for a pooled connection, for creating one, and for checking one before reuse.
+/// Longest wait for a pooled connection, and for creating one.
 const POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest check of a pooled connection before reuse (an empty query: milliseconds when the
+/// server answers). A network fault can leave every pooled connection open but dead; each one
+/// costs a request this long before it is replaced, so eight of them must fit within one
+/// request's timeout (`[http] request_timeout_ms`, 10 s): at 5 s, two did, and `/readyz`
+/// answered 408 for half a minute after a black hole.
+const RECYCLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The read pool used by the API and maintenance. A connection is checked (an empty query) before
 /// reuse, under a timeout: one that a network fault left open but dead (no RST, no FIN) is then
@@ -271,7 +278,7 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .wait_timeout(Some(POOL_TIMEOUT))
         .create_timeout(Some(POOL_TIMEOUT))
-        .recycle_timeout(Some(POOL_TIMEOUT))
+        .recycle_timeout(Some(RECYCLE_TIMEOUT))
         .build()
         .map_err(|e| StoreError::Pool(e.to_string()))
 }
